@@ -1,0 +1,25 @@
+//! Pure load-plan logic shared by the coordinator and the workers.
+//!
+//! Nothing here knows about tokio, tonic or sockets, so all of it is tested
+//! fast and exhaustively:
+//!
+//! - [`model`]: the domain types of a plan (target, load settings, stages) and
+//!   their validation, the single place that says what a sane plan is.
+//! - [`rate`]: the whole-cluster rate curve built from the stages, its integral
+//!   (how many requests are due by time *t*) and the inverse (when request *k*
+//!   is due).
+//! - [`partition`]: splitting the one global arrival sequence into interleaved
+//!   shares proportional to worker weights (the idea of k6's execution
+//!   segments).
+//! - [`schedule`]: the send times of one worker's share, uniform or Poisson,
+//!   identical to what a single perfect generator would send.
+
+pub mod model;
+pub mod partition;
+pub mod rate;
+pub mod schedule;
+
+pub use model::{Arrival, Load, Plan, PlanError, Protocol, Stage, Target};
+pub use partition::{Partition, PartitionError, Share};
+pub use rate::RateCurve;
+pub use schedule::ShareSchedule;

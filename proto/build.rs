@@ -1,0 +1,15 @@
+//! Compiles `volley/v1/*.proto` with protox (pure Rust, no system `protoc`)
+//! into `OUT_DIR`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["volley/v1/volley.proto"];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let fds = protox::compile(protos, ["."])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

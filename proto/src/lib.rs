@@ -1,0 +1,1 @@
+pub mod pb { tonic::include_proto!("volley.v1"); }
