@@ -152,7 +152,10 @@ impl Plan {
         if t.method.is_empty() || !t.method.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(PlanError::new(
                 "target.method",
-                format!("expected an HTTP method such as GET or POST, got {:?}", t.method),
+                format!(
+                    "expected an HTTP method such as GET or POST, got {:?}",
+                    t.method
+                ),
             ));
         }
         if t.body_size > MAX_BODY {
@@ -164,7 +167,10 @@ impl Plan {
         if t.timeout.is_zero() || t.timeout > Duration::from_secs(3600) {
             return Err(PlanError::new(
                 "target.timeout",
-                format!("expected a duration between 1ms and 1h, got {:?}", t.timeout),
+                format!(
+                    "expected a duration between 1ms and 1h, got {:?}",
+                    t.timeout
+                ),
             ));
         }
         for (i, (name, value)) in t.headers.iter().enumerate() {
@@ -199,12 +205,18 @@ impl Plan {
             ));
         }
         if self.stages.is_empty() {
-            return Err(PlanError::new("stages", "expected at least one [[stages]] table"));
+            return Err(PlanError::new(
+                "stages",
+                "expected at least one [[stages]] table",
+            ));
         }
         if self.stages.len() > MAX_STAGES {
             return Err(PlanError::new(
                 "stages",
-                format!("expected at most {MAX_STAGES} stages, got {}", self.stages.len()),
+                format!(
+                    "expected at most {MAX_STAGES} stages, got {}",
+                    self.stages.len()
+                ),
             ));
         }
         for (i, s) in self.stages.iter().enumerate() {
@@ -212,20 +224,28 @@ impl Plan {
             if s.duration.is_zero() || s.duration > MAX_STAGE {
                 return Err(PlanError::new(
                     f("duration"),
-                    format!("expected a duration between 1ms and 30 days, got {:?}", s.duration),
+                    format!(
+                        "expected a duration between 1ms and 30 days, got {:?}",
+                        s.duration
+                    ),
                 ));
             }
             for (name, r) in [("from", s.from_rps), ("to", s.to_rps)] {
                 if !r.is_finite() || !(0.0..=MAX_RPS).contains(&r) {
                     return Err(PlanError::new(
                         f(if s.from_rps == s.to_rps { "rate" } else { name }),
-                        format!("expected a rate between 0 and {MAX_RPS} requests per second, got {r}"),
+                        format!(
+                            "expected a rate between 0 and {MAX_RPS} requests per second, got {r}"
+                        ),
                     ));
                 }
             }
         }
         if self.duration() > MAX_RUN {
-            return Err(PlanError::new("stages", "the whole run may last at most 31 days"));
+            return Err(PlanError::new(
+                "stages",
+                "the whole run may last at most 31 days",
+            ));
         }
         Ok(())
     }
@@ -242,7 +262,9 @@ pub fn validate_http_url(url: &str) -> Result<(), String> {
         return Err(format!("expected a host after http:// in {url:?}"));
     }
     if authority.contains('@') || url.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(format!("{url:?} contains characters a request line cannot carry"));
+        return Err(format!(
+            "{url:?} contains characters a request line cannot carry"
+        ));
     }
     if let Some((_, port)) = authority.rsplit_once(':') {
         if !authority.ends_with(']') && port.parse::<u16>().map_or(true, |p| p == 0) {

@@ -224,7 +224,10 @@ mod tests {
     #[test]
     fn equal_weights_round_robin() {
         let p = Partition::new(&[1, 1, 1]).unwrap();
-        assert_eq!((0..6).map(|k| p.owner(k)).collect::<Vec<_>>(), vec![0, 1, 2, 0, 1, 2]);
+        assert_eq!(
+            (0..6).map(|k| p.owner(k)).collect::<Vec<_>>(),
+            vec![0, 1, 2, 0, 1, 2]
+        );
         // Weights are reduced by their gcd: 5,5,5 is the same partition.
         assert_eq!(Partition::new(&[5, 5, 5]).unwrap(), p);
     }
@@ -261,22 +264,49 @@ mod tests {
         assert_eq!(Partition::new(&[]), Err(PartitionError::Empty));
         assert_eq!(
             Partition::new(&[1, 0]),
-            Err(PartitionError::BadWeight { index: 1, weight: 0 })
+            Err(PartitionError::BadWeight {
+                index: 1,
+                weight: 0
+            })
         );
-        assert!(matches!(Partition::new(&[1001]), Err(PartitionError::BadWeight { .. })));
+        assert!(matches!(
+            Partition::new(&[1001]),
+            Err(PartitionError::BadWeight { .. })
+        ));
     }
 
     #[test]
     fn shares_from_the_network_are_validated() {
-        let ok = Share { cycle: 3, slots: vec![0, 2] };
+        let ok = Share {
+            cycle: 3,
+            slots: vec![0, 2],
+        };
         ok.validate().unwrap();
         for bad in [
-            Share { cycle: 0, slots: vec![0] },
-            Share { cycle: 3, slots: vec![] },
-            Share { cycle: 3, slots: vec![2, 1] },
-            Share { cycle: 3, slots: vec![1, 1] },
-            Share { cycle: 3, slots: vec![3] },
-            Share { cycle: MAX_CYCLE + 1, slots: vec![0] },
+            Share {
+                cycle: 0,
+                slots: vec![0],
+            },
+            Share {
+                cycle: 3,
+                slots: vec![],
+            },
+            Share {
+                cycle: 3,
+                slots: vec![2, 1],
+            },
+            Share {
+                cycle: 3,
+                slots: vec![1, 1],
+            },
+            Share {
+                cycle: 3,
+                slots: vec![3],
+            },
+            Share {
+                cycle: MAX_CYCLE + 1,
+                slots: vec![0],
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

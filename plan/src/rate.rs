@@ -209,7 +209,11 @@ mod tests {
 
     #[test]
     fn zero_rate_stages_are_skipped() {
-        let c = RateCurve::new(&[stage(2.0, 10.0, 10.0), stage(3.0, 0.0, 0.0), stage(1.0, 10.0, 10.0)]);
+        let c = RateCurve::new(&[
+            stage(2.0, 10.0, 10.0),
+            stage(3.0, 0.0, 0.0),
+            stage(1.0, 10.0, 10.0),
+        ]);
         assert_eq!(c.uniform_total(), 30);
         let mut h = 0;
         assert!((c.time_of(19.0, &mut h).unwrap() - 1.9).abs() < 1e-12);

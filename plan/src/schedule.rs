@@ -155,7 +155,12 @@ mod tests {
 
     #[test]
     fn union_of_workers_equals_single_generator() {
-        let c = curve(&[(3.0, 500.0, 500.0), (2.0, 500.0, 2000.0), (1.0, 0.0, 0.0), (1.0, 300.0, 300.0)]);
+        let c = curve(&[
+            (3.0, 500.0, 500.0),
+            (2.0, 500.0, 2000.0),
+            (1.0, 0.0, 0.0),
+            (1.0, 300.0, 300.0),
+        ]);
         for arrival in [Arrival::Uniform, Arrival::Poisson] {
             let single = merged(&c, &[1], arrival, 42);
             for weights in [vec![1, 1, 1], vec![3, 1, 2, 7], vec![1; 64]] {
@@ -167,7 +172,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(merged(&c, &[1], Arrival::Uniform, 0).len() as u64, c.uniform_total());
+        assert_eq!(
+            merged(&c, &[1], Arrival::Uniform, 0).len() as u64,
+            c.uniform_total()
+        );
     }
 
     #[test]
@@ -185,8 +193,10 @@ mod tests {
     #[test]
     fn poisson_is_reproducible_and_seed_dependent() {
         let c = curve(&[(5.0, 1000.0, 1000.0)]);
-        let a: Vec<_> = ShareSchedule::new(c.clone(), Share::whole(), Arrival::Poisson, 1).collect();
-        let b: Vec<_> = ShareSchedule::new(c.clone(), Share::whole(), Arrival::Poisson, 1).collect();
+        let a: Vec<_> =
+            ShareSchedule::new(c.clone(), Share::whole(), Arrival::Poisson, 1).collect();
+        let b: Vec<_> =
+            ShareSchedule::new(c.clone(), Share::whole(), Arrival::Poisson, 1).collect();
         let other: Vec<_> = ShareSchedule::new(c, Share::whole(), Arrival::Poisson, 2).collect();
         assert_eq!(a, b);
         assert_ne!(a, other);
@@ -208,9 +218,15 @@ mod tests {
             .map(|(_, t)| t)
             .collect();
         for s in 0..10 {
-            let n = times.iter().filter(|&&t| t >= s as f64 && t < (s + 1) as f64).count();
+            let n = times
+                .iter()
+                .filter(|&&t| t >= s as f64 && t < (s + 1) as f64)
+                .count();
             let expect = 100 * s + 50;
-            assert!((n as i64 - expect as i64).abs() <= 1, "second {s}: {n} vs {expect}");
+            assert!(
+                (n as i64 - expect as i64).abs() <= 1,
+                "second {s}: {n} vs {expect}"
+            );
         }
     }
 }

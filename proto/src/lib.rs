@@ -1,1 +1,29 @@
-pub mod pb { tonic::include_proto!("volley.v1"); }
+//! Volley's wire format and the helpers at its edge.
+//!
+//! - [`pb`]: the generated gRPC types and services (`volley/v1/volley.proto`,
+//!   compiled by protox in `build.rs`; nothing generated lives under `src/`).
+//! - [`histogram`]: the one histogram shape Volley records into, and its
+//!   HdrHistogram V2 + DEFLATE encoding with bounded decoding.
+//! - [`clock`]: wall-clock nanoseconds since the Unix epoch, the only time
+//!   representation that crosses the wire.
+//! - [`convert`]: wire messages to the domain types of `volley-plan` and
+//!   back, validated in one place.
+//! - [`auth`]: the shared-token check both services use.
+
+pub mod auth;
+pub mod clock;
+pub mod convert;
+pub mod histogram;
+
+/// Generated protobuf and gRPC code for `volley.v1`.
+#[allow(clippy::all, missing_docs, unused_qualifications)]
+pub mod pb {
+    tonic::include_proto!("volley.v1");
+}
+
+/// Protocol version carried in `Hello`; a coordinator refuses any other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest gRPC message either side accepts (an interval report carries two
+/// compressed histograms, a few KiB each; a scenario is a small TOML file).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;

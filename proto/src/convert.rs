@@ -1,0 +1,184 @@
+//! Wire messages to domain types and back. Everything that arrives from the
+//! network is validated here, through the same [`Plan::validate`] the
+//! scenario parser uses.
+
+use crate::pb;
+use std::time::Duration;
+use volley_plan::{Arrival, Load, Plan, PlanError, Protocol, Share, Stage, Target};
+
+impl From<&Plan> for pb::Plan {
+    fn from(p: &Plan) -> Self {
+        pb::Plan {
+            target: Some(pb::Target {
+                url: p.target.url.clone(),
+                protocol: p.target.protocol.as_str().to_string(),
+                method: p.target.method.clone(),
+                body_size: p.target.body_size,
+                timeout_nanos: p.target.timeout.as_nanos() as u64,
+                headers: p
+                    .target
+                    .headers
+                    .iter()
+                    .map(|(name, value)| pb::Header {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+            }),
+            load: Some(pb::Load {
+                connections: p.load.connections,
+                max_in_flight: p.load.max_in_flight,
+                arrival: p.load.arrival.as_str().to_string(),
+                seed: p.load.seed,
+            }),
+            stages: p
+                .stages
+                .iter()
+                .map(|s| pb::Stage {
+                    name: s.name.clone(),
+                    duration_nanos: s.duration.as_nanos() as u64,
+                    from_rps: s.from_rps,
+                    to_rps: s.to_rps,
+                    burst: s.burst,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<pb::Plan> for Plan {
+    type Error = PlanError;
+
+    fn try_from(p: pb::Plan) -> Result<Self, PlanError> {
+        let t = p
+            .target
+            .ok_or_else(|| PlanError::new("target", "missing"))?;
+        let l = p.load.ok_or_else(|| PlanError::new("load", "missing"))?;
+        let plan = Plan {
+            target: Target {
+                url: t.url,
+                protocol: Protocol::parse(&t.protocol).ok_or_else(|| {
+                    PlanError::new(
+                        "target.protocol",
+                        format!("unknown protocol {:?}", t.protocol),
+                    )
+                })?,
+                method: t.method,
+                body_size: t.body_size,
+                timeout: Duration::from_nanos(t.timeout_nanos),
+                headers: t.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            },
+            load: Load {
+                connections: l.connections,
+                max_in_flight: l.max_in_flight,
+                arrival: Arrival::parse(&l.arrival).ok_or_else(|| {
+                    PlanError::new("load.arrival", format!("unknown arrival {:?}", l.arrival))
+                })?,
+                seed: l.seed,
+            },
+            stages: p
+                .stages
+                .into_iter()
+                .map(|s| Stage {
+                    name: s.name,
+                    duration: Duration::from_nanos(s.duration_nanos),
+                    from_rps: s.from_rps,
+                    to_rps: s.to_rps,
+                    burst: s.burst,
+                })
+                .collect(),
+        };
+        plan.validate()?;
+        Ok(plan)
+    }
+}
+
+impl From<&Share> for pb::Share {
+    fn from(s: &Share) -> Self {
+        pb::Share {
+            cycle: s.cycle,
+            slots: s.slots.clone(),
+            worker_index: 0,
+            worker_count: 0,
+        }
+    }
+}
+
+impl TryFrom<pb::Share> for Share {
+    type Error = volley_plan::PartitionError;
+
+    fn try_from(s: pb::Share) -> Result<Self, Self::Error> {
+        let share = Share {
+            cycle: s.cycle,
+            slots: s.slots,
+        };
+        share.validate()?;
+        Ok(share)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        Plan {
+            target: Target {
+                url: "http://127.0.0.1:1/x".into(),
+                protocol: Protocol::Http1,
+                method: "POST".into(),
+                body_size: 512,
+                timeout: Duration::from_millis(1500),
+                headers: vec![("x-a".into(), "1".into())],
+            },
+            load: Load {
+                connections: 8,
+                max_in_flight: 100,
+                arrival: Arrival::Poisson,
+                seed: 9,
+            },
+            stages: vec![Stage {
+                name: "ramp".into(),
+                duration: Duration::from_secs(3),
+                from_rps: 10.0,
+                to_rps: 20.0,
+                burst: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn plan_round_trips() {
+        let p = plan();
+        assert_eq!(Plan::try_from(pb::Plan::from(&p)).unwrap(), p);
+    }
+
+    #[test]
+    fn bad_wire_plans_are_refused_with_the_field() {
+        let mut w = pb::Plan::from(&plan());
+        w.target.as_mut().unwrap().protocol = "smtp".into();
+        assert_eq!(Plan::try_from(w).unwrap_err().field, "target.protocol");
+        let mut w = pb::Plan::from(&plan());
+        w.stages[0].from_rps = f64::INFINITY;
+        assert_eq!(Plan::try_from(w).unwrap_err().field, "stages[0].from");
+        let mut w = pb::Plan::from(&plan());
+        w.load = None;
+        assert_eq!(Plan::try_from(w).unwrap_err().field, "load");
+    }
+
+    #[test]
+    fn share_round_trips_and_validates() {
+        let s = Share {
+            cycle: 4,
+            slots: vec![1, 3],
+        };
+        assert_eq!(Share::try_from(pb::Share::from(&s)).unwrap(), s);
+        let bad = pb::Share {
+            cycle: 4,
+            slots: vec![3, 1],
+            worker_index: 0,
+            worker_count: 0,
+        };
+        assert!(Share::try_from(bad).is_err());
+    }
+}
