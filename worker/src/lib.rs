@@ -1,1 +1,15 @@
-pub fn placeholder() {}
+//! The Volley worker: the traffic engine, its session with the coordinator,
+//! and the built-in target server.
+//!
+//! - [`engine`]: open-model, coordinated-omission-correct traffic with
+//!   per-second HdrHistograms.
+//! - [`session`]: the gRPC session a worker holds with its coordinator
+//!   (hello, heartbeats, clock pings, assignments, interval reports).
+//! - [`config`]: the worker's settings, free of clap.
+
+pub mod config;
+pub mod engine;
+pub mod session;
+
+pub use config::WorkerConfig;
+pub use session::run;

@@ -1,0 +1,197 @@
+//! The open-model traffic engine.
+//!
+//! One OS thread per engine runs a current-thread tokio runtime with a
+//! scheduler task and a pool of connection tasks. The scheduler wakes at most
+//! every millisecond, hands every request that is due to the pool with its
+//! *scheduled* time, and never waits for replies (open model). Latency is
+//! measured from that scheduled time, so a stalled target shows in the
+//! latency of every request that was due during the stall (coordinated
+//! omission corrected, as wrk2 and Hyperfoil do). A request due while the
+//! worker already has `max_in_flight` outstanding is counted as dropped,
+//! never silently skipped.
+//!
+//! - [`http1`]: the request template and response reader.
+//! - [`conn`]: connection tasks and the job queue.
+//! - [`recorder`]: per-second counters and histograms.
+//! - [`outcome`]: the error kinds.
+
+pub mod conn;
+pub mod http1;
+pub mod outcome;
+pub mod recorder;
+
+use conn::{Job, Shared};
+use recorder::{IntervalData, Totals};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::{sleep_until, Instant};
+use volley_plan::{Plan, RateCurve, Share, ShareSchedule};
+
+/// Longest the scheduler sleeps, so a stop request is seen quickly even in a
+/// stage with no traffic.
+const MAX_NAP: Duration = Duration::from_millis(20);
+/// How long an aborted run waits for requests already on the wire.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
+
+/// What the engine reports to its session.
+#[derive(Debug)]
+pub enum EngineEvent {
+    Interval(Box<IntervalData>),
+    Finished(Totals),
+}
+
+/// Everything an engine needs, resolved and validated beforehand.
+#[derive(Debug, Clone)]
+pub struct EngineSetup {
+    pub plan: Plan,
+    pub share: Share,
+    pub addr: SocketAddr,
+}
+
+/// A running engine: stop it, or wait for it.
+pub struct EngineHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EngineHandle {
+    /// Asks the engine to stop sending; it drains and reports `Finished`.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts an engine thread whose t = 0 is `start` (a std `Instant` on this
+/// machine's monotonic clock).
+pub fn start(
+    setup: EngineSetup,
+    start: std::time::Instant,
+    events: UnboundedSender<EngineEvent>,
+) -> std::io::Result<EngineHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("volley-engine".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime builds");
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, run(setup, Instant::from_std(start), stop2, events));
+        })?;
+    Ok(EngineHandle {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+async fn run(setup: EngineSetup, start: Instant, stop: Arc<AtomicBool>, events: UnboundedSender<EngineEvent>) {
+    let plan = &setup.plan;
+    let template = match http1::RequestTemplate::new(&plan.target) {
+        Ok(t) => t,
+        Err(_) => {
+            // Validated before the engine starts; nothing to send.
+            let _ = events.send(EngineEvent::Finished(Totals::default()));
+            return;
+        }
+    };
+    let max_in_flight = u64::from(plan.load.max_in_flight);
+    let timeout = plan.target.timeout;
+    let sh = Shared::new(setup.addr, template, timeout, plan.load.connections as usize);
+    let curve = RateCurve::new(&plan.stages);
+    let mut schedule = ShareSchedule::new(curve, setup.share.clone(), plan.load.arrival, plan.load.seed);
+    let mut next = schedule.next();
+    let mut boundary = start + Duration::from_secs(1);
+    let emit = |sh: &Shared| {
+        let data = sh.rec.borrow_mut().rotate();
+        let _ = events.send(EngineEvent::Interval(Box::new(data)));
+    };
+
+    sleep_until(start).await;
+    let mut aborted = false;
+    'schedule: loop {
+        if stop.load(Ordering::Acquire) {
+            aborted = true;
+            break;
+        }
+        let now = Instant::now();
+        while let Some((_, t)) = next {
+            let due = start + Duration::from_secs_f64(t);
+            if due > now {
+                break;
+            }
+            // Requests due before a boundary belong to the interval it ends.
+            while due >= boundary {
+                emit(&sh);
+                boundary += Duration::from_secs(1);
+            }
+            let mut rec = sh.rec.borrow_mut();
+            rec.intended();
+            if rec.totals.outstanding() > max_in_flight {
+                rec.dropped();
+            } else {
+                drop(rec);
+                sh.submit(Job { sched: due });
+            }
+            next = schedule.next();
+        }
+        while now >= boundary {
+            emit(&sh);
+            boundary += Duration::from_secs(1);
+        }
+        let Some((_, t)) = next else {
+            break 'schedule;
+        };
+        let due = start + Duration::from_secs_f64(t);
+        sleep_until(due.min(boundary).min(now + MAX_NAP)).await;
+    }
+
+    // Drain: let what is queued and on the wire finish, still closing
+    // intervals on their boundaries. Queued jobs time out by themselves
+    // (see `conn::serve`), so this is bounded by about twice the timeout.
+    if aborted {
+        let n = sh.clear_queue() as u64;
+        let mut rec = sh.rec.borrow_mut();
+        for _ in 0..n {
+            rec.dropped();
+        }
+    }
+    let grace = if aborted { ABORT_GRACE.min(timeout) } else { timeout * 2 + Duration::from_secs(1) };
+    let drain_deadline = Instant::now() + grace;
+    sh.stop();
+    loop {
+        let now = Instant::now();
+        while now >= boundary {
+            emit(&sh);
+            boundary += Duration::from_secs(1);
+        }
+        if sh.rec.borrow().totals.outstanding() == 0 || now >= drain_deadline {
+            break;
+        }
+        sleep_until(boundary.min(now + Duration::from_millis(5)).min(drain_deadline)).await;
+    }
+    // Whatever is still outstanding never got an answer: it timed out.
+    {
+        let mut rec = sh.rec.borrow_mut();
+        for _ in 0..rec.totals.outstanding() {
+            rec.error(outcome::ErrorKind::Timeout, None);
+        }
+    }
+    emit(&sh);
+    let totals = sh.rec.borrow().totals;
+    let _ = events.send(EngineEvent::Finished(totals));
+}
