@@ -1,1 +1,36 @@
+//! The Volley coordinator and the `volley` CLI.
+//!
+//! Pure logic (no tokio, no tonic):
+//! - [`scenario`]: the TOML scenario file, parsed and validated into a plan;
+//!   every error names the file, the field and what was expected.
+//! - [`merge`]: exact merge of the workers' per-second histograms.
+//! - [`report`]: the report model (the JSON contract), its building from
+//!   merged data, and its Markdown rendering.
+//! - [`wire`]: worker reports from the wire into domain types, validated.
+//! - [`registry`]: the connected workers and their run routes.
+//!
+//! Services and orchestration:
+//! - [`state`]: the coordinator's shared state.
+//! - [`service`]: the gRPC services (worker sessions, run control).
+//! - [`run`]: one run, from submission to report.
+//! - [`client`]: `volley run --coordinator`: submit, follow, write outputs.
+//! - [`local`]: the embedded default, coordinator, workers and target in one
+//!   process, talking gRPC over loopback exactly as in a cluster.
+//! - [`output`]: the run directory and the live lines.
+//! - [`exit`]: exit codes of the contract.
 
+pub mod client;
+pub mod exit;
+pub mod local;
+pub mod merge;
+pub mod output;
+pub mod registry;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod service;
+pub mod state;
+pub mod wire;
+
+pub use exit::{CliError, Exit};
+pub use state::{Coordinator, CoordinatorConfig};

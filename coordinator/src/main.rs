@@ -1,1 +1,166 @@
-fn main() {}
+//! `volley`: parses the command line, starts tracing, and calls the library.
+
+mod cli;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+use std::sync::Arc;
+use volley_coordinator::report::{markdown, Report};
+use volley_coordinator::{client, local, service, CliError, Coordinator, CoordinatorConfig, Exit};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Run(a) => runtime(None).block_on(run(a)),
+        Command::Serve(a) => runtime(None).block_on(serve(a)),
+        Command::Target(a) => {
+            let threads = a.threads.unwrap_or_else(cores);
+            runtime(Some(threads)).block_on(target(a))
+        }
+        Command::Report(a) => report(a),
+    };
+    match result {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(e) => {
+            eprintln!("volley: {e}");
+            ExitCode::from(e.exit.code())
+        }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn runtime(threads: Option<usize>) -> tokio::runtime::Runtime {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(t) = threads {
+        b.worker_threads(t.max(1));
+    }
+    b.enable_all().build().expect("tokio runtime")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
+    let live = !a.quiet;
+    let (exit, _) = match a.coordinator {
+        Some(url) => {
+            let coordinator = if url.contains("://") {
+                url
+            } else {
+                format!("http://{url}")
+            };
+            client::submit(client::SubmitOptions {
+                coordinator,
+                token: a.token.filter(|t| !t.is_empty()),
+                scenario: a.scenario,
+                min_workers: a.min_workers.max(1),
+                wait: a.wait,
+                out: a.out,
+                builtin_target_url: None,
+                live,
+            })
+            .await?
+        }
+        None => {
+            local::run(local::LocalOptions {
+                scenario: a.scenario,
+                local_workers: a.local_workers.unwrap_or_else(cores),
+                out: a.out,
+                live,
+            })
+            .await?
+        }
+    };
+    Ok(exit)
+}
+
+async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
+    let token = a.token.filter(|t| !t.is_empty());
+    if token.is_none() && !a.listen.ip().is_loopback() && !a.insecure_no_auth {
+        return Err(CliError::bad_input(format!(
+            "--listen {}: refusing to listen beyond loopback without --token (or VOLLEY_TOKEN); \
+             pass --insecure-no-auth to do it anyway",
+            a.listen
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .map_err(|e| CliError::bad_input(format!("--listen {}: {e}", a.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::incomplete(e.to_string()))?;
+    // Scripts and tests read this line to learn the port of --listen :0.
+    println!("volley: coordinator listening on {addr}");
+    let coord = Coordinator::new(CoordinatorConfig {
+        token,
+        heartbeat_timeout: a.heartbeat_timeout,
+        ..CoordinatorConfig::default()
+    });
+    service::serve(coord, listener, shutdown_signal())
+        .await
+        .map_err(|e| CliError::incomplete(format!("coordinator stopped: {e}")))?;
+    Ok(Exit::Ok)
+}
+
+async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
+    use volley_worker::target::{self, TargetConfig, TargetStats};
+    let listener = tokio::net::TcpListener::bind(a.listen)
+        .await
+        .map_err(|e| CliError::bad_input(format!("--listen {}: {e}", a.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::incomplete(e.to_string()))?;
+    println!("volley: target listening on http://{addr}/");
+    let stats = Arc::new(TargetStats::default());
+    let config = TargetConfig {
+        delay: a.delay,
+        error_rate: a.error_rate,
+        body_size: a.body_size,
+        capacity: a.capacity,
+    };
+    target::serve(listener, config, stats.clone(), shutdown_signal())
+        .await
+        .map_err(|e| CliError::incomplete(format!("target stopped: {e}")))?;
+    println!(
+        "volley: target served {} requests ({} ok, {} errors) on {} connections",
+        stats.requests(),
+        stats.ok(),
+        stats.errors(),
+        stats.connections()
+    );
+    Ok(Exit::Ok)
+}
+
+fn report(a: cli::ReportArgs) -> Result<Exit, CliError> {
+    let text = std::fs::read_to_string(&a.report)
+        .map_err(|e| CliError::bad_input(format!("{}: {e}", a.report.display())))?;
+    let r: Report = serde_json::from_str(&text).map_err(|e| {
+        CliError::bad_input(format!("{}: not a Volley report: {e}", a.report.display()))
+    })?;
+    match a.format {
+        cli::Format::Md => print!("{}", markdown::render(&r)),
+        cli::Format::Json => println!("{}", r.to_json()),
+    }
+    Ok(Exit::Ok)
+}

@@ -163,6 +163,33 @@ pub fn interval_log_line(h: &Hist, start: Duration, duration: Duration) -> Strin
     text.lines().last().unwrap_or_default().to_string()
 }
 
+/// An interval-log line from histogram bytes already in V2+DEFLATE form (as
+/// workers send them), without decoding and re-encoding: `max_ms` is the
+/// histogram's max in milliseconds, `tag` an optional `Tag=` value.
+pub fn interval_log_line_encoded(
+    encoded: &[u8],
+    start: Duration,
+    duration: Duration,
+    max_ms: f64,
+    tag: Option<&str>,
+) -> String {
+    use base64::Engine;
+    let mut line = String::with_capacity(encoded.len() * 4 / 3 + 64);
+    if let Some(tag) = tag {
+        line.push_str("Tag=");
+        line.push_str(tag);
+        line.push(',');
+    }
+    line.push_str(&format!(
+        "{:.3},{:.3},{:.3},",
+        start.as_secs_f64(),
+        duration.as_secs_f64(),
+        max_ms
+    ));
+    base64::engine::general_purpose::STANDARD.encode_string(encoded, &mut line);
+    line
+}
+
 /// The header of Volley's interval logs.
 pub fn interval_log_header(base_unix_secs: f64) -> String {
     format!(

@@ -6,10 +6,13 @@
 //! - [`session`]: the gRPC session a worker holds with its coordinator
 //!   (hello, heartbeats, clock pings, assignments, interval reports).
 //! - [`config`]: the worker's settings, free of clap.
+//! - [`target`]: the built-in target server (`volley target`) used by the
+//!   quickstart, the tests and cluster self-checks.
 
 pub mod config;
 pub mod engine;
 pub mod session;
+pub mod target;
 
 pub use config::WorkerConfig;
 pub use session::run;

@@ -22,7 +22,9 @@ use tonic::Code;
 use tracing::{debug, info, warn};
 use volley_plan::{Plan, Share};
 use volley_proto::pb::worker_message::Msg as Out;
-use volley_proto::pb::{self, coordinator_message::Msg as In, worker_session_client::WorkerSessionClient};
+use volley_proto::pb::{
+    self, coordinator_message::Msg as In, worker_session_client::WorkerSessionClient,
+};
 use volley_proto::{auth, clock, histogram, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 
 /// Reports kept while the coordinator is unreachable (one per second).
@@ -48,7 +50,10 @@ struct Run {
 }
 
 /// Runs the worker until `shutdown` completes or the coordinator refuses it.
-pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Result<(), WorkerError> {
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
     let endpoint = Endpoint::from_shared(config.coordinator.clone())
         .map_err(|e| WorkerError::BadAddress(config.coordinator.clone(), e.to_string()))?
         .connect_timeout(Duration::from_secs(3))
@@ -76,7 +81,10 @@ pub async fn run(config: WorkerConfig, shutdown: impl Future<Output = ()>) -> Re
                 debug!(cause = %why, "coordinator unreachable; retrying");
                 if since.elapsed() > config.max_outage {
                     if let Some(e) = run.as_ref().and_then(|r| r.engine.as_ref()) {
-                        warn!(outage_s = since.elapsed().as_secs(), "coordinator gone too long; stopping load");
+                        warn!(
+                            outage_s = since.elapsed().as_secs(),
+                            "coordinator gone too long; stopping load"
+                        );
                         e.stop();
                     }
                 }
@@ -115,7 +123,10 @@ async fn session(
     run: &mut Option<Run>,
     ser: &mut V2DeflateSerializer,
 ) -> Result<(), SessionEnd> {
-    let channel = endpoint.connect().await.map_err(|e| SessionEnd::Lost(e.to_string()))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| SessionEnd::Lost(e.to_string()))?;
     let mut client = WorkerSessionClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -129,7 +140,8 @@ async fn session(
     };
     let _ = tx.send(msg(Out::Hello(hello))).await;
     let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    auth::attach(&mut req, config.token.as_deref()).map_err(|s| SessionEnd::Refused(s.message().to_string()))?;
+    auth::attach(&mut req, config.token.as_deref())
+        .map_err(|s| SessionEnd::Refused(s.message().to_string()))?;
     let mut inbound = match client.session(req).await {
         Ok(r) => r.into_inner(),
         Err(s) => return Err(classify(s)),
@@ -215,10 +227,15 @@ async fn handle(
     run: &mut Option<Run>,
     heartbeat: &mut tokio::time::Interval,
 ) -> Result<(), SessionEnd> {
-    let send = |m: Out| async { tx.send(msg(m)).await.map_err(|_| SessionEnd::Lost("stream closed".into())) };
+    let send = |m: Out| async {
+        tx.send(msg(m))
+            .await
+            .map_err(|_| SessionEnd::Lost("stream closed".into()))
+    };
     match m {
         In::Welcome(w) => {
-            let every = Duration::from_millis(u64::from(w.heartbeat_interval_ms).clamp(100, 10_000));
+            let every =
+                Duration::from_millis(u64::from(w.heartbeat_interval_ms).clamp(100, 10_000));
             *heartbeat = interval(every);
             heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
             info!(coordinator = %w.coordinator_version, "connected to coordinator");
@@ -236,7 +253,12 @@ async fn handle(
             if let Some(r) = run.as_ref() {
                 if r.engine.as_ref().is_some_and(|e| !e.is_finished()) && r.id != a.run_id {
                     let error = format!("busy with run {}", r.id);
-                    return send(Out::Ready(pb::Ready { run_id: a.run_id, ok: false, error })).await;
+                    return send(Out::Ready(pb::Ready {
+                        run_id: a.run_id,
+                        ok: false,
+                        error,
+                    }))
+                    .await;
                 }
             }
             let (ok, error, setup) = match prepare(a.plan, a.share).await {
@@ -252,13 +274,20 @@ async fn handle(
                 intervals_sent: 0,
                 pending: VecDeque::new(),
             });
-            send(Out::Ready(pb::Ready { run_id: a.run_id, ok, error })).await?;
+            send(Out::Ready(pb::Ready {
+                run_id: a.run_id,
+                ok,
+                error,
+            }))
+            .await?;
         }
         In::Start(s) => {
             let Some(r) = run.as_mut().filter(|r| r.id == s.run_id) else {
                 return Ok(());
             };
-            let Some(setup) = r.setup.take() else { return Ok(()) };
+            let Some(setup) = r.setup.take() else {
+                return Ok(());
+            };
             let start = std::time::Instant::now()
                 + Duration::from_nanos(s.start_at_unix_nanos.saturating_sub(clock::unix_nanos()));
             let (etx, erx) = mpsc::unbounded_channel();
@@ -292,14 +321,26 @@ async fn handle(
 /// Validates an assignment and checks the target is reachable, so that a
 /// wrong URL fails the run before any load starts.
 async fn prepare(plan: Option<pb::Plan>, share: Option<pb::Share>) -> Result<EngineSetup, String> {
-    let plan = Plan::try_from(plan.ok_or("assignment without a plan")?).map_err(|e| format!("bad plan: {e}"))?;
-    let share = Share::try_from(share.ok_or("assignment without a share")?).map_err(|e| format!("bad share: {e}"))?;
-    let template = engine::http1::RequestTemplate::new(&plan.target)?;
-    let addr = resolve(&template.authority).await?;
+    let plan = Plan::try_from(plan.ok_or("assignment without a plan")?)
+        .map_err(|e| format!("bad plan: {e}"))?;
+    let share = Share::try_from(share.ok_or("assignment without a share")?)
+        .map_err(|e| format!("bad share: {e}"))?;
+    let authority = engine::http1::RequestTemplate::new(&plan.target)?.authority;
+    let addr = resolve(&authority).await?;
     match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(format!("target {} ({addr}) is unreachable: {e}", plan.target.url)),
-        Err(_) => return Err(format!("target {} ({addr}) did not accept a connection within 3s", plan.target.url)),
+        Ok(Err(e)) => {
+            return Err(format!(
+                "target {} ({addr}) is unreachable: {e}",
+                plan.target.url
+            ))
+        }
+        Err(_) => {
+            return Err(format!(
+                "target {} ({addr}) did not accept a connection within 3s",
+                plan.target.url
+            ))
+        }
     }
     Ok(EngineSetup { plan, share, addr })
 }
@@ -334,7 +375,13 @@ fn event_message(r: &mut Run, ev: EngineEvent, ser: &mut V2DeflateSerializer) ->
             msg(Out::Interval(interval_report(&r.id, &d, ser)))
         }
         EngineEvent::Finished(t) => {
-            debug!(intended = t.intended, ok = t.ok, errors = t.errors, dropped = t.dropped, "run finished");
+            debug!(
+                intended = t.intended,
+                ok = t.ok,
+                errors = t.errors,
+                dropped = t.dropped,
+                "run finished"
+            );
             msg(Out::Done(pb::Done {
                 run_id: r.id.clone(),
                 intervals: r.intervals_sent,
@@ -344,7 +391,11 @@ fn event_message(r: &mut Run, ev: EngineEvent, ser: &mut V2DeflateSerializer) ->
     }
 }
 
-fn interval_report(run_id: &str, d: &IntervalData, ser: &mut V2DeflateSerializer) -> pb::IntervalReport {
+fn interval_report(
+    run_id: &str,
+    d: &IntervalData,
+    ser: &mut V2DeflateSerializer,
+) -> pb::IntervalReport {
     let mut latency = Vec::new();
     let mut service = Vec::new();
     histogram::encode_into(&d.latency, ser, &mut latency);

@@ -37,7 +37,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(addr: SocketAddr, template: RequestTemplate, timeout: Duration, max_conns: usize) -> Rc<Shared> {
+    pub fn new(
+        addr: SocketAddr,
+        template: RequestTemplate,
+        timeout: Duration,
+        max_conns: usize,
+    ) -> Rc<Shared> {
         Rc::new(Shared {
             queue: RefCell::new(VecDeque::with_capacity(1024)),
             rec: RefCell::new(Recorder::default()),
@@ -142,14 +147,20 @@ async fn serve(sh: &Shared, job: Job, stream: &mut Option<TcpStream>, reader: &m
             counted_sent = true;
         }
         let send = Instant::now();
-        let result = timeout_at(deadline, reader.exchange(s, &sh.template.bytes, sh.template.is_head)).await;
+        let result = timeout_at(
+            deadline,
+            reader.exchange(s, &sh.template.bytes, sh.template.is_head),
+        )
+        .await;
         let now = Instant::now();
         match result {
             Ok(Ok(info)) => {
                 if info.status < 400 {
                     sh.rec.borrow_mut().ok(now - job.sched, now - send);
                 } else {
-                    sh.rec.borrow_mut().error(ErrorKind::Status, Some(info.status));
+                    sh.rec
+                        .borrow_mut()
+                        .error(ErrorKind::Status, Some(info.status));
                 }
                 if info.close {
                     *stream = None;

@@ -37,7 +37,10 @@ impl RequestTemplate {
         } else {
             path.to_string()
         };
-        let connect_to = if authority.rsplit_once(':').is_some_and(|(_, p)| !p.ends_with(']')) {
+        let connect_to = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.ends_with(']'))
+        {
             authority.to_string()
         } else {
             format!("{authority}:80")
@@ -77,7 +80,9 @@ impl RequestTemplate {
 pub enum ReadError {
     /// The peer closed the connection; `clean` when it did so before sending a
     /// single byte of this response (a stale keep-alive connection).
-    Closed { clean: bool },
+    Closed {
+        clean: bool,
+    },
     Io(io::Error),
     Malformed(&'static str),
 }
@@ -113,10 +118,15 @@ impl Reader {
         request: &[u8],
         is_head: bool,
     ) -> Result<ResponseInfo, ReadError> {
-        stream.write_all(request).await.map_err(|e| match e.kind() {
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => ReadError::Closed { clean: true },
-            _ => ReadError::Io(e),
-        })?;
+        stream
+            .write_all(request)
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+                    ReadError::Closed { clean: true }
+                }
+                _ => ReadError::Io(e),
+            })?;
         self.read_response(stream, is_head).await
     }
 
@@ -187,7 +197,8 @@ impl Reader {
                                 }
                             }
                         }
-                        if is_head || status == 204 || status == 304 || (100..200).contains(&status) {
+                        if is_head || status == 204 || status == 304 || (100..200).contains(&status)
+                        {
                             body = Body::None;
                         } else if chunked {
                             body = Body::Chunked;
@@ -236,7 +247,11 @@ impl Reader {
         }
     }
 
-    async fn skip<S: AsyncRead + Unpin>(&mut self, stream: &mut S, mut left: u64) -> Result<(), ReadError> {
+    async fn skip<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+        mut left: u64,
+    ) -> Result<(), ReadError> {
         loop {
             let have = (self.end - self.pos) as u64;
             if have >= left {
@@ -254,7 +269,10 @@ impl Reader {
     /// Reads one CRLF-terminated line's length (including CRLF) at `pos`.
     async fn line<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> Result<usize, ReadError> {
         loop {
-            if let Some(i) = self.buf[self.pos..self.end].windows(2).position(|w| w == b"\r\n") {
+            if let Some(i) = self.buf[self.pos..self.end]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+            {
                 return Ok(i + 2);
             }
             if self.end - self.pos > 4096 {
@@ -266,7 +284,10 @@ impl Reader {
         }
     }
 
-    async fn skip_chunked<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> Result<(), ReadError> {
+    async fn skip_chunked<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+    ) -> Result<(), ReadError> {
         loop {
             let n = self.line(stream).await?;
             let line = &self.buf[self.pos..self.pos + n - 2];
@@ -310,14 +331,20 @@ mod tests {
 
     #[test]
     fn request_template() {
-        let t = RequestTemplate::new(&target("http://example.test:8080/a/b?c=1", "POST", 3)).unwrap();
+        let t =
+            RequestTemplate::new(&target("http://example.test:8080/a/b?c=1", "POST", 3)).unwrap();
         let s = std::str::from_utf8(&t.bytes).unwrap();
-        assert!(s.starts_with("POST /a/b?c=1 HTTP/1.1\r\nHost: example.test:8080\r\n"), "{s}");
+        assert!(
+            s.starts_with("POST /a/b?c=1 HTTP/1.1\r\nHost: example.test:8080\r\n"),
+            "{s}"
+        );
         assert!(s.contains("X-Test: 1\r\n"));
         assert!(s.ends_with("Content-Length: 3\r\n\r\nabc"));
         assert_eq!(t.authority, "example.test:8080");
         let t = RequestTemplate::new(&target("http://h", "GET", 0)).unwrap();
-        assert!(std::str::from_utf8(&t.bytes).unwrap().starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
+        assert!(std::str::from_utf8(&t.bytes)
+            .unwrap()
+            .starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
         assert_eq!(t.authority, "h:80");
     }
 
@@ -331,7 +358,11 @@ mod tests {
         let mut r = Reader::default();
         let mut out = Vec::new();
         for _ in 0..n {
-            out.push(r.read_response(&mut client, false).await.map_err(|e| format!("{e:?}")));
+            out.push(
+                r.read_response(&mut client, false)
+                    .await
+                    .map_err(|e| format!("{e:?}")),
+            );
         }
         out
     }
@@ -347,8 +378,20 @@ mod tests {
             2,
         )
         .await;
-        assert_eq!(out[0].as_ref().unwrap(), &ResponseInfo { status: 200, close: false });
-        assert_eq!(out[1].as_ref().unwrap(), &ResponseInfo { status: 503, close: true });
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &ResponseInfo {
+                status: 200,
+                close: false
+            }
+        );
+        assert_eq!(
+            out[1].as_ref().unwrap(),
+            &ResponseInfo {
+                status: 503,
+                close: true
+            }
+        );
     }
 
     #[tokio::test]
@@ -369,17 +412,33 @@ mod tests {
     #[tokio::test]
     async fn body_until_close() {
         let out = read_all(vec![b"HTTP/1.0 200 OK\r\n\r\nall of it"], 1).await;
-        assert_eq!(out[0].as_ref().unwrap(), &ResponseInfo { status: 200, close: true });
+        assert_eq!(
+            out[0].as_ref().unwrap(),
+            &ResponseInfo {
+                status: 200,
+                close: true
+            }
+        );
     }
 
     #[tokio::test]
     async fn broken_responses_are_errors() {
         let out = read_all(vec![b"SSH-2.0-OpenSSH\r\n\r\n"], 1).await;
         assert!(out[0].as_ref().unwrap_err().contains("Malformed"));
-        let out = read_all(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"], 1).await;
-        assert!(out[0].as_ref().unwrap_err().contains("Closed { clean: false }"));
+        let out = read_all(
+            vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"],
+            1,
+        )
+        .await;
+        assert!(out[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("Closed { clean: false }"));
         let out = read_all(vec![], 1).await;
-        assert!(out[0].as_ref().unwrap_err().contains("Closed { clean: true }"));
+        assert!(out[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("Closed { clean: true }"));
         let out = read_all(vec![b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"], 1).await;
         assert!(out[0].as_ref().unwrap_err().contains("Content-Length"));
     }
@@ -396,7 +455,10 @@ mod tests {
                 }
             }
         });
-        let err = Reader::default().read_response(&mut client, false).await.unwrap_err();
+        let err = Reader::default()
+            .read_response(&mut client, false)
+            .await
+            .unwrap_err();
         assert!(matches!(err, ReadError::Malformed(_)), "{err:?}");
     }
 }

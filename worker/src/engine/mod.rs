@@ -99,7 +99,12 @@ pub fn start(
     })
 }
 
-async fn run(setup: EngineSetup, start: Instant, stop: Arc<AtomicBool>, events: UnboundedSender<EngineEvent>) {
+async fn run(
+    setup: EngineSetup,
+    start: Instant,
+    stop: Arc<AtomicBool>,
+    events: UnboundedSender<EngineEvent>,
+) {
     let plan = &setup.plan;
     let template = match http1::RequestTemplate::new(&plan.target) {
         Ok(t) => t,
@@ -111,9 +116,19 @@ async fn run(setup: EngineSetup, start: Instant, stop: Arc<AtomicBool>, events: 
     };
     let max_in_flight = u64::from(plan.load.max_in_flight);
     let timeout = plan.target.timeout;
-    let sh = Shared::new(setup.addr, template, timeout, plan.load.connections as usize);
+    let sh = Shared::new(
+        setup.addr,
+        template,
+        timeout,
+        plan.load.connections as usize,
+    );
     let curve = RateCurve::new(&plan.stages);
-    let mut schedule = ShareSchedule::new(curve, setup.share.clone(), plan.load.arrival, plan.load.seed);
+    let mut schedule = ShareSchedule::new(
+        curve,
+        setup.share.clone(),
+        plan.load.arrival,
+        plan.load.seed,
+    );
     let mut next = schedule.next();
     let mut boundary = start + Duration::from_secs(1);
     let emit = |sh: &Shared| {
@@ -170,7 +185,11 @@ async fn run(setup: EngineSetup, start: Instant, stop: Arc<AtomicBool>, events: 
             rec.dropped();
         }
     }
-    let grace = if aborted { ABORT_GRACE.min(timeout) } else { timeout * 2 + Duration::from_secs(1) };
+    let grace = if aborted {
+        ABORT_GRACE.min(timeout)
+    } else {
+        timeout * 2 + Duration::from_secs(1)
+    };
     let drain_deadline = Instant::now() + grace;
     sh.stop();
     loop {
@@ -182,7 +201,12 @@ async fn run(setup: EngineSetup, start: Instant, stop: Arc<AtomicBool>, events: 
         if sh.rec.borrow().totals.outstanding() == 0 || now >= drain_deadline {
             break;
         }
-        sleep_until(boundary.min(now + Duration::from_millis(5)).min(drain_deadline)).await;
+        sleep_until(
+            boundary
+                .min(now + Duration::from_millis(5))
+                .min(drain_deadline),
+        )
+        .await;
     }
     // Whatever is still outstanding never got an answer: it timed out.
     {

@@ -122,7 +122,12 @@ impl Recorder {
         self.totals.errors += 1;
         if let Some(code) = status {
             let code = u32::from(code);
-            match self.current.status_codes.iter_mut().find(|(c, _)| *c == code) {
+            match self
+                .current
+                .status_codes
+                .iter_mut()
+                .find(|(c, _)| *c == code)
+            {
                 Some((_, n)) => *n += 1,
                 None => self.current.status_codes.push((code, 1)),
             }
@@ -156,7 +161,10 @@ mod tests {
             r.ok(Duration::from_millis(20), Duration::from_millis(19));
         }
         let first = r.rotate();
-        assert_eq!((first.index, first.intended, first.ok, first.in_flight), (0, 10, 6, 3));
+        assert_eq!(
+            (first.index, first.intended, first.ok, first.in_flight),
+            (0, 10, 6, 3)
+        );
         r.error(ErrorKind::Status, Some(503));
         r.error(ErrorKind::Status, Some(503));
         r.error(ErrorKind::Timeout, None);
@@ -168,6 +176,8 @@ mod tests {
         let t = r.totals;
         assert_eq!(t.intended, t.ok + t.errors + t.dropped);
         assert_eq!(first.latency.len(), 6);
-        assert!(first.latency.equivalent(first.latency.value_at_quantile(0.5), 20_000));
+        assert!(first
+            .latency
+            .equivalent(first.latency.value_at_quantile(0.5), 20_000));
     }
 }

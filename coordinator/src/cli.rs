@@ -1,0 +1,163 @@
+//! The `volley` command line (clap derive). Doc comments are the help; every
+//! flag has a `VOLLEY_*` environment variable for Kubernetes.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Volley: distributed, open-model, coordinated-omission-correct load
+/// testing with exact merged percentiles.
+#[derive(Debug, Parser)]
+#[command(name = "volley", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario, locally (embedded coordinator and workers) or on a
+    /// coordinator with --coordinator
+    Run(RunArgs),
+    /// The long-lived coordinator for cluster mode
+    Serve(ServeArgs),
+    /// The built-in target server (HTTP/1.1) for quickstarts, tests and
+    /// self-checks
+    Target(TargetArgs),
+    /// Re-render a saved report
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario file (TOML)
+    pub scenario: PathBuf,
+    /// Coordinator address (http://host:port); without it, run locally
+    #[arg(long, env = "VOLLEY_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// With --coordinator: workers required before the run starts
+    #[arg(long, env = "VOLLEY_MIN_WORKERS", default_value_t = 1)]
+    pub min_workers: u32,
+    /// With --coordinator: how long to wait for --min-workers
+    #[arg(long, env = "VOLLEY_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// Local mode: number of in-process workers (default: one per core)
+    #[arg(long, env = "VOLLEY_LOCAL_WORKERS")]
+    pub local_workers: Option<usize>,
+    /// Run directory for report.json, report.md, latency.hlog (default runs/<run_id>)
+    #[arg(long, env = "VOLLEY_OUT")]
+    pub out: Option<PathBuf>,
+    /// Shared token for the coordinator
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Do not print a line per second
+    #[arg(long, env = "VOLLEY_QUIET")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on for workers and run submissions
+    #[arg(long, env = "VOLLEY_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+    /// Shared token workers and clients must present
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A worker silent this long is declared lost
+    #[arg(long, env = "VOLLEY_HEARTBEAT_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// Listen beyond loopback without a token (anyone who can reach the port
+    /// can run load from your workers)
+    #[arg(long, env = "VOLLEY_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// HTTP/1.1 listen address
+    #[arg(long, env = "VOLLEY_TARGET_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Fixed extra latency per request
+    #[arg(long, env = "VOLLEY_TARGET_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub delay: Duration,
+    /// Fraction of requests answered 500 (exact, deterministic)
+    #[arg(long, env = "VOLLEY_TARGET_ERROR_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
+    pub error_rate: f64,
+    /// Response body size in bytes
+    #[arg(long, env = "VOLLEY_TARGET_BODY_SIZE", default_value_t = 64)]
+    pub body_size: usize,
+    /// Serve at most this many requests per second through a FIFO queue
+    /// (e.g. 5000 or 5k); overload then shows as growing latency
+    #[arg(long, env = "VOLLEY_TARGET_CAPACITY", value_parser = parse_rate)]
+    pub capacity: Option<f64>,
+    /// Server threads (default: one per core)
+    #[arg(long, env = "VOLLEY_TARGET_THREADS")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Format {
+    Md,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A saved report.json
+    pub report: PathBuf,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Md)]
+    pub format: Format,
+}
+
+/// "5000", "5k", "1.5M" → requests per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
+        Some((i, 'M' | 'm')) => (&t[..i], 1e6),
+        _ => (t, 1.0),
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a rate such as 5000 or 5k, got {s:?}"))?;
+    let v = v * mult;
+    if !v.is_finite() || v <= 0.0 || v > 1e8 {
+        return Err(format!("expected a positive rate up to 100M, got {s:?}"));
+    }
+    Ok(v)
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("expected a number between 0 and 1, got {s:?}"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("expected a number between 0 and 1, got {s:?}"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_with_units() {
+        assert_eq!(parse_rate("5000"), Ok(5000.0));
+        assert_eq!(parse_rate("5k"), Ok(5000.0));
+        assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
+        assert!(parse_rate("-1").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,125 @@
+//! The embedded default: `volley run SCENARIO` without `--coordinator`.
+//!
+//! Starts, inside this process, a coordinator on a loopback port with a
+//! random token, `local_workers` workers that dial it over gRPC exactly as
+//! remote ones do, and the built-in target when the scenario asks for it;
+//! then submits the scenario like any client and shuts everything down.
+
+use crate::client::{self, SubmitOptions};
+use crate::exit::{CliError, Exit};
+use crate::report::Report;
+use crate::scenario::ScenarioTarget;
+use crate::service;
+use crate::state::{Coordinator, CoordinatorConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use volley_worker::target::{self, TargetConfig, TargetStats};
+use volley_worker::WorkerConfig;
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    pub scenario: PathBuf,
+    pub local_workers: usize,
+    pub out: Option<PathBuf>,
+    pub live: bool,
+}
+
+pub async fn run(opts: LocalOptions) -> Result<(Exit, Option<Report>), CliError> {
+    let (scenario, _) = client::load_scenario(&opts.scenario)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+
+    let mut builtin_target_url = None;
+    let mut target_thread = None;
+    if let ScenarioTarget::Builtin(b) = &scenario.target {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(|e| CliError::incomplete(format!("cannot bind the built-in target: {e}")))?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(|e| CliError::incomplete(e.to_string()))?;
+        builtin_target_url = Some(format!("http://{addr}/"));
+        let config = TargetConfig {
+            delay: b.delay,
+            error_rate: b.error_rate,
+            body_size: b.body_size,
+            capacity: b.capacity,
+        };
+        let rx = stop_rx.clone();
+        // Its own runtime thread, so the target never competes with the
+        // coordinator's tasks for a scheduler slot.
+        target_thread = Some(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("volley-target")
+                .enable_all()
+                .build()
+                .expect("target runtime");
+            rt.block_on(async move {
+                std_listener
+                    .set_nonblocking(true)
+                    .expect("nonblocking listener");
+                let listener = TcpListener::from_std(std_listener).expect("tokio listener");
+                let _ = target::serve(
+                    listener,
+                    config,
+                    Arc::new(TargetStats::default()),
+                    stopped(rx),
+                )
+                .await;
+            });
+        }));
+    }
+
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let coord = Coordinator::new(CoordinatorConfig {
+        token: Some(token.clone()),
+        ..CoordinatorConfig::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| CliError::incomplete(format!("cannot bind the local coordinator: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| CliError::incomplete(e.to_string()))?;
+    let server = tokio::spawn(service::serve(coord, listener, stopped(stop_rx.clone())));
+    let url = format!("http://{addr}");
+
+    let n = opts.local_workers.max(1);
+    let mut workers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = WorkerConfig::new(url.clone());
+        c.token = Some(token.clone());
+        c.hostname = "local".into();
+        workers.push(tokio::spawn(volley_worker::run(
+            c,
+            stopped(stop_rx.clone()),
+        )));
+    }
+
+    let result = client::submit(SubmitOptions {
+        coordinator: url,
+        token: Some(token),
+        scenario: opts.scenario,
+        min_workers: n as u32,
+        wait: Duration::from_secs(10),
+        out: opts.out,
+        builtin_target_url,
+        live: opts.live,
+    })
+    .await;
+
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(3), w).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+    if let Some(t) = target_thread {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    result
+}

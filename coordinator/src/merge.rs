@@ -1,0 +1,355 @@
+//! Exact merge of the workers' per-second reports.
+//!
+//! Histograms are added bucket by bucket (never by averaging percentiles), so
+//! the merged p99 is the p99 of one histogram holding every worker's data.
+//! An interval is emitted once every worker still in the run has reported it
+//! (workers report in order) or has finished; reports are deduplicated by
+//! (worker, interval). Only open intervals hold full histograms; emitted ones
+//! shrink to a summary, so memory is bounded for day-long runs.
+
+use std::collections::BTreeMap;
+use volley_proto::histogram::{self, Hist, HistError};
+
+/// Request counters. Errors are split by kind in `by_kind`
+/// (connect, timeout, status, protocol).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub intended: u64,
+    pub sent: u64,
+    pub ok: u64,
+    pub dropped: u64,
+    pub by_kind: [u64; 4],
+}
+
+impl Counts {
+    pub fn errors(&self) -> u64 {
+        self.by_kind.iter().sum()
+    }
+
+    pub fn add(&mut self, o: &Counts) {
+        self.intended += o.intended;
+        self.sent += o.sent;
+        self.ok += o.ok;
+        self.dropped += o.dropped;
+        for (a, b) in self.by_kind.iter_mut().zip(o.by_kind) {
+            *a += b;
+        }
+    }
+}
+
+/// One worker's second, decoded and validated (see `wire`).
+#[derive(Debug, Clone)]
+pub struct WorkerInterval {
+    pub index: u32,
+    pub counts: Counts,
+    pub status_codes: Vec<(u32, u64)>,
+    pub latency: Hist,
+    pub service: Hist,
+    pub in_flight: u64,
+    /// The latency histogram as the worker encoded it, for the per-worker log.
+    pub latency_encoded: Vec<u8>,
+}
+
+/// Counters and histograms accumulated over some span (a second, a stage, a
+/// worker, the run).
+#[derive(Debug, Clone)]
+pub struct Acc {
+    pub counts: Counts,
+    pub status_codes: BTreeMap<u32, u64>,
+    pub latency: Hist,
+    pub service: Hist,
+}
+
+impl Default for Acc {
+    fn default() -> Self {
+        Acc {
+            counts: Counts::default(),
+            status_codes: BTreeMap::new(),
+            latency: histogram::new_hist(),
+            service: histogram::new_hist(),
+        }
+    }
+}
+
+impl Acc {
+    pub fn add_interval(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
+        histogram::merge(&mut self.latency, &w.latency)?;
+        histogram::merge(&mut self.service, &w.service)?;
+        self.counts.add(&w.counts);
+        for &(code, n) in &w.status_codes {
+            *self.status_codes.entry(code).or_default() += n;
+        }
+        Ok(())
+    }
+
+    pub fn add(&mut self, o: &Acc) -> Result<(), HistError> {
+        histogram::merge(&mut self.latency, &o.latency)?;
+        histogram::merge(&mut self.service, &o.service)?;
+        self.counts.add(&o.counts);
+        for (&code, &n) in &o.status_codes {
+            *self.status_codes.entry(code).or_default() += n;
+        }
+        Ok(())
+    }
+}
+
+/// A finished second of the whole cluster.
+#[derive(Debug, Clone)]
+pub struct MergedInterval {
+    pub index: u32,
+    pub acc: Acc,
+    /// Workers that reported this second.
+    pub workers: u32,
+    /// (worker slot, encoded latency histogram) for the per-worker log.
+    pub worker_latency: Vec<(usize, Vec<u8>, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Track {
+    next: u32,
+    finished: bool,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    acc: Acc,
+    workers: u32,
+    worker_latency: Vec<(usize, Vec<u8>, u64)>,
+}
+
+/// What happened to a report handed to [`Merger::add`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    Merged,
+    /// Already seen (a redelivery after a reconnect): ignored.
+    Duplicate,
+    /// For a second already emitted: counted in the totals, stage and worker,
+    /// but the per-second series had to go out without it.
+    Late,
+}
+
+#[derive(Debug)]
+pub struct Merger {
+    tracks: Vec<Track>,
+    open: BTreeMap<u32, Open>,
+    next_emit: u32,
+    stage_of: Vec<usize>,
+    /// Per stage (by interval start), per worker.
+    pub stages: Vec<Acc>,
+    pub workers: Vec<Acc>,
+    pub late: u64,
+}
+
+impl Merger {
+    /// `stage_of[i]` is the stage of interval `i`; intervals past its end
+    /// belong to the last stage (requests draining after the run).
+    pub fn new(workers: usize, stage_of: Vec<usize>, stages: usize) -> Merger {
+        Merger {
+            tracks: vec![Track::default(); workers],
+            open: BTreeMap::new(),
+            next_emit: 0,
+            stage_of,
+            stages: vec![Acc::default(); stages.max(1)],
+            workers: vec![Acc::default(); workers],
+            late: 0,
+        }
+    }
+
+    fn stage(&self, index: u32) -> usize {
+        let last = self.stages.len() - 1;
+        self.stage_of
+            .get(index as usize)
+            .copied()
+            .unwrap_or(last)
+            .min(last)
+    }
+
+    pub fn add(&mut self, worker: usize, w: WorkerInterval) -> Result<Added, HistError> {
+        let track = &mut self.tracks[worker];
+        if w.index < track.next {
+            return Ok(Added::Duplicate);
+        }
+        track.next = w.index + 1;
+        self.workers[worker].add_interval(&w)?;
+        if w.index < self.next_emit {
+            let s = self.stage(w.index);
+            self.stages[s].add_interval(&w)?;
+            self.late += 1;
+            return Ok(Added::Late);
+        }
+        let open = self.open.entry(w.index).or_default();
+        open.acc.add_interval(&w)?;
+        open.workers += 1;
+        open.worker_latency
+            .push((worker, w.latency_encoded, w.latency.max()));
+        Ok(Added::Merged)
+    }
+
+    /// The worker will send nothing more (done, or lost).
+    pub fn finish_worker(&mut self, worker: usize) {
+        self.tracks[worker].finished = true;
+    }
+
+    pub fn all_finished(&self) -> bool {
+        self.tracks.iter().all(|t| t.finished)
+    }
+
+    /// Emits, in order, every second that all live workers have reported.
+    pub fn ready(&mut self) -> Result<Vec<MergedInterval>, HistError> {
+        let mut out = Vec::new();
+        loop {
+            let i = self.next_emit;
+            let complete = self.tracks.iter().all(|t| t.finished || t.next > i);
+            let has_data = self.tracks.iter().any(|t| t.next > i);
+            if !(complete && has_data) {
+                break;
+            }
+            out.push(self.emit(i)?);
+        }
+        Ok(out)
+    }
+
+    /// Emits everything still open, complete or not (end of run).
+    pub fn flush(&mut self) -> Result<Vec<MergedInterval>, HistError> {
+        let mut out = Vec::new();
+        while let Some((&i, _)) = self.open.iter().next() {
+            while self.next_emit < i {
+                let e = self.next_emit;
+                out.push(self.emit(e)?);
+            }
+            out.push(self.emit(i)?);
+        }
+        Ok(out)
+    }
+
+    fn emit(&mut self, i: u32) -> Result<MergedInterval, HistError> {
+        let open = self.open.remove(&i).unwrap_or_default();
+        let s = self.stage(i);
+        self.stages[s].add(&open.acc)?;
+        self.next_emit = i + 1;
+        Ok(MergedInterval {
+            index: i,
+            acc: open.acc,
+            workers: open.workers,
+            worker_latency: open.worker_latency,
+        })
+    }
+
+    /// The whole run: the sum of the stages.
+    pub fn total(&self) -> Result<Acc, HistError> {
+        let mut t = Acc::default();
+        for s in &self.stages {
+            t.add(s)?;
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wi(index: u32, ok: u64, latency_us: u64) -> WorkerInterval {
+        let mut latency = histogram::new_hist();
+        let mut service = histogram::new_hist();
+        for _ in 0..ok {
+            latency.record(latency_us).unwrap();
+            service.record(latency_us / 2).unwrap();
+        }
+        WorkerInterval {
+            index,
+            counts: Counts {
+                intended: ok + 1,
+                sent: ok,
+                ok,
+                dropped: 1,
+                by_kind: [0; 4],
+            },
+            status_codes: vec![],
+            latency_encoded: histogram::encode(&latency),
+            latency,
+            service,
+            in_flight: 0,
+        }
+    }
+
+    #[test]
+    fn waits_for_every_worker_then_emits_in_order() {
+        let mut m = Merger::new(2, vec![0, 0, 1], 2);
+        assert_eq!(m.add(0, wi(0, 10, 1000)).unwrap(), Added::Merged);
+        assert_eq!(m.add(0, wi(1, 10, 1000)).unwrap(), Added::Merged);
+        assert!(
+            m.ready().unwrap().is_empty(),
+            "worker 1 has not reported second 0"
+        );
+        m.add(1, wi(0, 5, 3000)).unwrap();
+        let out = m.ready().unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].index, 0);
+        assert_eq!(out[0].acc.counts.ok, 15);
+        assert_eq!(out[0].workers, 2);
+        m.add(1, wi(1, 5, 3000)).unwrap();
+        m.add(1, wi(2, 5, 3000)).unwrap();
+        let out = m.ready().unwrap();
+        assert_eq!(out.iter().map(|i| i.index).collect::<Vec<_>>(), vec![1]);
+        m.finish_worker(0);
+        let out = m.ready().unwrap();
+        assert_eq!(out.iter().map(|i| i.index).collect::<Vec<_>>(), vec![2]);
+        m.finish_worker(1);
+        assert!(m.ready().unwrap().is_empty());
+        let total = m.total().unwrap();
+        assert_eq!(total.counts.ok, 35);
+        assert_eq!(total.counts.intended, 35 + 5);
+        assert_eq!(m.stages[1].counts.ok, 5);
+        assert_eq!(m.workers[0].counts.ok + m.workers[1].counts.ok, 35);
+    }
+
+    #[test]
+    fn duplicates_are_ignored_and_late_reports_still_count() {
+        let mut m = Merger::new(2, vec![0; 10], 1);
+        m.add(0, wi(0, 10, 1000)).unwrap();
+        assert_eq!(m.add(0, wi(0, 10, 1000)).unwrap(), Added::Duplicate);
+        m.finish_worker(1); // say it was declared lost
+        assert_eq!(m.ready().unwrap().len(), 1);
+        assert_eq!(m.add(1, wi(0, 7, 1000)).unwrap(), Added::Late);
+        assert_eq!(m.total().unwrap().counts.ok, 17);
+        assert_eq!(m.late, 1);
+    }
+
+    #[test]
+    fn merged_percentiles_equal_one_big_histogram() {
+        let mut m = Merger::new(3, vec![0; 4], 1);
+        let mut all = histogram::new_hist();
+        for w in 0..3usize {
+            for i in 0..4u32 {
+                let x = wi(
+                    i,
+                    100 * (w as u64 + 1),
+                    1000 * (w as u64 + 1) + u64::from(i) * 7919,
+                );
+                all.add(&x.latency).unwrap();
+                m.add(w, x).unwrap();
+            }
+            m.finish_worker(w);
+        }
+        assert_eq!(m.ready().unwrap().len(), 4);
+        let total = m.total().unwrap();
+        for q in [0.5, 0.9, 0.99, 0.999] {
+            assert_eq!(total.latency.value_at_quantile(q), all.value_at_quantile(q));
+        }
+        assert_eq!(total.latency.len(), all.len());
+    }
+
+    #[test]
+    fn flush_emits_gaps_and_stragglers() {
+        let mut m = Merger::new(2, vec![0; 10], 1);
+        m.add(0, wi(0, 1, 10)).unwrap();
+        m.add(0, wi(3, 1, 10)).unwrap();
+        let out = m.flush().unwrap();
+        assert_eq!(
+            out.iter().map(|i| i.index).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3]
+        );
+        assert_eq!(out[1].workers, 0);
+    }
+}

@@ -1,0 +1,156 @@
+//! The run directory (`report.json`, `report.md`, `latency.hlog`,
+//! `workers.hlog`) and the lines printed while a run goes.
+
+use crate::report::{markdown, Report};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use volley_proto::{histogram, pb};
+
+pub struct RunDir {
+    pub dir: PathBuf,
+    hlog: Option<BufWriter<File>>,
+    workers_hlog: Option<BufWriter<File>>,
+}
+
+impl RunDir {
+    pub fn create(dir: PathBuf) -> io::Result<RunDir> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(RunDir {
+            dir,
+            hlog: None,
+            workers_hlog: None,
+        })
+    }
+
+    /// Opens the interval logs with t = 0 as their base time.
+    pub fn start(&mut self, start_unix_nanos: u64) -> io::Result<()> {
+        let base = start_unix_nanos as f64 / 1e9;
+        let mut h = BufWriter::new(File::create(self.dir.join("latency.hlog"))?);
+        h.write_all(histogram::interval_log_header(base).as_bytes())?;
+        let mut w = BufWriter::new(File::create(self.dir.join("workers.hlog"))?);
+        w.write_all(histogram::interval_log_header(base).as_bytes())?;
+        self.hlog = Some(h);
+        self.workers_hlog = Some(w);
+        Ok(())
+    }
+
+    /// Appends one merged second (and each worker's) as it arrives, so a
+    /// crash loses nothing already measured.
+    pub fn interval(&mut self, s: &pb::IntervalSummary) -> io::Result<()> {
+        if let Some(h) = self.hlog.as_mut() {
+            writeln!(h, "{}", s.hlog_line)?;
+            h.flush()?;
+        }
+        if let Some(w) = self.workers_hlog.as_mut() {
+            for line in &s.worker_hlog_lines {
+                writeln!(w, "{line}")?;
+            }
+            w.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn write_report(&self, r: &Report) -> io::Result<()> {
+        write_atomic(&self.dir.join("report.json"), r.to_json().as_bytes())?;
+        write_atomic(&self.dir.join("report.md"), markdown::render(r).as_bytes())
+    }
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half
+/// a report.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// One line per second: what a person watching needs.
+pub fn live_line(s: &pb::IntervalSummary) -> String {
+    let lat = |v: f64, present: bool| {
+        if present {
+            format!("{v:.1}ms")
+        } else {
+            "–".to_string()
+        }
+    };
+    let has = s.ok > 0;
+    let mut line = format!(
+        "[{:>4}s] {:<10} target {:>8}/s  sent {:>8}/s  ok {:>8}  err {:>6}  drop {:>6}  p50 {:>8}  p99 {:>8}  workers {}",
+        s.t_s,
+        truncate(&s.stage, 10),
+        markdown::group(s.target_rps.round() as u64),
+        markdown::group(s.achieved_rps.round() as u64),
+        markdown::group(s.ok),
+        markdown::group(s.errors),
+        markdown::group(s.dropped),
+        lat(s.p50_ms, has),
+        lat(s.p99_ms, has),
+        s.workers
+    );
+    if s.dropped > 0 {
+        line.push_str(
+            "  ! dropping: workers cannot keep up (raise load.max_in_flight or add workers)",
+        );
+    } else if s.target_rps >= 10.0 && s.achieved_rps < 0.98 * s.target_rps {
+        line.push_str("  ! behind target");
+    }
+    line
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// The closing summary printed after a run.
+pub fn summary(r: &Report, dir: &Path) -> String {
+    let l = &r.latency_ms;
+    let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.2}ms"));
+    let mut o = format!(
+        "\n{} — {}\n  requests  intended {}  sent {}  ok {}  errors {}  dropped {}  success {:.2}%\n  rate      target {:.1}/s  achieved {:.1}/s  throughput {:.1}/s\n  latency   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
+        r.scenario,
+        if r.complete { "complete" } else { "INCOMPLETE" },
+        markdown::group(r.requests.intended),
+        markdown::group(r.requests.sent),
+        markdown::group(r.requests.ok),
+        markdown::group(r.requests.errors),
+        markdown::group(r.requests.dropped),
+        r.success_rate * 100.0,
+        r.target_rps,
+        r.achieved_rps,
+        r.throughput_rps,
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max),
+    );
+    let errs: Vec<String> = r
+        .errors_by_kind
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if !errs.is_empty() {
+        o.push_str(&format!("  errors    {}\n", errs.join(", ")));
+    }
+    for t in &r.thresholds {
+        o.push_str(&format!(
+            "  {} {}\n",
+            match t.status.as_str() {
+                "warn" => "WARN",
+                _ if t.pass => "PASS",
+                _ => "FAIL",
+            },
+            t.expr
+        ));
+    }
+    if let Some(why) = &r.incomplete_reason {
+        o.push_str(&format!("  incomplete: {why}\n"));
+    }
+    o.push_str(&format!(
+        "  report    {}\n",
+        dir.join("report.md").display()
+    ));
+    o
+}

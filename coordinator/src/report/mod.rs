@@ -1,0 +1,164 @@
+//! The report: its model (the JSON contract of DESIGN.md), how it is built
+//! from merged data, and its renderings.
+//!
+//! Field names are the contract users, the chart and CI scripts build on:
+//! add fields, never rename them.
+
+pub mod build;
+pub mod markdown;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA: &str = "volley.report.v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema: String,
+    pub run_id: String,
+    pub scenario: String,
+    /// RFC 3339 time of t = 0.
+    pub started_at: String,
+    /// False when the run was stopped early or lost data: the figures cover
+    /// only what was measured.
+    pub complete: bool,
+    /// Why the run is incomplete, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete_reason: Option<String>,
+    pub duration_s: f64,
+    /// Whole-cluster rate asked for, averaged over the run.
+    pub target_rps: f64,
+    /// Requests actually put on the wire per second (offered load delivered).
+    pub achieved_rps: f64,
+    /// Successful responses per second.
+    pub throughput_rps: f64,
+    pub requests: Requests,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Failing HTTP statuses by code.
+    pub errors_by_status: BTreeMap<String, u64>,
+    /// ok / intended.
+    pub success_rate: f64,
+    /// errors / intended.
+    pub error_rate: f64,
+    /// Latency from the scheduled send time (coordinated-omission correct).
+    pub latency_ms: Latency,
+    /// Time from the actual send to the response.
+    pub service_time_ms: Latency,
+    pub stages: Vec<StageReport>,
+    pub workers: Vec<WorkerReport>,
+    pub intervals: Vec<IntervalReport>,
+    pub recovery: Vec<Recovery>,
+    pub thresholds: Vec<ThresholdVerdict>,
+    pub regressions: Vec<Regression>,
+    /// Notable things that happened (a worker lost, late data, an abort).
+    #[serde(default)]
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requests {
+    pub intended: u64,
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub dropped: u64,
+}
+
+/// Percentiles in milliseconds; `null` when nothing succeeded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    pub name: String,
+    pub burst: bool,
+    pub start_s: f64,
+    pub duration_s: f64,
+    pub target_rps: f64,
+    pub achieved_rps: f64,
+    pub throughput_rps: f64,
+    pub requests: Requests,
+    pub success_rate: f64,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerReport {
+    pub id: String,
+    pub hostname: String,
+    pub weight: u32,
+    /// Fraction of the global schedule this worker owned.
+    pub share: f64,
+    pub assigned_rps: f64,
+    pub requests: Requests,
+    pub latency_ms: Latency,
+    /// Seconds after t = 0 at which the worker was declared lost.
+    pub lost_at_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalReport {
+    pub t_s: u32,
+    pub stage: String,
+    pub target_rps: f64,
+    pub achieved_rps: f64,
+    pub intended: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    pub workers: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub stage: String,
+    pub baseline_p99_ms: Option<f64>,
+    pub peak_p99_ms: Option<f64>,
+    pub recovered: bool,
+    /// From the end of the burst to the start of the first stable window; when
+    /// not recovered, the time observed after the burst.
+    pub recovery_time_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdVerdict {
+    pub expr: String,
+    pub actual: Option<f64>,
+    pub pass: bool,
+    /// "pass" | "warn" | "fail".
+    #[serde(default)]
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    pub metric: String,
+    pub baseline: f64,
+    pub current: f64,
+    pub change_pct: f64,
+    pub pass: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub t_s: f64,
+    pub level: String,
+    pub text: String,
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}

@@ -1,0 +1,313 @@
+//! Scenario files: TOML in, a validated [`Scenario`] out.
+//!
+//! A scenario says what to hit (`[target]`), how (`[load]`), the load shape
+//! (`[[stages]]`) and what counts as a pass (`thresholds`). Parsing is strict
+//! on purpose: a typo in a load test silently changes what is measured, so
+//! unknown keys, bare numbers where a unit is needed and absurd values are
+//! errors, and every error names the file, the field path and the line.
+//!
+//! - `error`: [`ScenarioError`] and span → line conversion.
+//! - `raw`: a typed walk over `toml::de::DeTable` (which keeps spans) that
+//!   rejects unknown keys and wrong types.
+//! - `units`: durations, rates ("10k"), sizes ("1KiB"), percentages.
+//! - `target`: the `[target]` table, URL or built-in.
+//! - `stages`: `[load]` and `[[stages]]`.
+//!
+//! The result always ends in [`Plan::validate`], the same check a plan
+//! arriving over the wire goes through.
+
+mod error;
+mod raw;
+mod stages;
+mod target;
+mod units;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use volley_plan::Plan;
+
+pub use error::ScenarioError;
+use error::{column_of, line_of, Fail};
+use raw::Section;
+use units::{quote, show};
+
+/// URL a built-in target's plan carries until the runner has started the
+/// target and knows its port. Port 0 does not validate, so a plan that
+/// escapes without the real address is refused rather than sent.
+pub const BUILTIN_PLACEHOLDER_URL: &str = "http://127.0.0.1:0/";
+
+/// Largest scenario file read (a 1000-stage scenario is well under this).
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
+const ROOT_KEYS: &[&str] = &[
+    "name",
+    "thresholds",
+    "recovery_window",
+    "recovery_tolerance",
+    "target",
+    "load",
+    "stages",
+];
+const MAX_THRESHOLDS: usize = 100;
+const MAX_TEXT: usize = 256;
+
+/// A parsed, validated scenario file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// `name`, or the file stem when absent.
+    pub name: String,
+    /// Threshold expressions as written (`"p99 < 100ms"`); parsed elsewhere.
+    pub thresholds: Vec<String>,
+    pub target: ScenarioTarget,
+    /// Fully validated. For a built-in target `plan.target.url` is
+    /// [`BUILTIN_PLACEHOLDER_URL`], which the runner replaces.
+    pub plan: Plan,
+    pub recovery: RecoveryOptions,
+}
+
+/// Which target the plan's requests go to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScenarioTarget {
+    /// An external server at `plan.target.url`.
+    Url,
+    /// The built-in target, started by the runner with these settings.
+    Builtin(BuiltinTarget),
+}
+
+/// Settings of the built-in target (`volley target`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuiltinTarget {
+    /// Added to every response.
+    pub delay: Duration,
+    /// Fraction of requests answered with an error status (0..=1).
+    pub error_rate: f64,
+    /// Size of the *response* body in bytes.
+    pub body_size: usize,
+    /// Most requests per second served (FIFO queue beyond); `None`: unlimited.
+    pub capacity: Option<f64>,
+}
+
+impl Default for BuiltinTarget {
+    fn default() -> Self {
+        BuiltinTarget {
+            delay: Duration::ZERO,
+            error_rate: 0.0,
+            body_size: 64,
+            capacity: None,
+        }
+    }
+}
+
+/// How burst recovery is judged (see DESIGN.md, "Recovery, defined").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecoveryOptions {
+    /// Length of the calm window that ends recovery (`recovery_window`).
+    pub window: Duration,
+    /// Allowed p99 excess over the baseline, as a fraction (`recovery_tolerance`).
+    pub tolerance: f64,
+}
+
+impl Default for RecoveryOptions {
+    fn default() -> Self {
+        RecoveryOptions {
+            window: Duration::from_secs(5),
+            tolerance: 0.10,
+        }
+    }
+}
+
+/// Reads and parses a scenario file. Read errors (missing file, not UTF-8,
+/// too large) are [`ScenarioError`]s too, with an empty field.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let whole = |message: String, line: Option<usize>| ScenarioError {
+        file: file.clone(),
+        field: String::new(),
+        message,
+        line,
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| whole(format!("cannot read the scenario file: {e}"), None))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(whole(too_large(), None));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = line_of(e.as_bytes(), at);
+        whole(
+            format!("is not UTF-8 text (invalid byte at offset {at}); a scenario must be a TOML text file"),
+            Some(line),
+        )
+    })?;
+    parse(&text, &file)
+}
+
+/// Parses scenario text; `file` names it in errors and gives the default name.
+pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    build(text, file).map_err(|f| f.into_error(file, text))
+}
+
+fn too_large() -> String {
+    format!("expected a scenario file of at most {MAX_FILE_BYTES} bytes (1 MiB)")
+}
+
+fn build(text: &str, file: &str) -> Result<Scenario, Fail> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(Fail::new("", too_large()));
+    }
+    if let Some(at) = text.find('\0') {
+        return Err(Fail::new(
+            "",
+            "contains a NUL byte; a scenario must be a TOML text file, not binary data",
+        )
+        .at(Some(at..at)));
+    }
+    let doc = toml::de::DeTable::parse(text).map_err(|e| {
+        let col = e
+            .span()
+            .map(|s| format!(" (column {})", column_of(text, s.start)));
+        Fail::new(
+            "",
+            format!("invalid TOML: {}{}", e.message(), col.unwrap_or_default()),
+        )
+        .at(e.span())
+    })?;
+    let root = Section::new(String::new(), doc.get_ref(), None, ROOT_KEYS)?;
+    if doc.get_ref().is_empty() {
+        return Err(Fail::new(
+            "stages",
+            "the scenario is empty; expected a [target] table and at least one [[stages]] table",
+        ));
+    }
+
+    let name = match root.str("name")? {
+        Some(n) if valid_name(n) => n.to_owned(),
+        Some(n) => {
+            return Err(root.fail(
+                "name",
+                format!(
+                    "expected 1 to {MAX_TEXT} characters with no control characters, got {}",
+                    quote(n)
+                ),
+            ))
+        }
+        None => default_name(file),
+    };
+    let thresholds = thresholds(&root)?;
+    let recovery = recovery(&root)?;
+    let (target_settings, target) = target::target(&root)?;
+    let plan = Plan {
+        target: target_settings,
+        load: stages::load(&root)?,
+        stages: stages::stages(&root)?,
+    };
+
+    // The placeholder's port 0 is deliberately invalid; check the rest of a
+    // built-in plan with a stand-in address.
+    let mut check = plan.clone();
+    if matches!(target, ScenarioTarget::Builtin(_)) {
+        check.target.url = "http://127.0.0.1/".into();
+    }
+    check.validate().map_err(|e| {
+        let span = raw::span_of(doc.get_ref(), &e.field);
+        Fail::new(e.field, e.message).at(span)
+    })?;
+
+    Ok(Scenario {
+        name,
+        thresholds,
+        target,
+        plan,
+        recovery,
+    })
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.trim().is_empty() && n.chars().count() <= MAX_TEXT && !n.chars().any(char::is_control)
+}
+
+fn default_name(file: &str) -> String {
+    Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .filter(|s| valid_name(s))
+        .unwrap_or("scenario")
+        .to_owned()
+}
+
+fn thresholds(root: &Section<'_, '_>) -> Result<Vec<String>, Fail> {
+    const EXPECTED: &str = "an array of strings such as [\"p99 < 100ms\", \"success_rate > 0.99\"]";
+    let Some(items) = root.array("thresholds", EXPECTED)? else {
+        return Ok(Vec::new());
+    };
+    if items.len() > MAX_THRESHOLDS {
+        return Err(root.fail(
+            "thresholds",
+            format!(
+                "expected at most {MAX_THRESHOLDS} thresholds, got {}",
+                items.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let fail = |m: String| Fail::new(format!("thresholds[{i}]"), m).at(Some(item.span()));
+        match item.get_ref() {
+            toml::de::DeValue::String(s) if valid_name(s) => out.push(s.to_string()),
+            toml::de::DeValue::String(s) => {
+                return Err(fail(format!(
+                    "expected an expression such as \"p99 < 100ms\" (1 to {MAX_TEXT} characters, one line), got {}",
+                    quote(s)
+                )))
+            }
+            other => {
+                return Err(fail(format!(
+                    "expected a string such as \"p99 < 100ms\", got {}",
+                    units::describe(other)
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn recovery(root: &Section<'_, '_>) -> Result<RecoveryOptions, Fail> {
+    let mut r = RecoveryOptions::default();
+    if let Some(w) = root.duration("recovery_window")? {
+        if w < Duration::from_secs(1) || w > Duration::from_secs(3600) {
+            return Err(root.fail(
+                "recovery_window",
+                format!(
+                    "expected a duration between 1s and 1h (latency is judged per second), got {:?}",
+                    show(w)
+                ),
+            ));
+        }
+        r.window = w;
+    }
+    const EXPECTED: &str =
+        "a fraction between 0 and 1 (exclusive) such as 0.1, or a percentage such as \"10%\"";
+    if let Some(t) = root.fraction("recovery_tolerance", EXPECTED)? {
+        if !(t > 0.0 && t < 1.0) {
+            let hint = if (1.0..100.0).contains(&t) {
+                format!(" (for {t} percent write \"{t}%\")")
+            } else {
+                String::new()
+            };
+            return Err(root.fail(
+                "recovery_tolerance",
+                format!("expected {EXPECTED}, got {t}{hint}"),
+            ));
+        }
+        r.tolerance = t;
+    }
+    Ok(r)
+}

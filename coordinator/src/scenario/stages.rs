@@ -1,0 +1,231 @@
+//! The load shape: the optional `[load]` table and the `[[stages]]` list.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use toml::de::DeValue;
+use volley_plan::model::{MAX_CONNECTIONS, MAX_IN_FLIGHT, MAX_RPS, MAX_STAGE, MAX_STAGES};
+use volley_plan::{Arrival, Load, Stage};
+
+use super::error::Fail;
+use super::raw::Section;
+use super::units::{describe, quote, show};
+
+const LOAD_KEYS: &[&str] = &["connections", "max_in_flight", "arrival", "seed"];
+const STAGE_KEYS: &[&str] = &["name", "duration", "rate", "from", "to", "burst"];
+const MAX_NAME: usize = 64;
+
+/// Reads `[load]`; every key is optional.
+pub(super) fn load(root: &Section<'_, '_>) -> Result<Load, Fail> {
+    let mut load = Load::default();
+    let Some(sec) = root.table("load", LOAD_KEYS)? else {
+        return Ok(load);
+    };
+    if let Some(n) = sec.uint("connections")? {
+        load.connections = in_range(&sec, "connections", n, MAX_CONNECTIONS)?;
+    }
+    if let Some(n) = sec.uint("max_in_flight")? {
+        load.max_in_flight = in_range(&sec, "max_in_flight", n, MAX_IN_FLIGHT)?;
+    }
+    if let Some(a) = sec.str("arrival")? {
+        load.arrival = Arrival::parse(a).ok_or_else(|| {
+            sec.fail(
+                "arrival",
+                format!("expected \"uniform\" or \"poisson\", got {}", quote(a)),
+            )
+        })?;
+    }
+    if let Some(seed) = sec.uint("seed")? {
+        load.seed = seed;
+    }
+    Ok(load)
+}
+
+fn in_range(sec: &Section<'_, '_>, key: &str, n: u64, max: u32) -> Result<u32, Fail> {
+    match u32::try_from(n) {
+        Ok(v) if (1..=max).contains(&v) => Ok(v),
+        _ => Err(sec.fail(
+            key,
+            format!("expected an integer between 1 and {max}, got {n}"),
+        )),
+    }
+}
+
+/// Reads `[[stages]]` and checks what concerns several stages: unique names
+/// and a baseline before every burst.
+pub(super) fn stages(root: &Section<'_, '_>) -> Result<Vec<Stage>, Fail> {
+    const EXPECTED: &str = "an array of tables written as [[stages]]";
+    let items = root.array("stages", EXPECTED)?.unwrap_or(&[]);
+    if items.is_empty() {
+        return Err(root.fail("stages", "expected at least one [[stages]] table"));
+    }
+    if items.len() > MAX_STAGES {
+        return Err(root.fail(
+            "stages",
+            format!("expected at most {MAX_STAGES} stages, got {}", items.len()),
+        ));
+    }
+
+    let mut out: Vec<Stage> = Vec::with_capacity(items.len());
+    let mut names: HashMap<String, usize> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = format!("stages[{i}]");
+        let DeValue::Table(t) = item.get_ref() else {
+            return Err(Fail::new(
+                path,
+                format!(
+                    "expected a table ([[stages]]), got {}",
+                    describe(item.get_ref())
+                ),
+            )
+            .at(Some(item.span())));
+        };
+        let sec = Section::new(path, t, Some(item.span()), STAGE_KEYS)?;
+        let stage = stage(&sec, i)?;
+
+        if let Some(first) = names.insert(stage.name.clone(), i) {
+            let how = if sec.has("name") {
+                ""
+            } else {
+                "the default name "
+            };
+            return Err(sec.fail(
+                "name",
+                format!(
+                    "{how}{:?} is already used by stages[{first}]; stage names must be unique",
+                    stage.name
+                ),
+            ));
+        }
+        if stage.burst {
+            check_baseline(&sec, i, out.last())?;
+        }
+        out.push(stage);
+    }
+    if out.iter().all(|s| s.from_rps == 0.0 && s.to_rps == 0.0) {
+        return Err(root.fail(
+            "stages",
+            "every stage has rate 0, so the run would send nothing",
+        ));
+    }
+    Ok(out)
+}
+
+/// Recovery after a burst is measured against the stage before it, so that
+/// stage must exist, carry traffic and not be a burst itself.
+fn check_baseline(sec: &Section<'_, '_>, i: usize, before: Option<&Stage>) -> Result<(), Fail> {
+    let Some(before) = before else {
+        return Err(sec.fail(
+            "burst",
+            "the first stage cannot be a burst: recovery is measured against the stage before \
+             the burst, so add a baseline stage first",
+        ));
+    };
+    let j = i - 1;
+    if before.burst {
+        return Err(sec.fail(
+            "burst",
+            format!(
+                "the stage before a burst is its baseline and cannot itself be a burst \
+                 (stages[{j}] is); add a baseline stage between them"
+            ),
+        ));
+    }
+    if before.from_rps == 0.0 && before.to_rps == 0.0 {
+        return Err(sec.fail(
+            "burst",
+            format!(
+                "the stage before a burst is its baseline and must send traffic, but \
+                 stages[{j}] has rate 0"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+const RAMP: &str =
+    "missing; a ramp needs both `from` and `to` (or use `rate` for a constant stage)";
+
+fn stage(sec: &Section<'_, '_>, i: usize) -> Result<Stage, Fail> {
+    let name = match sec.str("name")? {
+        Some(n) => {
+            if !valid_stage_name(n) {
+                return Err(sec.fail(
+                    "name",
+                    format!(
+                        "expected 1 to {MAX_NAME} letters, digits, '_' or '-' (thresholds refer \
+                         to stages as `name.p99`), got {}",
+                        quote(n)
+                    ),
+                ));
+            }
+            n.to_owned()
+        }
+        None => format!("stage-{}", i + 1),
+    };
+
+    let duration = sec
+        .duration("duration")?
+        .ok_or_else(|| sec.missing("duration", "a duration string such as \"60s\""))?;
+    if duration < Duration::from_millis(1) || duration > MAX_STAGE {
+        return Err(sec.fail(
+            "duration",
+            format!(
+                "expected a duration between 1ms and 30 days, got {:?}",
+                show(duration)
+            ),
+        ));
+    }
+
+    let rate = sec.rate("rate")?;
+    let from = sec.rate("from")?;
+    let to = sec.rate("to")?;
+    let (from_rps, to_rps) = match (rate, from, to) {
+        (Some(r), None, None) => {
+            let r = check_rate(sec, "rate", r)?;
+            (r, r)
+        }
+        (None, Some(f), Some(t)) => (check_rate(sec, "from", f)?, check_rate(sec, "to", t)?),
+        (Some(_), _, _) => {
+            let extra = if from.is_some() { "from" } else { "to" };
+            return Err(sec.fail(
+                extra,
+                "cannot be combined with `rate`; use `rate` for a constant stage or `from` \
+                 and `to` for a ramp",
+            ));
+        }
+        (None, Some(_), None) => return Err(sec.fail("to", RAMP)),
+        (None, None, Some(_)) => return Err(sec.fail("from", RAMP)),
+        (None, None, None) => {
+            return Err(sec.missing(
+                "rate",
+                "`rate` (requests per second) or `from` and `to` for a ramp",
+            ))
+        }
+    };
+
+    Ok(Stage {
+        name,
+        duration,
+        from_rps,
+        to_rps,
+        burst: sec.bool("burst")?.unwrap_or(false),
+    })
+}
+
+fn check_rate(sec: &Section<'_, '_>, key: &str, r: f64) -> Result<f64, Fail> {
+    if r.is_finite() && (0.0..=MAX_RPS).contains(&r) {
+        Ok(r)
+    } else {
+        Err(sec.fail(
+            key,
+            format!("expected a rate between 0 and {MAX_RPS} requests per second, got {r}"),
+        ))
+    }
+}
+
+pub(super) fn valid_stage_name(n: &str) -> bool {
+    (1..=MAX_NAME).contains(&n.len())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

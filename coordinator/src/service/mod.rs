@@ -1,0 +1,40 @@
+//! The gRPC services: the workers' session and the CLI's run control, and
+//! the server that hosts both.
+
+pub mod run_control;
+pub mod worker_session;
+
+use crate::state::Coordinator;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use volley_proto::pb::{
+    run_control_server::RunControlServer, worker_session_server::WorkerSessionServer,
+};
+use volley_proto::MAX_MESSAGE_BYTES;
+
+/// Serves both services on `listener` until `shutdown` completes. Also runs
+/// the heartbeat reaper.
+pub async fn serve(
+    coordinator: Arc<Coordinator>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    let reaper = tokio::spawn(worker_session::reaper(coordinator.clone()));
+    let sessions = WorkerSessionServer::new(worker_session::Sessions::new(coordinator.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let control = RunControlServer::new(run_control::Control::new(coordinator))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .add_service(sessions)
+        .add_service(control)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+    reaper.abort();
+    result
+}

@@ -1,0 +1,164 @@
+//! The coordinator's side of `WorkerSession.Session`.
+
+use crate::registry::{Route, RunInput};
+use crate::state::Coordinator;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+use volley_proto::pb::worker_message::Msg as In;
+use volley_proto::pb::{self, coordinator_message::Msg as Out};
+use volley_proto::{auth, clock, PROTOCOL_VERSION};
+
+pub struct Sessions {
+    coord: Arc<Coordinator>,
+}
+
+impl Sessions {
+    pub fn new(coord: Arc<Coordinator>) -> Self {
+        Sessions { coord }
+    }
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::worker_session_server::WorkerSession for Sessions {
+    type SessionStream = OutStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::WorkerMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        auth::check(&req, self.coord.config.token.as_deref())?;
+        let mut inbound = req.into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no hello within 10s"))??;
+        let Some(pb::WorkerMessage {
+            msg: Some(In::Hello(hello)),
+        }) = first
+        else {
+            return Err(Status::invalid_argument(
+                "the first message of a session must be hello",
+            ));
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "worker speaks protocol version {}, this coordinator speaks {}; run matching Volley versions",
+                hello.protocol_version, PROTOCOL_VERSION
+            )));
+        }
+        let id = Uuid::parse_str(&hello.worker_id).map_err(|_| {
+            Status::invalid_argument(format!("worker id {:?} is not a uuid", hello.worker_id))
+        })?;
+        if !(1..=volley_plan::partition::MAX_WEIGHT).contains(&hello.weight) {
+            return Err(Status::invalid_argument(format!(
+                "weight {} is not in 1..=1000",
+                hello.weight
+            )));
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let conn = self.coord.registry().register(&hello, id, tx.clone())?;
+        let welcome = pb::Welcome {
+            heartbeat_interval_ms: self.coord.config.heartbeat_interval.as_millis() as u32,
+            coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let _ = tx.try_send(Ok(pb::CoordinatorMessage {
+            msg: Some(Out::Welcome(welcome)),
+        }));
+        info!(worker = %id, weight = hello.weight, host = %hello.hostname, "worker joined");
+        self.coord.changed.notify_waiters();
+        tokio::spawn(read_loop(self.coord.clone(), id, conn, inbound));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[instrument(skip_all, fields(worker = %id))]
+async fn read_loop(
+    coord: Arc<Coordinator>,
+    id: Uuid,
+    conn: u64,
+    mut inbound: Streaming<pb::WorkerMessage>,
+) {
+    let reason = loop {
+        match inbound.message().await {
+            Ok(Some(m)) => {
+                let recv_nanos = clock::unix_nanos();
+                let route = {
+                    let mut reg = coord.registry();
+                    reg.touch(&id, conn);
+                    reg.route(&id, conn)
+                };
+                if let (Some(msg), Some(route)) = (m.msg, route) {
+                    forward(&route, msg, recv_nanos);
+                }
+            }
+            Ok(None) => break "the worker closed its session".to_string(),
+            Err(s) => break format!("session broke: {}", s.message()),
+        }
+    };
+    let removed = coord.registry().remove(&id, conn);
+    if let Some(route) = removed {
+        info!(cause = %reason, "worker left");
+        if let Some(route) = route {
+            let _ = route.tx.send(RunInput::Lost {
+                slot: route.slot,
+                reason,
+            });
+        }
+        coord.changed.notify_waiters();
+    }
+}
+
+fn forward(route: &Route, msg: In, recv_nanos: u64) {
+    let slot = route.slot;
+    let input = match msg {
+        In::Pong(pong) => RunInput::Pong {
+            slot,
+            pong,
+            recv_nanos,
+        },
+        In::Ready(ready) if ready.run_id == route.run_id => RunInput::Ready { slot, ready },
+        In::Interval(report) if report.run_id == route.run_id => {
+            RunInput::Interval { slot, report }
+        }
+        In::Done(done) if done.run_id == route.run_id => RunInput::Done { slot, done },
+        In::Hello(_) | In::Heartbeat(_) => return,
+        other => {
+            warn!(message = ?std::mem::discriminant(&other), "message for another run ignored");
+            return;
+        }
+    };
+    let _ = route.tx.send(input);
+}
+
+/// Declares workers silent for the heartbeat timeout lost.
+pub async fn reaper(coord: Arc<Coordinator>) {
+    let every = (coord.config.heartbeat_timeout / 6).max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let dead = coord.registry().reap(coord.config.heartbeat_timeout);
+        if dead.is_empty() {
+            continue;
+        }
+        for w in dead {
+            warn!(worker = %w.id, timeout_ms = coord.config.heartbeat_timeout.as_millis() as u64, "worker silent; declared lost");
+            if let Some(route) = w.route {
+                let reason = format!("no heartbeat for {:?}", coord.config.heartbeat_timeout);
+                let _ = route.tx.send(RunInput::Lost {
+                    slot: route.slot,
+                    reason,
+                });
+            }
+            // Dropping the entry drops its sender, which ends its stream.
+        }
+        coord.changed.notify_waiters();
+    }
+}

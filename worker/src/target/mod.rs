@@ -1,0 +1,215 @@
+//! The built-in target server: the HTTP/1.1 endpoint used by the quickstart,
+//! the tests and the benchmarks.
+//!
+//! A load tester needs something to point at whose behaviour is known
+//! exactly, so every knob here is deterministic:
+//!
+//! - `error_rate` fails an exact, evenly spread fraction of requests
+//!   (`fraction.rs`), so tests can assert error counts to the request;
+//! - `delay` adds fixed latency, with timers rather than busy waiting;
+//! - `capacity` serves requests through one FIFO queue at a fixed rate
+//!   (`capacity.rs`), so overload shows as latency growing linearly and a
+//!   burst leaves a backlog that drains at a computable rate;
+//! - `GET /__volley/stats` reports what the server answered, so a test can
+//!   check that counts add up on both sides.
+//!
+//! It is also the baseline for throughput benchmarks, so the fast path
+//! (no delay, no capacity) reuses per-connection buffers, answers pipelined
+//! requests with one write and does not allocate per request (`http1.rs`).
+
+mod capacity;
+mod chunked;
+mod error;
+mod fraction;
+mod http1;
+mod request;
+mod response;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use capacity::Fifo;
+use fraction::ErrorFraction;
+use response::Responses;
+
+/// How the target behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetConfig {
+    /// Fixed extra latency per request, counted from its arrival (or, with a
+    /// capacity, from when it leaves the queue).
+    pub delay: Duration,
+    /// Fraction of requests answered `500`, clamped to `0.0..=1.0`. Exact and
+    /// deterministic: the first `n` requests contain `floor(n · rate)` errors.
+    pub error_rate: f64,
+    /// Body bytes of each `200` response.
+    pub body_size: usize,
+    /// Maximum requests per second, served through one FIFO queue; `None`
+    /// (or a value that is not a positive finite number) means unlimited.
+    pub capacity: Option<f64>,
+}
+
+impl Default for TargetConfig {
+    fn default() -> Self {
+        Self {
+            delay: Duration::ZERO,
+            error_rate: 0.0,
+            body_size: 64,
+            capacity: None,
+        }
+    }
+}
+
+/// What the target has answered, shared with the caller of [`serve`] and
+/// reported by `GET /__volley/stats`.
+#[derive(Debug, Default)]
+pub struct TargetStats {
+    ok: AtomicU64,
+    errors: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl TargetStats {
+    /// Requests answered, `ok() + errors()`; refused (4xx) requests and the
+    /// stats endpoint itself are not counted.
+    pub fn requests(&self) -> u64 {
+        self.ok() + self.errors()
+    }
+
+    /// Requests answered `200`.
+    pub fn ok(&self) -> u64 {
+        self.ok.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered with an injected `500`.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Adds a batch of answers; one atomic add per batch keeps the counters
+    /// off the per-request path.
+    fn record(&self, ok: u64, errors: u64) {
+        if ok > 0 {
+            self.ok.fetch_add(ok, Ordering::Relaxed);
+        }
+        if errors > 0 {
+            self.errors.fetch_add(errors, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes; returns after
+/// closing the listener (open connections may be dropped).
+///
+/// Errors on single connections are logged at debug level and never end the
+/// server; nor do failed accepts (running out of file descriptors under load
+/// is a condition to wait out, not a reason to stop).
+pub async fn serve(
+    listener: TcpListener,
+    config: TargetConfig,
+    stats: Arc<TargetStats>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let shared = Arc::new(Shared::new(&config, stats));
+    // Owning the connection tasks lets shutdown stop them too, so a stopped
+    // target does not keep answering on old connections.
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            // Reap finished connections so the set does not grow.
+            Some(joined) = connections.join_next(), if !connections.is_empty() => {
+                // Cancelled tasks cannot occur before shutdown; a panic is a bug.
+                if let Err(cause) = joined {
+                    warn!(%cause, "target connection task panicked");
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+                    let shared = Arc::clone(&shared);
+                    connections.spawn(async move {
+                        if let Err(cause) = http1::serve_connection(stream, shared).await {
+                            debug!(%peer, %cause, "target connection ended with an error");
+                        }
+                    });
+                }
+                Err(cause) if is_connection_error(&cause) => {
+                    debug!(%cause, "target accept failed");
+                }
+                Err(cause) => {
+                    // Typically EMFILE: pause rather than spin on it.
+                    warn!(%cause, "target accept failed; pausing");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// Errors that concern one incoming connection, not the listener.
+fn is_connection_error(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Per-server state shared by all connections.
+#[derive(Debug)]
+struct Shared {
+    responses: Responses,
+    /// `None` when zero, so the fast path can skip reading the clock.
+    delay: Option<Duration>,
+    fifo: Option<Fifo>,
+    errors: ErrorFraction,
+    stats: Arc<TargetStats>,
+}
+
+impl Shared {
+    fn new(config: &TargetConfig, stats: Arc<TargetStats>) -> Self {
+        Self {
+            responses: Responses::new(config.body_size),
+            delay: Some(config.delay).filter(|d| !d.is_zero()),
+            fifo: config.capacity.and_then(|c| Fifo::new(c, Instant::now())),
+            errors: ErrorFraction::new(config.error_rate),
+            stats,
+        }
+    }
+
+    /// Whether responses wait for a due time at all.
+    fn timed(&self) -> bool {
+        self.delay.is_some() || self.fifo.is_some()
+    }
+
+    /// When the response to a request arriving at `arrival` may be written:
+    /// after the queue (if any), plus the delay.
+    fn due(&self, arrival: Instant) -> Instant {
+        let served = self
+            .fifo
+            .as_ref()
+            .map_or(arrival, |fifo| fifo.depart(arrival));
+        capacity::add_or_far(served, self.delay.unwrap_or_default())
+    }
+}
