@@ -1,0 +1,284 @@
+//! Recovery on synthetic per-second series.
+
+use super::*;
+use crate::analysis::fixture;
+use crate::report::Requests;
+
+const N: u64 = 10_000;
+
+/// One second at `N` intended requests: `errors` of them failed, the rest
+/// succeeded with the given p99; with no p99, none succeeded (the rest were
+/// dropped).
+fn sec(t: u32, p99: Option<f64>, errors: u64) -> IntervalReport {
+    let ok = if p99.is_some() { N - errors } else { 0 };
+    IntervalReport {
+        t_s: t,
+        stage: String::new(),
+        target_rps: N as f64,
+        achieved_rps: N as f64,
+        intended: N,
+        ok,
+        errors,
+        dropped: N - ok - errors,
+        p50_ms: p99.map(|p| p / 2.0),
+        p99_ms: p99,
+        max_ms: p99.map(|p| p * 2.0),
+        workers: 1,
+    }
+}
+
+/// A second after the planned run: nothing intended, stragglers answered.
+fn drain(t: u32) -> IntervalReport {
+    IntervalReport {
+        target_rps: 0.0,
+        intended: 0,
+        ..sec(t, Some(1.0), 0)
+    }
+}
+
+fn series(range: std::ops::Range<u32>, p99: impl Fn(u32) -> f64) -> Vec<IntervalReport> {
+    range.map(|t| sec(t, Some(p99(t)), 0)).collect()
+}
+
+/// steady [0, 10) at p99 10 ms, burst [10, 15), after [15, 45).
+fn three_stages() -> Vec<StageReport> {
+    vec![
+        fixture::stage("steady", false, 0.0, 10.0, 10.0),
+        fixture::stage("burst", true, 10.0, 5.0, 250.0),
+        fixture::stage("after", false, 15.0, 30.0, 40.0),
+    ]
+}
+
+/// The burst seconds ramp 100 → 180 ms; `after` decides the rest.
+fn run(after: impl Fn(u32) -> f64) -> Vec<IntervalReport> {
+    series(0..45, |t| match t {
+        0..=9 => 10.0,
+        10..=14 => 100.0 + 20.0 * f64::from(t - 10),
+        _ => after(t),
+    })
+}
+
+fn only(v: Vec<Recovery>) -> Recovery {
+    assert_eq!(v.len(), 1, "{v:?}");
+    v.into_iter().next().unwrap()
+}
+
+#[test]
+fn calm_right_after_the_burst_is_recovery_time_zero() {
+    let r = only(recovery(&run(|_| 10.0), &three_stages(), 5, 0.1));
+    assert_eq!(r.stage, "burst");
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 0.0);
+    assert_eq!(r.baseline_p99_ms, Some(10.0));
+    assert_eq!(r.peak_p99_ms, Some(180.0));
+}
+
+#[test]
+fn a_draining_backlog_recovers_when_the_window_starts() {
+    // The queue left by the burst drains linearly: 250 ms at 15 s, 25 ms at
+    // 24 s, then flat at the baseline.
+    let r = only(recovery(
+        &run(|t| (250.0 - 25.0 * f64::from(t - 15)).max(10.0)),
+        &three_stages(),
+        5,
+        0.1,
+    ));
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 10.0);
+    assert_eq!(r.peak_p99_ms, Some(250.0), "the peak after the burst counts");
+}
+
+#[test]
+fn latency_that_stays_high_never_recovers_and_reports_the_time_observed() {
+    let r = only(recovery(&run(|_| 30.0), &three_stages(), 5, 0.1));
+    assert!(!r.recovered);
+    assert_eq!(r.recovery_time_s, 30.0); // 45 − 15
+    assert_eq!(r.peak_p99_ms, Some(180.0));
+}
+
+#[test]
+fn the_tolerance_is_inclusive() {
+    // 10 ms × 1.1 = 11 ms exactly is within tolerance; a hair more is not.
+    assert!(only(recovery(&run(|_| 11.0), &three_stages(), 5, 0.1)).recovered);
+    assert!(!only(recovery(&run(|_| 11.01), &three_stages(), 5, 0.1)).recovered);
+    assert!(only(recovery(&run(|_| 11.01), &three_stages(), 5, 0.2)).recovered);
+}
+
+#[test]
+fn errors_hold_recovery_back_although_latency_is_fine() {
+    let mut iv = run(|_| 10.0);
+    for s in &mut iv[15..22] {
+        *s = sec(s.t_s, Some(10.0), N / 100); // 1 % errors
+    }
+    let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 7.0);
+}
+
+#[test]
+fn the_error_margin_is_point_one_percentage_points_over_the_baseline() {
+    let mut stages = three_stages();
+    // Baseline: 0.5 % errors.
+    stages[0].requests = Requests {
+        intended: 10 * N,
+        sent: 10 * N,
+        ok: 10 * N - N / 20,
+        errors: N / 20,
+        dropped: 0,
+    };
+    let with = |errors: u64| {
+        let mut iv = run(|_| 10.0);
+        for s in &mut iv[15..] {
+            *s = sec(s.t_s, Some(10.0), errors);
+        }
+        only(recovery(&iv, &stages, 5, 0.1))
+    };
+    assert!(with(55).recovered, "0.55 % is within 0.1 points of 0.5 %");
+    assert!(with(60).recovered, "0.6 % is on the margin");
+    assert!(!with(65).recovered, "0.65 % is not");
+    assert!(with(0).recovered, "fewer errors than the baseline is fine");
+}
+
+#[test]
+fn the_error_rate_is_over_the_seconds_outcomes_not_its_schedule() {
+    // While a backlog drains, outcomes need not match the second's schedule.
+    let with = |outcomes: u64, errors: u64| {
+        let mut iv = run(|_| 10.0);
+        for s in &mut iv[15..] {
+            s.ok = outcomes - errors;
+            s.errors = errors;
+            s.dropped = 0;
+        }
+        only(recovery(&iv, &three_stages(), 5, 0.1)).recovered
+    };
+    // 15 errors in 20,000 outcomes is 0.075 % (15 / 10,000 intended would be
+    // 0.15 %): calm.
+    assert!(with(2 * N, 15));
+    // 5 errors in 1,000 outcomes is 0.5 % (0.05 % of those intended): not.
+    assert!(!with(1000, 5));
+}
+
+#[test]
+fn one_bad_second_restarts_the_window() {
+    for bad in [
+        Some(sec(18, Some(50.0), 0)),  // slow
+        Some(sec(18, None, 0)),        // nothing succeeded
+        Some(sec(18, Some(10.0), N - 10)), // a p99 from a few, all else failed
+        None,                          // no data for that second
+    ] {
+        let mut iv = run(|_| 10.0);
+        iv.retain(|s| s.t_s != 18);
+        iv.extend(bad.clone());
+        let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+        assert!(r.recovered, "{bad:?}");
+        assert_eq!(r.recovery_time_s, 4.0, "{bad:?}"); // window 19..24
+    }
+}
+
+#[test]
+fn the_window_length_matters() {
+    // Calm 15..18, bad at 18, calm after.
+    let iv = run(|t| if t == 18 { 50.0 } else { 10.0 });
+    assert_eq!(only(recovery(&iv, &three_stages(), 3, 0.1)).recovery_time_s, 0.0);
+    assert_eq!(only(recovery(&iv, &three_stages(), 4, 0.1)).recovery_time_s, 4.0);
+    // A window of 0 is a window of 1.
+    assert_eq!(only(recovery(&iv, &three_stages(), 0, 0.1)).recovery_time_s, 0.0);
+    // A window longer than what is left never fits.
+    let r = only(recovery(&iv, &three_stages(), 30, 0.1));
+    assert!(!r.recovered);
+    assert_eq!(r.recovery_time_s, 30.0);
+}
+
+#[test]
+fn each_burst_is_judged_against_the_stage_before_it() {
+    let stages = vec![
+        fixture::stage("steady", false, 0.0, 10.0, 10.0),
+        fixture::stage("b1", true, 10.0, 5.0, 300.0),
+        fixture::stage("mid", false, 15.0, 20.0, 20.0),
+        fixture::stage("b2", true, 35.0, 5.0, 300.0),
+        fixture::stage("tail", false, 40.0, 20.0, 30.0),
+    ];
+    let iv = series(0..60, |t| match t {
+        10..=14 => 300.0,
+        15..=17 => 100.0,
+        35..=39 => 400.0,
+        40..=42 => 60.0,
+        43.. => 21.0, // calm for b2 (≤ 22), not for b1 (≤ 11)
+        _ => 10.0,
+    });
+    let r = recovery(&iv, &stages, 5, 0.1);
+    assert_eq!(r.len(), 2);
+    assert_eq!((r[0].stage.as_str(), r[1].stage.as_str()), ("b1", "b2"));
+    assert!(r[0].recovered && r[1].recovered);
+    assert_eq!(r[0].recovery_time_s, 3.0);
+    assert_eq!(r[0].baseline_p99_ms, Some(10.0));
+    assert_eq!(r[0].peak_p99_ms, Some(300.0), "b2 comes after b1 recovered");
+    assert_eq!(r[1].recovery_time_s, 3.0);
+    assert_eq!(r[1].baseline_p99_ms, Some(20.0));
+    assert_eq!(r[1].peak_p99_ms, Some(400.0));
+}
+
+#[test]
+fn a_burst_that_ends_the_run_cannot_recover_in_the_drain() {
+    let stages = vec![
+        fixture::stage("steady", false, 0.0, 10.0, 10.0),
+        fixture::stage("burst", true, 10.0, 5.0, 300.0),
+    ];
+    let mut iv = series(0..15, |t| if t < 10 { 10.0 } else { 300.0 });
+    let r = only(recovery(&iv, &stages, 5, 0.1));
+    assert!(!r.recovered);
+    assert_eq!(r.recovery_time_s, 0.0);
+    assert_eq!(r.peak_p99_ms, Some(300.0));
+    // Fast stragglers after the planned end are not load: still not recovered.
+    iv.extend((15..22).map(drain));
+    let r = only(recovery(&iv, &stages, 5, 0.1));
+    assert!(!r.recovered);
+    assert_eq!(r.recovery_time_s, 7.0);
+}
+
+#[test]
+fn zero_rate_seconds_break_the_window() {
+    let mut iv = run(|_| 10.0);
+    iv[17] = drain(17);
+    let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+    assert_eq!(r.recovery_time_s, 3.0);
+}
+
+#[test]
+fn a_burst_ending_mid_second_starts_counting_at_the_next_second() {
+    let mut stages = three_stages();
+    stages[1].duration_s = 4.5; // ends at 14.5
+    let iv = series(0..45, |t| if (10..14).contains(&t) { 200.0 } else { 10.0 });
+    let r = only(recovery(&iv, &stages, 5, 0.1));
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 0.5);
+    // Summed durations that land a hair past a whole second do not skip it.
+    stages[1].duration_s = 5.0 + 1e-12;
+    let r = only(recovery(&iv, &stages, 5, 0.1));
+    assert_eq!(r.recovery_time_s, 0.0);
+}
+
+#[test]
+fn without_a_baseline_p99_nothing_can_recover() {
+    let mut stages = three_stages();
+    stages[0].latency_ms.p99 = None;
+    let r = only(recovery(&run(|_| 10.0), &stages, 5, 0.1));
+    assert!(!r.recovered);
+    assert_eq!(r.baseline_p99_ms, None);
+    assert_eq!(r.recovery_time_s, 30.0);
+    assert_eq!(r.peak_p99_ms, Some(180.0), "the peak is still reported");
+    // A burst as the first stage (the scenario forbids it) is reported too.
+    let r = only(recovery(&run(|_| 10.0), &three_stages()[1..], 5, 0.1));
+    assert!(!r.recovered);
+    assert_eq!(r.baseline_p99_ms, None);
+}
+
+#[test]
+fn interval_order_and_duplicates_do_not_matter() {
+    let mut iv = run(|t| (250.0 - 25.0 * f64::from(t - 15)).max(10.0));
+    let sorted = only(recovery(&iv, &three_stages(), 5, 0.1));
+    iv.reverse();
+    assert_eq!(only(recovery(&iv, &three_stages(), 5, 0.1)), sorted);
+    assert!(recovery(&[], &three_stages(), 5, 0.1)[0].recovery_time_s == 0.0);
+    assert!(recovery(&iv, &three_stages()[..1], 5, 0.1).is_empty(), "no burst, no rows");
+}

@@ -1,0 +1,357 @@
+//! Harness for cross-process tests: start the real binaries, learn their
+//! ports from what they print, kill them by PID when the test ends.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Directory holding `volley` and `volley-worker`: `target/<profile>/`,
+/// found from this test executable (`target/<profile>/deps/<test>`). Both
+/// binaries are built by the same test build, because the coordinator and
+/// worker packages have CLI tests of their own.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("VOLLEY_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (the README's test command does: `cargo build --bins && cargo nextest run`)",
+        p.display()
+    );
+    p
+}
+
+pub fn volley() -> Command {
+    Command::new(bin("volley"))
+}
+
+pub fn worker_cmd() -> Command {
+    Command::new(bin("volley-worker"))
+}
+
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// A child process killed (by its PID) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+    stderr_lines: Option<mpsc::Receiver<String>>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} {}", self.pid());
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything the process wrote to stderr so far (when captured).
+    pub fn stderr_so_far(&self) -> String {
+        let mut out = String::new();
+        if let Some(rx) = &self.stderr_lines {
+            while let Ok(l) = rx.try_recv() {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `cmd`, waits for a stdout line containing `marker`, and returns
+/// the process and that line. Stdout after the marker is drained in the
+/// background so the child never blocks on a full pipe.
+pub fn spawn_until(mut cmd: Command, name: &str, marker: &str) -> (Proc, String) {
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let wanted = marker.to_string();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if !sent && line.contains(&wanted) {
+                let _ = tx.send(line);
+                sent = true;
+            }
+        }
+    });
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = etx.send(line);
+        }
+    });
+    let mut proc = Proc {
+        child,
+        name: name.to_string(),
+        stderr_lines: Some(erx),
+    };
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => (proc, line),
+        Err(_) => {
+            let status = proc.child.try_wait().ok().flatten();
+            panic!(
+                "{name} never printed {marker:?} (exit: {status:?}); stderr:\n{}",
+                proc.stderr_so_far()
+            );
+        }
+    }
+}
+
+/// Spawns without waiting for anything.
+pub fn spawn(mut cmd: Command, name: &str) -> Proc {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+    let stderr = child.stderr.take().unwrap();
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = etx.send(line);
+        }
+    });
+    Proc {
+        child,
+        name: name.to_string(),
+        stderr_lines: Some(erx),
+    }
+}
+
+fn last_word(line: &str) -> String {
+    line.split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `volley target` on an ephemeral port; returns its base URL.
+pub fn start_target(args: &[&str]) -> (Proc, String) {
+    let mut cmd = volley();
+    cmd.args(["target", "--listen", "127.0.0.1:0", "--threads", "1"])
+        .args(args);
+    let (p, line) = spawn_until(cmd, "target", "target listening on");
+    (p, last_word(&line))
+}
+
+/// `volley serve` on an ephemeral port; returns its `http://` URL.
+pub fn start_coordinator(args: &[&str]) -> (Proc, String) {
+    let mut cmd = volley();
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    let (p, line) = spawn_until(cmd, "coordinator", "coordinator listening on");
+    (p, format!("http://{}", last_word(&line)))
+}
+
+pub fn start_worker(coordinator: &str, args: &[&str]) -> Proc {
+    let mut cmd = worker_cmd();
+    cmd.args(["--coordinator", coordinator]).args(args);
+    spawn(cmd, "worker")
+}
+
+/// A scratch directory removed at drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "volley-it-{tag}-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos() ^ (std::ptr::addr_of!(tag) as usize as u128)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("VOLLEY_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Runs a command to completion with a hard limit, killing it past that.
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(limit).is_err() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    let _ = tx.send(());
+    let took = start.elapsed();
+    assert!(
+        took < limit,
+        "command ran past its {limit:?} limit and was killed:\n{}",
+        describe(&out)
+    );
+    (out, took)
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn read_report(dir: &Path) -> Value {
+    let text = std::fs::read_to_string(dir.join("report.json"))
+        .unwrap_or_else(|e| panic!("{}/report.json: {e}", dir.display()));
+    serde_json::from_str(&text).expect("report.json parses")
+}
+
+pub fn u(v: &Value, path: &str) -> u64 {
+    pick(v, path)
+        .as_u64()
+        .unwrap_or_else(|| panic!("{path} is not an integer: {}", pick(v, path)))
+}
+
+pub fn f(v: &Value, path: &str) -> f64 {
+    pick(v, path)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {}", pick(v, path)))
+}
+
+pub fn pick<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.').fold(v, |v, k| &v[k])
+}
+
+/// Asserts intended = ok + errors + dropped for a `requests` object.
+pub fn assert_accounted(requests: &Value, what: &str) {
+    let (i, o, e, d) = (
+        u(requests, "intended"),
+        u(requests, "ok"),
+        u(requests, "errors"),
+        u(requests, "dropped"),
+    );
+    assert_eq!(
+        i,
+        o + e + d,
+        "{what}: intended {i} != ok {o} + errors {e} + dropped {d}"
+    );
+}
+
+/// The built-in target's own counters (`GET /__volley/stats`).
+pub fn target_stats(base_url: &str) -> Value {
+    let addr = base_url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to target");
+    use std::io::{Read, Write};
+    s.write_all(
+        format!("GET /__volley/stats HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let body = buf.split("\r\n\r\n").nth(1).expect("a body");
+    serde_json::from_str(body).expect("stats JSON")
+}
+
+/// Decodes every histogram line of an HdrHistogram interval log, with its
+/// tag (None for untagged lines).
+pub fn read_hlog(path: &Path) -> Vec<(Option<String>, f64, hdrhistogram::Histogram<u64>)> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.starts_with('"') || line.trim().is_empty() {
+            continue;
+        }
+        let (tag, rest) = match line.strip_prefix("Tag=") {
+            Some(r) => {
+                let (t, rest) = r.split_once(',').unwrap();
+                (Some(t.to_string()), rest)
+            }
+            None => (None, line),
+        };
+        let parts: Vec<&str> = rest.splitn(4, ',').collect();
+        assert_eq!(parts.len(), 4, "bad hlog line {line}");
+        let start: f64 = parts[0].parse().unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(parts[3])
+            .unwrap();
+        let h: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(bytes))
+            .unwrap();
+        out.push((tag, start, h));
+    }
+    out
+}
+
+/// Load tests measure time: within one test binary (cargo test runs tests as
+/// threads) they take turns. Under nextest each test is its own process and
+/// `.config/nextest.toml` puts this package in a serial group.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
