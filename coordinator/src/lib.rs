@@ -8,6 +8,9 @@
 //!   merged data, and its Markdown rendering.
 //! - [`wire`]: worker reports from the wire into domain types, validated.
 //! - [`registry`]: the connected workers and their run routes.
+//! - [`analysis`]: judging a run: threshold verdicts (with warn tiers and
+//!   per-second abort checks), regressions against a baseline, and burst
+//!   recovery.
 //!
 //! Services and orchestration:
 //! - [`state`]: the coordinator's shared state.
@@ -19,6 +22,7 @@
 //! - [`output`]: the run directory and the live lines.
 //! - [`exit`]: exit codes of the contract.
 
+pub mod analysis;
 pub mod client;
 pub mod exit;
 pub mod local;

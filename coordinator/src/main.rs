@@ -11,7 +11,10 @@ use volley_coordinator::{client, local, service, CliError, Coordinator, Coordina
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    // `volley run` reports problems itself (they reach the client as run
+    // events); its embedded coordinator logs only errors unless RUST_LOG
+    // says otherwise. Long-lived servers log warnings.
+    init_tracing(if matches!(cli.command, Command::Run(_)) { "error" } else { "warn" });
     let result = match cli.command {
         Command::Run(a) => runtime(None).block_on(run(a)),
         Command::Serve(a) => runtime(None).block_on(serve(a)),
@@ -42,9 +45,9 @@ fn runtime(threads: Option<usize>) -> tokio::runtime::Runtime {
     b.enable_all().build().expect("tokio runtime")
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -136,14 +136,16 @@ async fn wait_for_workers(
     spec: &RunSpec,
     events: &Events,
 ) -> Result<Vec<WorkerEntry>, Failure> {
-    let deadline = Instant::now() + spec.wait;
+    let started = Instant::now();
+    let deadline = started + spec.wait;
     let mut last_said = None;
     loop {
         let idle = coord.registry().idle();
         if idle.len() >= spec.min_workers {
             return Ok(idle);
         }
-        if last_said != Some(idle.len()) {
+        // Say so only when the wait is noticeable (local workers join at once).
+        if last_said != Some(idle.len()) && started.elapsed() >= Duration::from_secs(1) {
             say(
                 events,
                 "info",

@@ -130,7 +130,7 @@ impl RateCurve {
     /// The time at which Λ reaches `x`, or `None` when the run ends first.
     /// `hint` is a segment cursor for monotone callers (start it at 0).
     pub fn time_of(&self, x: f64, hint: &mut usize) -> Option<f64> {
-        if !(x < self.total) || x < 0.0 {
+        if x.is_nan() || x >= self.total || x < 0.0 {
             return None;
         }
         let mut i = (*hint).min(self.segs.len() - 1);

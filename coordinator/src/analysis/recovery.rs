@@ -73,9 +73,7 @@ fn one(
     tolerance: f64,
 ) -> Recovery {
     let baseline_p99 = base.and_then(|b| b.latency_ms.p99);
-    let base_errors = base.map_or(0.0, |b| {
-        ratio(b.requests.errors, b.requests.intended)
-    });
+    let base_errors = base.map_or(0.0, |b| ratio(b.requests.errors, b.requests.intended));
     let end = burst.start_s + burst.duration_s;
     let first = second_at_or_after(end);
     let found = baseline_p99.and_then(|p| {

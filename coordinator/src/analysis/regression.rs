@@ -23,7 +23,7 @@
 //! infinity, so growth from a baseline of 0 is reported as +100 % (the whole
 //! current value is new), and 0 → 0 as 0 %.
 
-use crate::report::{Latency, Regression, Report};
+use crate::report::{Regression, Report};
 
 /// The smallest change of a failure fraction that counts as a regression:
 /// 0.1 percentage points, the same margin DESIGN.md allows the error rate
@@ -80,18 +80,36 @@ pub fn compare(current: &Report, baseline: &Report, threshold_pct: f64) -> Vec<R
     let t = threshold_pct / 100.0;
     let (c, b) = (current, baseline);
     let mut rows = vec![
-        row("throughput_rps", Rule::HigherIsBetter, b.throughput_rps, c.throughput_rps, t),
-        row("achieved_rps", Rule::HigherIsBetter, b.achieved_rps, c.achieved_rps, t),
-        row("success_rate", Rule::Success, b.success_rate, c.success_rate, t),
+        row(
+            "throughput_rps",
+            Rule::HigherIsBetter,
+            b.throughput_rps,
+            c.throughput_rps,
+            t,
+        ),
+        row(
+            "achieved_rps",
+            Rule::HigherIsBetter,
+            b.achieved_rps,
+            c.achieved_rps,
+            t,
+        ),
+        row(
+            "success_rate",
+            Rule::Success,
+            b.success_rate,
+            c.success_rate,
+            t,
+        ),
         row("error_rate", Rule::Failure, b.error_rate, c.error_rate, t),
     ];
-    let latencies: [(&str, fn(&Latency) -> Option<f64>); 3] = [
-        ("p50_ms", |l| l.p50),
-        ("p99_ms", |l| l.p99),
-        ("p999_ms", |l| l.p999),
+    let latencies = [
+        ("p50_ms", b.latency_ms.p50, c.latency_ms.p50),
+        ("p99_ms", b.latency_ms.p99, c.latency_ms.p99),
+        ("p999_ms", b.latency_ms.p999, c.latency_ms.p999),
     ];
-    for (name, get) in latencies {
-        if let (Some(bv), Some(cv)) = (get(&b.latency_ms), get(&c.latency_ms)) {
+    for (name, bv, cv) in latencies {
+        if let (Some(bv), Some(cv)) = (bv, cv) {
             rows.push(row(name, Rule::LowerIsBetter, bv, cv, t));
         }
     }
@@ -109,9 +127,7 @@ pub fn parse_threshold_pct(s: &str) -> Result<f64, String> {
         Some(n) => (n.trim_end(), true),
         None => (text, false),
     };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{EXPECTED}, got {s:?}"))?;
+    let v: f64 = num.parse().map_err(|_| format!("{EXPECTED}, got {s:?}"))?;
     if !v.is_finite() || v <= 0.0 || v >= 100.0 {
         return Err(format!("{EXPECTED}, got {s:?}"));
     }
@@ -130,13 +146,17 @@ pub fn parse_threshold_pct(s: &str) -> Result<f64, String> {
 mod tests {
     use super::*;
     use crate::analysis::fixture;
+    use crate::report::Latency;
 
     fn find<'a>(rows: &'a [Regression], metric: &str) -> &'a Regression {
         rows.iter().find(|r| r.metric == metric).unwrap()
     }
 
     fn failing(rows: &[Regression]) -> Vec<&str> {
-        rows.iter().filter(|r| !r.pass).map(|r| r.metric.as_str()).collect()
+        rows.iter()
+            .filter(|r| !r.pass)
+            .map(|r| r.metric.as_str())
+            .collect()
     }
 
     #[test]
@@ -146,7 +166,15 @@ mod tests {
         let names: Vec<&str> = rows.iter().map(|r| r.metric.as_str()).collect();
         assert_eq!(
             names,
-            ["throughput_rps", "achieved_rps", "success_rate", "error_rate", "p50_ms", "p99_ms", "p999_ms"]
+            [
+                "throughput_rps",
+                "achieved_rps",
+                "success_rate",
+                "error_rate",
+                "p50_ms",
+                "p99_ms",
+                "p999_ms"
+            ]
         );
         assert!(rows.iter().all(|r| r.pass && r.change_pct == 0.0));
     }
@@ -251,7 +279,9 @@ mod tests {
         let rows = compare(&c, &b, 10.0);
         assert!(rows.iter().all(|r| r.change_pct.is_finite()));
         assert!(!find(&rows, "error_rate").pass);
-        assert!(serde_json::to_string(&rows).unwrap().contains("\"change_pct\":100.0"));
+        assert!(serde_json::to_string(&rows)
+            .unwrap()
+            .contains("\"change_pct\":100.0"));
     }
 
     #[test]
@@ -265,7 +295,9 @@ mod tests {
         assert!(rows.iter().all(|r| !r.metric.ends_with("_ms")));
         assert_eq!(failing(&rows), ["throughput_rps", "success_rate"]);
         // And the other way round: no latency in the baseline.
-        assert!(compare(&b, &c, 10.0).iter().all(|r| !r.metric.ends_with("_ms")));
+        assert!(compare(&b, &c, 10.0)
+            .iter()
+            .all(|r| !r.metric.ends_with("_ms")));
     }
 
     #[test]
@@ -276,8 +308,13 @@ mod tests {
         assert_eq!(parse_threshold_pct("0.5%"), Ok(0.5));
         assert_eq!(parse_threshold_pct("1"), Ok(1.0));
         let e = parse_threshold_pct("0.1").unwrap_err();
-        assert!(e.contains("looks like a fraction") && e.contains("\"10%\""), "{e}");
-        for bad in ["0", "0%", "-5", "100", "100%", "250", "NaN", "inf", "", "%", "ten", "10%%"] {
+        assert!(
+            e.contains("looks like a fraction") && e.contains("\"10%\""),
+            "{e}"
+        );
+        for bad in [
+            "0", "0%", "-5", "100", "100%", "250", "NaN", "inf", "", "%", "ten", "10%%",
+        ] {
             let e = parse_threshold_pct(bad).unwrap_err();
             assert!(e.contains("between 0 and 100"), "{bad}: {e}");
         }

@@ -85,7 +85,11 @@ fn a_draining_backlog_recovers_when_the_window_starts() {
     ));
     assert!(r.recovered);
     assert_eq!(r.recovery_time_s, 10.0);
-    assert_eq!(r.peak_p99_ms, Some(250.0), "the peak after the burst counts");
+    assert_eq!(
+        r.peak_p99_ms,
+        Some(250.0),
+        "the peak after the burst counts"
+    );
 }
 
 #[test]
@@ -161,10 +165,10 @@ fn the_error_rate_is_over_the_seconds_outcomes_not_its_schedule() {
 #[test]
 fn one_bad_second_restarts_the_window() {
     for bad in [
-        Some(sec(18, Some(50.0), 0)),  // slow
-        Some(sec(18, None, 0)),        // nothing succeeded
+        Some(sec(18, Some(50.0), 0)),      // slow
+        Some(sec(18, None, 0)),            // nothing succeeded
         Some(sec(18, Some(10.0), N - 10)), // a p99 from a few, all else failed
-        None,                          // no data for that second
+        None,                              // no data for that second
     ] {
         let mut iv = run(|_| 10.0);
         iv.retain(|s| s.t_s != 18);
@@ -179,10 +183,19 @@ fn one_bad_second_restarts_the_window() {
 fn the_window_length_matters() {
     // Calm 15..18, bad at 18, calm after.
     let iv = run(|t| if t == 18 { 50.0 } else { 10.0 });
-    assert_eq!(only(recovery(&iv, &three_stages(), 3, 0.1)).recovery_time_s, 0.0);
-    assert_eq!(only(recovery(&iv, &three_stages(), 4, 0.1)).recovery_time_s, 4.0);
+    assert_eq!(
+        only(recovery(&iv, &three_stages(), 3, 0.1)).recovery_time_s,
+        0.0
+    );
+    assert_eq!(
+        only(recovery(&iv, &three_stages(), 4, 0.1)).recovery_time_s,
+        4.0
+    );
     // A window of 0 is a window of 1.
-    assert_eq!(only(recovery(&iv, &three_stages(), 0, 0.1)).recovery_time_s, 0.0);
+    assert_eq!(
+        only(recovery(&iv, &three_stages(), 0, 0.1)).recovery_time_s,
+        0.0
+    );
     // A window longer than what is left never fits.
     let r = only(recovery(&iv, &three_stages(), 30, 0.1));
     assert!(!r.recovered);
@@ -280,5 +293,8 @@ fn interval_order_and_duplicates_do_not_matter() {
     iv.reverse();
     assert_eq!(only(recovery(&iv, &three_stages(), 5, 0.1)), sorted);
     assert!(recovery(&[], &three_stages(), 5, 0.1)[0].recovery_time_s == 0.0);
-    assert!(recovery(&iv, &three_stages()[..1], 5, 0.1).is_empty(), "no burst, no rows");
+    assert!(
+        recovery(&iv, &three_stages()[..1], 5, 0.1).is_empty(),
+        "no burst, no rows"
+    );
 }
