@@ -347,12 +347,22 @@ class Bench:
         CHILDREN.append(client)
         limit = duration + 60
         hung = False
-        try:
-            client.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            hung = True
-            client.kill()
-            client.wait()
+        deadline = time.monotonic() + limit
+        client_cpu = 0.0
+        while True:
+            pid, status, ru = os.wait4(client.pid, os.WNOHANG)
+            if pid == client.pid:
+                client.returncode = os.waitstatus_to_exitcode(status)
+                client_cpu = ru.ru_utime + ru.ru_stime
+                break
+            if time.monotonic() > deadline:
+                hung = True
+                client.kill()
+                _, status, ru = os.wait4(client.pid, 0)
+                client.returncode = os.waitstatus_to_exitcode(status)
+                client_cpu = ru.ru_utime + ru.ru_stime
+                break
+            time.sleep(0.05)
         CHILDREN.remove(client)
         s1 = Snap(self.pids)
         rss_peak = proc_status(self.worker.pid, "VmHWM") if self.worker.poll() is None else None
@@ -388,10 +398,11 @@ class Bench:
         for k in self.pids:
             ticks = s1.ticks[k] - s0.ticks[k] - self.idle_rate.get(k, (0, 0))[0] * window
             cpu[k] = (max(ticks, 0) / HZ,)
+        cpu["client"] = (client_cpu,)
         row["cpu_s"] = {k: v[0] for k, v in cpu.items()}
         row["cpu_pct"] = {k: v[0] / load_s * 100 for k, v in cpu.items()}
         cores = {}
-        ours = {a.worker_core: ["worker"], a.target_core: ["target", "coord"]}
+        ours = {a.worker_core: ["worker"], a.target_core: ["target", "coord", "client"]}
         for c in (a.worker_core, a.target_core):
             busy = (s1.cores[c][0] - s0.cores[c][0]) / HZ
             steal = (s1.cores[c][1] - s0.cores[c][1]) / HZ
@@ -442,7 +453,7 @@ def print_row(r, a):
     print(f"            worker {r.get('us_per_req', float('nan')):.2f} us/req "
           f"CPU {r['cpu_pct']['worker']:.0f}%, "
           f"peak RSS {fmt_kb(r['rss_peak_kb'])}{' (lifetime)' if r['rss_peak_is_lifetime'] else ''} | "
-          f"target CPU {r['cpu_pct']['target']:.0f}%, coordinator {r['cpu_pct']['coord']:.0f}% | "
+          f"target CPU {r['cpu_pct']['target']:.0f}%, coordinator {r['cpu_pct']['coord']:.0f}%, client {r['cpu_pct']['client']:.0f}% | "
           f"core{wc} busy {r['cores'][wc]['busy_pct']:.0f}% (other {r['cores'][wc]['unattributed_pct']:.0f}%, "
           f"steal {r['cores'][wc]['steal_pct']:.0f}%), core{tc} busy {r['cores'][tc]['busy_pct']:.0f}% "
           f"(other {r['cores'][tc]['unattributed_pct']:.0f}%, steal {r['cores'][tc]['steal_pct']:.0f}%)"

@@ -39,7 +39,13 @@ pub fn load_scenario(path: &std::path::Path) -> Result<(scenario::Scenario, Stri
     Ok((scenario, text))
 }
 
-pub async fn submit(opts: SubmitOptions) -> Result<(Exit, Option<Report>), CliError> {
+/// Submits and follows a run. When `interrupt` completes (Ctrl-C) the run is
+/// asked to stop and its partial report is still written; when it completes a
+/// second time the client gives up waiting.
+pub async fn submit(
+    opts: SubmitOptions,
+    interrupt: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> Result<(Exit, Option<Report>), CliError> {
     let (scenario, text) = load_scenario(&opts.scenario)?;
     if matches!(scenario.target, ScenarioTarget::Builtin(_)) && opts.builtin_target_url.is_none() {
         return Err(CliError::bad_input(format!(
@@ -84,8 +90,25 @@ pub async fn submit(opts: SubmitOptions) -> Result<(Exit, Option<Report>), CliEr
     };
     let mut dir: Option<RunDir> = None;
     let mut run_id = String::new();
+    let mut interrupted = 0;
     loop {
-        let ev = match stream.message().await {
+        let next = tokio::select! {
+            m = stream.message() => m,
+            _ = interrupt() => {
+                interrupted += 1;
+                if interrupted > 1 || run_id.is_empty() {
+                    return Err(CliError::incomplete(format!("interrupted; run {run_id} abandoned")));
+                }
+                eprintln!("volley: stopping run {run_id} (press Ctrl-C again to quit without the report)");
+                let mut req = tonic::Request::new(pb::StopRunRequest { run_id: run_id.clone(), reason: "interrupted by the user".into() });
+                auth::attach(&mut req, opts.token.as_deref()).map_err(|s| CliError::bad_input(s.message().to_string()))?;
+                if let Err(s) = client.stop_run(req).await {
+                    eprintln!("volley: could not stop the run: {}", s.message());
+                }
+                continue;
+            }
+        };
+        let ev = match next {
             Ok(Some(pb::RunEvent { event: Some(ev) })) => ev,
             Ok(Some(_)) => continue,
             Ok(None) => {

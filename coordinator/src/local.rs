@@ -27,7 +27,11 @@ pub struct LocalOptions {
     pub live: bool,
 }
 
-pub async fn run(opts: LocalOptions) -> Result<(Exit, Option<Report>), CliError> {
+/// Runs the scenario locally; `interrupt` as in [`client::submit`].
+pub async fn run(
+    opts: LocalOptions,
+    interrupt: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> Result<(Exit, Option<Report>), CliError> {
     let (scenario, _) = client::load_scenario(&opts.scenario)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -101,16 +105,19 @@ pub async fn run(opts: LocalOptions) -> Result<(Exit, Option<Report>), CliError>
         )));
     }
 
-    let result = client::submit(SubmitOptions {
-        coordinator: url,
-        token: Some(token),
-        scenario: opts.scenario,
-        min_workers: n as u32,
-        wait: Duration::from_secs(10),
-        out: opts.out,
-        builtin_target_url,
-        live: opts.live,
-    })
+    let result = client::submit(
+        SubmitOptions {
+            coordinator: url,
+            token: Some(token),
+            scenario: opts.scenario,
+            min_workers: n as u32,
+            wait: Duration::from_secs(10),
+            out: opts.out,
+            builtin_target_url,
+            live: opts.live,
+        },
+        interrupt,
+    )
     .await;
 
     let _ = stop_tx.send(true);

@@ -14,7 +14,11 @@ fn main() -> ExitCode {
     // `volley run` reports problems itself (they reach the client as run
     // events); its embedded coordinator logs only errors unless RUST_LOG
     // says otherwise. Long-lived servers log warnings.
-    init_tracing(if matches!(cli.command, Command::Run(_)) { "error" } else { "warn" });
+    init_tracing(if matches!(cli.command, Command::Run(_)) {
+        "error"
+    } else {
+        "warn"
+    });
     let result = match cli.command {
         Command::Run(a) => runtime(None).block_on(run(a)),
         Command::Serve(a) => runtime(None).block_on(serve(a)),
@@ -64,6 +68,12 @@ async fn shutdown_signal() {
     }
 }
 
+fn ctrl_c() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
 async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
     let live = !a.quiet;
     let (exit, _) = match a.coordinator {
@@ -73,25 +83,31 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
             } else {
                 format!("http://{url}")
             };
-            client::submit(client::SubmitOptions {
-                coordinator,
-                token: a.token.filter(|t| !t.is_empty()),
-                scenario: a.scenario,
-                min_workers: a.min_workers.max(1),
-                wait: a.wait,
-                out: a.out,
-                builtin_target_url: None,
-                live,
-            })
+            client::submit(
+                client::SubmitOptions {
+                    coordinator,
+                    token: a.token.filter(|t| !t.is_empty()),
+                    scenario: a.scenario,
+                    min_workers: a.min_workers.max(1),
+                    wait: a.wait,
+                    out: a.out,
+                    builtin_target_url: None,
+                    live,
+                },
+                ctrl_c,
+            )
             .await?
         }
         None => {
-            local::run(local::LocalOptions {
-                scenario: a.scenario,
-                local_workers: a.local_workers.unwrap_or_else(cores),
-                out: a.out,
-                live,
-            })
+            local::run(
+                local::LocalOptions {
+                    scenario: a.scenario,
+                    local_workers: a.local_workers.unwrap_or_else(cores),
+                    out: a.out,
+                    live,
+                },
+                ctrl_c,
+            )
             .await?
         }
     };

@@ -46,6 +46,9 @@ pub struct WorkerInterval {
     pub latency: Hist,
     pub service: Hist,
     pub in_flight: u64,
+    /// The worker process's resident memory and cumulative CPU time.
+    pub rss_bytes: u64,
+    pub cpu_nanos: u64,
     /// The latency histogram as the worker encoded it, for the per-worker log.
     pub latency_encoded: Vec<u8>,
 }
@@ -102,6 +105,9 @@ pub struct MergedInterval {
     pub workers: u32,
     /// (worker slot, encoded latency histogram) for the per-worker log.
     pub worker_latency: Vec<(usize, Vec<u8>, u64)>,
+    /// Largest worker RSS and CPU use (percent of one core) this second.
+    pub rss_max_bytes: u64,
+    pub cpu_pct_max: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -110,11 +116,51 @@ struct Track {
     finished: bool,
 }
 
+/// One worker's own memory and CPU over the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Resources {
+    pub rss_first: u64,
+    pub rss_last: u64,
+    pub rss_peak: u64,
+    /// (interval, cumulative CPU nanoseconds) of the first and last report.
+    pub cpu_first: Option<(u32, u64)>,
+    pub cpu_last: Option<(u32, u64)>,
+}
+
+impl Resources {
+    /// Mean CPU use between the first and the last report, percent of a core.
+    pub fn cpu_pct_mean(&self) -> Option<f64> {
+        let ((i0, c0), (i1, c1)) = (self.cpu_first?, self.cpu_last?);
+        (i1 > i0).then(|| c1.saturating_sub(c0) as f64 / (f64::from(i1 - i0) * 1e9) * 100.0)
+    }
+
+    fn sample(&mut self, index: u32, rss: u64, cpu: u64) -> Option<f64> {
+        if rss > 0 {
+            if self.rss_first == 0 {
+                self.rss_first = rss;
+            }
+            self.rss_last = rss;
+            self.rss_peak = self.rss_peak.max(rss);
+        }
+        if cpu == 0 {
+            return None;
+        }
+        let pct = self.cpu_last.and_then(|(i, c)| {
+            (index > i).then(|| cpu.saturating_sub(c) as f64 / (f64::from(index - i) * 1e9) * 100.0)
+        });
+        self.cpu_first.get_or_insert((index, cpu));
+        self.cpu_last = Some((index, cpu));
+        pct
+    }
+}
+
 #[derive(Debug, Default)]
 struct Open {
     acc: Acc,
     workers: u32,
     worker_latency: Vec<(usize, Vec<u8>, u64)>,
+    rss_max_bytes: u64,
+    cpu_pct_max: Option<f64>,
 }
 
 /// What happened to a report handed to [`Merger::add`].
@@ -137,6 +183,7 @@ pub struct Merger {
     /// Per stage (by interval start), per worker.
     pub stages: Vec<Acc>,
     pub workers: Vec<Acc>,
+    pub resources: Vec<Resources>,
     pub late: u64,
 }
 
@@ -151,6 +198,7 @@ impl Merger {
             stage_of,
             stages: vec![Acc::default(); stages.max(1)],
             workers: vec![Acc::default(); workers],
+            resources: vec![Resources::default(); workers],
             late: 0,
         }
     }
@@ -171,6 +219,7 @@ impl Merger {
         }
         track.next = w.index + 1;
         self.workers[worker].add_interval(&w)?;
+        let cpu_pct = self.resources[worker].sample(w.index, w.rss_bytes, w.cpu_nanos);
         if w.index < self.next_emit {
             let s = self.stage(w.index);
             self.stages[s].add_interval(&w)?;
@@ -180,6 +229,10 @@ impl Merger {
         let open = self.open.entry(w.index).or_default();
         open.acc.add_interval(&w)?;
         open.workers += 1;
+        open.rss_max_bytes = open.rss_max_bytes.max(w.rss_bytes);
+        if let Some(p) = cpu_pct {
+            open.cpu_pct_max = Some(open.cpu_pct_max.map_or(p, |m: f64| m.max(p)));
+        }
         open.worker_latency
             .push((worker, w.latency_encoded, w.latency.max()));
         Ok(Added::Merged)
@@ -232,6 +285,8 @@ impl Merger {
             acc: open.acc,
             workers: open.workers,
             worker_latency: open.worker_latency,
+            rss_max_bytes: open.rss_max_bytes,
+            cpu_pct_max: open.cpu_pct_max,
         })
     }
 
@@ -270,6 +325,8 @@ mod tests {
             latency,
             service,
             in_flight: 0,
+            rss_bytes: 0,
+            cpu_nanos: 0,
         }
     }
 
@@ -338,6 +395,39 @@ mod tests {
             assert_eq!(total.latency.value_at_quantile(q), all.value_at_quantile(q));
         }
         assert_eq!(total.latency.len(), all.len());
+    }
+
+    #[test]
+    fn worker_resources_track_memory_and_cpu() {
+        let mut m = Merger::new(1, vec![0; 10], 1);
+        for (i, (rss, cpu)) in [
+            (10u64, 1_000_000_000u64),
+            (12, 1_500_000_000),
+            (11, 2_500_000_000),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut x = wi(i as u32, 1, 10);
+            x.rss_bytes = rss << 20;
+            x.cpu_nanos = cpu;
+            m.add(0, x).unwrap();
+        }
+        m.finish_worker(0);
+        let out = m.ready().unwrap();
+        assert_eq!(
+            out[0].cpu_pct_max, None,
+            "no CPU rate before a second sample"
+        );
+        assert_eq!(out[1].cpu_pct_max, Some(50.0));
+        assert_eq!(out[2].cpu_pct_max, Some(100.0));
+        assert_eq!(out[1].rss_max_bytes, 12 << 20);
+        let r = m.resources[0];
+        assert_eq!(
+            (r.rss_first, r.rss_last, r.rss_peak),
+            (10 << 20, 11 << 20, 12 << 20)
+        );
+        assert_eq!(r.cpu_pct_mean(), Some(75.0));
     }
 
     #[test]

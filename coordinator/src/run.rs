@@ -67,6 +67,7 @@ async fn say(events: &Events, level: &str, text: impl Into<String>) {
 pub async fn execute(coord: Arc<Coordinator>, spec: RunSpec, events: Events) {
     let run_id = new_run_id();
     info!(run = %run_id, scenario = %spec.scenario.name, "run submitted");
+    let stop = coord.stop_switch(&run_id);
     send(
         &events,
         Ev::Accepted(pb::RunAccepted {
@@ -74,7 +75,7 @@ pub async fn execute(coord: Arc<Coordinator>, spec: RunSpec, events: Events) {
         }),
     )
     .await;
-    let result = run(&coord, &run_id, &spec, &events).await;
+    let result = run(&coord, &run_id, &spec, &events, stop).await;
     coord.registry().release(&run_id);
     let finished = match result {
         Ok(report) => {
@@ -178,6 +179,7 @@ async fn run(
     run_id: &str,
     spec: &RunSpec,
     events: &Events,
+    mut stop: tokio::sync::watch::Receiver<Option<String>>,
 ) -> Result<Report, Failure> {
     let plan = &spec.scenario.plan;
     let idle = wait_for_workers(coord, spec, events).await?;
@@ -348,6 +350,16 @@ async fn run(
     while !merger.all_finished() {
         let input = tokio::select! {
             i = timeout_at(hard_deadline, rx.recv()) => i,
+            _ = stop.changed(), if !stopped => {
+                let reason = stop.borrow().clone().unwrap_or_else(|| "stopped on request".into());
+                stop_all(&members, run_id, &reason);
+                let t = since_start(Instant::now());
+                say(events, "warn", format!("stopping at {t:.1} s: {reason}")).await;
+                report_events.push(Event { t_s: t, level: "warn".into(), text: format!("stopped: {reason}") });
+                incomplete = Some(format!("stopped early at {t:.1} s: {reason}"));
+                stopped = true;
+                continue;
+            }
             _ = events.closed() => {
                 if !stopped {
                     stop_all(&members, run_id, "the client disconnected");

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -38,6 +38,8 @@ pub struct Coordinator {
     /// Signalled whenever a worker joins or leaves.
     pub changed: Notify,
     run_active: AtomicBool,
+    /// The running run's id and the switch that stops it early.
+    stop: Mutex<Option<(String, watch::Sender<Option<String>>)>>,
     reports: Mutex<VecDeque<(String, String)>>,
 }
 
@@ -48,6 +50,7 @@ impl Coordinator {
             registry: Mutex::new(Registry::default()),
             changed: Notify::new(),
             run_active: AtomicBool::new(false),
+            stop: Mutex::new(None),
             reports: Mutex::new(VecDeque::new()),
         })
     }
@@ -64,7 +67,25 @@ impl Coordinator {
     }
 
     pub fn end_run(&self) {
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.run_active.store(false, Ordering::Release);
+    }
+
+    /// Registers the running run; the receiver yields a reason when someone
+    /// asks it to stop.
+    pub fn stop_switch(&self, run_id: &str) -> watch::Receiver<Option<String>> {
+        let (tx, rx) = watch::channel(None);
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some((run_id.to_string(), tx));
+        rx
+    }
+
+    /// Asks the running run to stop; false when no such run is going.
+    pub fn request_stop(&self, run_id: &str, reason: &str) -> bool {
+        let guard = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some((id, tx)) if id == run_id => tx.send(Some(reason.to_string())).is_ok(),
+            _ => false,
+        }
     }
 
     pub fn store_report(&self, run_id: &str, json: String) {

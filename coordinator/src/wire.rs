@@ -98,6 +98,8 @@ pub fn worker_interval(r: pb::IntervalReport, max_index: u32) -> Result<WorkerIn
         latency,
         service,
         in_flight: r.in_flight,
+        rss_bytes: r.rss_bytes,
+        cpu_nanos: r.cpu_nanos,
         latency_encoded: r.latency_hist,
     })
 }
@@ -132,6 +134,8 @@ mod tests {
             latency_hist: bytes.clone(),
             service_hist: bytes,
             in_flight: 0,
+            rss_bytes: 0,
+            cpu_nanos: 0,
         }
     }
 

@@ -421,5 +421,7 @@ fn interval_report(
         latency_hist: latency,
         service_hist: service,
         in_flight: d.in_flight,
+        rss_bytes: crate::resources::rss_bytes(),
+        cpu_nanos: crate::resources::cpu_nanos(),
     }
 }

@@ -11,6 +11,8 @@
 //! - [`recovery`]: how long after each burst latency and errors were back to
 //!   the level of the stage before it (DESIGN.md, "Recovery, defined").
 
+#![warn(missing_docs)]
+
 pub mod recovery;
 pub mod regression;
 pub mod thresholds;

@@ -20,8 +20,9 @@
 //!
 //! **Tiers** follow the reference guide's target / acceptable / critical
 //! columns: `p99 < 100ms warn 50ms` fails at 100 ms or more, warns at 50 ms or
-//! more, passes below. The warn level uses the same operator and must be the
-//! stricter of the two, so the three bands never overlap.
+//! more, passes below. The warn level uses the same operator and must be at
+//! least as strict as the limit, so the three bands never overlap. `warn` and
+//! `abort` may come in either order.
 //!
 //! **Abort**: a trailing `abort` (`error_rate < 0.05 abort`) asks the
 //! coordinator to also check the threshold every second, on that second's
@@ -40,19 +41,33 @@ use crate::report::{IntervalReport, Latency, Recovery, Report, StageReport, Thre
 /// A report figure a threshold can test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
+    /// Median latency, in ms from the scheduled send time (as all latencies).
     P50,
+    /// 90th percentile latency.
     P90,
+    /// 95th percentile latency.
     P95,
+    /// 99th percentile latency.
     P99,
+    /// 99.9th percentile latency.
     P999,
+    /// Slowest response.
     Max,
+    /// Mean latency.
     Mean,
+    /// ok / intended.
     SuccessRate,
+    /// errors / intended.
     ErrorRate,
+    /// Requests put on the wire per second.
     AchievedRps,
+    /// Successful responses per second.
     ThroughputRps,
+    /// Requests that could not be sent on time.
     Dropped,
+    /// Requests that failed, of any kind.
     Errors,
+    /// Seconds from a burst's end until latency and errors were back to normal.
     RecoveryTime,
 }
 
@@ -108,11 +123,17 @@ impl Metric {
 /// A comparison operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
+    /// `<`
     Lt,
+    /// `<=`
     Le,
+    /// `>`
     Gt,
+    /// `>=`
     Ge,
+    /// `==`
     Eq,
+    /// `!=`
     Ne,
 }
 
@@ -149,6 +170,7 @@ impl Op {
 /// count, seconds).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Limit {
+    /// An absolute bound.
     Value(f64),
     /// A fraction of the target rate (`achieved_rps >= 99%` is 0.99), for
     /// rate metrics: resolved against the run's, stage's or second's target.
@@ -171,7 +193,9 @@ pub struct Threshold {
     pub expr: String,
     /// The stage it is scoped to (`burst.p99`); `None` for the whole run.
     pub stage: Option<String>,
+    /// What is measured.
     pub metric: Metric,
+    /// How it is compared with the limits.
     pub op: Op,
     /// Failing this fails the threshold.
     pub limit: Limit,
@@ -186,7 +210,9 @@ pub struct Threshold {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("threshold `{expr}`: {message}")]
 pub struct ThresholdError {
+    /// The expression as written.
     pub expr: String,
+    /// What was wrong and what was expected.
     pub message: String,
 }
 

@@ -79,6 +79,27 @@ impl pb::run_control_server::RunControl for Control {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn stop_run(
+        &self,
+        req: Request<pb::StopRunRequest>,
+    ) -> Result<Response<pb::StopRunResponse>, Status> {
+        auth::check(&req, self.coord.config.token.as_deref())?;
+        let req = req.into_inner();
+        let reason = if req.reason.is_empty() {
+            "stopped on request"
+        } else {
+            &req.reason
+        };
+        if self.coord.request_stop(&req.run_id, reason) {
+            Ok(Response::new(pb::StopRunResponse {}))
+        } else {
+            Err(Status::not_found(format!(
+                "no run {:?} is in progress",
+                req.run_id
+            )))
+        }
+    }
+
     async fn get_report(
         &self,
         req: Request<pb::GetReportRequest>,

@@ -25,6 +25,9 @@ fn parse_inner(expr: &str, stages: &[&str]) -> Result<Threshold, String> {
     if name.is_empty() {
         return Err(format!("{SYNTAX}; got {s:?}"));
     }
+    if name.to_ascii_lowercase().ends_with("p99.9") {
+        return Err(format!("write p99.9 as `p999`: {SYNTAX}"));
+    }
     let (stage, metric_name) = match name.rsplit_once('.') {
         None => (None, name),
         Some((st, m)) => (Some(st), m),
@@ -145,8 +148,8 @@ fn example_warn(m: Metric) -> &'static str {
     }
 }
 
-/// The warn level must sit strictly inside the passing side, so that
-/// pass ⊂ not-warn ⊂ not-fail.
+/// The warn level must lie on the passing side of the limit (or on it), so
+/// that every value that passes the warn level also passes the limit.
 fn check_warn(metric: Metric, op: Op, limit: Limit, warn: Limit) -> Result<(), String> {
     let (l, w) = match (limit, warn) {
         (Limit::Value(l), Limit::Value(w)) | (Limit::OfTarget(l), Limit::OfTarget(w)) => (l, w),
