@@ -10,6 +10,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# An independent HdrHistogram implementation reads our interval logs.
+if ! python3 -c "import hdrh" >/dev/null 2>&1; then
+  echo "test.sh: installing the Python hdrhistogram package (used to check latency.hlog)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check hdrhistogram
+fi
+
 profile=default
 if [ "${CI:-}" = "true" ]; then profile=ci; fi
 cargo nextest run --workspace --profile "$profile" "$@"
