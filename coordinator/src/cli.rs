@@ -54,6 +54,27 @@ pub struct RunArgs {
     /// Do not print a line per second
     #[arg(long, env = "VOLLEY_QUIET")]
     pub quiet: bool,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+}
+
+/// How a run is judged for CI.
+#[derive(Debug, Args)]
+pub struct VerdictArgs {
+    /// A saved report.json to compare with: a throughput drop or a p99 rise
+    /// beyond --threshold exits 1
+    #[arg(long, env = "VOLLEY_BASELINE")]
+    pub baseline: Option<PathBuf>,
+    /// Allowed change against the baseline, in percent ("10%" or "10")
+    #[arg(long, env = "VOLLEY_REGRESSION_THRESHOLD", default_value = "10%", value_parser = parse_pct)]
+    pub threshold: f64,
+    /// A threshold in its warning band fails the run (exit 1)
+    #[arg(long, env = "VOLLEY_STRICT")]
+    pub strict: bool,
+}
+
+fn parse_pct(s: &str) -> Result<f64, String> {
+    volley_coordinator::analysis::parse_threshold_pct(s)
 }
 
 #[derive(Debug, Args)]
@@ -109,6 +130,8 @@ pub struct ReportArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Md)]
     pub format: Format,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 /// "5000", "5k", "1.5M" → requests per second.

@@ -28,6 +28,10 @@ pub struct SubmitOptions {
     pub builtin_target_url: Option<String>,
     /// Print the live line each second.
     pub live: bool,
+    /// Compare with this saved report (regressions make the exit code 1).
+    pub baseline: Option<crate::verdict::Baseline>,
+    /// A threshold in its warning band fails the run too.
+    pub strict: bool,
 }
 
 /// Reads and validates a scenario file: exit 2 with file, field and
@@ -158,7 +162,7 @@ pub async fn submit(
             }
             Ev::Message(m) => eprintln!("volley: {}: {}", m.level, m.text),
             Ev::Finished(f) => {
-                let report: Option<Report> = if f.report_json.is_empty() {
+                let mut report: Option<Report> = if f.report_json.is_empty() {
                     None
                 } else {
                     Some(serde_json::from_str(&f.report_json).map_err(|e| {
@@ -167,6 +171,9 @@ pub async fn submit(
                         ))
                     })?)
                 };
+                if let (Some(r), Some(b)) = (report.as_mut(), opts.baseline.as_ref()) {
+                    crate::verdict::apply_baseline(r, b);
+                }
                 if let (Some(r), Some(d)) = (report.as_ref(), dir.as_ref()) {
                     d.write_report(r).map_err(|e| {
                         CliError::incomplete(format!(
@@ -182,16 +189,9 @@ pub async fn submit(
                         f.error
                     )));
                 }
-                let exit = match report.as_ref() {
-                    Some(r) if !r.complete => Exit::Incomplete,
-                    Some(r)
-                        if r.thresholds.iter().any(|t| !t.pass)
-                            || r.regressions.iter().any(|x| !x.pass) =>
-                    {
-                        Exit::Failed
-                    }
-                    _ => Exit::Ok,
-                };
+                let exit = report.as_ref().map_or(Exit::Incomplete, |r| {
+                    crate::verdict::exit_code(r, opts.strict)
+                });
                 return Ok((exit, report));
             }
         }

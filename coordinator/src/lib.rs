@@ -21,6 +21,7 @@
 //!   process, talking gRPC over loopback exactly as in a cluster.
 //! - [`output`]: the run directory and the live lines.
 //! - [`exit`]: exit codes of the contract.
+//! - [`verdict`]: baseline regression and the exit code a report warrants.
 
 pub mod analysis;
 pub mod client;
@@ -34,6 +35,7 @@ pub mod run;
 pub mod scenario;
 pub mod service;
 pub mod state;
+pub mod verdict;
 pub mod wire;
 
 pub use exit::{CliError, Exit};

@@ -25,6 +25,8 @@ pub struct LocalOptions {
     pub local_workers: usize,
     pub out: Option<PathBuf>,
     pub live: bool,
+    pub baseline: Option<crate::verdict::Baseline>,
+    pub strict: bool,
 }
 
 /// Runs the scenario locally; `interrupt` as in [`client::submit`].
@@ -115,6 +117,8 @@ pub async fn run(
             out: opts.out,
             builtin_target_url,
             live: opts.live,
+            baseline: opts.baseline,
+            strict: opts.strict,
         },
         interrupt,
     )

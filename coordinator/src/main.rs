@@ -7,7 +7,9 @@ use cli::{Cli, Command};
 use std::process::ExitCode;
 use std::sync::Arc;
 use volley_coordinator::report::{markdown, Report};
-use volley_coordinator::{client, local, service, CliError, Coordinator, CoordinatorConfig, Exit};
+use volley_coordinator::{
+    client, local, service, verdict, CliError, Coordinator, CoordinatorConfig, Exit,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -74,8 +76,18 @@ fn ctrl_c() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     })
 }
 
+fn baseline(v: &cli::VerdictArgs) -> Result<Option<verdict::Baseline>, CliError> {
+    v.baseline
+        .as_deref()
+        .map(|p| verdict::load_baseline(p, v.threshold))
+        .transpose()
+}
+
 async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
     let live = !a.quiet;
+    // Checked before any traffic: a bad baseline must not cost a run.
+    let baseline = baseline(&a.verdict)?;
+    let strict = a.verdict.strict;
     let (exit, _) = match a.coordinator {
         Some(url) => {
             let coordinator = if url.contains("://") {
@@ -93,6 +105,8 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                     out: a.out,
                     builtin_target_url: None,
                     live,
+                    baseline: baseline.clone(),
+                    strict,
                 },
                 ctrl_c,
             )
@@ -105,6 +119,8 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                     local_workers: a.local_workers.unwrap_or_else(cores),
                     out: a.out,
                     live,
+                    baseline: baseline.clone(),
+                    strict,
                 },
                 ctrl_c,
             )
@@ -174,12 +190,15 @@ async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
 fn report(a: cli::ReportArgs) -> Result<Exit, CliError> {
     let text = std::fs::read_to_string(&a.report)
         .map_err(|e| CliError::bad_input(format!("{}: {e}", a.report.display())))?;
-    let r: Report = serde_json::from_str(&text).map_err(|e| {
+    let mut r: Report = serde_json::from_str(&text).map_err(|e| {
         CliError::bad_input(format!("{}: not a Volley report: {e}", a.report.display()))
     })?;
+    if let Some(b) = baseline(&a.verdict)? {
+        verdict::apply_baseline(&mut r, &b);
+    }
     match a.format {
         cli::Format::Md => print!("{}", markdown::render(&r)),
         cli::Format::Json => println!("{}", r.to_json()),
     }
-    Ok(Exit::Ok)
+    Ok(verdict::exit_code(&r, a.verdict.strict))
 }

@@ -174,6 +174,35 @@ pub enum Added {
     Late,
 }
 
+/// The first and last tenth of a long stage, accumulated for the soak
+/// figures.
+#[derive(Debug, Clone)]
+pub struct SoakWindows {
+    pub first: std::ops::Range<u32>,
+    pub last: std::ops::Range<u32>,
+    pub first_acc: Acc,
+    pub last_acc: Acc,
+}
+
+impl SoakWindows {
+    /// Windows for a stage `[start, start + duration)` in seconds; `None` for
+    /// stages shorter than 10 s, whose tenths would be under a second.
+    pub fn for_stage(start: f64, duration: f64) -> Option<SoakWindows> {
+        if duration < 10.0 {
+            return None;
+        }
+        let n = (duration / 10.0).floor() as u32;
+        let first_start = start.ceil() as u32;
+        let last_end = (start + duration).floor() as u32;
+        Some(SoakWindows {
+            first: first_start..first_start + n,
+            last: last_end.saturating_sub(n)..last_end,
+            first_acc: Acc::default(),
+            last_acc: Acc::default(),
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct Merger {
     tracks: Vec<Track>,
@@ -184,13 +213,20 @@ pub struct Merger {
     pub stages: Vec<Acc>,
     pub workers: Vec<Acc>,
     pub resources: Vec<Resources>,
+    pub soak: Vec<Option<SoakWindows>>,
     pub late: u64,
 }
 
 impl Merger {
     /// `stage_of[i]` is the stage of interval `i`; intervals past its end
     /// belong to the last stage (requests draining after the run).
-    pub fn new(workers: usize, stage_of: Vec<usize>, stages: usize) -> Merger {
+    /// `stages` are (start, duration) in seconds.
+    pub fn new(workers: usize, stage_of: Vec<usize>, stages: &[(f64, f64)]) -> Merger {
+        let soak = stages
+            .iter()
+            .map(|&(s, d)| SoakWindows::for_stage(s, d))
+            .collect();
+        let stages = stages.len();
         Merger {
             tracks: vec![Track::default(); workers],
             open: BTreeMap::new(),
@@ -199,6 +235,7 @@ impl Merger {
             stages: vec![Acc::default(); stages.max(1)],
             workers: vec![Acc::default(); workers],
             resources: vec![Resources::default(); workers],
+            soak,
             late: 0,
         }
     }
@@ -279,6 +316,14 @@ impl Merger {
         let open = self.open.remove(&i).unwrap_or_default();
         let s = self.stage(i);
         self.stages[s].add(&open.acc)?;
+        for w in self.soak.iter_mut().flatten() {
+            if w.first.contains(&i) {
+                w.first_acc.add(&open.acc)?;
+            }
+            if w.last.contains(&i) {
+                w.last_acc.add(&open.acc)?;
+            }
+        }
         self.next_emit = i + 1;
         Ok(MergedInterval {
             index: i,
@@ -332,7 +377,7 @@ mod tests {
 
     #[test]
     fn waits_for_every_worker_then_emits_in_order() {
-        let mut m = Merger::new(2, vec![0, 0, 1], 2);
+        let mut m = Merger::new(2, vec![0, 0, 1], &[(0.0, 2.0), (2.0, 1.0)]);
         assert_eq!(m.add(0, wi(0, 10, 1000)).unwrap(), Added::Merged);
         assert_eq!(m.add(0, wi(1, 10, 1000)).unwrap(), Added::Merged);
         assert!(
@@ -363,7 +408,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_ignored_and_late_reports_still_count() {
-        let mut m = Merger::new(2, vec![0; 10], 1);
+        let mut m = Merger::new(2, vec![0; 10], &[(0.0, 10.0)]);
         m.add(0, wi(0, 10, 1000)).unwrap();
         assert_eq!(m.add(0, wi(0, 10, 1000)).unwrap(), Added::Duplicate);
         m.finish_worker(1); // say it was declared lost
@@ -375,7 +420,7 @@ mod tests {
 
     #[test]
     fn merged_percentiles_equal_one_big_histogram() {
-        let mut m = Merger::new(3, vec![0; 4], 1);
+        let mut m = Merger::new(3, vec![0; 4], &[(0.0, 4.0)]);
         let mut all = histogram::new_hist();
         for w in 0..3usize {
             for i in 0..4u32 {
@@ -399,7 +444,7 @@ mod tests {
 
     #[test]
     fn worker_resources_track_memory_and_cpu() {
-        let mut m = Merger::new(1, vec![0; 10], 1);
+        let mut m = Merger::new(1, vec![0; 10], &[(0.0, 10.0)]);
         for (i, (rss, cpu)) in [
             (10u64, 1_000_000_000u64),
             (12, 1_500_000_000),
@@ -431,8 +476,42 @@ mod tests {
     }
 
     #[test]
+    fn soak_windows_take_the_first_and_last_tenth() {
+        let w = SoakWindows::for_stage(5.0, 100.0).unwrap();
+        assert_eq!((w.first.clone(), w.last.clone()), (5..15, 95..105));
+        assert!(SoakWindows::for_stage(0.0, 9.0).is_none());
+        let mut m = Merger::new(1, vec![0; 20], &[(0.0, 20.0)]);
+        for i in 0..20u32 {
+            m.add(
+                0,
+                wi(
+                    i,
+                    10,
+                    if i < 2 {
+                        1000
+                    } else if i >= 18 {
+                        3000
+                    } else {
+                        2000
+                    },
+                ),
+            )
+            .unwrap();
+        }
+        m.finish_worker(0);
+        m.ready().unwrap();
+        let w = m.soak[0].as_ref().unwrap();
+        assert_eq!(w.first_acc.counts.ok, 20);
+        assert_eq!(w.last_acc.counts.ok, 20);
+        assert!(w
+            .last_acc
+            .latency
+            .equivalent(w.last_acc.latency.value_at_quantile(0.99), 3000));
+    }
+
+    #[test]
     fn flush_emits_gaps_and_stragglers() {
-        let mut m = Merger::new(2, vec![0; 10], 1);
+        let mut m = Merger::new(2, vec![0; 10], &[(0.0, 10.0)]);
         m.add(0, wi(0, 1, 10)).unwrap();
         m.add(0, wi(3, 1, 10)).unwrap();
         let out = m.flush().unwrap();

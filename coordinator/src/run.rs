@@ -339,7 +339,23 @@ async fn run(
     let stage_of: Vec<usize> = (0..=max_index)
         .map(|i| curve.stage_at(f64::from(i)))
         .collect();
-    let mut merger = Merger::new(members.len(), stage_of, plan.stages.len());
+    let spans: Vec<(f64, f64)> = curve
+        .stage_starts()
+        .zip(&plan.stages)
+        .map(|(start, s)| (start, s.duration.as_secs_f64()))
+        .collect();
+    let mut merger = Merger::new(members.len(), stage_of, &spans);
+    // Thresholds marked `abort` are judged every second as well.
+    let stage_names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+    let aborts: Vec<crate::analysis::Threshold> = spec
+        .scenario
+        .thresholds
+        .iter()
+        .filter_map(|e| crate::analysis::thresholds::parse(e, &stage_names).ok())
+        .filter(|t| t.abort)
+        .collect();
+    let mut aborted_by: Option<String> = None;
+    let mut ran_s: Option<f64> = None;
     let hard_deadline = start + duration + plan.target.timeout * 2 + Duration::from_secs(20);
     let mut intervals: Vec<IntervalReport> = Vec::new();
     let mut report_events: Vec<Event> = Vec::new();
@@ -357,6 +373,7 @@ async fn run(
                 say(events, "warn", format!("stopping at {t:.1} s: {reason}")).await;
                 report_events.push(Event { t_s: t, level: "warn".into(), text: format!("stopped: {reason}") });
                 incomplete = Some(format!("stopped early at {t:.1} s: {reason}"));
+                ran_s = Some(t);
                 stopped = true;
                 continue;
             }
@@ -447,6 +464,36 @@ async fn run(
         let ready = merger.ready().unwrap_or_default();
         for m in ready {
             let summary = publish(events, &curve, plan, start_wall, &members, &m).await;
+            if !stopped {
+                if let Some(t) = aborts
+                    .iter()
+                    .find(|t| crate::analysis::check_interval(t, &summary) == Some(false))
+                {
+                    let at = f64::from(summary.t_s);
+                    let text = format!(
+                        "threshold `{}` failed in second {}: load stopped (abort)",
+                        t.expr, summary.t_s
+                    );
+                    say(events, "error", text.clone()).await;
+                    report_events.push(Event {
+                        t_s: at,
+                        level: "error".into(),
+                        text,
+                    });
+                    stop_all(
+                        &members,
+                        run_id,
+                        &format!("abort threshold `{}` failed", t.expr),
+                    );
+                    incomplete = Some(format!(
+                        "aborted: threshold `{}` failed in second {}",
+                        t.expr, summary.t_s
+                    ));
+                    aborted_by = Some(t.expr.clone());
+                    ran_s = Some(since_start(Instant::now()));
+                    stopped = true;
+                }
+            }
             intervals.push(summary);
         }
         if !stopped && target_unreachable(&intervals) {
@@ -457,6 +504,7 @@ async fn run(
                 plan.target.url
             ));
             incomplete = failure.clone();
+            ran_s = Some(since_start(Instant::now()));
         }
     }
     for m in merger.flush().unwrap_or_default() {
@@ -467,10 +515,11 @@ async fn run(
     let total = merger
         .total()
         .map_err(|e| fail(format!("merge failed: {e}")))?;
-    let workers: Vec<(WorkerInfo, crate::merge::Acc)> = members
+    let workers: Vec<(WorkerInfo, crate::merge::Acc, crate::merge::Resources)> = members
         .iter()
         .zip(&merger.workers)
-        .map(|(m, acc)| {
+        .zip(&merger.resources)
+        .map(|((m, acc), res)| {
             (
                 WorkerInfo {
                     id: m.entry.id.to_string(),
@@ -480,21 +529,40 @@ async fn run(
                     lost_at_s: m.lost_at_s,
                 },
                 acc.clone(),
+                *res,
             )
         })
         .collect();
-    let report = build::report(build::Inputs {
+    let mut report = build::report(build::Inputs {
         run_id,
         scenario: &spec.scenario.name,
         started_at: start_wall,
         plan,
         total: &total,
         stages: &merger.stages,
+        soak: &merger.soak,
         workers: &workers,
+        ran_s,
         intervals,
         events: report_events,
         incomplete_reason: incomplete,
     });
+    // Thresholds were checked when the scenario was parsed; an error here
+    // would be a bug, so it is reported rather than hidden.
+    if let Err(e) = build::judge(
+        &mut report,
+        &spec.scenario.thresholds,
+        &spec.scenario.recovery,
+    ) {
+        warn!(cause = %e, "threshold evaluation failed");
+    }
+    if let Some(expr) = aborted_by {
+        // It failed second by second even if the whole run's figure passes.
+        for v in report.thresholds.iter_mut().filter(|v| v.expr == expr) {
+            v.pass = false;
+            v.status = "fail".into();
+        }
+    }
     info!(run = %run_id, ok = report.requests.ok, errors = report.requests.errors, dropped = report.requests.dropped, "run finished");
     match failure {
         Some(message) => Err(Failure {

@@ -8,8 +8,9 @@
 //!   thresholds are also judged second by second during the run.
 //! - [`regression`]: the reference guide's RegressionDetector, comparing a run
 //!   with a saved baseline report within a percentage.
-//! - [`recovery`]: how long after each burst latency and errors were back to
-//!   the level of the stage before it (DESIGN.md, "Recovery, defined").
+//! - [`recovery`](mod@recovery): how long after each burst latency and
+//!   errors were back to the level of the stage before it (DESIGN.md,
+//!   "Recovery, defined").
 
 #![warn(missing_docs)]
 
@@ -61,6 +62,7 @@ pub(crate) mod fixture {
             requests: requests(1000 * duration_s as u64, 990 * duration_s as u64, 0),
             success_rate: 0.99,
             latency_ms: latency(p99 / 4.0, p99),
+            soak: None,
         }
     }
 

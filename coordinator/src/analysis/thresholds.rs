@@ -69,11 +69,14 @@ pub enum Metric {
     Errors,
     /// Seconds from a burst's end until latency and errors were back to normal.
     RecoveryTime,
+    /// Soak degradation of a long stage (first versus last tenth), a
+    /// fraction; unscoped, the worst stage's.
+    Degradation,
 }
 
 use Metric::*;
 
-const METRICS: [(&str, Metric); 14] = [
+const METRICS: [(&str, Metric); 15] = [
     ("p50", P50),
     ("p90", P90),
     ("p95", P95),
@@ -88,6 +91,7 @@ const METRICS: [(&str, Metric); 14] = [
     ("dropped", Dropped),
     ("errors", Errors),
     ("recovery_time", RecoveryTime),
+    ("degradation", Degradation),
 ];
 
 /// How a metric's value is written, which decides the units it accepts.
@@ -112,7 +116,7 @@ impl Metric {
     fn kind(self) -> Kind {
         match self {
             P50 | P90 | P95 | P99 | P999 | Max | Mean => Kind::Latency,
-            SuccessRate | ErrorRate => Kind::Fraction,
+            SuccessRate | ErrorRate | Degradation => Kind::Fraction,
             AchievedRps | ThroughputRps => Kind::Rate,
             Dropped | Errors => Kind::Count,
             RecoveryTime => Kind::Duration,
@@ -270,6 +274,11 @@ fn measure_run(m: Metric, r: &Report) -> Measured {
         Dropped => Some(r.requests.dropped as f64),
         Errors => Some(r.requests.errors as f64),
         RecoveryTime => return recovery_time(r.recovery.iter()),
+        Degradation => r
+            .stages
+            .iter()
+            .filter_map(|s| s.soak.map(|k| k.degradation))
+            .reduce(f64::max),
         _ => latency(m, &r.latency_ms),
     };
     Measured {
@@ -289,6 +298,7 @@ fn measure_stage(m: Metric, s: &StageReport, r: &Report) -> Measured {
         Dropped => Some(q.dropped as f64),
         Errors => Some(q.errors as f64),
         RecoveryTime => return recovery_time(r.recovery.iter().filter(|x| x.stage == s.name)),
+        Degradation => s.soak.map(|k| k.degradation),
         _ => latency(m, &s.latency_ms),
     };
     Measured {
@@ -381,7 +391,7 @@ pub fn check_interval(t: &Threshold, i: &IntervalReport) -> Option<bool> {
                 i.errors
             }) as f64
         }
-        P90 | P95 | P999 | Mean | RecoveryTime => return None,
+        P90 | P95 | P999 | Mean | RecoveryTime | Degradation => return None,
     };
     Some(t.op.holds(actual, limit))
 }

@@ -1,7 +1,7 @@
 //! Turning merged data into the report model. Pure: no I/O.
 
 use super::*;
-use crate::merge::{Acc, Counts, MergedInterval};
+use crate::merge::{Acc, Counts, MergedInterval, Resources, SoakWindows};
 use volley_plan::{Plan, RateCurve};
 use volley_proto::histogram::Hist;
 
@@ -69,6 +69,42 @@ pub fn interval(curve: &RateCurve, plan: &Plan, m: &MergedInterval) -> IntervalR
         p99_ms: q(0.99),
         max_ms: (!h.is_empty()).then(|| h.max() as f64 / 1000.0),
         workers: m.workers,
+        worker_rss_mb_max: (m.rss_max_bytes > 0).then(|| mb(m.rss_max_bytes)),
+        worker_cpu_pct_max: m.cpu_pct_max,
+    }
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// First versus last tenth of a long stage.
+pub fn soak(w: &SoakWindows) -> Soak {
+    let secs = f64::from(w.first.end - w.first.start).max(1.0);
+    let first_rate = w.first_acc.counts.sent as f64 / secs;
+    let last_rate = w.last_acc.counts.sent as f64 / secs;
+    let p99 = |a: &Acc| {
+        (!a.latency.is_empty()).then(|| a.latency.value_at_quantile(0.99) as f64 / 1000.0)
+    };
+    let (first_p99, last_p99) = (p99(&w.first_acc), p99(&w.last_acc));
+    let rate_drop = if first_rate > 0.0 {
+        (first_rate - last_rate) / first_rate
+    } else {
+        0.0
+    };
+    let p99_rise = match (first_p99, last_p99) {
+        (Some(a), Some(b)) if a > 0.0 => (b - a) / a,
+        // Latency vanished (nothing succeeded at the end): as bad as it gets.
+        (Some(_), None) => 1.0,
+        _ => 0.0,
+    };
+    Soak {
+        window_s: secs,
+        first_achieved_rps: first_rate,
+        last_achieved_rps: last_rate,
+        first_p99_ms: first_p99,
+        last_p99_ms: last_p99,
+        degradation: rate_drop.max(p99_rise).max(0.0),
     }
 }
 
@@ -89,7 +125,10 @@ pub struct Inputs<'a> {
     pub plan: &'a Plan,
     pub total: &'a Acc,
     pub stages: &'a [Acc],
-    pub workers: &'a [(WorkerInfo, Acc)],
+    pub soak: &'a [Option<SoakWindows>],
+    pub workers: &'a [(WorkerInfo, Acc, Resources)],
+    /// When the run was stopped early: how long it ran, seconds.
+    pub ran_s: Option<f64>,
     pub intervals: Vec<IntervalReport>,
     pub events: Vec<Event>,
     pub incomplete_reason: Option<String>,
@@ -97,7 +136,8 @@ pub struct Inputs<'a> {
 
 pub fn report(i: Inputs<'_>) -> Report {
     let curve = RateCurve::new(&i.plan.stages);
-    let duration = curve.end();
+    // Rates of a run stopped early are over the time it actually ran.
+    let duration = i.ran_s.map_or(curve.end(), |r| r.clamp(0.0, curve.end()));
     let c = &i.total.counts;
     let mut errors_by_kind = BTreeMap::new();
     for (k, n) in KINDS.iter().zip(c.by_kind) {
@@ -117,7 +157,12 @@ pub fn report(i: Inputs<'_>) -> Report {
         .enumerate()
         .map(|(n, s)| {
             let acc = &i.stages[n];
-            let secs = s.duration.as_secs_f64();
+            let ran_in_stage = (duration - starts[n]).clamp(0.0, s.duration.as_secs_f64());
+            let secs = if i.ran_s.is_some() {
+                ran_in_stage
+            } else {
+                s.duration.as_secs_f64()
+            };
             StageReport {
                 name: s.name.clone(),
                 burst: s.burst,
@@ -129,14 +174,19 @@ pub fn report(i: Inputs<'_>) -> Report {
                 requests: requests(&acc.counts),
                 success_rate: ratio(acc.counts.ok, acc.counts.intended),
                 latency_ms: latency(&acc.latency),
+                soak: if i.ran_s.is_some() {
+                    None
+                } else {
+                    i.soak.get(n).and_then(|w| w.as_ref()).map(soak)
+                },
             }
         })
         .collect();
-    let target_rps = per_sec(1, duration) * curve.total();
+    let target_rps = per_sec(1, duration) * curve.count_at(duration);
     let workers = i
         .workers
         .iter()
-        .map(|(w, acc)| WorkerReport {
+        .map(|(w, acc, res)| WorkerReport {
             id: w.id.clone(),
             hostname: w.hostname.clone(),
             weight: w.weight,
@@ -145,6 +195,10 @@ pub fn report(i: Inputs<'_>) -> Report {
             requests: requests(&acc.counts),
             latency_ms: latency(&acc.latency),
             lost_at_s: w.lost_at_s,
+            rss_mb_first: (res.rss_first > 0).then(|| mb(res.rss_first)),
+            rss_mb_last: (res.rss_last > 0).then(|| mb(res.rss_last)),
+            rss_mb_peak: (res.rss_peak > 0).then(|| mb(res.rss_peak)),
+            cpu_pct_mean: res.cpu_pct_mean(),
         })
         .collect();
     Report {
@@ -175,10 +229,53 @@ pub fn report(i: Inputs<'_>) -> Report {
     }
 }
 
+/// Adds the judgements that need the whole report: the recovery of each
+/// burst, then the threshold verdicts (which may refer to recovery).
+pub fn judge(
+    r: &mut Report,
+    thresholds: &[String],
+    recovery: &crate::scenario::RecoveryOptions,
+) -> Result<(), crate::analysis::ThresholdError> {
+    r.recovery = crate::analysis::recovery(
+        &r.intervals,
+        &r.stages,
+        recovery.window.as_secs().max(1) as u32,
+        recovery.tolerance,
+    );
+    r.thresholds = crate::analysis::evaluate_all(thresholds, r)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use volley_proto::histogram::new_hist;
+
+    #[test]
+    fn soak_degradation_is_the_worse_of_rate_drop_and_p99_rise() {
+        let mut w = SoakWindows::for_stage(0.0, 100.0).unwrap();
+        for _ in 0..1000 {
+            w.first_acc.latency.record(10_000).unwrap();
+            w.last_acc.latency.record(11_000).unwrap();
+        }
+        w.first_acc.counts.sent = 10_000;
+        w.last_acc.counts.sent = 9_800;
+        let s = soak(&w);
+        assert_eq!(s.window_s, 10.0);
+        assert_eq!((s.first_achieved_rps, s.last_achieved_rps), (1000.0, 980.0));
+        // p99 rose 10 % (10 → 11 ms), the rate dropped 2 %: degradation 10 %.
+        assert!((s.degradation - 0.1).abs() < 0.002, "{s:?}");
+        w.last_acc.counts.sent = 12_000;
+        w.last_acc.latency.reset();
+        for _ in 0..10 {
+            w.last_acc.latency.record(5_000).unwrap();
+        }
+        assert_eq!(
+            soak(&w).degradation,
+            0.0,
+            "faster and quicker is no degradation"
+        );
+    }
 
     #[test]
     fn latency_of_empty_is_null_and_of_data_is_ms() {

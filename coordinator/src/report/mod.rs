@@ -88,6 +88,23 @@ pub struct StageReport {
     pub requests: Requests,
     pub success_rate: f64,
     pub latency_ms: Latency,
+    /// First versus last tenth of the stage, for stages of 10 s or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<Soak>,
+}
+
+/// Degradation over a long stage: the first tenth of it against the last.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Soak {
+    /// Length of each compared window, seconds.
+    pub window_s: f64,
+    pub first_achieved_rps: f64,
+    pub last_achieved_rps: f64,
+    pub first_p99_ms: Option<f64>,
+    pub last_p99_ms: Option<f64>,
+    /// The worse of the relative drop in achieved rate and the relative rise
+    /// in p99, as a fraction (0.05 is 5 %); 0 when nothing got worse.
+    pub degradation: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +119,17 @@ pub struct WorkerReport {
     pub latency_ms: Latency,
     /// Seconds after t = 0 at which the worker was declared lost.
     pub lost_at_s: Option<f64>,
+    /// The worker process's own resident memory at its first and last
+    /// report and at its peak, and its mean CPU use (percent of one core):
+    /// a leak in the generator shows as a growing RSS.
+    #[serde(default)]
+    pub rss_mb_first: Option<f64>,
+    #[serde(default)]
+    pub rss_mb_last: Option<f64>,
+    #[serde(default)]
+    pub rss_mb_peak: Option<f64>,
+    #[serde(default)]
+    pub cpu_pct_mean: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -118,6 +146,11 @@ pub struct IntervalReport {
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
     pub workers: u32,
+    /// Largest worker RSS (MB) and CPU use (percent of a core) this second.
+    #[serde(default)]
+    pub worker_rss_mb_max: Option<f64>,
+    #[serde(default)]
+    pub worker_cpu_pct_max: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -220,6 +220,16 @@ fn build(text: &str, file: &str) -> Result<Scenario, Fail> {
         let span = raw::span_of(doc.get_ref(), &e.field);
         Fail::new(e.field, e.message).at(span)
     })?;
+    // Thresholds are parsed now, so a malformed one stops the run before any
+    // traffic (exit 2), and stage-scoped ones must name a real stage.
+    let stage_names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+    for (i, expr) in thresholds.iter().enumerate() {
+        if let Err(e) = crate::analysis::thresholds::parse(expr, &stage_names) {
+            let field = format!("thresholds[{i}]");
+            let span = raw::span_of(doc.get_ref(), &field);
+            return Err(Fail::new(field, e.to_string()).at(span));
+        }
+    }
 
     Ok(Scenario {
         name,

@@ -24,6 +24,8 @@ fn sec(t: u32, p99: Option<f64>, errors: u64) -> IntervalReport {
         p99_ms: p99,
         max_ms: p99.map(|p| p * 2.0),
         workers: 1,
+        worker_rss_mb_max: None,
+        worker_cpu_pct_max: None,
     }
 }
 

@@ -317,6 +317,8 @@ fn second(stage: &str, intended: u64, ok: u64, errors: u64, p99: Option<f64>) ->
         p99_ms: p99,
         max_ms: p99.map(|v| v * 2.0),
         workers: 2,
+        worker_rss_mb_max: None,
+        worker_cpu_pct_max: None,
     }
 }
 
@@ -378,4 +380,13 @@ fn abort_checks_skip_seconds_that_cannot_say() {
     let failed = second("steady", 100, 0, 100, None);
     assert_eq!(check_interval(&p("p99 < 100ms"), &failed), Some(false));
     assert_eq!(check_interval(&p("error_rate < 1%"), &failed), Some(false));
+}
+
+#[test]
+fn comparisons_forgive_float_rounding_only() {
+    let (a, b) = (0.1 + 0.2, 0.3); // 0.30000000000000004 vs 0.3
+    assert!(Op::Le.holds(a, b) && Op::Ge.holds(a, b) && Op::Eq.holds(a, b));
+    assert!(!Op::Lt.holds(a, b) && !Op::Gt.holds(a, b) && !Op::Ne.holds(a, b));
+    assert!(Op::Lt.holds(0.2999, 0.3) && !Op::Eq.holds(0.2999, 0.3));
+    assert!(Op::Gt.holds(100.001, 100.0));
 }
