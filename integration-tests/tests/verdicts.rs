@@ -1,0 +1,248 @@
+//! Thresholds and regressions change the exit code as the contract says.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+struct Env {
+    _target: Proc,
+    _coord: Proc,
+    _worker: Proc,
+    url: String,
+    coord_url: String,
+}
+
+fn env(target_args: &[&str]) -> Env {
+    let (t, url) = start_target(target_args);
+    let (c, coord_url) = start_coordinator(&[]);
+    let w = start_worker(&coord_url, &[]);
+    Env {
+        _target: t,
+        _coord: c,
+        _worker: w,
+        url,
+        coord_url,
+    }
+}
+
+fn scenario(url: &str, thresholds: &[&str], secs: u32) -> String {
+    let list: Vec<String> = thresholds.iter().map(|t| format!("{t:?}")).collect();
+    format!(
+        "name = \"verdict\"\nthresholds = [{}]\n[target]\nurl = \"{url}\"\n[[stages]]\nname = \"main\"\nrate = 200\nduration = \"{secs}s\"\n",
+        list.join(", ")
+    )
+}
+
+fn run(
+    e: &Env,
+    toml: &str,
+    extra: &[&str],
+    tag: &str,
+) -> (Option<i32>, serde_json::Value, TempDir) {
+    let dir = TempDir::new(tag);
+    let file = dir.write("s.toml", toml);
+    let out = dir.path().join("out");
+    let mut cmd = volley();
+    cmd.args([
+        "run",
+        file.to_str().unwrap(),
+        "--coordinator",
+        &e.coord_url,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+    .args(extra);
+    let (output, _) = run_bounded(cmd, Duration::from_secs(60));
+    let code = output.status.code();
+    let r = if out.join("report.json").exists() {
+        read_report(&out)
+    } else {
+        serde_json::Value::Null
+    };
+    assert!(code.is_some(), "{}", describe(&output));
+    (code, r, dir)
+}
+
+fn statuses(r: &serde_json::Value) -> Vec<String> {
+    r["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn passing_failing_and_warning_thresholds_set_the_exit_code() {
+    let _serial = serial();
+    // 5 ms of delay: p99 ≈ 5-7 ms; one request in ten fails.
+    let e = env(&["--delay", "5ms", "--error-rate", "0.1"]);
+
+    let all_pass = [
+        "p50 < 1s",
+        "p99 < 1s",
+        "max < 5s",
+        "mean > 1ms",
+        "success_rate > 0.85",
+        "error_rate < 0.15",
+        "achieved_rps >= 95%",
+        "dropped == 0",
+        "main.p99 < 1s",
+    ];
+    let (code, r, _d) = run(&e, &scenario(&e.url, &all_pass, 2), &[], "pass");
+    assert_eq!(code, Some(0), "{r}");
+    assert!(
+        statuses(&r).iter().all(|s| s == "pass"),
+        "{:?}",
+        r["thresholds"]
+    );
+
+    // One failing threshold of each family: latency, rate, count, stage.
+    for failing in [
+        "p99 < 1ms",
+        "success_rate > 0.95",
+        "error_rate < 0.05",
+        "errors == 0",
+        "main.p50 < 1ms",
+    ] {
+        let (code, r, _d) = run(
+            &e,
+            &scenario(&e.url, &["p99 < 1s", failing], 2),
+            &[],
+            "fail",
+        );
+        assert_eq!(
+            code,
+            Some(1),
+            "`{failing}` must fail the run: {}",
+            r["thresholds"]
+        );
+        assert_eq!(statuses(&r), vec!["pass", "fail"], "{failing}");
+    }
+
+    // In the warning band: exit 0, but 1 with --strict.
+    let warn = ["p99 < 1s warn 1ms"];
+    let (code, r, _d) = run(&e, &scenario(&e.url, &warn, 2), &[], "warn");
+    assert_eq!(code, Some(0));
+    assert_eq!(statuses(&r), vec!["warn"]);
+    let (code, _, _d) = run(&e, &scenario(&e.url, &warn, 2), &["--strict"], "strict");
+    assert_eq!(code, Some(1));
+
+    // A malformed threshold is a scenario error: exit 2 before any traffic.
+    let (code, r, _d) = run(&e, &scenario(&e.url, &["p99 <"], 2), &[], "malformed");
+    assert_eq!(code, Some(2));
+    assert!(r.is_null(), "no run happened");
+}
+
+#[test]
+fn an_abort_threshold_stops_the_load_within_seconds() {
+    let _serial = serial();
+    // Half the requests fail: `error_rate < 0.1 abort` breaks in second 0.
+    let e = env(&["--error-rate", "0.5"]);
+    let (code, r, _d) = run(
+        &e,
+        &scenario(&e.url, &["error_rate < 0.1 abort"], 30),
+        &[],
+        "abort",
+    );
+    assert_eq!(code, Some(1), "{r}");
+    assert_eq!(r["complete"], false);
+    assert!(
+        r["incomplete_reason"].as_str().unwrap().contains("aborted"),
+        "{r}"
+    );
+    // 30 s × 200 rps = 6000 were planned; the load stopped within ~2 s.
+    let intended = u(&r, "requests.intended");
+    assert!(intended < 1000, "the load went on: {intended} intended");
+    assert_accounted(&r["requests"], "aborted run");
+}
+
+#[test]
+fn a_regression_against_the_baseline_exits_1() {
+    let _serial = serial();
+    let e = env(&["--delay", "10ms"]);
+    let (code, _, base_dir) = run(&e, &scenario(&e.url, &[], 2), &[], "base");
+    assert_eq!(code, Some(0));
+    let base = base_dir.path().join("out/report.json");
+
+    // The same system again: no regression (exit 0), with the table filled.
+    let (code, r, _d) = run(
+        &e,
+        &scenario(&e.url, &[], 2),
+        &["--baseline", base.to_str().unwrap()],
+        "same",
+    );
+    assert_eq!(code, Some(0), "{}", r["regressions"]);
+    let rows = r["regressions"].as_array().unwrap();
+    assert!(rows.iter().any(|x| x["metric"] == "p99_ms"));
+    assert!(rows.iter().all(|x| x["pass"] == true), "{rows:?}");
+
+    // A baseline that was twice as fast: p99 rose ~100 % > 10 %.
+    let mut fast: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    for k in ["p50", "p90", "p95", "p99", "p999", "max", "mean"] {
+        fast["latency_ms"][k] = serde_json::json!(f(&fast["latency_ms"], k) / 2.0);
+    }
+    let fast_path = base_dir.path().join("fast.json");
+    std::fs::write(&fast_path, fast.to_string()).unwrap();
+    let current = _d.path().join("out/report.json");
+    let mut cmd = volley();
+    cmd.args([
+        "report",
+        current.to_str().unwrap(),
+        "--baseline",
+        fast_path.to_str().unwrap(),
+    ]);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.contains("| Metric | Baseline | Current | Change |"),
+        "{md}"
+    );
+    // Within a generous threshold it passes.
+    let mut cmd = volley();
+    cmd.args([
+        "report",
+        current.to_str().unwrap(),
+        "--baseline",
+        fast_path.to_str().unwrap(),
+        "--threshold",
+        "150%",
+    ]);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(10));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "150% is not a sane threshold: {}",
+        describe(&out)
+    );
+    let mut cmd = volley();
+    cmd.args([
+        "report",
+        current.to_str().unwrap(),
+        "--baseline",
+        fast_path.to_str().unwrap(),
+        "--threshold",
+        "99%",
+    ]);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(10));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a doubling is still beyond 99 %: {}",
+        describe(&out)
+    );
+
+    // A missing baseline is bad input, caught before the run.
+    let (code, r, _d2) = run(
+        &e,
+        &scenario(&e.url, &[], 2),
+        &["--baseline", "/nonexistent/report.json"],
+        "nobase",
+    );
+    assert_eq!(code, Some(2));
+    assert!(r.is_null());
+}
