@@ -10,6 +10,12 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
 
+# The TLS test generates its certificates with openssl.
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "test.sh: installing openssl (used by the TLS test)" >&2
+  apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+fi
+
 # An independent HdrHistogram implementation reads our interval logs.
 if ! python3 -c "import hdrh" >/dev/null 2>&1; then
   echo "test.sh: installing the Python hdrhistogram package (used to check latency.hlog)" >&2
@@ -19,3 +25,7 @@ fi
 profile=default
 if [ "${CI:-}" = "true" ]; then profile=ci; fi
 cargo nextest run --workspace --profile "$profile" "$@"
+
+# The Helm chart: lint, render, Kubernetes schemas, and the multi-host test
+# of its wiring (runs after the Rust tests; any failure fails test.sh).
+./charts/tests/run.sh

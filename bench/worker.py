@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -260,19 +261,22 @@ def wait_for_line(p, log_path, pattern, timeout=30):
 
 def build(args):
     if args.no_build:
-        return
+        return "not built (--no-build)"
     cmd = ["cargo", "build", "--release", "-p", "volley-coordinator", "-p", "volley-worker"]
     for attempt in range(1, 4):
         print(f"bench: {' '.join(cmd)} (attempt {attempt})", flush=True)
         r = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         if r.returncode == 0:
-            return
+            return "built"
         print(r.stdout.decode(errors="replace")[-3000:], file=sys.stderr)
         if attempt < 3:
             print("bench: build failed (maybe someone is mid-edit); retrying in 60 s", flush=True)
             time.sleep(60)
     if all(os.path.exists(os.path.join(REPO, "target/release", b)) for b in ("volley", "volley-worker")):
-        print("bench: WARNING build keeps failing; using the existing binaries", flush=True)
+        print("bench: WARNING build keeps failing; using the existing binaries. A failed build can "
+              "still relink one of them (e.g. volley-worker but not volley): check the times below",
+              flush=True)
+        return "build FAILED; existing binaries"
     else:
         sys.exit("bench: build failed and no binaries exist")
 
@@ -297,9 +301,19 @@ duration = "{duration:g}s"
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.rel = os.path.join(REPO, "target", "release")
         self.dir = args.out or tempfile.mkdtemp(prefix="volley-bench-")
         os.makedirs(self.dir, exist_ok=True)
+        # Private copies: a concurrent `cargo build` elsewhere must not swap binaries mid-bench.
+        src = os.path.join(REPO, "target", "release")
+        self.rel = os.path.join(self.dir, "bin")
+        os.makedirs(self.rel, exist_ok=True)
+        mtimes = {}
+        for exe in ("volley", "volley-worker"):
+            shutil.copy2(os.path.join(src, exe), os.path.join(self.rel, exe))
+            mtimes[exe] = os.path.getmtime(os.path.join(src, exe))
+        print("bench: binaries " + ", ".join(
+            f"{k} built {time.strftime('%H:%M:%S', time.localtime(v))}" for k, v in mtimes.items())
+            + f" (copied to {self.rel})", flush=True)
         self.idle_rate = {}  # ticks/s and ns/s per process while idle
         self.rows = []
         self.nrun = 0
@@ -510,6 +524,11 @@ def verdict(r):
     return (not why), "; ".join(why) if why else "sustained"
 
 
+def inconclusive(r, a):
+    """A failed run that shared the CPUs with other processes says little about Volley."""
+    return not r["sustained"] and noise_pct(r, a) > a.quiet_pct
+
+
 def fmt_kb(kb):
     return "-" if kb is None else f"{kb / 1024:.1f} MiB"
 
@@ -539,6 +558,9 @@ def print_row(r, a):
           f"(other {r['cores'][tc]['unattributed_pct']:.0f}%, steal {r['cores'][tc]['steal_pct']:.0f}%)"
           f"{errk}", flush=True)
     print(f"            -> {'SUSTAINED' if r['sustained'] else 'NOT sustained: ' + r['why']}", flush=True)
+    if inconclusive(r, a):
+        print(f"            (other processes used {noise_pct(r, a):.0f}% CPU during this run: "
+              f"the failure may be theirs, not Volley's)", flush=True)
 
 
 def table(rows, a):
@@ -557,7 +579,8 @@ def table(rows, a):
             f"{r['cores'][a.target_core]['busy_pct']:.0f}",
             f"{noise_pct(r, a):.0f}",
             fmt_kb(r["rss_peak_kb"]),
-            ("noisy, repeated" if r.get("superseded") else "yes" if r["sustained"] else "no"),
+            ("noisy, repeated" if r.get("superseded") else "yes" if r["sustained"]
+             else "no (noisy)" if inconclusive(r, a) else "no"),
         ])
     w = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(hdr)]
     out = ["  ".join(h.rjust(w[i]) for i, h in enumerate(hdr)), "  ".join("-" * x for x in w)]
@@ -592,8 +615,9 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     t_start = time.monotonic()
-    build(a)
+    build_status = build(a)
     header(a)
+    print(f"bench: build: {build_status}", flush=True)
     b = Bench(a)
     try:
         b.up()
@@ -632,6 +656,9 @@ def main():
                     if mid <= lo or mid >= hi:
                         break
                     r = b.run(mid, a.step_duration, "refine")
+                    if inconclusive(r, a):
+                        print("  (still noisy after a repeat: stopping the bisection here)", flush=True)
+                        break
                     if r["sustained"]:
                         lo = mid
                     else:
@@ -658,6 +685,9 @@ def main():
                             "the target's core (target + coordinator)" if t_sat else
                             "neither core reached 90% in any second: not CPU-bound; suspect "
                             "the connection count (CONNECTIONS) or the worker's scheduling")
+                    if inconclusive(f, a):
+                        side = (f"INCONCLUSIVE: other processes used {noise_pct(f, a):.0f}% CPU during "
+                                f"this step (the search ran out of --quiet-budget); re-run on a quiet machine")
                     print(f"     at {hi:.0f} rps: mean CPU worker {f['cpu_pct']['worker']:.0f}%, target "
                           f"{f['cpu_pct']['target']:.0f}%; busiest second worker {pk['worker']:.0f}%, "
                           f"target {pk['target']:.0f}%, core{a.worker_core} {pk[f'core{a.worker_core}']:.0f}%, "
@@ -669,6 +699,13 @@ def main():
         print(table(b.rows, a), flush=True)
         if best is not None:
             print(f"\nhighest sustained rate for one worker on one core: {best:.0f} rps", flush=True)
+            ok = [r for r in b.rows if r["rate"] == best and r["sustained"] and r.get("us_per_req")]
+            if ok:
+                r = ok[-1]
+                print(f"  at that rate the worker used {r['cpu_pct']['worker']:.0f}% of its core "
+                      f"({r['us_per_req']:.2f} us/req) and the target {r['cpu_pct']['target']:.0f}% of "
+                      f"its; extrapolated, the worker alone would fill its core near "
+                      f"{1e6 / r['us_per_req']:,.0f} rps (an estimate, not a measurement)", flush=True)
         lifetime = any(r.get("rss_peak_is_lifetime") for r in b.rows)
         if lifetime:
             print("note: could not reset VmHWM; RSS column is the worker's lifetime peak", flush=True)

@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Do not print a line per second
     #[arg(long, env = "VOLLEY_QUIET")]
     pub quiet: bool,
+    /// PEM file of the CA that signed an https:// coordinator's certificate
+    #[arg(long, env = "VOLLEY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     #[command(flatten)]
     pub verdict: VerdictArgs,
 }
@@ -92,6 +95,12 @@ pub struct ServeArgs {
     /// can run load from your workers)
     #[arg(long, env = "VOLLEY_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// PEM certificate (chain) to serve TLS with; needs --tls-key
+    #[arg(long, env = "VOLLEY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "VOLLEY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -121,6 +130,8 @@ pub struct TargetArgs {
 pub enum Format {
     Md,
     Json,
+    /// The self-contained page with charts (as `report.html`)
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,6 @@ use crate::report::Report;
 use crate::scenario::{self, ScenarioTarget};
 use std::path::PathBuf;
 use std::time::Duration;
-use tonic::transport::Endpoint;
 use tonic::Code;
 use volley_proto::pb::run_control_client::RunControlClient;
 use volley_proto::pb::run_event::Event as Ev;
@@ -26,6 +25,8 @@ pub struct SubmitOptions {
     pub out: Option<PathBuf>,
     /// Set by local mode when it started the built-in target.
     pub builtin_target_url: Option<String>,
+    /// PEM CA to trust for an `https://` coordinator.
+    pub tls_ca: Option<Vec<u8>>,
     /// Print the live line each second.
     pub live: bool,
     /// Compare with this saved report (regressions make the exit code 1).
@@ -57,9 +58,8 @@ pub async fn submit(
             opts.scenario.display()
         )));
     }
-    let endpoint = Endpoint::from_shared(opts.coordinator.clone())
-        .map_err(|e| CliError::bad_input(format!("--coordinator {:?}: {e}", opts.coordinator)))?
-        .connect_timeout(Duration::from_secs(5));
+    let endpoint = volley_proto::channel::endpoint(&opts.coordinator, opts.tls_ca.as_deref())
+        .map_err(|e| CliError::bad_input(format!("--coordinator: {e}")))?;
     let channel = endpoint.connect().await.map_err(|e| {
         CliError::incomplete(format!(
             "cannot reach the coordinator at {}: {e}",

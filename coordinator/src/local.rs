@@ -92,7 +92,12 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::incomplete(e.to_string()))?;
-    let server = tokio::spawn(service::serve(coord, listener, stopped(stop_rx.clone())));
+    let server = tokio::spawn(service::serve(
+        coord,
+        listener,
+        None,
+        stopped(stop_rx.clone()),
+    ));
     let url = format!("http://{addr}");
 
     let n = opts.local_workers.max(1);
@@ -116,6 +121,7 @@ pub async fn run(
             wait: Duration::from_secs(10),
             out: opts.out,
             builtin_target_url,
+            tls_ca: None,
             live: opts.live,
             baseline: opts.baseline,
             strict: opts.strict,

@@ -6,7 +6,7 @@ use clap::Parser;
 use cli::{Cli, Command};
 use std::process::ExitCode;
 use std::sync::Arc;
-use volley_coordinator::report::{markdown, Report};
+use volley_coordinator::report::{html, markdown, Report};
 use volley_coordinator::{
     client, local, service, verdict, CliError, Coordinator, CoordinatorConfig, Exit,
 };
@@ -104,6 +104,12 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                     wait: a.wait,
                     out: a.out,
                     builtin_target_url: None,
+                    tls_ca: match a.tls_ca.as_deref() {
+                        Some(p) => Some(std::fs::read(p).map_err(|e| {
+                            CliError::bad_input(format!("--tls-ca {}: {e}", p.display()))
+                        })?),
+                        None => None,
+                    },
                     live,
                     baseline: baseline.clone(),
                     strict,
@@ -139,6 +145,16 @@ async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
             a.listen
         )));
     }
+    let read = |flag: &str, p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| CliError::bad_input(format!("{flag} {}: {e}", p.display())))
+    };
+    let tls = match (a.tls_cert.as_deref(), a.tls_key.as_deref()) {
+        (Some(c), Some(k)) => Some(service::Tls {
+            cert_pem: read("--tls-cert", c)?,
+            key_pem: read("--tls-key", k)?,
+        }),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .map_err(|e| CliError::bad_input(format!("--listen {}: {e}", a.listen)))?;
@@ -152,7 +168,7 @@ async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
         heartbeat_timeout: a.heartbeat_timeout,
         ..CoordinatorConfig::default()
     });
-    service::serve(coord, listener, shutdown_signal())
+    service::serve(coord, listener, tls, shutdown_signal())
         .await
         .map_err(|e| CliError::incomplete(format!("coordinator stopped: {e}")))?;
     Ok(Exit::Ok)
@@ -199,6 +215,7 @@ fn report(a: cli::ReportArgs) -> Result<Exit, CliError> {
     match a.format {
         cli::Format::Md => print!("{}", markdown::render(&r)),
         cli::Format::Json => println!("{}", r.to_json()),
+        cli::Format::Html => print!("{}", html::render(&r)),
     }
     Ok(verdict::exit_code(&r, a.verdict.strict))
 }

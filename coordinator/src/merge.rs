@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use volley_proto::histogram::{self, Hist, HistError};
 
 /// Request counters. Errors are split by kind in `by_kind`
-/// (connect, timeout, status, protocol).
+/// (connect, timeout, status, protocol) plus `lost`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub intended: u64,
@@ -19,11 +19,22 @@ pub struct Counts {
     pub ok: u64,
     pub dropped: u64,
     pub by_kind: [u64; 4],
+    /// Errors of kind "lost": in flight on a worker that was lost, so their
+    /// outcome is unknown.
+    pub lost: u64,
+    /// Part of `dropped`: requests a lost worker owned but never sent.
+    pub unsent: u64,
 }
 
 impl Counts {
     pub fn errors(&self) -> u64 {
-        self.by_kind.iter().sum()
+        self.by_kind.iter().sum::<u64>() + self.lost
+    }
+
+    /// Requests not yet ended (in flight).
+    pub fn outstanding(&self) -> u64 {
+        self.intended
+            .saturating_sub(self.ok + self.errors() + self.dropped)
     }
 
     pub fn add(&mut self, o: &Counts) {
@@ -34,6 +45,22 @@ impl Counts {
         for (a, b) in self.by_kind.iter_mut().zip(o.by_kind) {
             *a += b;
         }
+        self.lost += o.lost;
+        self.unsent += o.unsent;
+    }
+
+    /// Closes the books of a lost worker: what it had in flight ends as a
+    /// "lost" error, what it owned and never sent as dropped.
+    pub fn settle_lost(&mut self, unsent: u64) -> Counts {
+        let delta = Counts {
+            intended: unsent,
+            dropped: unsent,
+            unsent,
+            lost: self.outstanding(),
+            ..Counts::default()
+        };
+        self.add(&delta);
+        delta
     }
 }
 
@@ -280,6 +307,27 @@ impl Merger {
         self.tracks[worker].finished = true;
     }
 
+    /// Adds a worker joining mid-run; it is not waited for until
+    /// [`Merger::activate`]. Returns its slot.
+    pub fn add_worker(&mut self) -> usize {
+        self.tracks.push(Track {
+            next: 0,
+            finished: true,
+        });
+        self.workers.push(Acc::default());
+        self.resources.push(Resources::default());
+        self.tracks.len() - 1
+    }
+
+    /// A joiner has started: wait for its reports from the next second to
+    /// emit on (earlier ones are of seconds already out, and empty).
+    pub fn activate(&mut self, worker: usize) {
+        self.tracks[worker] = Track {
+            next: self.next_emit,
+            finished: false,
+        };
+    }
+
     pub fn all_finished(&self) -> bool {
         self.tracks.iter().all(|t| t.finished)
     }
@@ -363,7 +411,7 @@ mod tests {
                 sent: ok,
                 ok,
                 dropped: 1,
-                by_kind: [0; 4],
+                ..Counts::default()
             },
             status_codes: vec![],
             latency_encoded: histogram::encode(&latency),
@@ -507,6 +555,44 @@ mod tests {
             .last_acc
             .latency
             .equivalent(w.last_acc.latency.value_at_quantile(0.99), 3000));
+    }
+
+    #[test]
+    fn a_joiner_is_waited_for_only_once_active() {
+        let mut m = Merger::new(1, vec![0; 10], &[(0.0, 10.0)]);
+        let j = m.add_worker();
+        m.add(0, wi(0, 5, 10)).unwrap();
+        assert_eq!(
+            m.ready().unwrap().len(),
+            1,
+            "an inactive joiner holds nothing up"
+        );
+        m.activate(j);
+        m.add(0, wi(1, 5, 10)).unwrap();
+        assert!(
+            m.ready().unwrap().is_empty(),
+            "now second 1 waits for the joiner"
+        );
+        assert_eq!(m.add(j, wi(0, 0, 10)).unwrap(), Added::Duplicate);
+        m.add(j, wi(1, 3, 10)).unwrap();
+        assert_eq!(m.ready().unwrap()[0].acc.counts.ok, 8);
+    }
+
+    #[test]
+    fn settling_a_lost_worker_accounts_for_everything() {
+        let mut c = Counts {
+            intended: 100,
+            sent: 95,
+            ok: 80,
+            dropped: 5,
+            by_kind: [0, 3, 0, 0],
+            ..Counts::default()
+        };
+        let d = c.settle_lost(40);
+        assert_eq!((d.lost, d.unsent), (12, 40));
+        assert_eq!(c.intended, 140);
+        assert_eq!(c.intended, c.ok + c.errors() + c.dropped);
+        assert_eq!(c.outstanding(), 0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! The run directory (`report.json`, `report.md`, `latency.hlog`,
-//! `workers.hlog`) and the lines printed while a run goes.
+//! The run directory (`report.json`, `report.md`, `report.html`,
+//! `latency.hlog`, `workers.hlog`) and the lines printed while a run goes.
 
-use crate::report::{markdown, Report};
+use crate::report::{html, markdown, Report};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -53,7 +53,8 @@ impl RunDir {
 
     pub fn write_report(&self, r: &Report) -> io::Result<()> {
         write_atomic(&self.dir.join("report.json"), r.to_json().as_bytes())?;
-        write_atomic(&self.dir.join("report.md"), markdown::render(r).as_bytes())
+        write_atomic(&self.dir.join("report.md"), markdown::render(r).as_bytes())?;
+        write_atomic(&self.dir.join("report.html"), html::render(r).as_bytes())
     }
 }
 

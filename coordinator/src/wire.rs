@@ -39,6 +39,7 @@ pub fn worker_interval(r: pb::IntervalReport, max_index: u32) -> Result<WorkerIn
         ok: r.ok,
         dropped: r.dropped,
         by_kind: [e.connect, e.timeout, e.status, e.protocol],
+        ..Counts::default()
     };
     for (name, v) in [
         ("intended", counts.intended),
@@ -183,5 +184,37 @@ mod tests {
             worker_interval(r, 100),
             Err(WireError::ImpossibleCount(_))
         ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+
+        /// Whatever a hostile worker sends, conversion never panics, and what
+        /// it accepts is consistent.
+        #[test]
+        fn arbitrary_reports_never_panic(
+            index in 0u32..200,
+            counts in proptest::collection::vec(0u64..2_000_000_000, 9),
+            codes in proptest::collection::vec((0u32..1200, 0u64..10), 0..5),
+            hist in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            use_valid in proptest::prelude::any::<bool>(),
+        ) {
+            let mut r = report(counts[2] % 50);
+            r.index = index;
+            r.intended = counts[0];
+            r.sent = counts[1];
+            r.dropped = counts[3];
+            r.errors = Some(pb::ErrorCounts { connect: counts[4], timeout: counts[5], status: counts[6], protocol: counts[7] });
+            r.in_flight = counts[8];
+            r.status_codes = codes.into_iter().map(|(code, count)| pb::StatusCount { code, count }).collect();
+            if !use_valid {
+                r.latency_hist = hist;
+            }
+            if let Ok(w) = worker_interval(r, 100) {
+                proptest::prop_assert!(w.index <= 100);
+                proptest::prop_assert_eq!(w.latency.len(), w.counts.ok);
+                proptest::prop_assert!(w.counts.dropped <= w.counts.intended);
+            }
+        }
     }
 }

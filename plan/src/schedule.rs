@@ -13,6 +13,12 @@ use crate::rate::RateCurve;
 
 /// Iterator over `(global index k, due time in seconds since t = 0)` of one
 /// share, in time order. Allocation-free after construction.
+///
+/// A share can change mid-run ([`ShareSchedule::reshare`]): when a worker is
+/// lost or joins, every worker switches to a new partition at the same
+/// instant `from`, so requests due before it follow the old shares and those
+/// due from it on follow the new ones; the union stays the single-generator
+/// schedule.
 #[derive(Debug, Clone)]
 pub struct ShareSchedule {
     curve: RateCurve,
@@ -20,6 +26,20 @@ pub struct ShareSchedule {
     arrival: Arrival,
     seed: u64,
     hint: usize,
+    cursor: Cursor,
+    /// The cursor before the last item returned, so a reshare can take that
+    /// item back when it falls in the new epoch.
+    before_last: Cursor,
+    /// Shares to switch to at a time (seconds), with Λ of that time, in time
+    /// order.
+    pending: std::collections::VecDeque<(f64, f64, Share)>,
+    /// Set when the last `next` switched shares: the share it left and the
+    /// switch it consumed, so a reshare can take the whole step back.
+    undo: Vec<(Share, (f64, f64, Share))>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
     /// Uniform: this share's next request number m.
     m: u64,
     /// Poisson: next global index to draw and the running sum u.
@@ -38,37 +58,123 @@ impl ShareSchedule {
             arrival,
             seed,
             hint: 0,
-            m: 0,
-            k: 0,
-            u: 0.0,
-            pos: 0,
-            slot: 0,
+            cursor: Cursor::default(),
+            before_last: Cursor::default(),
+            pending: std::collections::VecDeque::new(),
+            undo: Vec::new(),
         }
+    }
+
+    /// A schedule that owns nothing before `from` seconds and `share` from
+    /// then on; with `from` at or past the end, nothing at all until a
+    /// [`reshare`](Self::reshare) (a worker joining a run under way).
+    pub fn starting_at(
+        curve: RateCurve,
+        share: Share,
+        arrival: Arrival,
+        seed: u64,
+        from: f64,
+    ) -> ShareSchedule {
+        let mut s = ShareSchedule::new(curve, share.clone(), arrival, seed);
+        if from > 0.0 {
+            s.share = Share {
+                cycle: 1,
+                slots: Vec::new(),
+            };
+            if from < s.curve.end() {
+                let lambda = s.curve.count_at(from);
+                s.pending.push_back((from, lambda, share));
+            }
+        }
+        s
     }
 
     pub fn curve(&self) -> &RateCurve {
         &self.curve
     }
 
+    /// Switches to `share` for every request due at or after `from` seconds.
+    /// The item last returned by `next` is taken back (the caller must not
+    /// send it and must call `next` again): it may belong to someone else in
+    /// the new epoch. `from` must be later than every request already sent.
+    pub fn reshare(&mut self, from: f64, share: Share) {
+        self.cursor = self.before_last;
+        while let Some((old, consumed)) = self.undo.pop() {
+            self.share = old;
+            self.pending.push_front(consumed);
+        }
+        // A later decision supersedes earlier ones dated at or after it.
+        self.pending.retain(|(f, _, _)| *f < from);
+        let lambda = self.curve.count_at(from);
+        self.pending.push_back((from, lambda, share));
+    }
+
+    fn switch(&mut self, k: u64) {
+        if let Some((from, lambda, share)) = self.pending.pop_front() {
+            let old = std::mem::replace(&mut self.share, share.clone());
+            self.undo.push((old, (from, lambda, share)));
+            match self.arrival {
+                Arrival::Uniform => {
+                    let k_from = self.curve.uniform_due_before(from);
+                    self.cursor.m = self.share.count_below(k_from);
+                }
+                Arrival::Poisson => {
+                    self.cursor.pos = k % self.share.cycle;
+                    let pos = self.cursor.pos;
+                    self.cursor.slot = self.share.slots.partition_point(|&s| s < pos);
+                }
+            }
+        }
+    }
+
+    fn next_uniform(&mut self) -> Option<(u64, f64)> {
+        loop {
+            let t = if self.share.slots.is_empty() {
+                None
+            } else {
+                let k = self.share.nth(self.cursor.m);
+                self.curve.time_of(k as f64, &mut self.hint).map(|t| (k, t))
+            };
+            match (t, self.pending.front()) {
+                (Some((_, t)), Some((from, _, _))) if t >= *from => self.switch(0),
+                (None, Some(_)) => self.switch(0),
+                (Some((k, t)), _) => {
+                    self.cursor.m += 1;
+                    return Some((k, t));
+                }
+                (None, None) => return None,
+            }
+        }
+    }
+
     fn next_poisson(&mut self) -> Option<(u64, f64)> {
         loop {
-            let k = self.k;
-            self.u += exp1(self.seed, k);
-            if self.u >= self.curve.total() {
+            let c = &mut self.cursor;
+            let k = c.k;
+            c.u += exp1(self.seed, k);
+            if c.u >= self.curve.total() {
                 return None;
             }
-            let owned = self.share.slots.get(self.slot) == Some(&self.pos);
-            self.k += 1;
-            if owned {
-                self.slot += 1;
+            while self
+                .pending
+                .front()
+                .is_some_and(|(_, lambda, _)| self.cursor.u >= *lambda)
+            {
+                self.switch(k);
             }
-            self.pos += 1;
-            if self.pos == self.share.cycle {
-                self.pos = 0;
-                self.slot = 0;
+            let c = &mut self.cursor;
+            let owned = self.share.slots.get(c.slot) == Some(&c.pos);
+            c.k += 1;
+            if owned {
+                c.slot += 1;
+            }
+            c.pos += 1;
+            if c.pos == self.share.cycle {
+                c.pos = 0;
+                c.slot = 0;
             }
             if owned {
-                let t = self.curve.time_of(self.u, &mut self.hint)?;
+                let t = self.curve.time_of(c.u, &mut self.hint)?;
                 return Some((k, t));
             }
         }
@@ -80,13 +186,10 @@ impl Iterator for ShareSchedule {
 
     #[inline]
     fn next(&mut self) -> Option<(u64, f64)> {
+        self.before_last = self.cursor;
+        self.undo.clear();
         match self.arrival {
-            Arrival::Uniform => {
-                let k = self.share.nth(self.m);
-                let t = self.curve.time_of(k as f64, &mut self.hint)?;
-                self.m += 1;
-                Some((k, t))
-            }
+            Arrival::Uniform => self.next_uniform(),
             Arrival::Poisson => self.next_poisson(),
         }
     }
@@ -208,6 +311,114 @@ mod tests {
         assert!((mean - 0.001).abs() < 0.0001, "mean gap {mean}");
         let over = gaps.iter().filter(|&&g| g > 0.001).count() as f64 / gaps.len() as f64;
         assert!((over - (-1.0f64).exp()).abs() < 0.03, "{over}");
+    }
+
+    /// Workers [0, 1, 2] run; worker 1 is lost and from t = 2 s the two
+    /// survivors share everything. Requests before 2 s follow the old shares,
+    /// from 2 s on the new ones, and survivors plus the lost worker's part
+    /// before 2 s make up the single-generator schedule exactly.
+    #[test]
+    fn a_reshare_switches_every_worker_at_the_same_instant() {
+        let c = curve(&[(5.0, 1000.0, 1000.0), (2.0, 300.0, 3000.0)]);
+        for arrival in [Arrival::Uniform, Arrival::Poisson] {
+            let single = merged(&c, &[1], arrival, 5);
+            let old = Partition::new(&[1, 1, 1]).unwrap().shares();
+            let new = Partition::new(&[1, 2]).unwrap().shares();
+            let mut union: Vec<(u64, f64)> = Vec::new();
+            // The lost worker: its requests before the switch only.
+            union.extend(
+                ShareSchedule::new(c.clone(), old[1].clone(), arrival, 5)
+                    .take_while(|&(_, t)| t < 2.0),
+            );
+            for (survivor, share) in [(0, &new[0]), (2, &new[1])] {
+                let mut s = ShareSchedule::new(c.clone(), old[survivor].clone(), arrival, 5);
+                // Send until 1.3 s, then the reshare arrives.
+                let mut next = s.next();
+                while let Some((k, t)) = next {
+                    if t >= 1.3 {
+                        break;
+                    }
+                    union.push((k, t));
+                    next = s.next();
+                }
+                s.reshare(2.0, share.clone());
+                union.extend(s);
+            }
+            union.sort_by_key(|&(k, _)| k);
+            assert_eq!(union.len(), single.len(), "{arrival:?}");
+            for (a, b) in union.iter().zip(&single) {
+                assert_eq!(a.0, b.0, "{arrival:?}");
+                assert_eq!(a.1.to_bits(), b.1.to_bits());
+            }
+        }
+    }
+
+    /// Two decisions in quick succession (a loss, then a join) and a joiner
+    /// that owns nothing until told: the union is still exactly the single
+    /// generator's schedule.
+    #[test]
+    fn successive_reshares_and_an_idle_joiner_keep_the_union_exact() {
+        let c = curve(&[(6.0, 600.0, 600.0)]);
+        for arrival in [Arrival::Uniform, Arrival::Poisson] {
+            let single = merged(&c, &[1], arrival, 9);
+            let p3 = Partition::new(&[1, 1, 1]).unwrap().shares();
+            let p2 = Partition::new(&[1, 1]).unwrap().shares();
+            let p3b = Partition::new(&[1, 1, 2]).unwrap().shares();
+            let mut union: Vec<(u64, f64)> = Vec::new();
+            // Worker 1 is lost: owns p3[1] until 2 s.
+            union.extend(
+                ShareSchedule::new(c.clone(), p3[1].clone(), arrival, 9)
+                    .take_while(|&(_, t)| t < 2.0),
+            );
+            // Survivors 0 and 2: p3 until 2 s, p2 from 2 s, p3b from 3 s (the
+            // reshares arrive at 1.4 s and 1.5 s, before either applies).
+            for (i, (a, b)) in [(0usize, (0usize, 0usize)), (2, (1, 1))] {
+                let mut s = ShareSchedule::new(c.clone(), p3[i].clone(), arrival, 9);
+                let mut next = s.next();
+                while let Some((k, t)) = next {
+                    if t >= 1.4 {
+                        break;
+                    }
+                    union.push((k, t));
+                    next = s.next();
+                }
+                s.reshare(2.0, p2[a].clone());
+                let mut next = s.next();
+                while let Some((k, t)) = next {
+                    if t >= 1.5 {
+                        break;
+                    }
+                    union.push((k, t));
+                    next = s.next();
+                }
+                s.reshare(3.0, p3b[b].clone());
+                union.extend(s);
+            }
+            // The joiner: idle until told at 1.5 s to take p3b[2] from 3 s.
+            let mut j = ShareSchedule::starting_at(c.clone(), p3b[2].clone(), arrival, 9, c.end());
+            assert_eq!(j.next(), None);
+            j.reshare(3.0, p3b[2].clone());
+            union.extend(j);
+            union.sort_by_key(|&(k, _)| k);
+            let ks: Vec<u64> = union.iter().map(|x| x.0).collect();
+            let want: Vec<u64> = single.iter().map(|x| x.0).collect();
+            assert_eq!(ks, want, "{arrival:?}");
+        }
+    }
+
+    #[test]
+    fn a_joiner_owns_nothing_before_its_start() {
+        let c = curve(&[(4.0, 100.0, 100.0)]);
+        for arrival in [Arrival::Uniform, Arrival::Poisson] {
+            let shares = Partition::new(&[1, 1]).unwrap().shares();
+            let joined: Vec<_> =
+                ShareSchedule::starting_at(c.clone(), shares[1].clone(), arrival, 3, 2.5).collect();
+            assert!(joined.iter().all(|&(_, t)| t >= 2.5));
+            let whole: Vec<_> = ShareSchedule::new(c.clone(), shares[1].clone(), arrival, 3)
+                .filter(|&(_, t)| t >= 2.5)
+                .collect();
+            assert_eq!(joined, whole, "{arrival:?}");
+        }
     }
 
     #[test]

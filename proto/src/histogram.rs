@@ -285,4 +285,49 @@ mod tests {
         assert_eq!(entries[0].0, Duration::from_secs(3));
         assert!((entries[0].1 - 1.5).abs() < 0.01);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn valid() -> Vec<u8> {
+            let mut h = new_hist();
+            for v in [1u64, 7, 300, 4_000, 90_000, 2_000_000] {
+                h.record_n(v, v % 13 + 1).unwrap();
+            }
+            encode(&h)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Bytes from the network never panic the decoder.
+            #[test]
+            fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+                let _ = decode(&bytes);
+            }
+
+            /// Nor do valid encodings with bytes flipped, cut or extended.
+            #[test]
+            fn mutated_encodings_never_panic(
+                flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
+                cut in any::<prop::sample::Index>(),
+                extra in prop::collection::vec(any::<u8>(), 0..32),
+            ) {
+                let mut b = valid();
+                for (i, x) in flips {
+                    let i = i.index(b.len());
+                    b[i] ^= x;
+                }
+                let keep = cut.index(b.len() + 1);
+                b.truncate(keep);
+                b.extend(extra);
+                if let Ok(h) = decode(&b) {
+                    // Whatever decodes is a histogram we can merge.
+                    let mut into = new_hist();
+                    let _ = merge(&mut into, &h);
+                }
+            }
+        }
+    }
 }

@@ -9,8 +9,11 @@
 //! - [`convert`]: wire messages to the domain types of `volley-plan` and
 //!   back, validated in one place.
 //! - [`auth`]: the shared-token check both services use.
+//! - [`channel`]: how clients (workers, the CLI) dial the coordinator, with
+//!   TLS for `https://` addresses.
 
 pub mod auth;
+pub mod channel;
 pub mod clock;
 pub mod convert;
 pub mod histogram;

@@ -22,6 +22,9 @@ pub struct Cli {
     /// Stop sending load after the coordinator has been unreachable this long
     #[arg(long, env = "VOLLEY_MAX_OUTAGE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub max_outage: Duration,
+    /// PEM file of the CA that signed an https:// coordinator's certificate
+    #[arg(long, env = "VOLLEY_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl TryFrom<Cli> for WorkerConfig {
@@ -40,6 +43,10 @@ impl TryFrom<Cli> for WorkerConfig {
         c.token = cli.token.filter(|t| !t.is_empty());
         c.weight = cli.weight;
         c.max_outage = cli.max_outage;
+        if let Some(p) = cli.tls_ca {
+            c.tls_ca =
+                Some(std::fs::read(&p).map_err(|e| format!("--tls-ca {}: {e}", p.display()))?);
+        }
         Ok(c)
     }
 }

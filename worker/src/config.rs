@@ -17,6 +17,9 @@ pub struct WorkerConfig {
     /// coordinator; after that it stops.
     pub max_outage: Duration,
     pub hostname: String,
+    /// PEM CA certificate(s) to trust for an `https://` coordinator, on top
+    /// of the system roots.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl WorkerConfig {
@@ -28,6 +31,7 @@ impl WorkerConfig {
             id: Uuid::new_v4(),
             max_outage: Duration::from_secs(60),
             hostname: std::env::var("HOSTNAME").unwrap_or_default(),
+            tls_ca: None,
         }
     }
 }

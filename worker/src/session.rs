@@ -34,7 +34,7 @@ const MAX_BUFFERED: usize = 3600;
 pub enum WorkerError {
     #[error("the coordinator refused this worker: {0}")]
     Refused(String),
-    #[error("bad coordinator address {0:?}: {1}")]
+    #[error("coordinator {0:?}: {1}")]
     BadAddress(String, String),
 }
 
@@ -54,10 +54,8 @@ pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
-    let endpoint = Endpoint::from_shared(config.coordinator.clone())
-        .map_err(|e| WorkerError::BadAddress(config.coordinator.clone(), e.to_string()))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true);
+    let endpoint = volley_proto::channel::endpoint(&config.coordinator, config.tls_ca.as_deref())
+        .map_err(|e| WorkerError::BadAddress(config.coordinator.clone(), e))?;
     tokio::pin!(shutdown);
     let mut run: Option<Run> = None;
     let mut backoff = Duration::from_millis(100);
@@ -261,7 +259,7 @@ async fn handle(
                     .await;
                 }
             }
-            let (ok, error, setup) = match prepare(a.plan, a.share).await {
+            let (ok, error, setup) = match prepare(a.plan, a.share, a.share_from_s).await {
                 Ok(setup) => (true, String::new(), Some(setup)),
                 Err(e) => (false, e, None),
             };
@@ -306,6 +304,18 @@ async fn handle(
                 }
             }
         }
+        In::Reshare(r) => {
+            let share = r.share.map(Share::try_from);
+            match (run.as_ref().filter(|x| x.id == r.run_id), share) {
+                (Some(x), Some(Ok(share))) if r.from_s.is_finite() && r.from_s >= 0.0 => {
+                    info!(run = %r.run_id, from_s = r.from_s, "reshare");
+                    if let Some(e) = x.engine.as_ref() {
+                        e.reshare(r.from_s, share);
+                    }
+                }
+                _ => warn!(run = %r.run_id, "ignored an invalid reshare"),
+            }
+        }
         In::Stop(s) => {
             if let Some(r) = run.as_ref().filter(|r| r.id == s.run_id) {
                 info!(run = %s.run_id, reason = %s.reason, "stop");
@@ -320,7 +330,11 @@ async fn handle(
 
 /// Validates an assignment and checks the target is reachable, so that a
 /// wrong URL fails the run before any load starts.
-async fn prepare(plan: Option<pb::Plan>, share: Option<pb::Share>) -> Result<EngineSetup, String> {
+async fn prepare(
+    plan: Option<pb::Plan>,
+    share: Option<pb::Share>,
+    share_from: f64,
+) -> Result<EngineSetup, String> {
     let plan = Plan::try_from(plan.ok_or("assignment without a plan")?)
         .map_err(|e| format!("bad plan: {e}"))?;
     let share = Share::try_from(share.ok_or("assignment without a share")?)
@@ -342,7 +356,15 @@ async fn prepare(plan: Option<pb::Plan>, share: Option<pb::Share>) -> Result<Eng
             ))
         }
     }
-    Ok(EngineSetup { plan, share, addr })
+    if !share_from.is_finite() || share_from < 0.0 {
+        return Err(format!("bad share start {share_from}"));
+    }
+    Ok(EngineSetup {
+        plan,
+        share,
+        share_from,
+        addr,
+    })
 }
 
 async fn resolve(authority: &str) -> Result<SocketAddr, String> {

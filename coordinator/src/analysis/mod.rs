@@ -47,6 +47,7 @@ pub(crate) mod fixture {
             ok,
             errors,
             dropped: intended - ok - errors,
+            unsent: 0,
         }
     }
 
@@ -75,6 +76,7 @@ pub(crate) mod fixture {
             ok: 59_940,
             errors: 30,
             dropped: 30,
+            unsent: 0,
         };
         Report {
             schema: SCHEMA.to_owned(),
@@ -94,6 +96,7 @@ pub(crate) mod fixture {
             error_rate: 0.0005,
             latency_ms: latency(20.0, 80.0),
             service_time_ms: latency(19.0, 79.0),
+            percentiles: Vec::new(),
             stages: vec![
                 stage("steady", false, 0.0, 50.0, 40.0),
                 stage("burst", true, 50.0, 10.0, 300.0),

@@ -23,6 +23,34 @@ pub fn latency(h: &Hist) -> Latency {
     }
 }
 
+/// The percentiles of the spectrum: 0, 10 … 90, then nine steps in each
+/// decade of nines (91 … 99, 99.1 … 99.9, … 99.991 … 99.999), then 100.
+fn spectrum_percentiles() -> impl Iterator<Item = f64> {
+    let tens = (0..10).map(|k| f64::from(k) * 10.0);
+    let nines = (1..=4).flat_map(|decade| {
+        let step = 10f64.powi(-decade);
+        // 100 − k·10^(1−decade) for k = 9 … 1, e.g. 91 … 99 for decade 1.
+        (1..10)
+            .rev()
+            .map(move |k| 100.0 - f64::from(k) * step * 10.0)
+    });
+    tens.chain(nines).chain(std::iter::once(100.0))
+}
+
+/// The latency spectrum of a histogram in microseconds; empty when it is.
+pub fn percentiles(h: &Hist) -> Vec<PercentilePoint> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    spectrum_percentiles()
+        .map(|p| PercentilePoint {
+            // Rounded so 99.99 stays 99.99 in the JSON, not 99.99000000000001.
+            percentile: (p * 1e6).round() / 1e6,
+            latency_ms: h.value_at_quantile(p / 100.0) as f64 / 1000.0,
+        })
+        .collect()
+}
+
 pub fn requests(c: &Counts) -> Requests {
     Requests {
         intended: c.intended,
@@ -30,6 +58,7 @@ pub fn requests(c: &Counts) -> Requests {
         ok: c.ok,
         errors: c.errors(),
         dropped: c.dropped,
+        unsent: c.unsent,
     }
 }
 
@@ -66,6 +95,7 @@ pub fn interval(curve: &RateCurve, plan: &Plan, m: &MergedInterval) -> IntervalR
         errors: m.acc.counts.errors(),
         dropped: m.acc.counts.dropped,
         p50_ms: q(0.5),
+        p90_ms: q(0.9),
         p99_ms: q(0.99),
         max_ms: (!h.is_empty()).then(|| h.max() as f64 / 1000.0),
         workers: m.workers,
@@ -116,6 +146,7 @@ pub struct WorkerInfo {
     pub weight: u32,
     pub share: f64,
     pub lost_at_s: Option<f64>,
+    pub joined_at_s: Option<f64>,
 }
 
 pub struct Inputs<'a> {
@@ -143,6 +174,7 @@ pub fn report(i: Inputs<'_>) -> Report {
     for (k, n) in KINDS.iter().zip(c.by_kind) {
         errors_by_kind.insert(k.to_string(), n);
     }
+    errors_by_kind.insert("lost".to_string(), c.lost);
     let errors_by_status = i
         .total
         .status_codes
@@ -195,6 +227,7 @@ pub fn report(i: Inputs<'_>) -> Report {
             requests: requests(&acc.counts),
             latency_ms: latency(&acc.latency),
             lost_at_s: w.lost_at_s,
+            joined_at_s: w.joined_at_s,
             rss_mb_first: (res.rss_first > 0).then(|| mb(res.rss_first)),
             rss_mb_last: (res.rss_last > 0).then(|| mb(res.rss_last)),
             rss_mb_peak: (res.rss_peak > 0).then(|| mb(res.rss_peak)),
@@ -219,6 +252,7 @@ pub fn report(i: Inputs<'_>) -> Report {
         error_rate: ratio(c.errors(), c.intended),
         latency_ms: latency(&i.total.latency),
         service_time_ms: latency(&i.total.service),
+        percentiles: percentiles(&i.total.latency),
         stages,
         workers,
         intervals: i.intervals,
@@ -275,6 +309,33 @@ mod tests {
             0.0,
             "faster and quicker is no degradation"
         );
+    }
+
+    #[test]
+    fn percentile_spectrum_climbs_the_nines_to_the_max() {
+        assert!(percentiles(&new_hist()).is_empty());
+        let mut h = new_hist();
+        for v in 1..=100_000u64 {
+            h.record(v * 10).unwrap(); // 0.01 ms .. 1000 ms, uniform
+        }
+        let s = percentiles(&h);
+        let at = |p: f64| s.iter().find(|x| x.percentile == p).unwrap().latency_ms;
+        assert_eq!(s.first().unwrap().percentile, 0.0);
+        assert_eq!(s.last().unwrap().percentile, 100.0);
+        for p in [10.0, 50.0, 90.0, 91.0, 99.0, 99.9, 99.99, 99.999] {
+            // Uniform: the p-th percentile is p % of 1000 ms, within
+            // HdrHistogram's 3 significant digits.
+            assert!(
+                (at(p) - p * 10.0).abs() <= p * 10.0 * 0.001,
+                "p{p} = {}",
+                at(p)
+            );
+        }
+        assert_eq!(at(100.0), latency(&h).max.unwrap());
+        assert!(s
+            .windows(2)
+            .all(|w| w[0].percentile < w[1].percentile && w[0].latency_ms <= w[1].latency_ms));
+        assert_eq!(s.len(), 10 + 4 * 9 + 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! add fields, never rename them.
 
 pub mod build;
+pub mod html;
 pub mod markdown;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,10 @@ pub struct Report {
     pub latency_ms: Latency,
     /// Time from the actual send to the response.
     pub service_time_ms: Latency,
+    /// The whole run's latency spectrum, as HdrHistogram plots it: latency at
+    /// 0, 10 … 90, 91 … 99, 99.1 … 99.9 … up to 99.999 and 100 (the max).
+    #[serde(default)]
+    pub percentiles: Vec<PercentilePoint>,
     pub stages: Vec<StageReport>,
     pub workers: Vec<WorkerReport>,
     pub intervals: Vec<IntervalReport>,
@@ -62,6 +67,10 @@ pub struct Requests {
     pub ok: u64,
     pub errors: u64,
     pub dropped: u64,
+    /// Part of `dropped`: requests a lost worker owned and never sent,
+    /// before its share was re-split over the survivors.
+    #[serde(default)]
+    pub unsent: u64,
 }
 
 /// Percentiles in milliseconds; `null` when nothing succeeded.
@@ -74,6 +83,14 @@ pub struct Latency {
     pub p999: Option<f64>,
     pub max: Option<f64>,
     pub mean: Option<f64>,
+}
+
+/// One point of the latency spectrum.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PercentilePoint {
+    /// 0 to 100.
+    pub percentile: f64,
+    pub latency_ms: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +136,10 @@ pub struct WorkerReport {
     pub latency_ms: Latency,
     /// Seconds after t = 0 at which the worker was declared lost.
     pub lost_at_s: Option<f64>,
+    /// Seconds after t = 0 from which a worker that joined mid-run took a
+    /// share.
+    #[serde(default)]
+    pub joined_at_s: Option<f64>,
     /// The worker process's own resident memory at its first and last
     /// report and at its peak, and its mean CPU use (percent of one core):
     /// a leak in the generator shows as a growing RSS.
@@ -143,6 +164,8 @@ pub struct IntervalReport {
     pub errors: u64,
     pub dropped: u64,
     pub p50_ms: Option<f64>,
+    #[serde(default)]
+    pub p90_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub max_ms: Option<f64>,
     pub workers: u32,

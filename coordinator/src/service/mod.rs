@@ -14,11 +14,19 @@ use volley_proto::pb::{
 };
 use volley_proto::MAX_MESSAGE_BYTES;
 
-/// Serves both services on `listener` until `shutdown` completes. Also runs
-/// the heartbeat reaper.
+/// A certificate and key (PEM) for serving TLS.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// Serves both services on `listener` until `shutdown` completes, over TLS
+/// when `tls` is given. Also runs the heartbeat reaper.
 pub async fn serve(
     coordinator: Arc<Coordinator>,
     listener: TcpListener,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     let reaper = tokio::spawn(worker_session::reaper(coordinator.clone()));
@@ -28,7 +36,13 @@ pub async fn serve(
     let control = RunControlServer::new(run_control::Control::new(coordinator))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let result = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = tls {
+        let identity = tonic::transport::Identity::from_pem(t.cert_pem, t.key_pem);
+        builder =
+            builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    let result = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(sessions)

@@ -48,16 +48,26 @@ pub enum EngineEvent {
 pub struct EngineSetup {
     pub plan: Plan,
     pub share: Share,
+    /// Seconds after t = 0 from which the share applies (0: from the start;
+    /// later for a worker joining a run under way).
+    pub share_from: f64,
     pub addr: SocketAddr,
 }
 
 /// A running engine: stop it, or wait for it.
 pub struct EngineHandle {
     stop: Arc<AtomicBool>,
+    reshare: std::sync::mpsc::Sender<(f64, Share)>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EngineHandle {
+    /// Switches to a new share for requests due from `from` seconds on (a
+    /// worker was lost or joined). Must arrive before `from`.
+    pub fn reshare(&self, from: f64, share: Share) {
+        let _ = self.reshare.send((from, share));
+    }
+
     /// Asks the engine to stop sending; it drains and reports `Finished`.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
@@ -83,6 +93,7 @@ pub fn start(
 ) -> std::io::Result<EngineHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
+    let (reshare, reshares) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("volley-engine".into())
         .spawn(move || {
@@ -91,10 +102,14 @@ pub fn start(
                 .build()
                 .expect("a current-thread runtime builds");
             let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, run(setup, Instant::from_std(start), stop2, events));
+            local.block_on(
+                &rt,
+                run(setup, Instant::from_std(start), stop2, reshares, events),
+            );
         })?;
     Ok(EngineHandle {
         stop,
+        reshare,
         thread: Some(thread),
     })
 }
@@ -103,6 +118,7 @@ async fn run(
     setup: EngineSetup,
     start: Instant,
     stop: Arc<AtomicBool>,
+    reshares: std::sync::mpsc::Receiver<(f64, Share)>,
     events: UnboundedSender<EngineEvent>,
 ) {
     let plan = &setup.plan;
@@ -123,14 +139,16 @@ async fn run(
         plan.load.connections as usize,
     );
     let curve = RateCurve::new(&plan.stages);
-    let mut schedule = ShareSchedule::new(
+    let mut schedule = ShareSchedule::starting_at(
         curve,
         setup.share.clone(),
         plan.load.arrival,
         plan.load.seed,
+        setup.share_from,
     );
     let mut next = schedule.next();
     let mut boundary = start + Duration::from_secs(1);
+    let end = start + Duration::from_secs_f64(schedule.curve().end());
     let emit = |sh: &Shared| {
         let data = sh.rec.borrow_mut().rotate();
         let _ = events.send(EngineEvent::Interval(Box::new(data)));
@@ -142,6 +160,12 @@ async fn run(
         if stop.load(Ordering::Acquire) {
             aborted = true;
             break;
+        }
+        if let Ok((from, share)) = reshares.try_recv() {
+            // Take back the request not yet sent: from `from` on it may be
+            // another worker's.
+            schedule.reshare(from, share);
+            next = schedule.next();
         }
         let now = Instant::now();
         while let Some((_, t)) = next {
@@ -168,11 +192,14 @@ async fn run(
             emit(&sh);
             boundary += Duration::from_secs(1);
         }
-        let Some((_, t)) = next else {
-            break 'schedule;
+        // Until the run's end a reshare may still give this worker more to
+        // send, so an exhausted schedule waits rather than ends.
+        let wake = match next {
+            Some((_, t)) => start + Duration::from_secs_f64(t),
+            None if now >= end => break 'schedule,
+            None => end,
         };
-        let due = start + Duration::from_secs_f64(t);
-        sleep_until(due.min(boundary).min(now + MAX_NAP)).await;
+        sleep_until(wake.min(boundary).min(now + MAX_NAP)).await;
     }
 
     // Drain: let what is queued and on the wire finish, still closing

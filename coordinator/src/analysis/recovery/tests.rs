@@ -21,6 +21,7 @@ fn sec(t: u32, p99: Option<f64>, errors: u64) -> IntervalReport {
         errors,
         dropped: N - ok - errors,
         p50_ms: p99.map(|p| p / 2.0),
+        p90_ms: None,
         p99_ms: p99,
         max_ms: p99.map(|p| p * 2.0),
         workers: 1,
@@ -131,6 +132,7 @@ fn the_error_margin_is_point_one_percentage_points_over_the_baseline() {
         ok: 10 * N - N / 20,
         errors: N / 20,
         dropped: 0,
+        unsent: 0,
     };
     let with = |errors: u64| {
         let mut iv = run(|_| 10.0);

@@ -314,6 +314,7 @@ fn second(stage: &str, intended: u64, ok: u64, errors: u64, p99: Option<f64>) ->
         errors,
         dropped: intended - ok - errors,
         p50_ms: p99.map(|v| v / 4.0),
+        p90_ms: None,
         p99_ms: p99,
         max_ms: p99.map(|v| v * 2.0),
         workers: 2,

@@ -1,0 +1,605 @@
+//! From t = 0 to the report: merge the workers' seconds, publish them, and
+//! keep the run whole through faults: a lost worker's share is re-split over
+//! the survivors from the next second, a worker that connects mid-run gets a
+//! share too, a stop or a failed abort threshold ends the load at once, and
+//! every intended request is accounted for at the end.
+
+use super::members::{self, Member};
+use super::setup::{self, host, short, stop_all, to_worker, Started};
+use super::{say, send, Events, Failure, RunSpec};
+use crate::analysis::{self, Threshold};
+use crate::merge::{Added, MergedInterval, Merger};
+use crate::registry::{Route, RunInput};
+use crate::report::build::{self, WorkerInfo};
+use crate::report::{Event, IntervalReport, Report};
+use crate::state::Coordinator;
+use crate::wire;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout_at, Instant};
+use tracing::{info, warn};
+use volley_plan::{Arrival, Plan, RateCurve};
+use volley_proto::pb::coordinator_message::Msg as Out;
+use volley_proto::pb::run_event::Event as Ev;
+use volley_proto::{histogram, pb};
+
+/// If the first seconds all fail to connect and nothing succeeds, the target
+/// is down: stop rather than hammer it for the whole run.
+const UNREACHABLE_AFTER_S: usize = 3;
+/// A re-split applies from the first whole second at least this far ahead,
+/// so every worker has it before it applies.
+const RESHARE_LEAD_S: f64 = 0.6;
+/// Pings for a joiner's clock offset.
+const JOIN_PINGS: usize = 3;
+
+enum Join {
+    Pinging { pongs: usize, since: Instant },
+    Assigned { since: Instant },
+}
+
+pub struct Collector<'a> {
+    coord: &'a Coordinator,
+    run_id: &'a str,
+    spec: &'a RunSpec,
+    events: &'a Events,
+    plan: &'a Plan,
+    curve: RateCurve,
+    members: Vec<Member>,
+    rx: mpsc::UnboundedReceiver<RunInput>,
+    route_tx: mpsc::UnboundedSender<RunInput>,
+    start: Instant,
+    start_wall: SystemTime,
+    start_nanos: u64,
+    merger: Merger,
+    max_index: u32,
+    aborts: Vec<Threshold>,
+    joins: HashMap<usize, Join>,
+    intervals: Vec<IntervalReport>,
+    log: Vec<Event>,
+    incomplete: Option<String>,
+    failure: Option<String>,
+    aborted_by: Option<String>,
+    ran_s: Option<f64>,
+    stopped: bool,
+}
+
+impl<'a> Collector<'a> {
+    pub fn new(
+        coord: &'a Coordinator,
+        run_id: &'a str,
+        spec: &'a RunSpec,
+        events: &'a Events,
+        s: Started,
+    ) -> Self {
+        let plan = &spec.scenario.plan;
+        let curve = RateCurve::new(&plan.stages);
+        let max_index = (curve.end() + 2.0 * plan.target.timeout.as_secs_f64()) as u32 + 30;
+        let stage_of: Vec<usize> = (0..=max_index)
+            .map(|i| curve.stage_at(f64::from(i)))
+            .collect();
+        let spans: Vec<(f64, f64)> = curve
+            .stage_starts()
+            .zip(&plan.stages)
+            .map(|(start, s)| (start, s.duration.as_secs_f64()))
+            .collect();
+        let merger = Merger::new(s.members.len(), stage_of, &spans);
+        // Thresholds marked `abort` are judged every second as well.
+        let names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
+        let aborts = spec
+            .scenario
+            .thresholds
+            .iter()
+            .filter_map(|e| analysis::thresholds::parse(e, &names).ok())
+            .filter(|t| t.abort)
+            .collect();
+        Collector {
+            coord,
+            run_id,
+            spec,
+            events,
+            plan,
+            curve,
+            members: s.members,
+            rx: s.rx,
+            route_tx: s.tx,
+            start: s.start,
+            start_wall: s.start_wall,
+            start_nanos: s.start_nanos,
+            merger,
+            max_index,
+            aborts,
+            joins: HashMap::new(),
+            intervals: Vec::new(),
+            log: Vec::new(),
+            incomplete: None,
+            failure: None,
+            aborted_by: None,
+            ran_s: None,
+            stopped: false,
+        }
+    }
+
+    fn now_s(&self) -> f64 {
+        Instant::now()
+            .saturating_duration_since(self.start)
+            .as_secs_f64()
+    }
+
+    fn note(&mut self, level: &str, text: String) {
+        let t_s = self.now_s();
+        self.log.push(Event {
+            t_s,
+            level: level.into(),
+            text,
+        });
+    }
+
+    /// Stops the load everywhere (once) and remembers why.
+    async fn stop(&mut self, reason: &str, incomplete: String) {
+        if self.stopped {
+            return;
+        }
+        stop_all(&self.members, self.run_id, reason);
+        self.ran_s = Some(self.now_s());
+        self.incomplete = Some(incomplete);
+        self.stopped = true;
+    }
+
+    pub async fn run(
+        mut self,
+        mut stop: watch::Receiver<Option<String>>,
+    ) -> Result<Report, Failure> {
+        let plan = self.plan;
+        let hard_deadline = self.start
+            + Duration::from_secs_f64(self.curve.end())
+            + plan.target.timeout * 2
+            + Duration::from_secs(20);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        while !self.merger.all_finished() || !self.joins.is_empty() {
+            tokio::select! {
+                input = timeout_at(hard_deadline, self.rx.recv()) => match input {
+                    Ok(Some(input)) => self.on_input(input).await,
+                    Ok(None) => break,
+                    Err(_) => {
+                        self.stop("timed out", "timed out waiting for workers to finish".into()).await;
+                        break;
+                    }
+                },
+                _ = stop.changed(), if !self.stopped => {
+                    let reason = stop.borrow().clone().unwrap_or_else(|| "stopped on request".into());
+                    let t = self.now_s();
+                    say(self.events, "warn", format!("stopping at {t:.1} s: {reason}")).await;
+                    self.note("warn", format!("stopped: {reason}"));
+                    self.stop(&reason, format!("stopped early at {t:.1} s: {reason}")).await;
+                }
+                _ = self.events.closed(), if !self.stopped => {
+                    let why = "the client that submitted the run disconnected; load was stopped";
+                    self.stop("the client disconnected", why.into()).await;
+                }
+                _ = tick.tick() => self.look_for_joiners().await,
+            }
+            self.publish_ready().await;
+        }
+        let rest = self.merger.flush().unwrap_or_default();
+        for m in rest {
+            let summary = self.publish(&m).await;
+            self.intervals.push(summary);
+        }
+        self.finish()
+    }
+
+    async fn on_input(&mut self, input: RunInput) {
+        match input {
+            RunInput::Interval { slot, report } => {
+                match wire::worker_interval(report, self.max_index) {
+                    Ok(wi) => {
+                        match self.merger.add(slot, wi) {
+                            Ok(Added::Late) => {
+                                let id = short(&self.members[slot].entry.id);
+                                self.note("warn", format!("a late report from worker {id} was counted in the totals only"));
+                            }
+                            Ok(_) => {}
+                            Err(e) => warn!(cause = %e, "histogram merge failed"),
+                        }
+                    }
+                    Err(e) => {
+                        let id = short(&self.members[slot].entry.id);
+                        warn!(worker = %id, cause = %e, "report rejected");
+                        self.note(
+                            "error",
+                            format!("a report from worker {id} was rejected: {e}"),
+                        );
+                    }
+                }
+            }
+            RunInput::Done { slot, done } => {
+                self.members[slot].done = true;
+                self.merger.finish_worker(slot);
+                if !done.error.is_empty() {
+                    let text = format!(
+                        "worker {} gave up: {}",
+                        short(&self.members[slot].entry.id),
+                        done.error
+                    );
+                    say(self.events, "error", text.clone()).await;
+                    self.note("error", text);
+                    self.incomplete
+                        .get_or_insert_with(|| "a worker could not complete its share".into());
+                }
+            }
+            RunInput::Lost { slot, reason } => self.on_lost(slot, reason).await,
+            RunInput::Pong {
+                slot,
+                pong,
+                recv_nanos,
+            } => {
+                setup::on_pong(&mut self.members[slot], &pong, recv_nanos);
+                if let Some(Join::Pinging { pongs, .. }) = self.joins.get_mut(&slot) {
+                    *pongs += 1;
+                    if *pongs >= JOIN_PINGS {
+                        self.assign_joiner(slot);
+                    }
+                }
+            }
+            RunInput::Ready { slot, ready } => self.on_joiner_ready(slot, ready).await,
+        }
+    }
+
+    async fn on_lost(&mut self, slot: usize, reason: String) {
+        self.merger.finish_worker(slot);
+        if self.joins.remove(&slot).is_some() || !self.members[slot].started {
+            self.members[slot].done = true;
+            return;
+        }
+        let t = self.now_s();
+        self.members[slot].lost_at_s = Some(t);
+        let m = &self.members[slot].entry;
+        let text = format!(
+            "worker {} ({}) lost at {t:.1} s: {reason}",
+            short(&m.id),
+            host(m)
+        );
+        say(self.events, "warn", text.clone()).await;
+        self.note("warn", text);
+        if !self.stopped {
+            self.reshare("a worker was lost").await;
+        }
+    }
+
+    /// A new partition over every live worker from the next boundary.
+    async fn reshare(&mut self, why: &str) {
+        let from = members::next_boundary(self.now_s(), RESHARE_LEAD_S);
+        if from >= self.curve.end() {
+            return;
+        }
+        let alive: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].alive())
+            .collect();
+        if alive.is_empty() {
+            let text = format!("{why}, and no worker is left to take its share");
+            say(self.events, "error", text.clone()).await;
+            self.note("error", text.clone());
+            self.incomplete.get_or_insert(text);
+            return;
+        }
+        let arrival = self.plan.load.arrival;
+        let from_k = (arrival == Arrival::Uniform).then(|| self.curve.uniform_due_before(from));
+        for m in self
+            .members
+            .iter_mut()
+            .filter(|m| m.lost_at_s.is_some() && m.owned_until_k.is_none())
+        {
+            // Whatever it owned from here on goes to the others.
+            m.owned_until_k = from_k;
+        }
+        let shares =
+            match members::repartition(&mut self.members, &alive, &self.curve, arrival, from) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.note("error", format!("could not re-split the load: {e}"));
+                    return;
+                }
+            };
+        for (slot, share) in shares {
+            let r = pb::Reshare {
+                run_id: self.run_id.to_string(),
+                share: Some(pb::Share::from(&share)),
+                from_s: from,
+            };
+            to_worker(&self.members[slot], Out::Reshare(r));
+        }
+        let text = format!(
+            "{why}: the load is re-split over {} worker(s) from {from:.0} s",
+            alive.len()
+        );
+        info!(run = %self.run_id, from_s = from, workers = alive.len(), "reshare");
+        say(self.events, "warn", text.clone()).await;
+        self.note("warn", text);
+    }
+
+    /// Enrolls workers that connected after the start, if the run has long
+    /// enough to go to make it worth it.
+    async fn look_for_joiners(&mut self) {
+        if self.stopped || self.now_s() + 3.0 >= self.curve.end() {
+            return;
+        }
+        let idle = self.coord.registry().idle();
+        for entry in idle {
+            let slot = self.members.len();
+            let route = Route {
+                run_id: self.run_id.to_string(),
+                slot,
+                tx: self.route_tx.clone(),
+            };
+            if !self.coord.registry().assign(&entry.id, route) {
+                continue;
+            }
+            let merger_slot = self.merger.add_worker();
+            debug_assert_eq!(merger_slot, slot);
+            let m = Member::new(entry);
+            for _ in 0..JOIN_PINGS {
+                setup::ping(&m);
+            }
+            self.members.push(m);
+            self.joins.insert(
+                slot,
+                Join::Pinging {
+                    pongs: 0,
+                    since: Instant::now(),
+                },
+            );
+        }
+        // Joiners that never answered are let go.
+        let now = Instant::now();
+        let stale: Vec<usize> = self
+            .joins
+            .iter()
+            .filter(|(_, j)| match j {
+                Join::Pinging { since, .. } | Join::Assigned { since } => {
+                    now - *since > setup::READY_TIMEOUT
+                }
+            })
+            .map(|(&s, _)| s)
+            .collect();
+        for slot in stale {
+            self.joins.remove(&slot);
+            self.members[slot].done = true;
+            stop_all(
+                &self.members[slot..=slot],
+                self.run_id,
+                "did not get ready in time",
+            );
+        }
+    }
+
+    /// Gives a joiner the plan, owning nothing until its re-split share.
+    fn assign_joiner(&mut self, slot: usize) {
+        let a = pb::Assignment {
+            run_id: self.run_id.to_string(),
+            plan: Some(pb::Plan::from(self.plan)),
+            share: Some(pb::Share {
+                cycle: 1,
+                slots: vec![0],
+                worker_index: slot as u32,
+                worker_count: self.members.len() as u32,
+            }),
+            share_from_s: self.curve.end(),
+        };
+        to_worker(&self.members[slot], Out::Assignment(a));
+        self.joins.insert(
+            slot,
+            Join::Assigned {
+                since: Instant::now(),
+            },
+        );
+    }
+
+    async fn on_joiner_ready(&mut self, slot: usize, ready: pb::Ready) {
+        if !matches!(self.joins.remove(&slot), Some(Join::Assigned { .. })) {
+            return;
+        }
+        let id = short(&self.members[slot].entry.id);
+        if !ready.ok || self.stopped {
+            self.members[slot].done = true;
+            if !ready.ok {
+                self.note(
+                    "warn",
+                    format!("worker {id} could not join: {}", ready.error),
+                );
+            }
+            return;
+        }
+        let from = members::next_boundary(self.now_s(), RESHARE_LEAD_S);
+        let m = &mut self.members[slot];
+        m.started = true;
+        m.joined_at_s = Some(from);
+        to_worker(m, setup::start_for(m, self.run_id, self.start_nanos));
+        self.merger.activate(slot);
+        self.reshare(&format!("worker {id} joined")).await;
+    }
+
+    async fn publish_ready(&mut self) {
+        let ready = self.merger.ready().unwrap_or_default();
+        for m in ready {
+            let summary = self.publish(&m).await;
+            if !self.stopped {
+                let failed = self
+                    .aborts
+                    .iter()
+                    .find(|t| analysis::check_interval(t, &summary) == Some(false))
+                    .map(|t| t.expr.clone());
+                if let Some(expr) = failed {
+                    let text = format!(
+                        "threshold `{expr}` failed in second {}: load stopped (abort)",
+                        summary.t_s
+                    );
+                    say(self.events, "error", text.clone()).await;
+                    self.note("error", text);
+                    let why = format!(
+                        "aborted: threshold `{expr}` failed in second {}",
+                        summary.t_s
+                    );
+                    self.stop(&format!("abort threshold `{expr}` failed"), why)
+                        .await;
+                    self.aborted_by = Some(expr);
+                }
+            }
+            self.intervals.push(summary);
+        }
+        if !self.stopped && target_unreachable(&self.intervals) {
+            let why = format!(
+                "target unreachable: every request of the first {UNREACHABLE_AFTER_S} s failed to connect to {}",
+                self.plan.target.url
+            );
+            self.failure = Some(why.clone());
+            self.stop("target unreachable", why).await;
+        }
+    }
+
+    async fn publish(&self, m: &MergedInterval) -> IntervalReport {
+        let summary = build::interval(&self.curve, self.plan, m);
+        let start = Duration::from_secs(u64::from(m.index));
+        let second = Duration::from_secs(1);
+        let hlog_line = histogram::interval_log_line(&m.acc.latency, start, second);
+        let worker_hlog_lines = m
+            .worker_latency
+            .iter()
+            .map(|(slot, bytes, max_us)| {
+                let tag = self.members[*slot].entry.id.to_string();
+                let max_ms = *max_us as f64 / 1000.0;
+                histogram::interval_log_line_encoded(bytes, start, second, max_ms, Some(&tag))
+            })
+            .collect();
+        let s = pb::IntervalSummary {
+            t_s: m.index,
+            target_rps: summary.target_rps,
+            achieved_rps: summary.achieved_rps,
+            ok: summary.ok,
+            errors: summary.errors,
+            dropped: summary.dropped,
+            p50_ms: summary.p50_ms.unwrap_or(0.0),
+            p99_ms: summary.p99_ms.unwrap_or(0.0),
+            workers: summary.workers,
+            hlog_line,
+            stage: summary.stage.clone(),
+            worker_hlog_lines,
+            intended: summary.intended,
+            sent: m.acc.counts.sent,
+        };
+        send(self.events, Ev::Interval(s)).await;
+        summary
+    }
+
+    /// Settles lost workers' books and builds the report.
+    fn finish(mut self) -> Result<Report, Failure> {
+        let end_s = self.ran_s.unwrap_or(self.curve.end());
+        let end_k = self.curve.uniform_due_before(end_s);
+        let uniform = self.plan.load.arrival == Arrival::Uniform;
+        for slot in 0..self.members.len() {
+            let Some(lost_at) = self.members[slot].lost_at_s else {
+                continue;
+            };
+            let intended = self.merger.workers[slot].counts.intended;
+            let unsent = if uniform {
+                self.members[slot]
+                    .owned_below(end_k)
+                    .unwrap_or(0)
+                    .saturating_sub(intended)
+            } else {
+                0
+            };
+            let delta = self.merger.workers[slot].counts.settle_lost(unsent);
+            let stage = self.curve.stage_at(lost_at);
+            self.merger.stages[stage].counts.add(&delta);
+            if delta.lost + delta.unsent > 0 {
+                let id = short(&self.members[slot].entry.id);
+                self.note(
+                    "warn",
+                    format!(
+                        "worker {id}: {} request(s) in flight when it was lost counted as errors (lost), \
+                         {} it owned but never sent counted as dropped",
+                        delta.lost, delta.unsent
+                    ),
+                );
+            }
+            if !uniform {
+                self.note(
+                    "warn",
+                    "with Poisson arrivals the requests a lost worker never sent cannot be counted exactly; \
+                     the report's intended count misses them"
+                        .to_string(),
+                );
+            }
+        }
+        let total = self
+            .merger
+            .total()
+            .map_err(|e| super::fail(format!("merge failed: {e}")))?;
+        let workers: Vec<_> = self
+            .members
+            .iter()
+            .zip(&self.merger.workers)
+            .zip(&self.merger.resources)
+            .filter(|((m, _), _)| m.started || m.lost_at_s.is_some())
+            .map(|((m, acc), res)| {
+                let info = WorkerInfo {
+                    id: m.entry.id.to_string(),
+                    hostname: m.entry.hostname.clone(),
+                    weight: m.entry.weight,
+                    share: m.share_fraction(),
+                    lost_at_s: m.lost_at_s,
+                    joined_at_s: m.joined_at_s,
+                };
+                (info, acc.clone(), *res)
+            })
+            .collect();
+        let mut report = build::report(build::Inputs {
+            run_id: self.run_id,
+            scenario: &self.spec.scenario.name,
+            started_at: self.start_wall,
+            plan: self.plan,
+            total: &total,
+            stages: &self.merger.stages,
+            soak: &self.merger.soak,
+            workers: &workers,
+            ran_s: self.ran_s,
+            intervals: self.intervals,
+            events: self.log,
+            incomplete_reason: self.incomplete,
+        });
+        // Thresholds were checked when the scenario was parsed; an error here
+        // would be a bug, so it is logged rather than hidden.
+        if let Err(e) = build::judge(
+            &mut report,
+            &self.spec.scenario.thresholds,
+            &self.spec.scenario.recovery,
+        ) {
+            warn!(cause = %e, "threshold evaluation failed");
+        }
+        if let Some(expr) = self.aborted_by {
+            // It failed second by second even if the whole run's figure passes.
+            for v in report.thresholds.iter_mut().filter(|v| v.expr == expr) {
+                v.pass = false;
+                v.status = "fail".into();
+            }
+        }
+        info!(run = %self.run_id, ok = report.requests.ok, errors = report.requests.errors,
+              dropped = report.requests.dropped, "run finished");
+        match self.failure {
+            Some(message) => Err(Failure {
+                message,
+                report: Some(Box::new(report)),
+            }),
+            None => Ok(report),
+        }
+    }
+}
+
+fn target_unreachable(intervals: &[IntervalReport]) -> bool {
+    let n = UNREACHABLE_AFTER_S;
+    intervals.len() >= n
+        && intervals.len() <= n + 1
+        && intervals.iter().all(|i| i.ok == 0)
+        && intervals[..n].iter().map(|i| i.errors).sum::<u64>() > 0
+}

@@ -1,0 +1,117 @@
+//! One run, from submission to report.
+//!
+//! - [`setup`]: wait for workers, measure their clocks (NTP-style), partition
+//!   the schedule, assign, wait until every worker is ready, start everyone on
+//!   one instant.
+//! - [`collect`]: merge what the workers stream back, publish each second,
+//!   re-split the share of a lost worker, take in joiners, honour stops and
+//!   abort thresholds, and build the report.
+//! - [`members`]: who owns which share when (pure bookkeeping).
+
+pub mod collect;
+pub mod members;
+pub mod setup;
+
+use crate::report::Report;
+use crate::scenario::Scenario;
+use crate::state::Coordinator;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tonic::Status;
+use tracing::{info, warn};
+use volley_proto::pb;
+use volley_proto::pb::run_event::Event as Ev;
+
+pub struct RunSpec {
+    pub scenario: Scenario,
+    pub min_workers: usize,
+    pub wait: Duration,
+}
+
+pub type Events = mpsc::Sender<Result<pb::RunEvent, Status>>;
+
+/// Why a run could not complete, with whatever report it still has.
+pub struct Failure {
+    pub message: String,
+    pub report: Option<Box<Report>>,
+}
+
+pub fn fail(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        report: None,
+    }
+}
+
+pub async fn send(events: &Events, e: Ev) {
+    let _ = events.send(Ok(pb::RunEvent { event: Some(e) })).await;
+}
+
+pub async fn say(events: &Events, level: &str, text: impl Into<String>) {
+    let m = pb::RunMessage {
+        level: level.into(),
+        text: text.into(),
+    };
+    send(events, Ev::Message(m)).await;
+}
+
+/// Runs a submitted scenario to its end and sends the `finished` event.
+pub async fn execute(coord: Arc<Coordinator>, spec: RunSpec, events: Events) {
+    let run_id = new_run_id();
+    info!(run = %run_id, scenario = %spec.scenario.name, "run submitted");
+    let stop = coord.stop_switch(&run_id);
+    send(
+        &events,
+        Ev::Accepted(pb::RunAccepted {
+            run_id: run_id.clone(),
+        }),
+    )
+    .await;
+    let result = run(&coord, &run_id, &spec, &events, stop).await;
+    coord.registry().release(&run_id);
+    let (outcome, error, report) = match result {
+        Ok(report) => ("completed", String::new(), Some(report)),
+        Err(f) => {
+            warn!(run = %run_id, cause = %f.message, "run failed");
+            ("failed", f.message, f.report.map(|r| *r))
+        }
+    };
+    let report_json = report.map(|r| r.to_json()).unwrap_or_default();
+    if !report_json.is_empty() {
+        coord.store_report(&run_id, report_json.clone());
+    }
+    let finished = pb::RunFinished {
+        run_id,
+        outcome: outcome.into(),
+        error,
+        report_json,
+    };
+    send(&events, Ev::Finished(finished)).await;
+}
+
+async fn run(
+    coord: &Coordinator,
+    run_id: &str,
+    spec: &RunSpec,
+    events: &Events,
+    stop: tokio::sync::watch::Receiver<Option<String>>,
+) -> Result<Report, Failure> {
+    let idle = setup::wait_for_workers(coord, spec, events).await?;
+    let started = setup::start(coord, run_id, spec, events, idle).await?;
+    collect::Collector::new(coord, run_id, spec, events, started)
+        .run(stop)
+        .await
+}
+
+/// `20261127-101500-1a2b3c`: sortable, and unique enough with the suffix.
+fn new_run_id() -> String {
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let stamp: String = now
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .take(14)
+        .collect();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    format!("{}-{}-{}", &stamp[..8], &stamp[8..], &suffix[..6])
+}

@@ -1,0 +1,266 @@
+//! Before the first request: workers, clocks, shares, readiness, start.
+
+use super::members::{self, Member};
+use super::{fail, say, send, Events, Failure, RunSpec};
+use crate::registry::{Route, RunInput, WorkerEntry};
+use crate::state::Coordinator;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, timeout_at, Instant};
+use tracing::info;
+use volley_plan::RateCurve;
+use volley_proto::pb::coordinator_message::Msg as Out;
+use volley_proto::pb::run_event::Event as Ev;
+use volley_proto::{clock, pb};
+
+/// Pings per worker for the clock offset; the one with the lowest
+/// round-trip time wins (NTP's rule).
+pub const PINGS: usize = 5;
+/// Time from the start message to t = 0, so every worker has it first.
+const START_LEAD: Duration = Duration::from_millis(500);
+/// Time a worker has to check the target and confirm its assignment.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A run whose workers have all been told when t = 0 is.
+pub struct Started {
+    pub members: Vec<Member>,
+    pub rx: mpsc::UnboundedReceiver<RunInput>,
+    /// For routing joiners' messages into the same run.
+    pub tx: mpsc::UnboundedSender<RunInput>,
+    pub start: Instant,
+    pub start_wall: SystemTime,
+    pub start_nanos: u64,
+}
+
+pub fn to_worker(m: &Member, msg: Out) {
+    let _ = m
+        .entry
+        .tx
+        .try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) }));
+}
+
+pub fn stop_all(members: &[Member], run_id: &str, reason: &str) {
+    for m in members {
+        let stop = pb::Stop {
+            run_id: run_id.to_string(),
+            reason: reason.to_string(),
+        };
+        to_worker(m, Out::Stop(stop));
+    }
+}
+
+pub fn short(id: &uuid::Uuid) -> String {
+    id.simple().to_string()[..8].to_string()
+}
+
+pub fn host(e: &WorkerEntry) -> &str {
+    if e.hostname.is_empty() {
+        "unknown host"
+    } else {
+        &e.hostname
+    }
+}
+
+/// Folds one pong into the member's offset: the lowest round trip wins.
+pub fn on_pong(m: &mut Member, pong: &pb::Pong, recv_nanos: u64) {
+    let (off, rtt) = clock::offset_and_rtt(
+        pong.coordinator_send_nanos,
+        pong.worker_recv_nanos,
+        pong.worker_send_nanos,
+        recv_nanos,
+    );
+    if rtt < m.best_rtt {
+        m.best_rtt = rtt;
+        m.offset_nanos = off;
+    }
+}
+
+pub fn ping(m: &Member) {
+    to_worker(
+        m,
+        Out::Ping(pb::Ping {
+            coordinator_send_nanos: clock::unix_nanos(),
+        }),
+    );
+}
+
+/// `start_nanos` (coordinator clock) in the member's own clock.
+pub fn start_for(m: &Member, run_id: &str, start_nanos: u64) -> Out {
+    let at = (start_nanos as i128 + m.offset_nanos as i128).max(0) as u64;
+    Out::Start(pb::Start {
+        run_id: run_id.to_string(),
+        start_at_unix_nanos: at,
+    })
+}
+
+pub async fn wait_for_workers(
+    coord: &Coordinator,
+    spec: &RunSpec,
+    events: &Events,
+) -> Result<Vec<WorkerEntry>, Failure> {
+    let started = Instant::now();
+    let deadline = started + spec.wait;
+    let mut last_said = None;
+    loop {
+        let idle = coord.registry().idle();
+        if idle.len() >= spec.min_workers {
+            return Ok(idle);
+        }
+        // Say so only when the wait is noticeable (local workers join at once).
+        if last_said != Some(idle.len()) && started.elapsed() >= Duration::from_secs(1) {
+            let text = format!(
+                "waiting for workers: {} of {} connected",
+                idle.len(),
+                spec.min_workers
+            );
+            say(events, "info", text).await;
+            last_said = Some(idle.len());
+        }
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "no workers: {} of the {} required connected within {}",
+                idle.len(),
+                spec.min_workers,
+                humantime::format_duration(spec.wait)
+            )));
+        }
+        tokio::select! {
+            _ = coord.changed.notified() => {}
+            _ = sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// Enrolls the idle workers, measures their clocks, assigns their shares,
+/// waits for every one to be ready, and starts them all on one instant.
+pub async fn start(
+    coord: &Coordinator,
+    run_id: &str,
+    spec: &RunSpec,
+    events: &Events,
+    idle: Vec<WorkerEntry>,
+) -> Result<Started, Failure> {
+    let plan = &spec.scenario.plan;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut members: Vec<Member> = Vec::new();
+    {
+        let mut reg = coord.registry();
+        for entry in idle {
+            let route = Route {
+                run_id: run_id.to_string(),
+                slot: members.len(),
+                tx: tx.clone(),
+            };
+            if reg.assign(&entry.id, route) {
+                members.push(Member::new(entry));
+            }
+        }
+    }
+    if members.len() < spec.min_workers {
+        return Err(fail("workers left while the run was being set up"));
+    }
+
+    for _ in 0..PINGS {
+        members.iter().for_each(ping);
+        sleep(Duration::from_millis(10)).await;
+    }
+    let mut pongs = vec![0usize; members.len()];
+    let sync_deadline = Instant::now() + Duration::from_secs(2);
+    while pongs.iter().any(|&n| n < PINGS) {
+        match timeout_at(sync_deadline, rx.recv()).await {
+            Ok(Some(RunInput::Pong {
+                slot,
+                pong,
+                recv_nanos,
+            })) => {
+                on_pong(&mut members[slot], &pong, recv_nanos);
+                pongs[slot] += 1;
+            }
+            Ok(Some(RunInput::Lost { slot, reason })) => {
+                let id = members[slot].entry.id;
+                return Err(fail(format!(
+                    "worker {id} was lost before the start: {reason}"
+                )));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+
+    let curve = RateCurve::new(&plan.stages);
+    let slots: Vec<usize> = (0..members.len()).collect();
+    let shares = members::repartition(&mut members, &slots, &curve, plan.load.arrival, 0.0)
+        .map_err(|e| fail(format!("cannot partition the load: {e}")))?;
+    let wire_plan = pb::Plan::from(plan);
+    let count = members.len() as u32;
+    for (slot, share) in shares {
+        let mut s = pb::Share::from(&share);
+        s.worker_index = slot as u32;
+        s.worker_count = count;
+        let a = pb::Assignment {
+            run_id: run_id.to_string(),
+            plan: Some(wire_plan.clone()),
+            share: Some(s),
+            share_from_s: 0.0,
+        };
+        to_worker(&members[slot], Out::Assignment(a));
+    }
+    let mut ready = vec![false; members.len()];
+    let ready_deadline = Instant::now() + READY_TIMEOUT;
+    while ready.iter().any(|r| !r) {
+        match timeout_at(ready_deadline, rx.recv()).await {
+            Ok(Some(RunInput::Ready { slot, ready: r })) => {
+                if !r.ok {
+                    stop_all(&members, run_id, "another worker could not start");
+                    let m = &members[slot].entry;
+                    return Err(fail(format!(
+                        "worker {} ({}): {}",
+                        short(&m.id),
+                        host(m),
+                        r.error
+                    )));
+                }
+                ready[slot] = true;
+            }
+            Ok(Some(RunInput::Lost { slot, reason })) => {
+                stop_all(&members, run_id, "a worker was lost before the start");
+                let id = members[slot].entry.id;
+                return Err(fail(format!(
+                    "worker {id} was lost before the start: {reason}"
+                )));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => {
+                stop_all(&members, run_id, "not every worker got ready");
+                return Err(fail(format!(
+                    "not every worker confirmed its assignment within {}s",
+                    READY_TIMEOUT.as_secs()
+                )));
+            }
+        }
+    }
+
+    // One instant of the coordinator's clock, converted to each worker's.
+    let start_wall = SystemTime::now() + START_LEAD;
+    let start_nanos = clock::to_unix_nanos(start_wall);
+    let start = Instant::now() + START_LEAD;
+    for m in &mut members {
+        to_worker(m, start_for(m, run_id, start_nanos));
+        m.started = true;
+    }
+    let started = pb::RunStarted {
+        run_id: run_id.to_string(),
+        workers: members.len() as u32,
+        start_at_unix_nanos: start_nanos,
+    };
+    send(events, Ev::Started(started)).await;
+    info!(run = %run_id, workers = members.len(), "run started");
+    Ok(Started {
+        members,
+        rx,
+        tx,
+        start,
+        start_wall,
+        start_nanos,
+    })
+}

@@ -1,0 +1,135 @@
+//! Faults across real processes: a worker killed with SIGKILL mid-run.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
+    let _serial = serial();
+    const RATE: f64 = 900.0;
+    let (_target, url) = start_target(&[]);
+    let (_coord, coord_url) = start_coordinator(&["--heartbeat-timeout", "3s"]);
+    let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
+    let dir = TempDir::new("kill");
+    let file = dir.write(
+        "s.toml",
+        &format!("[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"12s\"\n"),
+    );
+    let out = dir.path().join("out");
+    let mut cmd = volley();
+    cmd.args([
+        "run",
+        file.to_str().unwrap(),
+        "--coordinator",
+        &coord_url,
+        "--min-workers",
+        "3",
+        "--quiet",
+    ])
+    .args(["--out", out.to_str().unwrap()]);
+    let started = Instant::now();
+    let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(90)));
+    // Kill one worker about 4 s into the run (≈0.6 s of setup before t = 0).
+    std::thread::sleep(Duration::from_millis(4600));
+    let victim = workers.remove(1);
+    victim.signal("KILL");
+    let killed_at = started.elapsed().as_secs_f64() - 0.6;
+    let (output, _) = run.join().unwrap();
+    drop(victim);
+    assert!(
+        output.status.success(),
+        "the survivors completed the run: {}",
+        describe(&output)
+    );
+    let r = read_report(&out);
+
+    // The lost worker is marked, within the heartbeat timeout of the kill.
+    let ws = r["workers"].as_array().unwrap();
+    assert_eq!(ws.len(), 3);
+    let lost: Vec<_> = ws.iter().filter(|w| !w["lost_at_s"].is_null()).collect();
+    assert_eq!(lost.len(), 1, "{ws:?}");
+    let lost_at = f(lost[0], "lost_at_s");
+    assert!(
+        lost_at >= killed_at - 1.0 && lost_at <= killed_at + 3.0 + 1.0,
+        "lost at {lost_at}, killed at ~{killed_at}"
+    );
+
+    // Every intended request ends as exactly one thing, for the run and each
+    // worker, and nothing vanished with the dead worker: the run intends the
+    // whole schedule.
+    assert_accounted(&r["requests"], "run");
+    for w in ws {
+        assert_accounted(&w["requests"], "worker");
+    }
+    for k in ["intended", "ok", "errors", "dropped"] {
+        let sum: u64 = ws.iter().map(|w| u(&w["requests"], k)).sum();
+        assert_eq!(sum, u(&r["requests"], k), "workers' {k} sum to the total");
+    }
+    assert_eq!(u(&r, "requests.intended"), (RATE * 12.0) as u64);
+
+    // After the re-split every second reaches 95 % of the target rate.
+    let resplit_from = (lost_at + 0.6).ceil();
+    for i in r["intervals"].as_array().unwrap() {
+        let t = u(i, "t_s") as f64;
+        if t >= resplit_from && t < 12.0 {
+            let achieved = f(i, "achieved_rps");
+            assert!(achieved >= 0.95 * RATE, "second {t}: {achieved} of {RATE}");
+        }
+    }
+    let events: Vec<String> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect();
+    assert!(events.iter().any(|e| e.contains("re-split")), "{events:?}");
+}
+
+#[test]
+fn a_worker_that_connects_mid_run_takes_a_share() {
+    let _serial = serial();
+    let (_target, url) = start_target(&[]);
+    let (_coord, coord_url) = start_coordinator(&[]);
+    let _first = start_worker(&coord_url, &[]);
+    let dir = TempDir::new("join");
+    let file = dir.write(
+        "s.toml",
+        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 400\nduration = \"8s\"\n"),
+    );
+    let out = dir.path().join("out");
+    let mut cmd = volley();
+    cmd.args([
+        "run",
+        file.to_str().unwrap(),
+        "--coordinator",
+        &coord_url,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(2500));
+    let _second = start_worker(&coord_url, &[]);
+    let (output, _) = run.join().unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    let r = read_report(&out);
+    let ws = r["workers"].as_array().unwrap();
+    assert_eq!(ws.len(), 2, "{ws:?}");
+    let joiner = ws
+        .iter()
+        .find(|w| !w["joined_at_s"].is_null())
+        .expect("a joiner");
+    assert!(
+        u(&joiner["requests"], "intended") > 0,
+        "the joiner sent part of the load"
+    );
+    assert_accounted(&r["requests"], "run");
+    assert_eq!(
+        u(&r, "requests.intended"),
+        3200,
+        "the schedule is unchanged by the join"
+    );
+    assert_eq!(u(&r, "requests.ok"), 3200);
+}
