@@ -22,6 +22,12 @@ if ! python3 -c "import hdrh" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check hdrhistogram
 fi
 
+# A real browser renders report.html (integration-tests/tests/html_report.rs).
+if ! command -v chromium >/dev/null; then
+  echo "test.sh: installing chromium (renders report.html in the browser test)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 profile=default
 if [ "${CI:-}" = "true" ]; then profile=ci; fi
 cargo nextest run --workspace --profile "$profile" "$@"

@@ -198,6 +198,8 @@ class Sampler(threading.Thread):
                 d[k] = (s1.ticks[k] - s0.ticks[k]) / HZ / dt * 100
             for c in core_ids:
                 d[f"core{c}"] = (s1.cores[c][0] - s0.cores[c][0]) / HZ / dt * 100
+            # CPU of processes that are not ours (short-lived ones included), both cores together
+            d["other"] = max(0.0, sum(d[f"core{c}"] for c in core_ids) - sum(d[k] for k in self.pids))
             out.append(d)
         return out
 
@@ -389,9 +391,9 @@ class Bench:
         """One run; a failed run (or any run, with retry_noisy_pass) that shared the CPUs
         with other processes is repeated once."""
         r = self.run_once(rate, duration, label)
-        if ((not r["sustained"] or retry_noisy_pass) and noise_pct(r, self.args) > self.args.quiet_pct
-                and not self.alive()):
-            print(f"  (other processes used {noise_pct(r, self.args):.0f}% CPU during that run; "
+        if (not r["sustained"] or retry_noisy_pass) and noisy(r, self.args) and not self.alive():
+            print(f"  (other processes used {noise_pct(r, self.args):.0f}% CPU on average, "
+                  f"{r['cpu_peak1s']['other']:.0f}% in the busiest second, during that run; "
                   f"repeating it once)", flush=True)
             r["superseded"] = True
             r = self.run_once(rate, duration, label + "*")
@@ -489,7 +491,8 @@ class Bench:
         row["cores"] = cores
         row["cpu_series"] = sampler.series((a.worker_core, a.target_core))
         row["cpu_peak1s"] = {k: peak(row["cpu_series"], k) for k in
-                             ("worker", "target", f"core{a.worker_core}", f"core{a.target_core}")}
+                             ("worker", "target", f"core{a.worker_core}", f"core{a.target_core}",
+                              "other")}
         if row.get("sent"):
             row["us_per_req"] = cpu["worker"][0] * 1e6 / row["sent"]
         row["sustained"], row["why"] = verdict(row)
@@ -524,9 +527,15 @@ def verdict(r):
     return (not why), "; ".join(why) if why else "sustained"
 
 
+def noisy(r, a):
+    """Other processes used more than --quiet-pct on average, or half a core in some second."""
+    peak_other = r.get("cpu_peak1s", {}).get("other", 0.0)
+    return noise_pct(r, a) > a.quiet_pct or peak_other > max(50.0, 2 * a.quiet_pct)
+
+
 def inconclusive(r, a):
     """A failed run that shared the CPUs with other processes says little about Volley."""
-    return not r["sustained"] and noise_pct(r, a) > a.quiet_pct
+    return not r["sustained"] and noisy(r, a)
 
 
 def fmt_kb(kb):
@@ -545,7 +554,8 @@ def print_row(r, a):
     pk = r.get("cpu_peak1s", {})
     print(f"            busiest second: worker {pk.get('worker', float('nan')):.0f}%, target "
           f"{pk.get('target', float('nan')):.0f}%, core{wc} {pk.get(f'core{wc}', float('nan')):.0f}%, "
-          f"core{tc} {pk.get(f'core{tc}', float('nan')):.0f}%", flush=True)
+          f"core{tc} {pk.get(f'core{tc}', float('nan')):.0f}%, other processes "
+          f"{pk.get('other', float('nan')):.0f}%", flush=True)
     if r.get("svc_p50") is not None:
         print(f"            service time (from actual send) p50 {r['svc_p50']:.2f} ms  p99 {r['svc_p99']:.2f} ms",
               flush=True)
@@ -559,13 +569,14 @@ def print_row(r, a):
           f"{errk}", flush=True)
     print(f"            -> {'SUSTAINED' if r['sustained'] else 'NOT sustained: ' + r['why']}", flush=True)
     if inconclusive(r, a):
-        print(f"            (other processes used {noise_pct(r, a):.0f}% CPU during this run: "
+        print(f"            (other processes used {noise_pct(r, a):.0f}% CPU on average, "
+              f"{r['cpu_peak1s']['other']:.0f}% in the busiest second, during this run: "
               f"the failure may be theirs, not Volley's)", flush=True)
 
 
 def table(rows, a):
     hdr = ["run", "rate", "achieved", "p50 ms", "p99 ms", "dropped", "errors", "wrk us/req",
-           "wrk CPU%", "tgt CPU%", "wrk max1s%", "tgt max1s%", f"core{a.target_core}%", "other%", "wrk RSS", "ok?"]
+           "wrk CPU%", "tgt CPU%", "wrk max1s%", "tgt max1s%", f"core{a.target_core}%", "other% avg/max1s", "wrk RSS", "ok?"]
     lines = []
     for r in rows:
         if "achieved" not in r:
@@ -577,7 +588,7 @@ def table(rows, a):
             f"{r['cpu_pct']['worker']:.0f}", f"{r['cpu_pct']['target']:.0f}",
             f"{r['cpu_peak1s']['worker']:.0f}", f"{r['cpu_peak1s']['target']:.0f}",
             f"{r['cores'][a.target_core]['busy_pct']:.0f}",
-            f"{noise_pct(r, a):.0f}",
+            f"{noise_pct(r, a):.0f}/{r['cpu_peak1s']['other']:.0f}",
             fmt_kb(r["rss_peak_kb"]),
             ("noisy, repeated" if r.get("superseded") else "yes" if r["sustained"]
              else "no (noisy)" if inconclusive(r, a) else "no"),
@@ -686,7 +697,8 @@ def main():
                             "neither core reached 90% in any second: not CPU-bound; suspect "
                             "the connection count (CONNECTIONS) or the worker's scheduling")
                     if inconclusive(f, a):
-                        side = (f"INCONCLUSIVE: other processes used {noise_pct(f, a):.0f}% CPU during "
+                        side = (f"INCONCLUSIVE: other processes used {noise_pct(f, a):.0f}% CPU "
+                                f"({f['cpu_peak1s']['other']:.0f}% in the busiest second) during "
                                 f"this step (the search ran out of --quiet-budget); re-run on a quiet machine")
                     print(f"     at {hi:.0f} rps: mean CPU worker {f['cpu_pct']['worker']:.0f}%, target "
                           f"{f['cpu_pct']['target']:.0f}%; busiest second worker {pk['worker']:.0f}%, "

@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// can run load from your workers)
     #[arg(long, env = "VOLLEY_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Directory where runs are written as they happen; a coordinator
+    /// restarted on the same directory resumes the run it was running
+    #[arg(long, env = "VOLLEY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// PEM certificate (chain) to serve TLS with; needs --tls-key
     #[arg(long, env = "VOLLEY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -44,9 +44,49 @@ pub fn load_scenario(path: &std::path::Path) -> Result<(scenario::Scenario, Stri
     Ok((scenario, text))
 }
 
+/// How long the client keeps trying to reach its coordinator again after the
+/// stream broke mid-run (the coordinator restarting on its data dir, say).
+const RECONNECT: Duration = Duration::from_secs(90);
+
+type Client = RunControlClient<tonic::transport::Channel>;
+type Interrupt<'i> =
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + 'i;
+
+/// Connects, retrying until `within` has passed: a coordinator may still be
+/// starting (a Kubernetes Job racing its Deployment).
+async fn connect(opts: &SubmitOptions, within: Duration) -> Result<Client, CliError> {
+    let endpoint = volley_proto::channel::endpoint(&opts.coordinator, opts.tls_ca.as_deref())
+        .map_err(|e| CliError::bad_input(format!("--coordinator: {e}")))?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match endpoint.connect().await {
+            Ok(ch) => {
+                return Ok(RunControlClient::new(ch)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES))
+            }
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(CliError::incomplete(format!(
+                    "cannot reach the coordinator at {}: {e}",
+                    opts.coordinator
+                )))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+fn request<T>(msg: T, opts: &SubmitOptions) -> Result<tonic::Request<T>, CliError> {
+    let mut req = tonic::Request::new(msg);
+    auth::attach(&mut req, opts.token.as_deref())
+        .map_err(|s| CliError::bad_input(s.message().to_string()))?;
+    Ok(req)
+}
+
 /// Submits and follows a run. When `interrupt` completes (Ctrl-C) the run is
 /// asked to stop and its partial report is still written; when it completes a
-/// second time the client gives up waiting.
+/// second time the client gives up waiting. A broken stream is not the end:
+/// the client attaches to the run again for up to [`RECONNECT`].
 pub async fn submit(
     opts: SubmitOptions,
     interrupt: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
@@ -58,27 +98,15 @@ pub async fn submit(
             opts.scenario.display()
         )));
     }
-    let endpoint = volley_proto::channel::endpoint(&opts.coordinator, opts.tls_ca.as_deref())
-        .map_err(|e| CliError::bad_input(format!("--coordinator: {e}")))?;
-    let channel = endpoint.connect().await.map_err(|e| {
-        CliError::incomplete(format!(
-            "cannot reach the coordinator at {}: {e}",
-            opts.coordinator
-        ))
-    })?;
-    let mut client = RunControlClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let mut req = tonic::Request::new(pb::SubmitRunRequest {
+    let mut client = connect(&opts, opts.wait.min(Duration::from_secs(60))).await?;
+    let submit = pb::SubmitRunRequest {
         scenario_toml: text,
         scenario_name: opts.scenario.display().to_string(),
         min_workers: opts.min_workers,
         wait_nanos: opts.wait.as_nanos() as u64,
         builtin_target_url: opts.builtin_target_url.clone().unwrap_or_default(),
-    });
-    auth::attach(&mut req, opts.token.as_deref())
-        .map_err(|s| CliError::bad_input(s.message().to_string()))?;
-    let mut stream = match client.submit_run(req).await {
+    };
+    let stream = match client.submit_run(request(submit, &opts)?).await {
         Ok(r) => r.into_inner(),
         Err(s) => {
             return Err(match s.code() {
@@ -92,69 +120,156 @@ pub async fn submit(
             })
         }
     };
-    let mut dir: Option<RunDir> = None;
-    let mut run_id = String::new();
-    let mut interrupted = 0;
-    loop {
-        let next = tokio::select! {
-            m = stream.message() => m,
-            _ = interrupt() => {
-                interrupted += 1;
-                if interrupted > 1 || run_id.is_empty() {
-                    return Err(CliError::incomplete(format!("interrupted; run {run_id} abandoned")));
+    let mut f = Follower {
+        opts: &opts,
+        scenario_name: scenario.name.clone(),
+        dir: None,
+        run_id: String::new(),
+        next_t: 0,
+    };
+    f.follow(client, stream, &interrupt).await
+}
+
+/// Follows one run's events into the run directory.
+struct Follower<'a> {
+    opts: &'a SubmitOptions,
+    scenario_name: String,
+    dir: Option<RunDir>,
+    run_id: String,
+    /// The next second not yet seen, to attach again from.
+    next_t: u32,
+}
+
+impl Follower<'_> {
+    async fn follow(
+        &mut self,
+        mut client: Client,
+        mut stream: tonic::Streaming<pb::RunEvent>,
+        interrupt: &Interrupt<'_>,
+    ) -> Result<(Exit, Option<Report>), CliError> {
+        let mut interrupted = 0;
+        loop {
+            let next = tokio::select! {
+                m = stream.message() => m,
+                _ = interrupt() => {
+                    interrupted += 1;
+                    if interrupted > 1 || self.run_id.is_empty() {
+                        return Err(CliError::incomplete(format!("interrupted; run {} abandoned", self.run_id)));
+                    }
+                    eprintln!("volley: stopping run {} (press Ctrl-C again to quit without the report)", self.run_id);
+                    let stop = pb::StopRunRequest { run_id: self.run_id.clone(), reason: "interrupted by the user".into() };
+                    if let Err(s) = client.stop_run(request(stop, self.opts)?).await {
+                        eprintln!("volley: could not stop the run: {}", s.message());
+                    }
+                    continue;
                 }
-                eprintln!("volley: stopping run {run_id} (press Ctrl-C again to quit without the report)");
-                let mut req = tonic::Request::new(pb::StopRunRequest { run_id: run_id.clone(), reason: "interrupted by the user".into() });
-                auth::attach(&mut req, opts.token.as_deref()).map_err(|s| CliError::bad_input(s.message().to_string()))?;
-                if let Err(s) = client.stop_run(req).await {
-                    eprintln!("volley: could not stop the run: {}", s.message());
+            };
+            match next {
+                Ok(Some(pb::RunEvent { event: Some(ev) })) => {
+                    if let Some(done) = self.on_event(ev)? {
+                        return Ok(done);
+                    }
                 }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) if !self.run_id.is_empty() => {
+                    let why = match next {
+                        Err(s) => s.message().to_string(),
+                        _ => "the stream ended".into(),
+                    };
+                    eprintln!(
+                        "volley: lost the coordinator during run {} ({why}); reconnecting",
+                        self.run_id
+                    );
+                    (client, stream) = self.reattach().await?;
+                }
+                Ok(None) => {
+                    return Err(CliError::incomplete(
+                        "the coordinator ended the run without a word",
+                    ))
+                }
+                Err(s) => {
+                    return Err(CliError::incomplete(format!(
+                        "lost the coordinator: {}",
+                        s.message()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Attaches to the run again, from the first second not yet seen.
+    async fn reattach(&mut self) -> Result<(Client, tonic::Streaming<pb::RunEvent>), CliError> {
+        let deadline = tokio::time::Instant::now() + RECONNECT;
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CliError::incomplete(format!(
+                    "lost the coordinator for good during run {}; if it comes back it stops the load by itself \
+                     and keeps the report (volley report / GetReport)",
+                    self.run_id
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let Ok(mut client) = connect(self.opts, Duration::ZERO).await else {
                 continue;
+            };
+            let attach = pb::AttachRunRequest {
+                run_id: self.run_id.clone(),
+                from_t_s: self.next_t,
+            };
+            match client.attach_run(request(attach, self.opts)?).await {
+                Ok(r) => {
+                    eprintln!("volley: attached to run {} again", self.run_id);
+                    return Ok((client, r.into_inner()));
+                }
+                Err(s) if s.code() == Code::NotFound => {
+                    // A restarting coordinator may not have resumed it yet.
+                    continue;
+                }
+                Err(_) => continue,
             }
-        };
-        let ev = match next {
-            Ok(Some(pb::RunEvent { event: Some(ev) })) => ev,
-            Ok(Some(_)) => continue,
-            Ok(None) => {
-                return Err(CliError::incomplete(format!(
-                    "the coordinator ended run {run_id} without a report"
-                )))
-            }
-            Err(s) => {
-                return Err(CliError::incomplete(format!(
-                    "lost the coordinator during run {run_id}: {}",
-                    s.message()
-                )))
-            }
-        };
+        }
+    }
+
+    /// Handles one event; `Some` when the run is over.
+    fn on_event(&mut self, ev: Ev) -> Result<Option<(Exit, Option<Report>)>, CliError> {
+        let opts = self.opts;
         match ev {
             Ev::Accepted(a) => {
-                run_id = a.run_id;
-                let path = opts
-                    .out
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("runs").join(&run_id));
-                dir = Some(RunDir::create(path.clone()).map_err(|e| {
-                    CliError::bad_input(format!(
-                        "--out {}: cannot create the run directory: {e}",
-                        path.display()
-                    ))
-                })?);
-                eprintln!("volley: run {run_id} accepted ({})", scenario.name);
+                if self.run_id.is_empty() {
+                    self.run_id = a.run_id;
+                    let path = opts
+                        .out
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("runs").join(&self.run_id));
+                    self.dir = Some(RunDir::create(path.clone()).map_err(|e| {
+                        CliError::bad_input(format!(
+                            "--out {}: cannot create the run directory: {e}",
+                            path.display()
+                        ))
+                    })?);
+                    eprintln!(
+                        "volley: run {} accepted ({})",
+                        self.run_id, self.scenario_name
+                    );
+                }
             }
             Ev::Started(s) => {
-                if let Some(d) = dir.as_mut() {
+                if let Some(d) = self.dir.as_mut().filter(|d| !d.started()) {
                     if let Err(e) = d.start(s.start_at_unix_nanos) {
                         eprintln!("volley: warning: cannot write the interval log: {e}");
                     }
+                    eprintln!("volley: started with {} worker(s)", s.workers);
                 }
-                eprintln!("volley: started with {} worker(s)", s.workers);
             }
             Ev::Interval(i) => {
+                if i.t_s < self.next_t {
+                    return Ok(None); // replayed after attaching again
+                }
+                self.next_t = i.t_s + 1;
                 if opts.live {
                     println!("{}", output::live_line(&i));
                 }
-                if let Some(d) = dir.as_mut() {
+                if let Some(d) = self.dir.as_mut() {
                     if let Err(e) = d.interval(&i) {
                         eprintln!("volley: warning: cannot append to the interval log: {e}");
                     }
@@ -174,7 +289,7 @@ pub async fn submit(
                 if let (Some(r), Some(b)) = (report.as_mut(), opts.baseline.as_ref()) {
                     crate::verdict::apply_baseline(r, b);
                 }
-                if let (Some(r), Some(d)) = (report.as_ref(), dir.as_ref()) {
+                if let (Some(r), Some(d)) = (report.as_ref(), self.dir.as_ref()) {
                     d.write_report(r).map_err(|e| {
                         CliError::incomplete(format!(
                             "cannot write the report to {}: {e}",
@@ -185,15 +300,16 @@ pub async fn submit(
                 }
                 if f.outcome != "completed" {
                     return Err(CliError::incomplete(format!(
-                        "run {run_id} failed: {}",
-                        f.error
+                        "run {} failed: {}",
+                        self.run_id, f.error
                     )));
                 }
                 let exit = report.as_ref().map_or(Exit::Incomplete, |r| {
                     crate::verdict::exit_code(r, opts.strict)
                 });
-                return Ok((exit, report));
+                return Ok(Some((exit, report)));
             }
         }
+        Ok(None)
     }
 }

@@ -14,6 +14,7 @@
 //!
 //! Services and orchestration:
 //! - [`state`]: the coordinator's shared state.
+//! - [`store`]: runs written to `--data-dir` as they happen, for resuming.
 //! - [`service`]: the gRPC services (worker sessions, run control).
 //! - [`run`]: one run, from submission to report.
 //! - [`client`]: `volley run --coordinator`: submit, follow, write outputs.
@@ -35,6 +36,7 @@ pub mod run;
 pub mod scenario;
 pub mod service;
 pub mod state;
+pub mod store;
 pub mod verdict;
 pub mod wire;
 

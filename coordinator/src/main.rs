@@ -163,11 +163,17 @@ async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
         .map_err(|e| CliError::incomplete(e.to_string()))?;
     // Scripts and tests read this line to learn the port of --listen :0.
     println!("volley: coordinator listening on {addr}");
+    if let Some(d) = a.data_dir.as_deref() {
+        std::fs::create_dir_all(d)
+            .map_err(|e| CliError::bad_input(format!("--data-dir {}: {e}", d.display())))?;
+    }
     let coord = Coordinator::new(CoordinatorConfig {
         token,
         heartbeat_timeout: a.heartbeat_timeout,
+        data_dir: a.data_dir.clone(),
         ..CoordinatorConfig::default()
     });
+    volley_coordinator::run::resume::resume_unfinished(coord.clone());
     service::serve(coord, listener, tls, shutdown_signal())
         .await
         .map_err(|e| CliError::incomplete(format!("coordinator stopped: {e}")))?;

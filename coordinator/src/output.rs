@@ -23,6 +23,11 @@ impl RunDir {
         })
     }
 
+    /// Whether the interval logs are open.
+    pub fn started(&self) -> bool {
+        self.hlog.is_some()
+    }
+
     /// Opens the interval logs with t = 0 as their base time.
     pub fn start(&mut self, start_unix_nanos: u64) -> io::Result<()> {
         let base = start_unix_nanos as f64 / 1e9;

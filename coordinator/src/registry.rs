@@ -39,6 +39,11 @@ pub enum RunInput {
         slot: usize,
         reason: String,
     },
+    /// A worker a resumed run waited for is back, with a new session.
+    Rejoined {
+        slot: usize,
+        entry: WorkerEntry,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +118,11 @@ impl Registry {
         } else {
             None
         }
+    }
+
+    /// The entry of a worker, whatever it is doing.
+    pub fn idle_or_assigned(&self, id: &Uuid) -> Option<WorkerEntry> {
+        self.workers.get(id).cloned()
     }
 
     /// Workers not taking part in a run.

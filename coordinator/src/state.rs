@@ -1,12 +1,15 @@
 //! The coordinator's shared state: settings, the worker registry, the run
 //! slot and the reports of finished runs.
 
-use crate::registry::Registry;
+use crate::registry::{Registry, Route};
+use crate::run::sink::Sink;
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
@@ -17,6 +20,9 @@ pub struct CoordinatorConfig {
     pub heartbeat_timeout: Duration,
     /// How often workers send heartbeats.
     pub heartbeat_interval: Duration,
+    /// Where runs are written as they happen, so a restarted coordinator can
+    /// resume them (`None`: nothing is written).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for CoordinatorConfig {
@@ -25,9 +31,13 @@ impl Default for CoordinatorConfig {
             token: None,
             heartbeat_timeout: Duration::from_secs(3),
             heartbeat_interval: Duration::from_millis(500),
+            data_dir: None,
         }
     }
 }
+
+/// The running run: its id, the switch that stops it early, its events.
+type CurrentRun = (String, watch::Sender<Option<String>>, Arc<Sink>);
 
 /// Reports of finished runs kept for `GetReport`.
 const KEEP_REPORTS: usize = 32;
@@ -38,8 +48,12 @@ pub struct Coordinator {
     /// Signalled whenever a worker joins or leaves.
     pub changed: Notify,
     run_active: AtomicBool,
-    /// The running run's id and the switch that stops it early.
-    stop: Mutex<Option<(String, watch::Sender<Option<String>>)>>,
+    /// The running run: its id, the switch that stops it early, and its
+    /// events for clients that attach.
+    current: Mutex<Option<CurrentRun>>,
+    /// Workers a resumed run waits for, and the route each gets back when it
+    /// reconnects.
+    expected: Mutex<HashMap<Uuid, Route>>,
     reports: Mutex<VecDeque<(String, String)>>,
 }
 
@@ -50,7 +64,8 @@ impl Coordinator {
             registry: Mutex::new(Registry::default()),
             changed: Notify::new(),
             run_active: AtomicBool::new(false),
-            stop: Mutex::new(None),
+            current: Mutex::new(None),
+            expected: Mutex::new(HashMap::new()),
             reports: Mutex::new(VecDeque::new()),
         })
     }
@@ -67,25 +82,56 @@ impl Coordinator {
     }
 
     pub fn end_run(&self) {
-        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.run_active.store(false, Ordering::Release);
     }
 
-    /// Registers the running run; the receiver yields a reason when someone
-    /// asks it to stop.
-    pub fn stop_switch(&self, run_id: &str) -> watch::Receiver<Option<String>> {
+    /// Registers the running run and its event sink; the receiver yields a
+    /// reason when someone asks it to stop.
+    pub fn register_run(&self, run_id: &str, sink: Arc<Sink>) -> watch::Receiver<Option<String>> {
         let (tx, rx) = watch::channel(None);
-        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some((run_id.to_string(), tx));
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((run_id.to_string(), tx, sink));
         rx
     }
 
     /// Asks the running run to stop; false when no such run is going.
     pub fn request_stop(&self, run_id: &str, reason: &str) -> bool {
-        let guard = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
-            Some((id, tx)) if id == run_id => tx.send(Some(reason.to_string())).is_ok(),
+            Some((id, tx, _)) if id == run_id => tx.send(Some(reason.to_string())).is_ok(),
             _ => false,
         }
+    }
+
+    /// The event sink of the running run `run_id`.
+    pub fn sink(&self, run_id: &str) -> Option<Arc<Sink>> {
+        let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .filter(|(id, _, _)| id == run_id)
+            .map(|(_, _, s)| s.clone())
+    }
+
+    /// A resumed run waits for this worker: give it `route` when it says
+    /// hello again.
+    pub fn expect(&self, id: Uuid, route: Route) {
+        self.expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, route);
+    }
+
+    /// The route a reconnecting worker gets back, if a run waits for it.
+    pub fn take_expected(&self, id: &Uuid) -> Option<Route> {
+        self.expected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
     }
 
     pub fn store_report(&self, run_id: &str, json: String) {

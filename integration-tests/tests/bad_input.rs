@@ -128,9 +128,18 @@ fn an_unreachable_coordinator_exits_3() {
         file.to_str().unwrap(),
         "--coordinator",
         &format!("http://127.0.0.1:{port}"),
+        "--wait",
+        "2s",
     ]);
-    let (out, _) = run_bounded(cmd, Duration::from_secs(30));
+    // The client retries for --wait (a coordinator may still be starting),
+    // then gives up with exit 3.
+    let (out, took) = run_bounded(cmd, Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the coordinator"));
 }
 
 #[test]

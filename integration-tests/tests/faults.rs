@@ -133,3 +133,82 @@ fn a_worker_that_connects_mid_run_takes_a_share() {
     );
     assert_eq!(u(&r, "requests.ok"), 3200);
 }
+
+#[test]
+fn a_coordinator_killed_mid_run_resumes_from_its_data_dir_and_loses_nothing() {
+    let _serial = serial();
+    const RATE: u64 = 300;
+    const SECS: u64 = 12;
+    let (_target, url) = start_target(&[]);
+    let data = TempDir::new("data");
+    let data_dir = data.path().to_str().unwrap().to_string();
+    let (coord, coord_url) = start_coordinator(&["--token", "t", "--data-dir", &data_dir]);
+    let addr = coord_url.trim_start_matches("http://").to_string();
+    let _w1 = start_worker(&coord_url, &["--token", "t"]);
+    let _w2 = start_worker(&coord_url, &["--token", "t"]);
+    let dir = TempDir::new("restart");
+    let file = dir.write(
+        "s.toml",
+        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = {RATE}\nduration = \"{SECS}s\"\n"),
+    );
+    let out = dir.path().join("out");
+    let mut cmd = volley();
+    cmd.args([
+        "run",
+        file.to_str().unwrap(),
+        "--coordinator",
+        &coord_url,
+        "--min-workers",
+        "2",
+        "--token",
+        "t",
+    ])
+    .args(["--quiet", "--out", out.to_str().unwrap()]);
+    let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(120)));
+    std::thread::sleep(Duration::from_millis(4500));
+    coord.signal("KILL");
+    drop(coord);
+    // Away for about 2 s, then back on the same address and data dir.
+    std::thread::sleep(Duration::from_millis(2000));
+    let (_coord2, _) =
+        start_coordinator(&["--token", "t", "--data-dir", &data_dir, "--listen", &addr]);
+    let (output, _) = run.join().unwrap();
+    assert!(
+        output.status.success(),
+        "the client followed the resumed run to its end: {}",
+        describe(&output)
+    );
+    let r = read_report(&out);
+    // Every second of the run is there, and the full run's intended count.
+    let seconds: Vec<u64> = r["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| u(i, "t_s"))
+        .collect();
+    for t in 0..SECS {
+        assert!(seconds.contains(&t), "second {t} missing: {seconds:?}");
+    }
+    for i in r["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| u(i, "t_s") < SECS)
+    {
+        assert_eq!(u(i, "intended"), RATE, "second {}: {i}", u(i, "t_s"));
+    }
+    assert_eq!(u(&r, "requests.intended"), RATE * SECS);
+    assert_accounted(&r["requests"], "run");
+    assert_eq!(u(&r, "requests.ok"), RATE * SECS, "{}", r["requests"]);
+    for w in r["workers"].as_array().unwrap() {
+        assert_accounted(&w["requests"], "worker");
+        assert!(w["lost_at_s"].is_null(), "both workers came back: {w}");
+    }
+    // The coordinator kept the run on disk too.
+    let stored = data
+        .path()
+        .join("runs")
+        .join(r["run_id"].as_str().unwrap())
+        .join("report.json");
+    assert!(stored.exists(), "{}", stored.display());
+}

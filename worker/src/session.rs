@@ -47,6 +47,10 @@ struct Run {
     intervals_sent: u32,
     /// Messages not yet delivered (coordinator unreachable).
     pending: VecDeque<pb::WorkerMessage>,
+    /// The last messages handed to the stream: a coordinator killed before it
+    /// processed them never saw them, so they go again after a reconnect
+    /// (the coordinator drops what it already has).
+    recent: VecDeque<pb::WorkerMessage>,
 }
 
 /// Runs the worker until `shutdown` completes or the coordinator refuses it.
@@ -144,9 +148,17 @@ async fn session(
         Ok(r) => r.into_inner(),
         Err(s) => return Err(classify(s)),
     };
-    // Deliver what piled up while the coordinator was away.
+    // Deliver what the coordinator may have missed, then what piled up
+    // while it was away.
     if let Some(r) = run.as_mut() {
+        let again: Vec<pb::WorkerMessage> = r.recent.iter().cloned().collect();
+        for m in again {
+            if tx.send(m).await.is_err() {
+                return Err(SessionEnd::Lost("stream closed".into()));
+            }
+        }
         while let Some(m) = r.pending.pop_front() {
+            remember(r, &m);
             if tx.send(m).await.is_err() {
                 return Err(SessionEnd::Lost("stream closed".into()));
             }
@@ -171,8 +183,8 @@ async fn session(
                 match ev {
                     Some(ev) => {
                         let m = event_message(r, ev, ser);
-                        if tx.send(m.clone()).await.is_err() {
-                            r.pending.push_back(m);
+                        remember(r, &m);
+                        if tx.send(m).await.is_err() {
                             return Err(SessionEnd::Lost("stream closed".into()));
                         }
                     }
@@ -271,6 +283,7 @@ async fn handle(
                 events: None,
                 intervals_sent: 0,
                 pending: VecDeque::new(),
+                recent: VecDeque::new(),
             });
             send(Out::Ready(pb::Ready {
                 run_id: a.run_id,
@@ -373,6 +386,17 @@ async fn resolve(authority: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve {authority}: {e}"))?
         .next()
         .ok_or_else(|| format!("{authority} resolves to no address"))
+}
+
+/// Reports sent again after a reconnect: enough to cover what a coordinator
+/// that died had received but not yet written down.
+const RESEND: usize = 10;
+
+fn remember(r: &mut Run, m: &pb::WorkerMessage) {
+    if r.recent.len() >= RESEND {
+        r.recent.pop_front();
+    }
+    r.recent.push_back(m.clone());
 }
 
 /// Moves engine events into the pending buffer while disconnected.

@@ -6,13 +6,14 @@
 
 use super::members::{self, Member};
 use super::setup::{self, host, short, stop_all, to_worker, Started};
-use super::{say, send, Events, Failure, RunSpec};
+use super::{say, send, Events, Failure, RunSpec, Source};
 use crate::analysis::{self, Threshold};
 use crate::merge::{Added, MergedInterval, Merger};
 use crate::registry::{Route, RunInput};
 use crate::report::build::{self, WorkerInfo};
 use crate::report::{Event, IntervalReport, Report};
 use crate::state::Coordinator;
+use crate::store::{EpochMeta, MemberMeta, RunMeta, RunStore};
 use crate::wire;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -32,6 +33,9 @@ const UNREACHABLE_AFTER_S: usize = 3;
 const RESHARE_LEAD_S: f64 = 0.6;
 /// Pings for a joiner's clock offset.
 const JOIN_PINGS: usize = 3;
+/// How long a run goes on with no client following it (the client's stream
+/// broke and it may attach again) before its load is stopped.
+const CLIENT_GRACE: Duration = Duration::from_secs(15);
 
 enum Join {
     Pinging { pongs: usize, since: Instant },
@@ -42,6 +46,7 @@ pub struct Collector<'a> {
     coord: &'a Coordinator,
     run_id: &'a str,
     spec: &'a RunSpec,
+    source: &'a Source,
     events: &'a Events,
     plan: &'a Plan,
     curve: RateCurve,
@@ -62,6 +67,9 @@ pub struct Collector<'a> {
     aborted_by: Option<String>,
     ran_s: Option<f64>,
     stopped: bool,
+    store: Option<RunStore>,
+    /// Resumed after a restart: workers not back by then are lost.
+    rejoin_by: Option<Instant>,
 }
 
 impl<'a> Collector<'a> {
@@ -69,6 +77,7 @@ impl<'a> Collector<'a> {
         coord: &'a Coordinator,
         run_id: &'a str,
         spec: &'a RunSpec,
+        source: &'a Source,
         events: &'a Events,
         s: Started,
     ) -> Self {
@@ -93,10 +102,18 @@ impl<'a> Collector<'a> {
             .filter_map(|e| analysis::thresholds::parse(e, &names).ok())
             .filter(|t| t.abort)
             .collect();
-        Collector {
+        let store = coord.config.data_dir.as_deref().and_then(|d| match RunStore::open(d, run_id) {
+            Ok(st) => Some(st),
+            Err(e) => {
+                warn!(cause = %e, dir = %d.display(), "cannot write the run to the data dir; it will not survive a restart");
+                None
+            }
+        });
+        let c = Collector {
             coord,
             run_id,
             spec,
+            source,
             events,
             plan,
             curve,
@@ -117,6 +134,114 @@ impl<'a> Collector<'a> {
             aborted_by: None,
             ran_s: None,
             stopped: false,
+            store,
+            rejoin_by: None,
+        };
+        c.save_meta("running");
+        c
+    }
+
+    /// What a restarted coordinator needs to pick the run up again.
+    fn save_meta(&self, status: &str) {
+        let Some(st) = self.store.as_ref() else {
+            return;
+        };
+        let members = self
+            .members
+            .iter()
+            .map(|m| MemberMeta {
+                id: m.entry.id.to_string(),
+                weight: m.entry.weight,
+                hostname: m.entry.hostname.clone(),
+                started: m.started,
+                done: m.done,
+                lost_at_s: m.lost_at_s,
+                joined_at_s: m.joined_at_s,
+                owned_until_k: m.owned_until_k,
+                epochs: m
+                    .epochs
+                    .iter()
+                    .map(|e| EpochMeta {
+                        from_s: e.from_s,
+                        from_k: e.from_k,
+                        cycle: e.share.cycle,
+                        slots: e.share.slots.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let meta = RunMeta {
+            run_id: self.run_id.to_string(),
+            scenario_toml: self.source.scenario_toml.clone(),
+            scenario_name: self.source.scenario_name.clone(),
+            builtin_target_url: self.source.builtin_target_url.clone(),
+            start_unix_nanos: self.start_nanos,
+            members,
+            status: status.into(),
+        };
+        if let Err(e) = st.save_meta(&meta) {
+            warn!(cause = %e, "cannot save the run's state");
+        }
+    }
+
+    /// Members that will send nothing more (lost or done before a restart).
+    pub fn mark_finished(&mut self, slots: &[usize]) {
+        for &s in slots {
+            self.merger.finish_worker(s);
+        }
+    }
+
+    /// Resumes from the data dir: the events so far, then every stored
+    /// report replayed through the merge, exactly as when they arrived.
+    pub async fn replay(
+        &mut self,
+        events: Vec<Event>,
+        records: Vec<(usize, pb::IntervalReport)>,
+        rejoin_by: Instant,
+    ) {
+        self.log = events;
+        for (slot, report) in records {
+            if slot < self.members.len() {
+                self.accept(slot, report, false);
+            }
+        }
+        self.rejoin_by = Some(rejoin_by);
+        self.publish_ready().await;
+    }
+
+    /// Validates and merges one worker report; `persist` appends it to the
+    /// data dir first.
+    fn accept(&mut self, slot: usize, report: pb::IntervalReport, persist: bool) {
+        let raw = persist.then(|| report.clone());
+        match wire::worker_interval(report, self.max_index) {
+            Ok(wi) => {
+                if let (Some(st), Some(raw)) = (self.store.as_mut(), raw) {
+                    if let Err(e) = st.append_interval(slot, &raw) {
+                        warn!(cause = %e, "cannot append to the data dir");
+                    }
+                }
+                match self.merger.add(slot, wi) {
+                    Ok(Added::Late) => {
+                        let id = short(&self.members[slot].entry.id);
+                        self.note(
+                            "warn",
+                            format!(
+                                "a late report from worker {id} was counted in the totals only"
+                            ),
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(cause = %e, "histogram merge failed"),
+                }
+            }
+            Err(e) => {
+                let id = short(&self.members[slot].entry.id);
+                warn!(worker = %id, cause = %e, "report rejected");
+                self.note(
+                    "error",
+                    format!("a report from worker {id} was rejected: {e}"),
+                );
+            }
         }
     }
 
@@ -127,12 +252,15 @@ impl<'a> Collector<'a> {
     }
 
     fn note(&mut self, level: &str, text: String) {
-        let t_s = self.now_s();
-        self.log.push(Event {
-            t_s,
+        let e = Event {
+            t_s: self.now_s(),
             level: level.into(),
             text,
-        });
+        };
+        if let Some(st) = self.store.as_mut() {
+            let _ = st.append_event(&e);
+        }
+        self.log.push(e);
     }
 
     /// Stops the load everywhere (once) and remembers why.
@@ -173,11 +301,15 @@ impl<'a> Collector<'a> {
                     self.note("warn", format!("stopped: {reason}"));
                     self.stop(&reason, format!("stopped early at {t:.1} s: {reason}")).await;
                 }
-                _ = self.events.closed(), if !self.stopped => {
-                    let why = "the client that submitted the run disconnected; load was stopped";
-                    self.stop("the client disconnected", why.into()).await;
+                _ = tick.tick() => {
+                    self.look_for_joiners().await;
+                    self.check_rejoins().await;
+                    if !self.stopped && self.events.detached_for().is_some_and(|d| d > CLIENT_GRACE) {
+                        let why = "the client that submitted the run went away and did not come back; load was stopped";
+                        self.note("warn", why.into());
+                        self.stop("the client disconnected", why.into()).await;
+                    }
                 }
-                _ = tick.tick() => self.look_for_joiners().await,
             }
             self.publish_ready().await;
         }
@@ -191,31 +323,15 @@ impl<'a> Collector<'a> {
 
     async fn on_input(&mut self, input: RunInput) {
         match input {
-            RunInput::Interval { slot, report } => {
-                match wire::worker_interval(report, self.max_index) {
-                    Ok(wi) => {
-                        match self.merger.add(slot, wi) {
-                            Ok(Added::Late) => {
-                                let id = short(&self.members[slot].entry.id);
-                                self.note("warn", format!("a late report from worker {id} was counted in the totals only"));
-                            }
-                            Ok(_) => {}
-                            Err(e) => warn!(cause = %e, "histogram merge failed"),
-                        }
-                    }
-                    Err(e) => {
-                        let id = short(&self.members[slot].entry.id);
-                        warn!(worker = %id, cause = %e, "report rejected");
-                        self.note(
-                            "error",
-                            format!("a report from worker {id} was rejected: {e}"),
-                        );
-                    }
-                }
+            RunInput::Interval { slot, report } => self.accept(slot, report, true),
+            RunInput::Rejoined { slot, entry } => {
+                info!(worker = %entry.id, "worker back after the restart");
+                self.members[slot].entry = entry;
             }
             RunInput::Done { slot, done } => {
                 self.members[slot].done = true;
                 self.merger.finish_worker(slot);
+                self.save_meta("running");
                 if !done.error.is_empty() {
                     let text = format!(
                         "worker {} gave up: {}",
@@ -265,6 +381,27 @@ impl<'a> Collector<'a> {
         if !self.stopped {
             self.reshare("a worker was lost").await;
         }
+        self.save_meta("running");
+    }
+
+    /// After a restart, the workers that did not come back in time are lost.
+    async fn check_rejoins(&mut self) {
+        let Some(by) = self.rejoin_by else { return };
+        if Instant::now() < by {
+            return;
+        }
+        self.rejoin_by = None;
+        let missing: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].alive() && self.members[i].entry.tx.is_closed())
+            .collect();
+        for slot in missing {
+            let _ = self.coord.take_expected(&self.members[slot].entry.id);
+            self.on_lost(
+                slot,
+                "did not come back after the coordinator restarted".into(),
+            )
+            .await;
+        }
     }
 
     /// A new partition over every live worker from the next boundary.
@@ -309,6 +446,7 @@ impl<'a> Collector<'a> {
             };
             to_worker(&self.members[slot], Out::Reshare(r));
         }
+        self.save_meta("running");
         let text = format!(
             "{why}: the load is re-split over {} worker(s) from {from:.0} s",
             alive.len()
@@ -332,6 +470,10 @@ impl<'a> Collector<'a> {
                 slot,
                 tx: self.route_tx.clone(),
             };
+            // A worker of this run back after a restart is not a joiner.
+            if self.members.iter().any(|m| m.entry.id == entry.id) {
+                continue;
+            }
             if !self.coord.registry().assign(&entry.id, route) {
                 continue;
             }
@@ -564,9 +706,9 @@ impl<'a> Collector<'a> {
             soak: &self.merger.soak,
             workers: &workers,
             ran_s: self.ran_s,
-            intervals: self.intervals,
-            events: self.log,
-            incomplete_reason: self.incomplete,
+            intervals: std::mem::take(&mut self.intervals),
+            events: std::mem::take(&mut self.log),
+            incomplete_reason: self.incomplete.take(),
         });
         // Thresholds were checked when the scenario was parsed; an error here
         // would be a bug, so it is logged rather than hidden.
@@ -577,7 +719,7 @@ impl<'a> Collector<'a> {
         ) {
             warn!(cause = %e, "threshold evaluation failed");
         }
-        if let Some(expr) = self.aborted_by {
+        if let Some(expr) = self.aborted_by.take() {
             // It failed second by second even if the whole run's figure passes.
             for v in report.thresholds.iter_mut().filter(|v| v.expr == expr) {
                 v.pass = false;
@@ -586,7 +728,13 @@ impl<'a> Collector<'a> {
         }
         info!(run = %self.run_id, ok = report.requests.ok, errors = report.requests.errors,
               dropped = report.requests.dropped, "run finished");
-        match self.failure {
+        if let Some(st) = self.store.as_ref() {
+            if let Err(e) = st.save_report(&report.to_json()) {
+                warn!(cause = %e, "cannot save the report to the data dir");
+            }
+        }
+        self.save_meta("finished");
+        match self.failure.take() {
             Some(message) => Err(Failure {
                 message,
                 report: Some(Box::new(report)),

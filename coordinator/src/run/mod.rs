@@ -7,10 +7,15 @@
 //!   re-split the share of a lost worker, take in joiners, honour stops and
 //!   abort thresholds, and build the report.
 //! - [`members`]: who owns which share when (pure bookkeeping).
+//! - [`sink`]: the run's events, for the client and for clients that attach
+//!   again.
+//! - [`resume`]: picking a run up from `--data-dir` after a restart.
 
 pub mod collect;
 pub mod members;
+pub mod resume;
 pub mod setup;
+pub mod sink;
 
 use crate::report::Report;
 use crate::scenario::Scenario;
@@ -29,7 +34,8 @@ pub struct RunSpec {
     pub wait: Duration,
 }
 
-pub type Events = mpsc::Sender<Result<pb::RunEvent, Status>>;
+/// Where a run's events go (see [`sink`]).
+pub type Events = sink::Sink;
 
 /// Why a run could not complete, with whatever report it still has.
 pub struct Failure {
@@ -45,7 +51,7 @@ pub fn fail(message: impl Into<String>) -> Failure {
 }
 
 pub async fn send(events: &Events, e: Ev) {
-    let _ = events.send(Ok(pb::RunEvent { event: Some(e) })).await;
+    events.send(e).await;
 }
 
 pub async fn say(events: &Events, level: &str, text: impl Into<String>) {
@@ -56,20 +62,69 @@ pub async fn say(events: &Events, level: &str, text: impl Into<String>) {
     send(events, Ev::Message(m)).await;
 }
 
+/// What a coordinator needs to resume a run after a restart.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub scenario_toml: String,
+    pub scenario_name: String,
+    pub builtin_target_url: String,
+}
+
+impl Source {
+    /// The scenario to run: parsed and validated, with the built-in target's
+    /// URL filled in when the client started one.
+    pub fn scenario(&self) -> Result<Scenario, String> {
+        let file = if self.scenario_name.is_empty() {
+            "scenario"
+        } else {
+            &self.scenario_name
+        };
+        let mut scenario =
+            crate::scenario::parse(&self.scenario_toml, file).map_err(|e| e.to_string())?;
+        if let crate::scenario::ScenarioTarget::Builtin(_) = scenario.target {
+            if self.builtin_target_url.is_empty() {
+                return Err(format!(
+                    "{file}: target.builtin: the built-in target runs only with `volley run` in local mode; \
+                     in cluster mode set target.url (for example the chart's target Service)"
+                ));
+            }
+            scenario.plan.target.url = self.builtin_target_url.clone();
+            scenario
+                .plan
+                .validate()
+                .map_err(|e| format!("{file}: {e}"))?;
+        }
+        Ok(scenario)
+    }
+}
+
 /// Runs a submitted scenario to its end and sends the `finished` event.
-pub async fn execute(coord: Arc<Coordinator>, spec: RunSpec, events: Events) {
+pub async fn execute(
+    coord: Arc<Coordinator>,
+    spec: RunSpec,
+    source: Source,
+    client: mpsc::Sender<Result<pb::RunEvent, Status>>,
+) {
     let run_id = new_run_id();
     info!(run = %run_id, scenario = %spec.scenario.name, "run submitted");
-    let stop = coord.stop_switch(&run_id);
-    send(
-        &events,
-        Ev::Accepted(pb::RunAccepted {
-            run_id: run_id.clone(),
-        }),
-    )
-    .await;
-    let result = run(&coord, &run_id, &spec, &events, stop).await;
-    coord.registry().release(&run_id);
+    let events = Arc::new(sink::Sink::new(Some(client)));
+    let stop = coord.register_run(&run_id, events.clone());
+    let accepted = pb::RunAccepted {
+        run_id: run_id.clone(),
+    };
+    send(&events, Ev::Accepted(accepted)).await;
+    let result = run(&coord, &run_id, &spec, &source, &events, stop).await;
+    finish(&coord, &run_id, &events, result).await;
+}
+
+/// Sends the `finished` event and keeps the report.
+pub async fn finish(
+    coord: &Coordinator,
+    run_id: &str,
+    events: &Events,
+    result: Result<Report, Failure>,
+) {
+    coord.registry().release(run_id);
     let (outcome, error, report) = match result {
         Ok(report) => ("completed", String::new(), Some(report)),
         Err(f) => {
@@ -79,27 +134,28 @@ pub async fn execute(coord: Arc<Coordinator>, spec: RunSpec, events: Events) {
     };
     let report_json = report.map(|r| r.to_json()).unwrap_or_default();
     if !report_json.is_empty() {
-        coord.store_report(&run_id, report_json.clone());
+        coord.store_report(run_id, report_json.clone());
     }
     let finished = pb::RunFinished {
-        run_id,
+        run_id: run_id.to_string(),
         outcome: outcome.into(),
         error,
         report_json,
     };
-    send(&events, Ev::Finished(finished)).await;
+    send(events, Ev::Finished(finished)).await;
 }
 
 async fn run(
     coord: &Coordinator,
     run_id: &str,
     spec: &RunSpec,
+    source: &Source,
     events: &Events,
     stop: tokio::sync::watch::Receiver<Option<String>>,
 ) -> Result<Report, Failure> {
     let idle = setup::wait_for_workers(coord, spec, events).await?;
     let started = setup::start(coord, run_id, spec, events, idle).await?;
-    collect::Collector::new(coord, run_id, spec, events, started)
+    collect::Collector::new(coord, run_id, spec, source, events, started)
         .run(stop)
         .await
 }

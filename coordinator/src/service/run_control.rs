@@ -1,7 +1,7 @@
-//! The CLI's side: submit a scenario, stream its events, fetch reports.
+//! The CLI's side: submit a scenario, stream its events, attach again after
+//! a broken stream, stop a run, fetch reports.
 
-use crate::run::{self, RunSpec};
-use crate::scenario::{self, ScenarioTarget};
+use crate::run::{self, RunSpec, Source};
 use crate::state::Coordinator;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
+use volley_proto::pb::run_event::Event as Ev;
 use volley_proto::{auth, pb};
 
 pub struct Control {
@@ -27,6 +28,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::RunEvent, Status>> + Sen
 #[tonic::async_trait]
 impl pb::run_control_server::RunControl for Control {
     type SubmitRunStream = EventStream;
+    type AttachRunStream = EventStream;
 
     async fn submit_run(
         &self,
@@ -34,26 +36,12 @@ impl pb::run_control_server::RunControl for Control {
     ) -> Result<Response<EventStream>, Status> {
         auth::check(&req, self.coord.config.token.as_deref())?;
         let req = req.into_inner();
-        let file = if req.scenario_name.is_empty() {
-            "scenario"
-        } else {
-            &req.scenario_name
+        let source = Source {
+            scenario_toml: req.scenario_toml,
+            scenario_name: req.scenario_name,
+            builtin_target_url: req.builtin_target_url,
         };
-        let mut scenario = scenario::parse(&req.scenario_toml, file)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        if let ScenarioTarget::Builtin(_) = scenario.target {
-            if req.builtin_target_url.is_empty() {
-                return Err(Status::invalid_argument(format!(
-                    "{file}: target.builtin: the built-in target runs only with `volley run` in local mode; \
-                     in cluster mode set target.url (for example the chart's target Service)"
-                )));
-            }
-            scenario.plan.target.url = req.builtin_target_url.clone();
-            scenario
-                .plan
-                .validate()
-                .map_err(|e| Status::invalid_argument(format!("{file}: {e}")))?;
-        }
+        let scenario = source.scenario().map_err(Status::invalid_argument)?;
         let min_workers = req.min_workers.max(1) as usize;
         let wait = Duration::from_nanos(req.wait_nanos).min(Duration::from_secs(3600));
         if !self.coord.try_begin_run() {
@@ -64,19 +52,50 @@ impl pb::run_control_server::RunControl for Control {
         let (tx, rx) = mpsc::channel(1024);
         let coord = self.coord.clone();
         tokio::spawn(async move {
-            run::execute(
-                coord.clone(),
-                RunSpec {
-                    scenario,
-                    min_workers,
-                    wait,
-                },
-                tx,
-            )
-            .await;
+            let spec = RunSpec {
+                scenario,
+                min_workers,
+                wait,
+            };
+            run::execute(coord.clone(), spec, source, tx).await;
             coord.end_run();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn attach_run(
+        &self,
+        req: Request<pb::AttachRunRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        auth::check(&req, self.coord.config.token.as_deref())?;
+        let req = req.into_inner();
+        if let Some(sink) = self.coord.sink(&req.run_id) {
+            return Ok(Response::new(Box::pin(ReceiverStream::new(
+                sink.attach(req.from_t_s),
+            ))));
+        }
+        // Already over: hand out its end.
+        match self.coord.report(&req.run_id) {
+            Some(report_json) => {
+                let (tx, rx) = mpsc::channel(2);
+                let ev = |e| Ok(pb::RunEvent { event: Some(e) });
+                let _ = tx.try_send(ev(Ev::Accepted(pb::RunAccepted {
+                    run_id: req.run_id.clone(),
+                })));
+                let finished = pb::RunFinished {
+                    run_id: req.run_id,
+                    outcome: "completed".into(),
+                    error: String::new(),
+                    report_json,
+                };
+                let _ = tx.try_send(ev(Ev::Finished(finished)));
+                Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+            }
+            None => Err(Status::not_found(format!(
+                "no run {:?} on this coordinator",
+                req.run_id
+            ))),
+        }
     }
 
     async fn stop_run(

@@ -64,7 +64,23 @@ impl pb::worker_session_server::WorkerSession for Sessions {
             )));
         }
         let (tx, rx) = mpsc::channel(64);
-        let conn = self.coord.registry().register(&hello, id, tx.clone())?;
+        let conn = {
+            let mut reg = self.coord.registry();
+            let conn = reg.register(&hello, id, tx.clone())?;
+            // A run resumed after a restart waits for this worker: route its
+            // messages (the reports it buffered while we were away) there
+            // before the first one arrives.
+            if let Some(route) = self.coord.take_expected(&id) {
+                reg.assign(&id, route.clone());
+                if let Some(entry) = reg.idle_or_assigned(&id) {
+                    let _ = route.tx.send(RunInput::Rejoined {
+                        slot: route.slot,
+                        entry,
+                    });
+                }
+            }
+            conn
+        };
         let welcome = pb::Welcome {
             heartbeat_interval_ms: self.coord.config.heartbeat_interval.as_millis() as u32,
             coordinator_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -185,7 +185,11 @@ pub fn start_target(args: &[&str]) -> (Proc, String) {
 /// `volley serve` on an ephemeral port; returns its `http://` URL.
 pub fn start_coordinator(args: &[&str]) -> (Proc, String) {
     let mut cmd = volley();
-    cmd.args(["serve", "--listen", "127.0.0.1:0"]).args(args);
+    cmd.arg("serve");
+    if !args.contains(&"--listen") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    cmd.args(args);
     let (p, line) = spawn_until(cmd, "coordinator", "coordinator listening on");
     (p, format!("http://{}", last_word(&line)))
 }

@@ -90,7 +90,7 @@ pub fn time_chart(r: &Report, c: &TimeChart<'_>) -> String {
             })
         }
         Scale::Log => {
-            // Log needs positive bounds: a decade of room either side of data.
+            // Log needs positive bounds; some room below and above the data.
             let lo = if lo.is_finite() && lo > 0.0 { lo } else { 0.1 };
             let hi = if hi.is_finite() && hi > lo {
                 hi

@@ -1,0 +1,256 @@
+//! The run's data on the coordinator's disk (`--data-dir`), written as it
+//! happens so a coordinator killed mid-run can resume from it:
+//!
+//! - `runs/<run_id>/run.json`: what the run is (scenario, start instant,
+//!   members and their share epochs, status), rewritten atomically whenever
+//!   it changes;
+//! - `runs/<run_id>/intervals.bin`: every worker report accepted, as
+//!   received (length-prefixed protobuf), appended and flushed one by one;
+//!   replaying it through a fresh merge rebuilds the run exactly, with
+//!   redeliveries deduplicated by (worker, interval);
+//! - `runs/<run_id>/events.jsonl`: the run's notable events;
+//! - `runs/<run_id>/report.json`: the final report, when there is one.
+//!
+//! Appends are flushed to the OS at once (a killed process loses nothing);
+//! they are not fsynced (a machine crash may lose the last seconds).
+
+use crate::report::Event;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use volley_proto::pb;
+
+/// A share epoch as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochMeta {
+    pub from_s: f64,
+    pub from_k: Option<u64>,
+    pub cycle: u64,
+    pub slots: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberMeta {
+    pub id: String,
+    pub weight: u32,
+    pub hostname: String,
+    pub started: bool,
+    pub done: bool,
+    pub lost_at_s: Option<f64>,
+    pub joined_at_s: Option<f64>,
+    pub owned_until_k: Option<u64>,
+    pub epochs: Vec<EpochMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub run_id: String,
+    pub scenario_toml: String,
+    pub scenario_name: String,
+    pub builtin_target_url: String,
+    pub start_unix_nanos: u64,
+    pub members: Vec<MemberMeta>,
+    /// "running" | "finished".
+    pub status: String,
+}
+
+pub struct RunStore {
+    dir: PathBuf,
+    intervals: BufWriter<File>,
+    events: BufWriter<File>,
+}
+
+fn run_dir(data_dir: &Path, run_id: &str) -> PathBuf {
+    data_dir.join("runs").join(run_id)
+}
+
+impl RunStore {
+    /// Opens (creating if needed) the run's directory for appending.
+    pub fn open(data_dir: &Path, run_id: &str) -> io::Result<RunStore> {
+        let dir = run_dir(data_dir, run_id);
+        std::fs::create_dir_all(&dir)?;
+        let append = |name: &str| {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(name))
+        };
+        Ok(RunStore {
+            intervals: BufWriter::new(append("intervals.bin")?),
+            events: BufWriter::new(append("events.jsonl")?),
+            dir,
+        })
+    }
+
+    pub fn save_meta(&self, meta: &RunMeta) -> io::Result<()> {
+        let json = serde_json::to_vec_pretty(meta).map_err(io::Error::other)?;
+        crate::output::write_atomic(&self.dir.join("run.json"), &json)
+    }
+
+    /// Appends one accepted worker report.
+    pub fn append_interval(&mut self, slot: usize, report: &pb::IntervalReport) -> io::Result<()> {
+        let bytes = prost::Message::encode_to_vec(report);
+        self.intervals
+            .write_all(&(bytes.len() as u32).to_be_bytes())?;
+        self.intervals.write_all(&(slot as u32).to_be_bytes())?;
+        self.intervals.write_all(&bytes)?;
+        self.intervals.flush()
+    }
+
+    pub fn append_event(&mut self, e: &Event) -> io::Result<()> {
+        serde_json::to_writer(&mut self.events, e).map_err(io::Error::other)?;
+        self.events.write_all(b"\n")?;
+        self.events.flush()
+    }
+
+    pub fn save_report(&self, json: &str) -> io::Result<()> {
+        crate::output::write_atomic(&self.dir.join("report.json"), json.as_bytes())
+    }
+}
+
+/// Runs left `running` by a coordinator that died.
+pub fn unfinished(data_dir: &Path) -> Vec<RunMeta> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("runs")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<RunMeta> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("run.json")).ok())
+        .filter_map(|b| serde_json::from_slice::<RunMeta>(&b).ok())
+        .filter(|m| m.status == "running")
+        .collect();
+    out.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    out
+}
+
+/// Every stored report of a run, in arrival order, cutting off a torn last
+/// record (the process died mid-write) so that appends continue cleanly.
+pub fn recover_intervals(
+    data_dir: &Path,
+    run_id: &str,
+) -> io::Result<Vec<(usize, pb::IntervalReport)>> {
+    let (records, valid) = read_intervals(data_dir, run_id)?;
+    let f = OpenOptions::new()
+        .write(true)
+        .open(run_dir(data_dir, run_id).join("intervals.bin"))?;
+    f.set_len(valid as u64)?;
+    Ok(records)
+}
+
+/// Every stored report of a run, in arrival order, and the length of the
+/// valid prefix. A torn last record is ignored; a corrupt one ends the
+/// replay.
+pub fn read_intervals(
+    data_dir: &Path,
+    run_id: &str,
+) -> io::Result<(Vec<(usize, pb::IntervalReport)>, usize)> {
+    let mut bytes = Vec::new();
+    File::open(run_dir(data_dir, run_id).join("intervals.bin"))?.read_to_end(&mut bytes)?;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let slot = u32::from_be_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes")) as usize;
+        let Some(body) = bytes.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        match <pb::IntervalReport as prost::Message>::decode(body) {
+            Ok(r) => out.push((slot, r)),
+            Err(_) => break,
+        }
+        at += 8 + len;
+    }
+    Ok((out, at))
+}
+
+pub fn read_events(data_dir: &Path, run_id: &str) -> Vec<Event> {
+    std::fs::read_to_string(run_dir(data_dir, run_id).join("events.jsonl"))
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(status: &str) -> RunMeta {
+        RunMeta {
+            run_id: "r1".into(),
+            scenario_toml: "x".into(),
+            scenario_name: "s.toml".into(),
+            builtin_target_url: String::new(),
+            start_unix_nanos: 7,
+            members: vec![MemberMeta {
+                id: "w".into(),
+                weight: 1,
+                hostname: "h".into(),
+                started: true,
+                done: false,
+                lost_at_s: None,
+                joined_at_s: None,
+                owned_until_k: None,
+                epochs: vec![EpochMeta {
+                    from_s: 0.0,
+                    from_k: Some(0),
+                    cycle: 1,
+                    slots: vec![0],
+                }],
+            }],
+            status: status.into(),
+        }
+    }
+
+    #[test]
+    fn a_run_survives_a_restart_on_disk() {
+        let dir = std::env::temp_dir().join(format!("volley-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = RunStore::open(&dir, "r1").unwrap();
+        s.save_meta(&meta("running")).unwrap();
+        for i in 0..3u32 {
+            let r = pb::IntervalReport {
+                run_id: "r1".into(),
+                index: i,
+                ok: u64::from(i),
+                ..Default::default()
+            };
+            s.append_interval(i as usize % 2, &r).unwrap();
+        }
+        s.append_event(&Event {
+            t_s: 1.0,
+            level: "warn".into(),
+            text: "x".into(),
+        })
+        .unwrap();
+        drop(s);
+        // A torn tail, as if the process died mid-append.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.join("runs/r1/intervals.bin"))
+            .unwrap();
+        f.write_all(&[0, 0, 0, 50, 0, 0, 0, 1, 8]).unwrap();
+        assert_eq!(unfinished(&dir), vec![meta("running")]);
+        let back = recover_intervals(&dir, "r1").unwrap();
+        assert_eq!(
+            back.iter().map(|(s, r)| (*s, r.index)).collect::<Vec<_>>(),
+            vec![(0, 0), (1, 1), (0, 2)]
+        );
+        assert_eq!(read_events(&dir, "r1").len(), 1);
+        // Appending again after recovery continues the same file cleanly.
+        let mut s = RunStore::open(&dir, "r1").unwrap();
+        let r = pb::IntervalReport {
+            run_id: "r1".into(),
+            index: 3,
+            ..Default::default()
+        };
+        s.append_interval(1, &r).unwrap();
+        assert_eq!(read_intervals(&dir, "r1").unwrap().0.len(), 4);
+        s.save_meta(&meta("finished")).unwrap();
+        assert!(unfinished(&dir).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
