@@ -17,10 +17,12 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::{timeout_at, Instant};
 
-/// A request due at `sched`, waiting for a connection.
+/// A request due at `sched` (in second `second` of the run), waiting for a
+/// connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Job {
     pub sched: Instant,
+    pub second: u32,
 }
 
 pub struct Shared {
@@ -84,12 +86,9 @@ impl Shared {
         self.notify.notify_waiters();
     }
 
-    /// Drops every queued job, returning how many there were.
-    pub fn clear_queue(&self) -> usize {
-        let mut q = self.queue.borrow_mut();
-        let n = q.len();
-        q.clear();
-        n
+    /// Takes every queued job out (they will not be sent).
+    pub fn clear_queue(&self) -> Vec<Job> {
+        self.queue.borrow_mut().drain(..).collect()
     }
 }
 
@@ -120,7 +119,9 @@ async fn serve(sh: &Shared, job: Job, stream: &mut Option<TcpStream>, reader: &m
     // A request that waited for a connection longer than the timeout is not
     // sent at all: it has already failed from the caller's point of view.
     if start.saturating_duration_since(job.sched) > sh.timeout {
-        sh.rec.borrow_mut().error(ErrorKind::Timeout, None);
+        sh.rec
+            .borrow_mut()
+            .error(job.second, ErrorKind::Timeout, None);
         return;
     }
     let deadline = start + sh.timeout;
@@ -136,14 +137,16 @@ async fn serve(sh: &Shared, job: Job, stream: &mut Option<TcpStream>, reader: &m
                     *reader = Reader::default();
                 }
                 Ok(Err(_)) | Err(_) => {
-                    sh.rec.borrow_mut().error(ErrorKind::Connect, None);
+                    sh.rec
+                        .borrow_mut()
+                        .error(job.second, ErrorKind::Connect, None);
                     return;
                 }
             }
         }
         let Some(s) = stream.as_mut() else { return };
         if !counted_sent {
-            sh.rec.borrow_mut().sent();
+            sh.rec.borrow_mut().sent(job.second);
             counted_sent = true;
         }
         let send = Instant::now();
@@ -156,11 +159,13 @@ async fn serve(sh: &Shared, job: Job, stream: &mut Option<TcpStream>, reader: &m
         match result {
             Ok(Ok(info)) => {
                 if info.status < 400 {
-                    sh.rec.borrow_mut().ok(now - job.sched, now - send);
+                    sh.rec
+                        .borrow_mut()
+                        .ok(job.second, now - job.sched, now - send);
                 } else {
                     sh.rec
                         .borrow_mut()
-                        .error(ErrorKind::Status, Some(info.status));
+                        .error(job.second, ErrorKind::Status, Some(info.status));
                 }
                 if info.close {
                     *stream = None;
@@ -175,12 +180,16 @@ async fn serve(sh: &Shared, job: Job, stream: &mut Option<TcpStream>, reader: &m
             }
             Ok(Err(_)) => {
                 *stream = None;
-                sh.rec.borrow_mut().error(ErrorKind::Protocol, None);
+                sh.rec
+                    .borrow_mut()
+                    .error(job.second, ErrorKind::Protocol, None);
                 return;
             }
             Err(_elapsed) => {
                 *stream = None;
-                sh.rec.borrow_mut().error(ErrorKind::Timeout, None);
+                sh.rec
+                    .borrow_mut()
+                    .error(job.second, ErrorKind::Timeout, None);
                 return;
             }
         }

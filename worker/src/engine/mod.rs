@@ -147,11 +147,17 @@ async fn run(
         setup.share_from,
     );
     let mut next = schedule.next();
-    let mut boundary = start + Duration::from_secs(1);
     let end = start + Duration::from_secs_f64(schedule.curve().end());
-    let emit = |sh: &Shared| {
-        let data = sh.rec.borrow_mut().rotate();
-        let _ = events.send(EngineEvent::Interval(Box::new(data)));
+    // The second of the run an instant falls in (no further than the run's
+    // last: seconds after it only ever hold nothing).
+    let end_second = schedule.curve().end().ceil() as u32;
+    let second_at =
+        |at: Instant| (at.saturating_duration_since(start).as_secs() as u32).min(end_second);
+    // Reports every second whose requests have all ended.
+    let flush = |sh: &Shared, now_second: u32, force: bool| {
+        for data in sh.rec.borrow_mut().close(now_second, force) {
+            let _ = events.send(EngineEvent::Interval(Box::new(data)));
+        }
     };
 
     sleep_until(start).await;
@@ -173,25 +179,19 @@ async fn run(
             if due > now {
                 break;
             }
-            // Requests due before a boundary belong to the interval it ends.
-            while due >= boundary {
-                emit(&sh);
-                boundary += Duration::from_secs(1);
-            }
+            let second = t as u32;
             let mut rec = sh.rec.borrow_mut();
-            rec.intended();
+            rec.intended(second);
             if rec.totals.outstanding() > max_in_flight {
-                rec.dropped();
+                rec.dropped(second);
             } else {
                 drop(rec);
-                sh.submit(Job { sched: due });
+                sh.submit(Job { sched: due, second });
             }
             next = schedule.next();
         }
-        while now >= boundary {
-            emit(&sh);
-            boundary += Duration::from_secs(1);
-        }
+        let now_second = second_at(now);
+        flush(&sh, now_second, false);
         // Until the run's end a reshare may still give this worker more to
         // send, so an exhausted schedule waits rather than ends.
         let wake = match next {
@@ -199,17 +199,18 @@ async fn run(
             None if now >= end => break 'schedule,
             None => end,
         };
+        let boundary = start + Duration::from_secs(u64::from(now_second) + 1);
         sleep_until(wake.min(boundary).min(now + MAX_NAP)).await;
     }
 
-    // Drain: let what is queued and on the wire finish, still closing
-    // intervals on their boundaries. Queued jobs time out by themselves
-    // (see `conn::serve`), so this is bounded by about twice the timeout.
+    // Drain: let what is queued and on the wire finish, reporting seconds as
+    // they complete. Queued jobs time out by themselves (see `conn::serve`),
+    // so this is bounded by about twice the timeout.
     if aborted {
-        let n = sh.clear_queue() as u64;
+        let jobs = sh.clear_queue();
         let mut rec = sh.rec.borrow_mut();
-        for _ in 0..n {
-            rec.dropped();
+        for job in jobs {
+            rec.dropped(job.second);
         }
     }
     let grace = if aborted {
@@ -221,28 +222,15 @@ async fn run(
     sh.stop();
     loop {
         let now = Instant::now();
-        while now >= boundary {
-            emit(&sh);
-            boundary += Duration::from_secs(1);
-        }
+        flush(&sh, second_at(now), false);
         if sh.rec.borrow().totals.outstanding() == 0 || now >= drain_deadline {
             break;
         }
-        sleep_until(
-            boundary
-                .min(now + Duration::from_millis(5))
-                .min(drain_deadline),
-        )
-        .await;
+        sleep_until((now + Duration::from_millis(5)).min(drain_deadline)).await;
     }
     // Whatever is still outstanding never got an answer: it timed out.
-    {
-        let mut rec = sh.rec.borrow_mut();
-        for _ in 0..rec.totals.outstanding() {
-            rec.error(outcome::ErrorKind::Timeout, None);
-        }
-    }
-    emit(&sh);
+    sh.rec.borrow_mut().time_out_the_rest();
+    flush(&sh, end_second, true);
     let totals = sh.rec.borrow().totals;
     let _ = events.send(EngineEvent::Finished(totals));
 }

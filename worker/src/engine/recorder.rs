@@ -1,18 +1,20 @@
 //! Per-second accounting of one worker's traffic.
 //!
-//! Pure bookkeeping (no I/O, no clocks of its own): the engine tells it when
-//! requests were scheduled, sent, dropped and completed, and when an interval
-//! ends. Intended, sent and dropped are attributed to the interval of the
-//! request's scheduled time; ok and errors to the interval in which they
-//! completed (the HdrHistogram interval-log convention). At the end of the run
-//! `intended == ok + errors + dropped` over all intervals, which the tests
-//! check.
+//! Pure bookkeeping (no I/O, no clocks of its own). Every request is
+//! attributed to the second it was *scheduled* in: intended, sent, dropped,
+//! ok, errors and its latency all count there, whenever the outcome arrives.
+//! So every second adds up on its own (`intended = ok + errors + dropped`),
+//! a stage's success rate is that of the requests it scheduled, and a
+//! second's p99 is the p99 of the requests due in it, which is what burst
+//! recovery asks about. The price: a second is reported only once all its
+//! requests have ended (they all do within about twice the timeout).
 
 use super::outcome::ErrorKind;
+use std::collections::VecDeque;
 use std::time::Duration;
 use volley_proto::histogram::{self, Hist};
 
-/// Counters and histograms of one interval.
+/// Counters and histograms of one second.
 #[derive(Debug, Clone)]
 pub struct IntervalData {
     pub index: u32,
@@ -27,7 +29,7 @@ pub struct IntervalData {
     pub latency: Hist,
     /// Service time from the actual send of ok requests.
     pub service: Hist,
-    /// Requests outstanding when the interval closed.
+    /// Requests of later seconds still outstanding when this one closed.
     pub in_flight: u64,
 }
 
@@ -50,14 +52,11 @@ impl IntervalData {
     pub fn error_total(&self) -> u64 {
         self.errors.iter().sum()
     }
-}
 
-/// Accumulates the current interval and hands finished ones out.
-#[derive(Debug)]
-pub struct Recorder {
-    current: IntervalData,
-    /// Totals over the run, for the worker's own summary and invariants.
-    pub totals: Totals,
+    /// Requests of this second that have not ended yet.
+    pub fn outstanding(&self) -> u64 {
+        self.intended - self.ok - self.error_total() - self.dropped
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,70 +75,99 @@ impl Totals {
     }
 }
 
-impl Default for Recorder {
-    fn default() -> Self {
-        Recorder {
-            current: IntervalData::new(0),
-            totals: Totals::default(),
-        }
-    }
+/// The seconds not yet reported, oldest first, and the run's totals.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// `open[0]` is second `base`; seconds are contiguous.
+    open: VecDeque<IntervalData>,
+    base: u32,
+    pub totals: Totals,
 }
 
 impl Recorder {
-    pub fn index(&self) -> u32 {
-        self.current.index
+    #[inline]
+    fn at(&mut self, second: u32) -> &mut IntervalData {
+        // Seconds before `base` were closed only once nothing of theirs was
+        // outstanding, so an outcome can never belong to one.
+        let i = second.saturating_sub(self.base) as usize;
+        while self.open.len() <= i {
+            let next = self.base + self.open.len() as u32;
+            self.open.push_back(IntervalData::new(next));
+        }
+        &mut self.open[i]
     }
 
     #[inline]
-    pub fn intended(&mut self) {
-        self.current.intended += 1;
+    pub fn intended(&mut self, second: u32) {
+        self.at(second).intended += 1;
         self.totals.intended += 1;
     }
 
     #[inline]
-    pub fn dropped(&mut self) {
-        self.current.dropped += 1;
+    pub fn dropped(&mut self, second: u32) {
+        self.at(second).dropped += 1;
         self.totals.dropped += 1;
     }
 
     #[inline]
-    pub fn sent(&mut self) {
-        self.current.sent += 1;
+    pub fn sent(&mut self, second: u32) {
+        self.at(second).sent += 1;
         self.totals.sent += 1;
     }
 
     #[inline]
-    pub fn ok(&mut self, latency: Duration, service: Duration) {
-        self.current.ok += 1;
+    pub fn ok(&mut self, second: u32, latency: Duration, service: Duration) {
+        let d = self.at(second);
+        d.ok += 1;
+        histogram::record(&mut d.latency, latency);
+        histogram::record(&mut d.service, service);
         self.totals.ok += 1;
-        histogram::record(&mut self.current.latency, latency);
-        histogram::record(&mut self.current.service, service);
     }
 
     #[inline]
-    pub fn error(&mut self, kind: ErrorKind, status: Option<u16>) {
-        self.current.errors[kind.index()] += 1;
-        self.totals.errors += 1;
+    pub fn error(&mut self, second: u32, kind: ErrorKind, status: Option<u16>) {
+        let d = self.at(second);
+        d.errors[kind.index()] += 1;
         if let Some(code) = status {
             let code = u32::from(code);
-            match self
-                .current
-                .status_codes
-                .iter_mut()
-                .find(|(c, _)| *c == code)
-            {
+            match d.status_codes.iter_mut().find(|(c, _)| *c == code) {
                 Some((_, n)) => *n += 1,
-                None => self.current.status_codes.push((code, 1)),
+                None => d.status_codes.push((code, 1)),
             }
         }
+        self.totals.errors += 1;
     }
 
-    /// Closes the current interval and starts the next one.
-    pub fn rotate(&mut self) -> IntervalData {
-        let next = IntervalData::new(self.current.index + 1);
-        let mut done = std::mem::replace(&mut self.current, next);
-        done.in_flight = self.totals.outstanding();
-        done
+    /// Closes, in order, every second before `now_second` whose requests
+    /// have all ended. With `force`, closes everything (the end of the run).
+    pub fn close(&mut self, now_second: u32, force: bool) -> Vec<IntervalData> {
+        let mut out = Vec::new();
+        // Closed in order: seconds past the clock (empty ones included, so
+        // the series has no holes) and, when forced, whatever is still open.
+        while (self.base < now_second && !force) || (force && !self.open.is_empty()) {
+            let ready = self.open.front().is_none_or(|d| d.outstanding() == 0);
+            if !ready && !force {
+                break;
+            }
+            let mut d = self
+                .open
+                .pop_front()
+                .unwrap_or_else(|| IntervalData::new(self.base));
+            self.base += 1;
+            d.in_flight = self.totals.outstanding();
+            out.push(d);
+        }
+        out
+    }
+
+    /// Ends every outstanding request as a timeout (nothing answered before
+    /// the engine had to stop waiting).
+    pub fn time_out_the_rest(&mut self) {
+        for d in self.open.iter_mut() {
+            let n = d.outstanding();
+            d.errors[ErrorKind::Timeout.index()] += n;
+            self.totals.errors += n;
+        }
     }
 }
 
@@ -148,36 +176,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_intended_request_ends_once() {
+    fn outcomes_count_in_the_second_they_were_scheduled() {
         let mut r = Recorder::default();
-        for _ in 0..10 {
-            r.intended();
+        for _ in 0..4 {
+            r.intended(0);
         }
-        r.dropped();
-        for _ in 0..9 {
-            r.sent();
+        r.dropped(0);
+        for _ in 0..3 {
+            r.sent(0);
         }
-        for _ in 0..6 {
-            r.ok(Duration::from_millis(20), Duration::from_millis(19));
-        }
-        let first = r.rotate();
+        r.intended(1);
+        r.sent(1);
+        r.ok(0, Duration::from_millis(20), Duration::from_millis(19));
+        // Second 0 still has two requests out: nothing closes yet, and second
+        // 1 waits behind it even though its own request is done.
+        r.ok(1, Duration::from_millis(5), Duration::from_millis(5));
+        assert!(r.close(2, false).is_empty());
+        r.error(0, ErrorKind::Status, Some(503));
+        r.ok(0, Duration::from_millis(1500), Duration::from_millis(10));
+        let closed = r.close(2, false);
         assert_eq!(
-            (first.index, first.intended, first.ok, first.in_flight),
-            (0, 10, 6, 3)
+            closed.iter().map(|d| d.index).collect::<Vec<_>>(),
+            vec![0, 1]
         );
-        r.error(ErrorKind::Status, Some(503));
-        r.error(ErrorKind::Status, Some(503));
-        r.error(ErrorKind::Timeout, None);
-        let second = r.rotate();
-        assert_eq!(second.index, 1);
-        assert_eq!(second.errors, [0, 1, 2, 0]);
-        assert_eq!(second.status_codes, vec![(503, 2)]);
-        assert_eq!(second.in_flight, 0);
+        let s0 = &closed[0];
+        assert_eq!(
+            (s0.intended, s0.sent, s0.ok, s0.dropped, s0.error_total()),
+            (4, 3, 2, 1, 1)
+        );
+        assert_eq!(s0.status_codes, vec![(503, 1)]);
+        assert_eq!(s0.latency.len(), 2);
+        assert!(
+            s0.latency.max() >= 1_499_000,
+            "the late answer counts in its scheduled second"
+        );
+        assert_eq!(closed[1].ok, 1);
         let t = r.totals;
         assert_eq!(t.intended, t.ok + t.errors + t.dropped);
-        assert_eq!(first.latency.len(), 6);
-        assert!(first
-            .latency
-            .equivalent(first.latency.value_at_quantile(0.5), 20_000));
+    }
+
+    #[test]
+    fn the_current_second_stays_open_and_gaps_close_empty() {
+        let mut r = Recorder::default();
+        r.intended(3);
+        r.ok(3, Duration::from_millis(1), Duration::from_millis(1));
+        let closed = r.close(3, false);
+        assert_eq!(
+            closed.iter().map(|d| d.index).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(closed.iter().all(|d| d.intended == 0));
+        assert_eq!(r.close(4, false)[0].ok, 1);
+    }
+
+    #[test]
+    fn forcing_closes_everything_after_the_rest_timed_out() {
+        let mut r = Recorder::default();
+        r.intended(0);
+        r.sent(0);
+        r.intended(1);
+        assert!(r.close(5, false).is_empty());
+        r.time_out_the_rest();
+        let closed = r.close(5, true);
+        assert_eq!(
+            closed.len(),
+            2,
+            "forcing closes what is open, not empty seconds past it"
+        );
+        assert_eq!(closed[0].errors[ErrorKind::Timeout.index()], 1);
+        assert_eq!(r.totals.outstanding(), 0);
     }
 }
