@@ -14,11 +14,13 @@
 //! - [`conn`]: connection tasks and the job queue.
 //! - [`recorder`]: per-second counters and histograms.
 //! - [`outcome`]: the error kinds.
+//! - [`timer`]: a sub-millisecond wake-up for the scheduler.
 
 pub mod conn;
 pub mod http1;
 pub mod outcome;
 pub mod recorder;
+pub mod timer;
 
 use conn::{Job, Shared};
 use recorder::{IntervalData, Totals};
@@ -33,6 +35,9 @@ use volley_plan::{Plan, RateCurve, Share, ShareSchedule};
 /// Longest the scheduler sleeps, so a stop request is seen quickly even in a
 /// stage with no traffic.
 const MAX_NAP: Duration = Duration::from_millis(20);
+/// Shortest time between two scheduler wake-ups: at high rates requests are
+/// sent in batches (each up to this late) rather than one wake-up each.
+const MIN_GAP: Duration = Duration::from_micros(200);
 /// How long an aborted run waits for requests already on the wire.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 
@@ -160,7 +165,8 @@ async fn run(
         }
     };
 
-    sleep_until(start).await;
+    let mut wake_up = timer::Wake::new();
+    wake_up.until(start).await;
     let mut aborted = false;
     'schedule: loop {
         if stop.load(Ordering::Acquire) {
@@ -200,7 +206,8 @@ async fn run(
             None => end,
         };
         let boundary = start + Duration::from_secs(u64::from(now_second) + 1);
-        sleep_until(wake.min(boundary).min(now + MAX_NAP)).await;
+        let wake = wake.max(now + MIN_GAP).min(boundary).min(now + MAX_NAP);
+        wake_up.until(wake).await;
     }
 
     // Drain: let what is queued and on the wire finish, reporting seconds as
