@@ -65,15 +65,35 @@ async fn connect(opts: &SubmitOptions, within: Duration) -> Result<Client, CliEr
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES))
             }
-            Err(e) if tokio::time::Instant::now() >= deadline => {
+            Err(e) if tokio::time::Instant::now() >= deadline || is_tls_failure(&e) => {
+                let mut why = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why = format!("{why}: {s}");
+                    src = s.source();
+                }
                 return Err(CliError::incomplete(format!(
-                    "cannot reach the coordinator at {}: {e}",
+                    "cannot reach the coordinator at {}: {why}",
                     opts.coordinator
-                )))
+                )));
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// A certificate the client does not trust will not start being trusted by
+/// retrying: fail at once.
+fn is_tls_failure(e: &tonic::transport::Error) -> bool {
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = src {
+        let text = s.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("handshake") {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
 
 fn request<T>(msg: T, opts: &SubmitOptions) -> Result<tonic::Request<T>, CliError> {
