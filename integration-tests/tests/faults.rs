@@ -212,3 +212,98 @@ fn a_coordinator_killed_mid_run_resumes_from_its_data_dir_and_loses_nothing() {
         .join("report.json");
     assert!(stored.exists(), "{}", stored.display());
 }
+
+#[test]
+fn ctrl_c_stops_the_load_and_still_writes_the_report() {
+    let _serial = serial();
+    let (_target, url) = start_target(&[]);
+    let (_coord, coord_url) = start_coordinator(&[]);
+    let _w = start_worker(&coord_url, &[]);
+    let dir = TempDir::new("ctrlc");
+    let file = dir.write(
+        "s.toml",
+        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 200\nduration = \"60s\"\n"),
+    );
+    let out = dir.path().join("out");
+    let mut cmd = volley();
+    cmd.args([
+        "run",
+        file.to_str().unwrap(),
+        "--coordinator",
+        &coord_url,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let mut run = spawn(cmd, "volley run");
+    std::thread::sleep(Duration::from_millis(3000));
+    let before = target_stats(&url)["requests"].as_u64().unwrap();
+    run.signal("INT");
+    let status = run
+        .wait_exit(Duration::from_secs(20))
+        .expect("volley run ends after Ctrl-C");
+    assert_eq!(status.code(), Some(3), "an interrupted run is incomplete");
+    // The load stopped within a second or two of the interrupt.
+    let after = target_stats(&url)["requests"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        target_stats(&url)["requests"].as_u64().unwrap(),
+        after,
+        "no load after the stop"
+    );
+    assert!(after - before < 200 * 3, "{before} -> {after}");
+    let r = read_report(&out);
+    assert_eq!(r["complete"], false);
+    assert!(
+        r["incomplete_reason"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{r}"
+    );
+    assert_accounted(&r["requests"], "interrupted run");
+    assert!(u(&r, "requests.intended") < 200 * 10);
+}
+
+#[test]
+fn workers_stop_sending_when_the_coordinator_is_gone_too_long() {
+    let _serial = serial();
+    let (_target, url) = start_target(&[]);
+    let (coord, coord_url) = start_coordinator(&[]);
+    let _w = start_worker(&coord_url, &["--max-outage", "2s"]);
+    let dir = TempDir::new("outage");
+    let file = dir.write(
+        "s.toml",
+        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 200\nduration = \"60s\"\n"),
+    );
+    let mut cmd = volley();
+    cmd.args([
+        "run",
+        file.to_str().unwrap(),
+        "--coordinator",
+        &coord_url,
+        "--quiet",
+    ])
+    .args(["--out", dir.path().join("out").to_str().unwrap()]);
+    let _run = spawn(cmd, "volley run");
+    std::thread::sleep(Duration::from_millis(2500));
+    coord.signal("KILL");
+    drop(coord);
+    // Still sending during the outage …
+    let t0 = target_stats(&url)["requests"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        target_stats(&url)["requests"].as_u64().unwrap() > t0,
+        "a short outage does not stop the load"
+    );
+    // … but not past --max-outage (2 s) plus a reconnect attempt (≤ 2 s) and
+    // the drain of what is in flight.
+    std::thread::sleep(Duration::from_millis(5000));
+    let a = target_stats(&url)["requests"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let b = target_stats(&url)["requests"].as_u64().unwrap();
+    assert_eq!(
+        a, b,
+        "the worker must stop sending once the coordinator is gone too long"
+    );
+}

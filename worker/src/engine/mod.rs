@@ -37,7 +37,10 @@ use volley_plan::{Plan, RateCurve, Share, ShareSchedule};
 const MAX_NAP: Duration = Duration::from_millis(20);
 /// Shortest time between two scheduler wake-ups: at high rates requests are
 /// sent in batches (each up to this late) rather than one wake-up each.
-const MIN_GAP: Duration = Duration::from_micros(200);
+/// Measured at 20,000 rps on one core (bench/worker.sh): 200 µs cost
+/// 25 µs of CPU per request for a p50 of 0.32 ms, 500 µs 18.8 µs for
+/// 0.52 ms, 1 ms 14.2 µs for 0.78 ms; wake-ups are the expensive part.
+const MIN_GAP: Duration = Duration::from_micros(1000);
 /// How long an aborted run waits for requests already on the wire.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 
@@ -167,6 +170,7 @@ async fn run(
 
     let mut wake_up = timer::Wake::new();
     wake_up.until(start).await;
+    let mut last_wake = start;
     let mut aborted = false;
     'schedule: loop {
         if stop.load(Ordering::Acquire) {
@@ -206,7 +210,13 @@ async fn run(
             None => end,
         };
         let boundary = start + Duration::from_secs(u64::from(now_second) + 1);
-        let wake = wake.max(now + MIN_GAP).min(boundary).min(now + MAX_NAP);
+        // At most one wake-up per MIN_GAP, counted from the last planned one
+        // (not from now) so a rate of one request per gap is still precise.
+        let wake = wake
+            .max(last_wake + MIN_GAP)
+            .min(boundary)
+            .min(now + MAX_NAP);
+        last_wake = wake;
         wake_up.until(wake).await;
     }
 
