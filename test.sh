@@ -21,6 +21,11 @@ if ! python3 -c "import hdrh" >/dev/null 2>&1; then
   echo "test.sh: installing the Python hdrhistogram package (used to check latency.hlog)" >&2
   python3 -m pip install --quiet --disable-pip-version-check hdrhistogram
 fi
+# The reference Prometheus text parser checks /metrics.
+if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
+  echo "test.sh: installing the Python prometheus-client package (used to check /metrics)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check prometheus-client
+fi
 
 # A real browser renders report.html (integration-tests/tests/html_report.rs).
 if ! command -v chromium >/dev/null; then

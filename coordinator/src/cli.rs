@@ -13,6 +13,15 @@ use std::time::Duration;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr: text for people, json for log collectors
+    #[arg(long, global = true, env = "VOLLEY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +66,9 @@ pub struct RunArgs {
     /// PEM file of the CA that signed an https:// coordinator's certificate
     #[arg(long, env = "VOLLEY_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+    /// Local mode: serve Prometheus metrics on this address at /metrics
+    #[arg(long, env = "VOLLEY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub verdict: VerdictArgs,
 }
@@ -95,6 +107,9 @@ pub struct ServeArgs {
     /// can run load from your workers)
     #[arg(long, env = "VOLLEY_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
+    /// Serve Prometheus metrics on this address at /metrics
+    #[arg(long, env = "VOLLEY_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Directory where runs are written as they happen; a coordinator
     /// restarted on the same directory resumes the run it was running
     #[arg(long, env = "VOLLEY_DATA_DIR")]

@@ -144,6 +144,7 @@ pub async fn submit(
         opts: &opts,
         scenario_name: scenario.name.clone(),
         dir: None,
+        live: output::Live::new(scenario.plan.duration().as_secs_f64()),
         run_id: String::new(),
         next_t: 0,
     };
@@ -155,6 +156,7 @@ struct Follower<'a> {
     opts: &'a SubmitOptions,
     scenario_name: String,
     dir: Option<RunDir>,
+    live: output::Live,
     run_id: String,
     /// The next second not yet seen, to attach again from.
     next_t: u32,
@@ -287,7 +289,7 @@ impl Follower<'_> {
                 }
                 self.next_t = i.t_s + 1;
                 if opts.live {
-                    println!("{}", output::live_line(&i));
+                    self.live.second(&i);
                 }
                 if let Some(d) = self.dir.as_mut() {
                     if let Err(e) = d.interval(&i) {
@@ -295,8 +297,12 @@ impl Follower<'_> {
                     }
                 }
             }
-            Ev::Message(m) => eprintln!("volley: {}: {}", m.level, m.text),
+            Ev::Message(m) => {
+                self.live.done();
+                eprintln!("volley: {}: {}", m.level, m.text);
+            }
             Ev::Finished(f) => {
+                self.live.done();
                 let mut report: Option<Report> = if f.report_json.is_empty() {
                     None
                 } else {

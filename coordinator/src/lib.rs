@@ -21,6 +21,7 @@
 //! - [`local`]: the embedded default, coordinator, workers and target in one
 //!   process, talking gRPC over loopback exactly as in a cluster.
 //! - [`output`]: the run directory and the live lines.
+//! - [`metrics`]: Prometheus `/metrics`.
 //! - [`exit`]: exit codes of the contract.
 //! - [`verdict`]: baseline regression and the exit code a report warrants.
 
@@ -29,6 +30,7 @@ pub mod client;
 pub mod exit;
 pub mod local;
 pub mod merge;
+pub mod metrics;
 pub mod output;
 pub mod registry;
 pub mod report;

@@ -27,6 +27,8 @@ pub struct LocalOptions {
     pub live: bool,
     pub baseline: Option<crate::verdict::Baseline>,
     pub strict: bool,
+    /// Serve Prometheus metrics here while the run goes.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the scenario locally; `interrupt` as in [`client::submit`].
@@ -92,6 +94,21 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::incomplete(e.to_string()))?;
+    if let Some(m) = opts.metrics_listen {
+        let l = TcpListener::bind(m)
+            .await
+            .map_err(|e| CliError::bad_input(format!("--metrics-listen {m}: {e}")))?;
+        eprintln!(
+            "volley: metrics on http://{}/metrics",
+            l.local_addr()
+                .map_err(|e| CliError::incomplete(e.to_string()))?
+        );
+        tokio::spawn(crate::metrics::serve(
+            coord.metrics.clone(),
+            l,
+            stopped(stop_rx.clone()),
+        ));
+    }
     let server = tokio::spawn(service::serve(
         coord,
         listener,

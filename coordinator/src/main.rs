@@ -16,11 +16,14 @@ fn main() -> ExitCode {
     // `volley run` reports problems itself (they reach the client as run
     // events); its embedded coordinator logs only errors unless RUST_LOG
     // says otherwise. Long-lived servers log warnings.
-    init_tracing(if matches!(cli.command, Command::Run(_)) {
-        "error"
-    } else {
-        "warn"
-    });
+    init_tracing(
+        if matches!(cli.command, Command::Run(_)) {
+            "error"
+        } else {
+            "warn"
+        },
+        cli.log_format,
+    );
     let result = match cli.command {
         Command::Run(a) => runtime(None).block_on(run(a)),
         Command::Serve(a) => runtime(None).block_on(serve(a)),
@@ -51,13 +54,16 @@ fn runtime(threads: Option<usize>) -> tokio::runtime::Runtime {
     b.enable_all().build().expect("tokio runtime")
 }
 
-fn init_tracing(default: &str) {
+fn init_tracing(default: &str, format: cli::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        cli::LogFormat::Json => fmt.json().init(),
+        cli::LogFormat::Text => fmt.init(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -127,6 +133,7 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                     live,
                     baseline: baseline.clone(),
                     strict,
+                    metrics_listen: a.metrics_listen,
                 },
                 ctrl_c,
             )
@@ -173,6 +180,21 @@ async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
         data_dir: a.data_dir.clone(),
         ..CoordinatorConfig::default()
     });
+    if let Some(m) = a.metrics_listen {
+        let l = tokio::net::TcpListener::bind(m)
+            .await
+            .map_err(|e| CliError::bad_input(format!("--metrics-listen {m}: {e}")))?;
+        println!(
+            "volley: metrics on http://{}/metrics",
+            l.local_addr()
+                .map_err(|e| CliError::incomplete(e.to_string()))?
+        );
+        tokio::spawn(volley_coordinator::metrics::serve(
+            coord.metrics.clone(),
+            l,
+            std::future::pending(),
+        ));
+    }
     volley_coordinator::run::resume::resume_unfinished(coord.clone());
     service::serve(coord, listener, tls, shutdown_signal())
         .await

@@ -71,6 +71,50 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The per-second progress: on a terminal one status line redrawn in place
+/// (warnings stay on their own lines); otherwise (CI, pipes, Kubernetes logs)
+/// one plain line per second with the same figures.
+pub struct Live {
+    tty: bool,
+    total_s: f64,
+    drawn: bool,
+}
+
+impl Live {
+    pub fn new(total_s: f64) -> Live {
+        use std::io::IsTerminal;
+        Live {
+            tty: std::io::stdout().is_terminal(),
+            total_s,
+            drawn: false,
+        }
+    }
+
+    pub fn second(&mut self, s: &pb::IntervalSummary) {
+        let line = format!("[{:>4}/{:.0}s] {}", s.t_s + 1, self.total_s, live_line(s));
+        let warned = line.contains("  ! ");
+        let mut out = std::io::stdout().lock();
+        if self.tty {
+            let _ = write!(out, "\r\x1b[2K{line}");
+            if warned {
+                let _ = writeln!(out);
+            }
+            self.drawn = !warned;
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
+
+    /// Ends the status line before other output.
+    pub fn done(&mut self) {
+        if self.tty && self.drawn {
+            println!();
+            self.drawn = false;
+        }
+    }
+}
+
 /// One line per second: what a person watching needs.
 pub fn live_line(s: &pb::IntervalSummary) -> String {
     let lat = |v: f64, present: bool| {
@@ -82,8 +126,7 @@ pub fn live_line(s: &pb::IntervalSummary) -> String {
     };
     let has = s.ok > 0;
     let mut line = format!(
-        "[{:>4}s] {:<10} target {:>8}/s  sent {:>8}/s  ok {:>8}  err {:>6}  drop {:>6}  p50 {:>8}  p99 {:>8}  workers {}",
-        s.t_s,
+        "{:<10} target {:>8}/s  sent {:>8}/s  ok {:>8}  err {:>6}  drop {:>6}  p50 {:>8}  p99 {:>8}  workers {}",
         truncate(&s.stage, 10),
         markdown::group(s.target_rps.round() as u64),
         markdown::group(s.achieved_rps.round() as u64),

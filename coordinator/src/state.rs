@@ -44,6 +44,7 @@ const KEEP_REPORTS: usize = 32;
 
 pub struct Coordinator {
     pub config: CoordinatorConfig,
+    pub metrics: Arc<crate::metrics::Metrics>,
     registry: Mutex<Registry>,
     /// Signalled whenever a worker joins or leaves.
     pub changed: Notify,
@@ -61,6 +62,7 @@ impl Coordinator {
     pub fn new(config: CoordinatorConfig) -> Arc<Coordinator> {
         Arc::new(Coordinator {
             config,
+            metrics: Arc::default(),
             registry: Mutex::new(Registry::default()),
             changed: Notify::new(),
             run_active: AtomicBool::new(false),

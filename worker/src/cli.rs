@@ -22,6 +22,9 @@ pub struct Cli {
     /// Stop sending load after the coordinator has been unreachable this long
     #[arg(long, env = "VOLLEY_MAX_OUTAGE", default_value = "60s", value_parser = humantime::parse_duration)]
     pub max_outage: Duration,
+    /// Log format on stderr: text for people, json for log collectors
+    #[arg(long, env = "VOLLEY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
     /// PEM file of the CA that signed an https:// coordinator's certificate
     #[arg(long, env = "VOLLEY_TLS_CA")]
     pub tls_ca: Option<std::path::PathBuf>,

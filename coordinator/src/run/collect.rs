@@ -601,6 +601,16 @@ impl<'a> Collector<'a> {
 
     async fn publish(&self, m: &MergedInterval) -> IntervalReport {
         let summary = build::interval(&self.curve, self.plan, m);
+        let c = &m.acc.counts;
+        let kinds = [
+            ("connect", c.by_kind[0]),
+            ("timeout", c.by_kind[1]),
+            ("status", c.by_kind[2]),
+            ("protocol", c.by_kind[3]),
+        ];
+        self.coord
+            .metrics
+            .observe(self.run_id, &summary, &m.acc.latency, &kinds);
         let start = Duration::from_secs(u64::from(m.index));
         let second = Duration::from_secs(1);
         let hlog_line = histogram::interval_log_line(&m.acc.latency, start, second);

@@ -108,6 +108,7 @@ pub async fn execute(
     let run_id = new_run_id();
     info!(run = %run_id, scenario = %spec.scenario.name, "run submitted");
     let events = Arc::new(sink::Sink::new(Some(client)));
+    coord.metrics.run_started();
     let stop = coord.register_run(&run_id, events.clone());
     let accepted = pb::RunAccepted {
         run_id: run_id.clone(),

@@ -89,6 +89,7 @@ impl pb::worker_session_server::WorkerSession for Sessions {
             msg: Some(Out::Welcome(welcome)),
         }));
         info!(worker = %id, weight = hello.weight, host = %hello.hostname, "worker joined");
+        self.coord.metrics.set_workers(self.coord.registry().len());
         self.coord.changed.notify_waiters();
         tokio::spawn(read_loop(self.coord.clone(), id, conn, inbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -128,6 +129,7 @@ async fn read_loop(
                 reason,
             });
         }
+        coord.metrics.set_workers(coord.registry().len());
         coord.changed.notify_waiters();
     }
 }
@@ -175,6 +177,7 @@ pub async fn reaper(coord: Arc<Coordinator>) {
             }
             // Dropping the entry drops its sender, which ends its stream.
         }
+        coord.metrics.set_workers(coord.registry().len());
         coord.changed.notify_waiters();
     }
 }

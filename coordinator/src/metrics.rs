@@ -1,0 +1,282 @@
+//! Prometheus metrics of the coordinator, in the text exposition format,
+//! served on `--metrics-listen` at `/metrics`.
+//!
+//! Updated once per merged second (so scraping costs the run nothing) with
+//! labels for the run and the stage:
+//! `volley_requests_total{outcome}`, `volley_errors_total{kind}`,
+//! `volley_dropped_total`, the latency histogram
+//! `volley_latency_seconds_{bucket,sum,count}` (from the scheduled send time,
+//! built from the merged HdrHistogram), `volley_target_rps`,
+//! `volley_achieved_rps`, `volley_workers`, `volley_runs_total`.
+
+use crate::report::IntervalReport;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::future::Future;
+use std::sync::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use volley_proto::histogram::Hist;
+
+/// Upper bounds of the latency buckets, seconds.
+const BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Series {
+    ok: u64,
+    errors: u64,
+    dropped: u64,
+    by_kind: BTreeMap<String, u64>,
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum_s: f64,
+    target_rps: f64,
+    achieved_rps: f64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// (run, stage) → totals so far.
+    series: BTreeMap<(String, String), Series>,
+    workers: u64,
+    runs: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    state: Mutex<State>,
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn run_started(&self) {
+        self.lock().runs += 1;
+    }
+
+    pub fn set_workers(&self, n: usize) {
+        self.lock().workers = n as u64;
+    }
+
+    /// Adds one merged second: its counts, its latency histogram and its
+    /// errors by kind.
+    pub fn observe(&self, run: &str, i: &IntervalReport, latency: &Hist, by_kind: &[(&str, u64)]) {
+        let mut st = self.lock();
+        let s = st
+            .series
+            .entry((run.to_string(), i.stage.clone()))
+            .or_default();
+        s.ok += i.ok;
+        s.errors += i.errors;
+        s.dropped += i.dropped;
+        for (k, n) in by_kind {
+            *s.by_kind.entry(k.to_string()).or_default() += n;
+        }
+        for (b, le) in s.buckets.iter_mut().zip(BUCKETS) {
+            *b += latency.count_between(0, (le * 1e6) as u64);
+        }
+        s.count += latency.len();
+        s.sum_s += latency.mean() * latency.len() as f64 / 1e6;
+        s.target_rps = i.target_rps;
+        s.achieved_rps = i.achieved_rps;
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        let st = self.lock();
+        let mut o = String::new();
+        let esc = |v: &str| {
+            v.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
+        let _ = writeln!(o, "# HELP volley_workers Workers connected to the coordinator.\n# TYPE volley_workers gauge");
+        let _ = writeln!(o, "volley_workers {}", st.workers);
+        let _ = writeln!(o, "# HELP volley_runs_total Runs started by this coordinator.\n# TYPE volley_runs_total counter");
+        let _ = writeln!(o, "volley_runs_total {}", st.runs);
+        let _ = writeln!(
+            o,
+            "# HELP volley_requests_total Intended requests by how they ended.\n# TYPE volley_requests_total counter"
+        );
+        for ((run, stage), s) in &st.series {
+            let l = format!("run=\"{}\",stage=\"{}\"", esc(run), esc(stage));
+            for (outcome, n) in [("ok", s.ok), ("error", s.errors), ("dropped", s.dropped)] {
+                let _ = writeln!(o, "volley_requests_total{{{l},outcome=\"{outcome}\"}} {n}");
+            }
+        }
+        let _ = writeln!(o, "# HELP volley_errors_total Failed requests by kind.\n# TYPE volley_errors_total counter");
+        for ((run, stage), s) in &st.series {
+            let l = format!("run=\"{}\",stage=\"{}\"", esc(run), esc(stage));
+            for (k, n) in &s.by_kind {
+                let _ = writeln!(o, "volley_errors_total{{{l},kind=\"{}\"}} {n}", esc(k));
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP volley_dropped_total Requests that could not be sent on time.\n# TYPE volley_dropped_total counter"
+        );
+        for ((run, stage), s) in &st.series {
+            let _ = writeln!(
+                o,
+                "volley_dropped_total{{run=\"{}\",stage=\"{}\"}} {}",
+                esc(run),
+                esc(stage),
+                s.dropped
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP volley_latency_seconds Latency of ok requests from the scheduled send time.\n# TYPE volley_latency_seconds histogram"
+        );
+        for ((run, stage), s) in &st.series {
+            let l = format!("run=\"{}\",stage=\"{}\"", esc(run), esc(stage));
+            for (b, le) in s.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(o, "volley_latency_seconds_bucket{{{l},le=\"{le}\"}} {b}");
+            }
+            let _ = writeln!(
+                o,
+                "volley_latency_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(o, "volley_latency_seconds_sum{{{l}}} {}", s.sum_s);
+            let _ = writeln!(o, "volley_latency_seconds_count{{{l}}} {}", s.count);
+        }
+        for (name, help, pick) in [
+            (
+                "volley_target_rps",
+                "Target rate of the last merged second.",
+                0,
+            ),
+            (
+                "volley_achieved_rps",
+                "Requests sent in the last merged second.",
+                1,
+            ),
+        ] {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for ((run, stage), s) in &st.series {
+                let v = if pick == 0 {
+                    s.target_rps
+                } else {
+                    s.achieved_rps
+                };
+                let _ = writeln!(
+                    o,
+                    "{name}{{run=\"{}\",stage=\"{}\"}} {v}",
+                    esc(run),
+                    esc(stage)
+                );
+            }
+        }
+        o
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` completes: a tiny
+/// HTTP/1.1 responder, enough for Prometheus and curl.
+pub async fn serve(
+    metrics: std::sync::Arc<Metrics>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (mut s, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+        };
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+                match tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut buf[n..]))
+                    .await
+                {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
+                    Ok(Ok(k)) => n += k,
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) =
+                if head.starts_with("GET /metrics ") || head.starts_with("GET /metrics?") {
+                    ("200 OK", m.render())
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_string())
+                };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_proto::histogram::new_hist;
+
+    fn second(stage: &str) -> IntervalReport {
+        IntervalReport {
+            t_s: 0,
+            stage: stage.into(),
+            target_rps: 100.0,
+            achieved_rps: 99.0,
+            intended: 100,
+            ok: 97,
+            errors: 2,
+            dropped: 1,
+            p50_ms: None,
+            p90_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            workers: 1,
+            worker_rss_mb_max: None,
+            worker_cpu_pct_max: None,
+        }
+    }
+
+    #[test]
+    fn exposition_has_counters_and_a_cumulative_histogram() {
+        let m = Metrics::default();
+        m.set_workers(3);
+        let mut h = new_hist();
+        for us in [300u64, 800, 4_000, 20_000, 20_000] {
+            h.record(us).unwrap();
+        }
+        m.observe("r1", &second("steady"), &h, &[("status", 2)]);
+        m.observe("r1", &second("steady"), &h, &[("status", 2)]);
+        let text = m.render();
+        assert!(text.contains("volley_workers 3"));
+        assert!(
+            text.contains(r#"volley_requests_total{run="r1",stage="steady",outcome="ok"} 194"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"volley_errors_total{run="r1",stage="steady",kind="status"} 4"#));
+        assert!(
+            text.contains(r#"volley_latency_seconds_bucket{run="r1",stage="steady",le="0.001"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"volley_latency_seconds_bucket{run="r1",stage="steady",le="+Inf"} 10"#)
+        );
+        assert!(text.contains(r#"volley_latency_seconds_count{run="r1",stage="steady"} 10"#));
+        // Buckets are cumulative.
+        let counts: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with("volley_latency_seconds_bucket"))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]));
+    }
+}
