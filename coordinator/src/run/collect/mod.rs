@@ -4,17 +4,19 @@
 //! share too, a stop or a failed abort threshold ends the load at once, and
 //! every intended request is accounted for at the end.
 
+mod joiners;
+mod persist;
+
 use super::members::{self, Member};
 use super::setup::{self, host, short, stop_all, to_worker, Started};
 use super::{say, send, Events, Failure, RunSpec, Source};
 use crate::analysis::{self, Threshold};
-use crate::merge::{Added, MergedInterval, Merger};
-use crate::registry::{Route, RunInput};
+use crate::merge::{MergedInterval, Merger};
+use crate::registry::RunInput;
 use crate::report::build::{self, WorkerInfo};
 use crate::report::{Event, IntervalReport, Report};
 use crate::state::Coordinator;
-use crate::store::{EpochMeta, MemberMeta, RunMeta, RunStore};
-use crate::wire;
+use crate::store::RunStore;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
@@ -30,7 +32,7 @@ use volley_proto::{histogram, pb};
 const UNREACHABLE_AFTER_S: usize = 3;
 /// A re-split applies from the first whole second at least this far ahead,
 /// so every worker has it before it applies.
-const RESHARE_LEAD_S: f64 = 0.6;
+pub(crate) const RESHARE_LEAD_S: f64 = 0.6;
 /// Pings for a joiner's clock offset.
 const JOIN_PINGS: usize = 3;
 /// How long a run goes on with no client following it (the client's stream
@@ -139,110 +141,6 @@ impl<'a> Collector<'a> {
         };
         c.save_meta("running");
         c
-    }
-
-    /// What a restarted coordinator needs to pick the run up again.
-    fn save_meta(&self, status: &str) {
-        let Some(st) = self.store.as_ref() else {
-            return;
-        };
-        let members = self
-            .members
-            .iter()
-            .map(|m| MemberMeta {
-                id: m.entry.id.to_string(),
-                weight: m.entry.weight,
-                hostname: m.entry.hostname.clone(),
-                started: m.started,
-                done: m.done,
-                lost_at_s: m.lost_at_s,
-                joined_at_s: m.joined_at_s,
-                owned_until_k: m.owned_until_k,
-                epochs: m
-                    .epochs
-                    .iter()
-                    .map(|e| EpochMeta {
-                        from_s: e.from_s,
-                        from_k: e.from_k,
-                        cycle: e.share.cycle,
-                        slots: e.share.slots.clone(),
-                    })
-                    .collect(),
-            })
-            .collect();
-        let meta = RunMeta {
-            run_id: self.run_id.to_string(),
-            scenario_toml: self.source.scenario_toml.clone(),
-            scenario_name: self.source.scenario_name.clone(),
-            builtin_target_url: self.source.builtin_target_url.clone(),
-            start_unix_nanos: self.start_nanos,
-            members,
-            status: status.into(),
-        };
-        if let Err(e) = st.save_meta(&meta) {
-            warn!(cause = %e, "cannot save the run's state");
-        }
-    }
-
-    /// Members that will send nothing more (lost or done before a restart).
-    pub fn mark_finished(&mut self, slots: &[usize]) {
-        for &s in slots {
-            self.merger.finish_worker(s);
-        }
-    }
-
-    /// Resumes from the data dir: the events so far, then every stored
-    /// report replayed through the merge, exactly as when they arrived.
-    pub async fn replay(
-        &mut self,
-        events: Vec<Event>,
-        records: Vec<(usize, pb::IntervalReport)>,
-        rejoin_by: Instant,
-    ) {
-        self.log = events;
-        for (slot, report) in records {
-            if slot < self.members.len() {
-                self.accept(slot, report, false);
-            }
-        }
-        self.rejoin_by = Some(rejoin_by);
-        self.publish_ready().await;
-    }
-
-    /// Validates and merges one worker report; `persist` appends it to the
-    /// data dir first.
-    fn accept(&mut self, slot: usize, report: pb::IntervalReport, persist: bool) {
-        let raw = persist.then(|| report.clone());
-        match wire::worker_interval(report, self.max_index) {
-            Ok(wi) => {
-                if let (Some(st), Some(raw)) = (self.store.as_mut(), raw) {
-                    if let Err(e) = st.append_interval(slot, &raw) {
-                        warn!(cause = %e, "cannot append to the data dir");
-                    }
-                }
-                match self.merger.add(slot, wi) {
-                    Ok(Added::Late) => {
-                        let id = short(&self.members[slot].entry.id);
-                        self.note(
-                            "warn",
-                            format!(
-                                "a late report from worker {id} was counted in the totals only"
-                            ),
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(e) => warn!(cause = %e, "histogram merge failed"),
-                }
-            }
-            Err(e) => {
-                let id = short(&self.members[slot].entry.id);
-                warn!(worker = %id, cause = %e, "report rejected");
-                self.note(
-                    "error",
-                    format!("a report from worker {id} was rejected: {e}"),
-                );
-            }
-        }
     }
 
     fn now_s(&self) -> f64 {
@@ -384,26 +282,6 @@ impl<'a> Collector<'a> {
         self.save_meta("running");
     }
 
-    /// After a restart, the workers that did not come back in time are lost.
-    async fn check_rejoins(&mut self) {
-        let Some(by) = self.rejoin_by else { return };
-        if Instant::now() < by {
-            return;
-        }
-        self.rejoin_by = None;
-        let missing: Vec<usize> = (0..self.members.len())
-            .filter(|&i| self.members[i].alive() && self.members[i].entry.tx.is_closed())
-            .collect();
-        for slot in missing {
-            let _ = self.coord.take_expected(&self.members[slot].entry.id);
-            self.on_lost(
-                slot,
-                "did not come back after the coordinator restarted".into(),
-            )
-            .await;
-        }
-    }
-
     /// A new partition over every live worker from the next boundary.
     async fn reshare(&mut self, why: &str) {
         let from = members::next_boundary(self.now_s(), RESHARE_LEAD_S);
@@ -454,111 +332,6 @@ impl<'a> Collector<'a> {
         info!(run = %self.run_id, from_s = from, workers = alive.len(), "reshare");
         say(self.events, "warn", text.clone()).await;
         self.note("warn", text);
-    }
-
-    /// Enrolls workers that connected after the start, if the run has long
-    /// enough to go to make it worth it.
-    async fn look_for_joiners(&mut self) {
-        if self.stopped || self.now_s() + 3.0 >= self.curve.end() {
-            return;
-        }
-        let idle = self.coord.registry().idle();
-        for entry in idle {
-            let slot = self.members.len();
-            let route = Route {
-                run_id: self.run_id.to_string(),
-                slot,
-                tx: self.route_tx.clone(),
-            };
-            // A worker of this run back after a restart is not a joiner.
-            if self.members.iter().any(|m| m.entry.id == entry.id) {
-                continue;
-            }
-            if !self.coord.registry().assign(&entry.id, route) {
-                continue;
-            }
-            let merger_slot = self.merger.add_worker();
-            debug_assert_eq!(merger_slot, slot);
-            let m = Member::new(entry);
-            for _ in 0..JOIN_PINGS {
-                setup::ping(&m);
-            }
-            self.members.push(m);
-            self.joins.insert(
-                slot,
-                Join::Pinging {
-                    pongs: 0,
-                    since: Instant::now(),
-                },
-            );
-        }
-        // Joiners that never answered are let go.
-        let now = Instant::now();
-        let stale: Vec<usize> = self
-            .joins
-            .iter()
-            .filter(|(_, j)| match j {
-                Join::Pinging { since, .. } | Join::Assigned { since } => {
-                    now - *since > setup::READY_TIMEOUT
-                }
-            })
-            .map(|(&s, _)| s)
-            .collect();
-        for slot in stale {
-            self.joins.remove(&slot);
-            self.members[slot].done = true;
-            stop_all(
-                &self.members[slot..=slot],
-                self.run_id,
-                "did not get ready in time",
-            );
-        }
-    }
-
-    /// Gives a joiner the plan, owning nothing until its re-split share.
-    fn assign_joiner(&mut self, slot: usize) {
-        let a = pb::Assignment {
-            run_id: self.run_id.to_string(),
-            plan: Some(pb::Plan::from(self.plan)),
-            share: Some(pb::Share {
-                cycle: 1,
-                slots: vec![0],
-                worker_index: slot as u32,
-                worker_count: self.members.len() as u32,
-            }),
-            share_from_s: self.curve.end(),
-        };
-        to_worker(&self.members[slot], Out::Assignment(a));
-        self.joins.insert(
-            slot,
-            Join::Assigned {
-                since: Instant::now(),
-            },
-        );
-    }
-
-    async fn on_joiner_ready(&mut self, slot: usize, ready: pb::Ready) {
-        if !matches!(self.joins.remove(&slot), Some(Join::Assigned { .. })) {
-            return;
-        }
-        let id = short(&self.members[slot].entry.id);
-        if !ready.ok || self.stopped {
-            self.members[slot].done = true;
-            if !ready.ok {
-                self.note(
-                    "warn",
-                    format!("worker {id} could not join: {}", ready.error),
-                );
-            }
-            return;
-        }
-        let from = members::next_boundary(self.now_s(), RESHARE_LEAD_S);
-        let m = &mut self.members[slot];
-        m.started = true;
-        m.joined_at_s = Some(from);
-        to_worker(m, setup::start_for(m, self.run_id, self.start_nanos));
-        self.merger.activate(slot);
-        self.reshare(&format!("worker {id} joined")).await;
     }
 
     async fn publish_ready(&mut self) {
