@@ -54,11 +54,20 @@ impl Sink {
             match &ev.event {
                 Some(Ev::Accepted(_)) => i.accepted = Some(ev.clone()),
                 Some(Ev::Started(_)) => i.started = Some(ev.clone()),
-                Some(Ev::Interval(_)) => {
+                Some(Ev::Interval(sec)) => {
                     if i.recent.len() >= HISTORY {
                         i.recent.pop_front();
                     }
-                    i.recent.push_back(ev.clone());
+                    // The per-worker log lines (a KiB per worker) are only
+                    // delivered live; an hour of them would cost hundreds of
+                    // MiB with many workers.
+                    let slim = pb::IntervalSummary {
+                        worker_hlog_lines: Vec::new(),
+                        ..sec.clone()
+                    };
+                    i.recent.push_back(pb::RunEvent {
+                        event: Some(Ev::Interval(slim)),
+                    });
                 }
                 Some(Ev::Finished(_)) => i.finished = Some(ev.clone()),
                 _ => {}

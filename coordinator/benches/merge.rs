@@ -1,0 +1,143 @@
+//! What one second of the whole cluster costs the coordinator: every
+//! worker's report validated and decoded (`wire::worker_interval`), added to
+//! the open second, the worker's and the stage's totals (`Merger::add`), and
+//! the second emitted once complete (`Merger::ready`).
+//!
+//! `cargo bench -p volley-coordinator --bench merge`
+//! (add `-- --warm-up-time 1 --measurement-time 2` for a quick pass).
+
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
+use std::cell::Cell;
+use std::hint::black_box;
+use volley_coordinator::merge::{Merger, WorkerInterval};
+use volley_coordinator::wire;
+use volley_proto::histogram::{self, Hist};
+use volley_proto::pb;
+
+/// Distinct worker-seconds to spread over the workers (their bytes are
+/// reused, as a pre-encoded histogram would be).
+const VARIANTS: u64 = 8;
+
+/// A second of one worker at 20,000 rps: lognormal around 2 ms (σ = 1),
+/// clamped to 100 µs..50 ms; the service time is 70 % of each latency.
+fn realistic_second(seed: u64, values: usize) -> (Hist, Hist) {
+    let mut state = seed;
+    let mut uniform = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
+    };
+    let mut latency = histogram::new_hist();
+    let mut service = histogram::new_hist();
+    for _ in 0..values {
+        let n = (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
+        let us = (2000.0 * n.exp()).clamp(100.0, 50_000.0);
+        latency.record(us as u64).expect("in range");
+        service.record((us * 0.7) as u64).expect("in range");
+    }
+    (latency, service)
+}
+
+/// One report per variant, as it arrives on the wire (index set later).
+fn wire_reports() -> Vec<pb::IntervalReport> {
+    (0..VARIANTS)
+        .map(|v| {
+            let ok = 20_000;
+            let (latency, service) = realistic_second(v + 1, ok as usize);
+            pb::IntervalReport {
+                run_id: "bench".into(),
+                index: 0,
+                intended: ok + 3,
+                sent: ok + 1,
+                ok,
+                dropped: 2,
+                errors: Some(pb::ErrorCounts {
+                    connect: 0,
+                    timeout: 1,
+                    status: 0,
+                    protocol: 0,
+                }),
+                status_codes: vec![],
+                latency_hist: histogram::encode(&latency),
+                service_hist: histogram::encode(&service),
+                in_flight: 40,
+                rss_bytes: 12 << 20,
+                cpu_nanos: 1_000_000_000 + v * 1000,
+            }
+        })
+        .collect()
+}
+
+fn decode(r: &pb::IntervalReport, index: u32) -> WorkerInterval {
+    let mut r = r.clone();
+    r.index = index;
+    r.cpu_nanos += u64::from(index) * 250_000_000;
+    wire::worker_interval(r, u32::MAX).expect("a valid report")
+}
+
+fn merger(workers: usize) -> Merger {
+    // One short stage: no soak windows, every second goes to stage 0.
+    Merger::new(workers, vec![0], &[(0.0, 1.0)])
+}
+
+fn benches(c: &mut Criterion) {
+    let reports = wire_reports();
+    eprintln!(
+        "worker report: {} + {} encoded histogram bytes",
+        reports[0].latency_hist.len(),
+        reports[0].service_hist.len()
+    );
+    let mut g = c.benchmark_group("merge_second");
+    g.sampling_mode(SamplingMode::Flat);
+    g.sample_size(10);
+    for n in [10usize, 100, 1000] {
+        g.throughput(Throughput::Elements(n as u64));
+        // The whole receive path: decode + add + emit.
+        let mut m = merger(n);
+        let mut index = 0u32;
+        g.bench_function(BenchmarkId::new("decode_add_ready", n), |b| {
+            b.iter(|| {
+                for w in 0..n {
+                    let wi = decode(&reports[w % reports.len()], index);
+                    m.add(w, wi).expect("merges");
+                }
+                index += 1;
+                let out = m.ready().expect("merges");
+                assert_eq!(out.len(), 1);
+                out
+            });
+        });
+        // The merge alone: reports decoded beforehand, untimed.
+        let mut m = merger(n);
+        let next = Cell::new(0u32);
+        g.bench_function(BenchmarkId::new("add_ready", n), |b| {
+            b.iter_batched(
+                || {
+                    let i = next.get();
+                    next.set(i + 1);
+                    (0..n)
+                        .map(|w| decode(&reports[w % reports.len()], i))
+                        .collect::<Vec<_>>()
+                },
+                |second| {
+                    for (w, wi) in second.into_iter().enumerate() {
+                        m.add(w, black_box(wi)).expect("merges");
+                    }
+                    let out = m.ready().expect("merges");
+                    assert_eq!(out.len(), 1);
+                    out
+                },
+                BatchSize::PerIteration,
+            );
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(merge_benches, benches);
+criterion_main!(merge_benches);

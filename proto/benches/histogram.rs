@@ -1,0 +1,87 @@
+//! What one worker-second's latency histogram costs on the wire: the worker
+//! encodes it (V2 + DEFLATE) once a second, the coordinator decodes it,
+//! merges it, and writes it into the per-worker interval log.
+//!
+//! `cargo bench -p volley-proto --bench histogram`
+//! (add `-- --warm-up-time 1 --measurement-time 2` for a quick pass).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use hdrhistogram::serialization::V2DeflateSerializer;
+use std::hint::black_box;
+use std::time::Duration;
+use volley_proto::histogram::{self, Hist};
+
+/// A realistic second of one worker at 20,000 rps: values lognormal around
+/// 2 ms (σ = 1), clamped to 100 µs..50 ms, from a fixed seed.
+fn realistic_second(seed: u64, values: usize) -> Hist {
+    let mut state = seed;
+    let mut uniform = move || {
+        // SplitMix64, mapped to (0, 1].
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
+    };
+    let mut h = histogram::new_hist();
+    for _ in 0..values {
+        // Box-Muller: one standard normal from two uniforms.
+        let n = (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
+        let us = (2000.0 * n.exp()).clamp(100.0, 50_000.0);
+        h.record(us as u64).expect("in range");
+    }
+    h
+}
+
+fn benches(c: &mut Criterion) {
+    let a = realistic_second(1, 20_000);
+    let b = realistic_second(2, 20_000);
+    let encoded = histogram::encode(&a);
+    eprintln!(
+        "realistic second: {} values, p50 {} µs, p99 {} µs, max {} µs, {} encoded bytes",
+        a.len(),
+        a.value_at_quantile(0.5),
+        a.value_at_quantile(0.99),
+        a.max(),
+        encoded.len()
+    );
+
+    let mut g = c.benchmark_group("histogram");
+    // The worker's path: one serializer and one buffer, reused every second.
+    let mut ser = V2DeflateSerializer::new();
+    let mut out = Vec::new();
+    g.bench_function("encode_v2_deflate", |bch| {
+        bch.iter(|| {
+            histogram::encode_into(black_box(&a), &mut ser, &mut out);
+            black_box(out.len())
+        });
+    });
+    // The coordinator's path: bounded inflate, header checks, deserialize.
+    g.bench_function("decode", |bch| {
+        bch.iter(|| histogram::decode(black_box(&encoded)).expect("decodes"));
+    });
+    // Adding one worker's second into the merged second (the sum only grows,
+    // which costs the same every time).
+    let mut acc = a.clone();
+    g.bench_function("merge", |bch| {
+        bch.iter(|| histogram::merge(&mut acc, black_box(&b)).expect("same shape"));
+    });
+    // The per-worker interval-log line the coordinator publishes for every
+    // worker every second (base64 of the bytes as received).
+    g.bench_function("interval_log_line_encoded", |bch| {
+        bch.iter(|| {
+            histogram::interval_log_line_encoded(
+                black_box(&encoded),
+                Duration::from_secs(7),
+                Duration::from_secs(1),
+                a.max() as f64 / 1000.0,
+                Some("0b5f3c52-6a8e-4b55-9d55-7b1f8f3e0a11"),
+            )
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(histogram_benches, benches);
+criterion_main!(histogram_benches);
