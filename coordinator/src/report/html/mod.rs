@@ -315,7 +315,7 @@ fn charts(o: &mut String, r: &Report) {
         "Target vs achieved rate",
         charts::time_chart(r, &rates),
         "Target: the schedule; sent: requests put on the wire; ok: successful \
-         responses, in the second they completed.",
+         responses. Each counts in the second its request was scheduled in.",
     );
     let quiet = if r.requests.errors + r.requests.dropped == 0 {
         " None in this run."
