@@ -260,6 +260,39 @@ pub fn render(r: &Report) -> String {
             w.lost_at_s.map_or("–".to_string(), |t| format!("{t:.1} s"))
         );
     }
+    if r.workers.iter().any(|w| w.rss_mb_peak.is_some()) {
+        let _ = writeln!(
+            o,
+            "\n## Resource usage\n\nThe generator's own memory and CPU: a growing RSS is a leak in the workers, a CPU near 100 % a worker that cannot keep up.\n\n| Worker | RSS first | RSS last | RSS peak | CPU (mean, % of a core) |\n| --- | --- | --- | --- | --- |"
+        );
+        let mb = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} MB"));
+        for w in &r.workers {
+            let _ = writeln!(
+                o,
+                "| `{}` | {} | {} | {} | {} |",
+                w.id.get(..8).unwrap_or(&w.id),
+                mb(w.rss_mb_first),
+                mb(w.rss_mb_last),
+                mb(w.rss_mb_peak),
+                w.cpu_pct_mean
+                    .map_or("–".to_string(), |c| format!("{c:.0} %"))
+            );
+        }
+    }
+    for s in r.stages.iter() {
+        if let Some(k) = s.soak {
+            let _ = writeln!(
+                o,
+                "\n## Soak: {}\n\n| | First tenth | Last tenth |\n| --- | --- | --- |\n| Achieved rate | {} req/s | {} req/s |\n| p99 | {} | {} |\n\nDegradation: {:.1} %",
+                s.name,
+                rate(k.first_achieved_rps),
+                rate(k.last_achieved_rps),
+                ms(k.first_p99_ms),
+                ms(k.last_p99_ms),
+                k.degradation * 100.0
+            );
+        }
+    }
     o
 }
 
