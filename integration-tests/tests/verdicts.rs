@@ -168,10 +168,13 @@ fn a_regression_against_the_baseline_exits_1() {
     let base = base_dir.path().join("out/report.json");
 
     // The same system again: no regression (exit 0), with the table filled.
+    // A p99 of 400 requests is their 4th slowest, so two runs of the same
+    // system differ by 10-20 % on a busy machine: the threshold here is
+    // generous; the regression below is a doubling.
     let (code, r, _d) = run(
         &e,
         &scenario(&e.url, &[], 2),
-        &["--baseline", base.to_str().unwrap()],
+        &["--baseline", base.to_str().unwrap(), "--threshold", "60%"],
         "same",
     );
     assert_eq!(code, Some(0), "{}", r["regressions"]);
