@@ -163,22 +163,7 @@ fn errors_are_classified_and_counted_exactly() {
     let (_target, url) = start_target(&["--error-rate", "0.25"]);
     let (_coord, coord_url) = start_coordinator(&[]);
     let _w = start_worker(&coord_url, &[]);
-    let dir = TempDir::new("errors");
-    let file = dir.write("s.toml", &scenario(&url, 400, 3));
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let (output, _) = run_bounded(cmd, Duration::from_secs(60));
-    assert!(output.status.success(), "{}", describe(&output));
-    let r = read_report(&out);
+    let (r, _dir) = run_to_report(&coord_url, "errors", &scenario(&url, 400, 3), &[]);
     assert_accounted(&r["requests"], "run");
     assert_eq!(u(&r, "requests.intended"), 1200);
     assert_eq!(u(&r, "requests.errors"), 300);

@@ -12,23 +12,12 @@ fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
     let (_target, url) = start_target(&[]);
     let (_coord, coord_url) = start_coordinator(&["--heartbeat-timeout", "3s"]);
     let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
-    let dir = TempDir::new("kill");
-    let file = dir.write(
-        "s.toml",
-        &format!("[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"12s\"\n"),
-    );
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &coord_url,
-        "--min-workers",
-        "3",
-        "--quiet",
-    ])
-    .args(["--out", out.to_str().unwrap()]);
+    let toml = format!("[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"12s\"\n");
+    let Submission {
+        dir: _dir,
+        out,
+        cmd,
+    } = submission(&coord_url, "kill", &toml, &["--min-workers", "3"]);
     let started = Instant::now();
     let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(90)));
     // Kill one worker about 4 s into the run (≈0.6 s of setup before t = 0).
@@ -93,22 +82,12 @@ fn a_worker_that_connects_mid_run_takes_a_share() {
     let (_target, url) = start_target(&[]);
     let (_coord, coord_url) = start_coordinator(&[]);
     let _first = start_worker(&coord_url, &[]);
-    let dir = TempDir::new("join");
-    let file = dir.write(
-        "s.toml",
-        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 400\nduration = \"8s\"\n"),
-    );
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let toml = format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 400\nduration = \"8s\"\n");
+    let Submission {
+        dir: _dir,
+        out,
+        cmd,
+    } = submission(&coord_url, "join", &toml, &[]);
     let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(60)));
     std::thread::sleep(Duration::from_millis(2500));
     let _second = start_worker(&coord_url, &[]);
@@ -146,24 +125,18 @@ fn a_coordinator_killed_mid_run_resumes_from_its_data_dir_and_loses_nothing() {
     let addr = coord_url.trim_start_matches("http://").to_string();
     let _w1 = start_worker(&coord_url, &["--token", "t"]);
     let _w2 = start_worker(&coord_url, &["--token", "t"]);
-    let dir = TempDir::new("restart");
-    let file = dir.write(
-        "s.toml",
-        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = {RATE}\nduration = \"{SECS}s\"\n"),
-    );
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
+    let toml =
+        format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = {RATE}\nduration = \"{SECS}s\"\n");
+    let Submission {
+        dir: _dir,
+        out,
+        cmd,
+    } = submission(
         &coord_url,
-        "--min-workers",
-        "2",
-        "--token",
-        "t",
-    ])
-    .args(["--quiet", "--out", out.to_str().unwrap()]);
+        "restart",
+        &toml,
+        &["--min-workers", "2", "--token", "t"],
+    );
     let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(120)));
     std::thread::sleep(Duration::from_millis(4500));
     coord.signal("KILL");
@@ -219,22 +192,12 @@ fn ctrl_c_stops_the_load_and_still_writes_the_report() {
     let (_target, url) = start_target(&[]);
     let (_coord, coord_url) = start_coordinator(&[]);
     let _w = start_worker(&coord_url, &[]);
-    let dir = TempDir::new("ctrlc");
-    let file = dir.write(
-        "s.toml",
-        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 200\nduration = \"60s\"\n"),
-    );
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let toml = format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 200\nduration = \"60s\"\n");
+    let Submission {
+        dir: _dir,
+        out,
+        cmd,
+    } = submission(&coord_url, "ctrlc", &toml, &[]);
     let mut run = spawn(cmd, "volley run");
     std::thread::sleep(Duration::from_millis(3000));
     let before = target_stats(&url)["requests"].as_u64().unwrap();
@@ -271,20 +234,8 @@ fn workers_stop_sending_when_the_coordinator_is_gone_too_long() {
     let (_target, url) = start_target(&[]);
     let (coord, coord_url) = start_coordinator(&[]);
     let _w = start_worker(&coord_url, &["--max-outage", "2s"]);
-    let dir = TempDir::new("outage");
-    let file = dir.write(
-        "s.toml",
-        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 200\nduration = \"60s\"\n"),
-    );
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &coord_url,
-        "--quiet",
-    ])
-    .args(["--out", dir.path().join("out").to_str().unwrap()]);
+    let toml = format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 200\nduration = \"60s\"\n");
+    let Submission { dir: _dir, cmd, .. } = submission(&coord_url, "outage", &toml, &[]);
     let _run = spawn(cmd, "volley run");
     std::thread::sleep(Duration::from_millis(2500));
     coord.signal("KILL");

@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::Duration;
 
 #[test]
 fn an_independent_hdrhistogram_reads_the_interval_log_and_agrees_on_p99() {
@@ -14,25 +13,8 @@ fn an_independent_hdrhistogram_reads_the_interval_log_and_agrees_on_p99() {
     let (_target, url) = start_target(&["--delay", "3ms"]);
     let (_coord, coord_url) = start_coordinator(&[]);
     let _w = start_worker(&coord_url, &[]);
-    let dir = TempDir::new("hlog");
-    let file = dir.write(
-        "s.toml",
-        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 300\nduration = \"3s\"\n[[stages]]\nrate = 600\nduration = \"2s\"\n"),
-    );
+    let (r, dir) = run_to_report(&coord_url, "hlog", &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 300\nduration = \"3s\"\n[[stages]]\nrate = 600\nduration = \"2s\"\n"), &[]);
     let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let (output, _) = run_bounded(cmd, Duration::from_secs(60));
-    assert!(output.status.success(), "{}", describe(&output));
-    let r = read_report(&out);
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/check_hlog.py");
     let py = Command::new("python3")

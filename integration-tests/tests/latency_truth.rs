@@ -13,25 +13,15 @@ fn a_stalled_target_shows_in_the_latency_of_requests_due_during_the_stall() {
     let (target, url) = start_target(&[]);
     let (_coord, coord_url) = start_coordinator(&[]);
     let _w = start_worker(&coord_url, &[]);
-    let dir = TempDir::new("stall");
     // 500 rps for 6 s; the target is frozen (SIGSTOP) for 1 s in the middle.
-    let file = dir.write(
-        "s.toml",
-        &format!(
-            "[target]\nurl = \"{url}\"\ntimeout = \"5s\"\n[load]\nconnections = 32\n[[stages]]\nrate = 500\nduration = \"6s\"\n"
-        ),
+    let toml = format!(
+        "[target]\nurl = \"{url}\"\ntimeout = \"5s\"\n[load]\nconnections = 32\n[[stages]]\nrate = 500\nduration = \"6s\"\n"
     );
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let Submission {
+        dir: _dir,
+        out,
+        cmd,
+    } = submission(&coord_url, "stall", &toml, &[]);
     let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(60)));
     std::thread::sleep(Duration::from_millis(3000));
     target.signal("STOP");

@@ -7,22 +7,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 fn run_scenario(coord_url: &str, toml: &str, tag: &str) -> Value {
-    let dir = TempDir::new(tag);
-    let file = dir.write("s.toml", toml);
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let (output, _) = run_bounded(cmd, Duration::from_secs(90));
-    assert!(output.status.success(), "{}", describe(&output));
-    read_report(&out)
+    run_to_report(coord_url, tag, toml, &[]).0
 }
 
 #[test]

@@ -359,3 +359,42 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A scenario written to a scratch directory, and the `volley run` command
+/// that submits it to `coord_url` (quiet, writing to `out`).
+pub struct Submission {
+    pub dir: TempDir,
+    pub out: PathBuf,
+    pub cmd: Command,
+}
+
+pub fn submission(coord_url: &str, tag: &str, toml: &str, extra: &[&str]) -> Submission {
+    let dir = TempDir::new(tag);
+    let file = dir.write("s.toml", toml);
+    let out = dir.path().join("out");
+    let mut cmd = volley();
+    cmd.args([
+        "run",
+        file.to_str().unwrap(),
+        "--coordinator",
+        coord_url,
+        "--quiet",
+    ])
+    .args(["--out", out.to_str().unwrap()])
+    .args(extra);
+    Submission { dir, out, cmd }
+}
+
+/// Submits a scenario, requires exit 0, and returns its report (and the
+/// directory, which holds it until dropped).
+pub fn run_to_report(
+    coord_url: &str,
+    tag: &str,
+    toml: &str,
+    extra: &[&str],
+) -> (serde_json::Value, TempDir) {
+    let s = submission(coord_url, tag, toml, extra);
+    let (output, _) = run_bounded(s.cmd, Duration::from_secs(90));
+    assert!(output.status.success(), "{}", describe(&output));
+    (read_report(&s.out), s.dir)
+}
