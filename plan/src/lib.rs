@@ -8,18 +8,22 @@
 //! - [`rate`]: the whole-cluster rate curve built from the stages, its integral
 //!   (how many requests are due by time *t*) and the inverse (when request *k*
 //!   is due).
+//! - [`mix`]: which of several weighted request definitions each arrival
+//!   sends, exact per block and the same on every worker.
 //! - [`partition`]: splitting the one global arrival sequence into interleaved
 //!   shares proportional to worker weights (the idea of k6's execution
 //!   segments).
 //! - [`schedule`]: the send times of one worker's share, uniform or Poisson,
 //!   identical to what a single perfect generator would send.
 
+pub mod mix;
 pub mod model;
 pub mod partition;
 pub mod rate;
 pub mod schedule;
 
-pub use model::{Arrival, Load, Plan, PlanError, Protocol, Stage, Target};
+pub use mix::RequestMix;
+pub use model::{Arrival, Body, Load, Plan, PlanError, Protocol, Request, Stage, Target, Tls};
 pub use partition::{Partition, PartitionError, Share};
 pub use rate::RateCurve;
 pub use schedule::ShareSchedule;

@@ -4,7 +4,52 @@
 
 use crate::pb;
 use std::time::Duration;
-use volley_plan::{Arrival, Load, Plan, PlanError, Protocol, Share, Stage, Target};
+use volley_plan::{
+    Arrival, Body, Load, Plan, PlanError, Protocol, Request, Share, Stage, Target, Tls,
+};
+
+impl From<&Request> for pb::Request {
+    fn from(r: &Request) -> Self {
+        let (body_size, body) = match &r.body {
+            Body::Generated(n) => (*n, Vec::new()),
+            Body::Bytes(b) => (b.len() as u64, b.clone()),
+        };
+        pb::Request {
+            name: r.name.clone(),
+            weight: r.weight,
+            method: r.method.clone(),
+            path: r.path.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(name, value)| pb::Header {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            body_size,
+            body,
+        }
+    }
+}
+
+impl From<pb::Request> for Request {
+    /// Unchecked here: [`Plan::validate`] checks every request.
+    fn from(r: pb::Request) -> Self {
+        Request {
+            name: r.name,
+            weight: r.weight,
+            method: r.method,
+            path: r.path,
+            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: if r.body.is_empty() {
+                Body::Generated(r.body_size)
+            } else {
+                Body::Bytes(r.body)
+            },
+        }
+    }
+}
 
 impl From<&Plan> for pb::Plan {
     fn from(p: &Plan) -> Self {
@@ -12,21 +57,14 @@ impl From<&Plan> for pb::Plan {
             target: Some(pb::Target {
                 url: p.target.url.clone(),
                 protocol: p.target.protocol.as_str().to_string(),
-                method: p.target.method.clone(),
-                body_size: p.target.body_size,
                 timeout_nanos: p.target.timeout.as_nanos() as u64,
-                headers: p
-                    .target
-                    .headers
-                    .iter()
-                    .map(|(name, value)| pb::Header {
-                        name: name.clone(),
-                        value: value.clone(),
-                    })
-                    .collect(),
+                requests: p.target.requests.iter().map(pb::Request::from).collect(),
+                tls_ca_pem: p.target.tls.ca_pem.clone().unwrap_or_default(),
+                tls_insecure_skip_verify: p.target.tls.insecure_skip_verify,
             }),
             load: Some(pb::Load {
                 connections: p.load.connections,
+                per_connection: p.load.per_connection,
                 max_in_flight: p.load.max_in_flight,
                 arrival: p.load.arrival.as_str().to_string(),
                 seed: p.load.seed,
@@ -63,13 +101,16 @@ impl TryFrom<pb::Plan> for Plan {
                         format!("unknown protocol {:?}", t.protocol),
                     )
                 })?,
-                method: t.method,
-                body_size: t.body_size,
                 timeout: Duration::from_nanos(t.timeout_nanos),
-                headers: t.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                requests: t.requests.into_iter().map(Request::from).collect(),
+                tls: Tls {
+                    ca_pem: Some(t.tls_ca_pem).filter(|p| !p.is_empty()),
+                    insecure_skip_verify: t.tls_insecure_skip_verify,
+                },
             },
             load: Load {
                 connections: l.connections,
+                per_connection: l.per_connection,
                 max_in_flight: l.max_in_flight,
                 arrival: Arrival::parse(&l.arrival).ok_or_else(|| {
                     PlanError::new("load.arrival", format!("unknown arrival {:?}", l.arrival))
@@ -124,15 +165,35 @@ mod tests {
     fn plan() -> Plan {
         Plan {
             target: Target {
-                url: "http://127.0.0.1:1/x".into(),
-                protocol: Protocol::Http1,
-                method: "POST".into(),
-                body_size: 512,
+                url: "https://127.0.0.1:1/x".into(),
+                protocol: Protocol::Http2,
                 timeout: Duration::from_millis(1500),
-                headers: vec![("x-a".into(), "1".into())],
+                requests: vec![
+                    Request {
+                        name: "post".into(),
+                        weight: 3,
+                        method: "POST".into(),
+                        path: "/x".into(),
+                        headers: vec![("x-a".into(), "1".into())],
+                        body: Body::Generated(512),
+                    },
+                    Request {
+                        name: "file".into(),
+                        weight: 1,
+                        method: "PUT".into(),
+                        path: "/y?z".into(),
+                        headers: vec![],
+                        body: Body::Bytes(vec![0, 1, 2, 255]),
+                    },
+                ],
+                tls: Tls {
+                    ca_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+                    insecure_skip_verify: false,
+                },
             },
             load: Load {
                 connections: 8,
+                per_connection: 50,
                 max_in_flight: 100,
                 arrival: Arrival::Poisson,
                 seed: 9,

@@ -352,15 +352,22 @@ async fn prepare(
         .map_err(|e| format!("bad plan: {e}"))?;
     let share = Share::try_from(share.ok_or("assignment without a share")?)
         .map_err(|e| format!("bad share: {e}"))?;
-    let authority = engine::http1::RequestTemplate::new(&plan.target)?.authority;
+    let parts = volley_plan::model::url_parts(&plan.target.url)
+        .ok_or_else(|| format!("bad target URL {:?}", plan.target.url))?;
+    let authority = format!("{}:{}", parts.host, parts.port);
     let addr = resolve(&authority).await?;
-    match tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr)).await {
+    // The same connect (and TLS handshake) the engine will make, so a wrong
+    // address or certificate fails the run before any load starts.
+    let connector = engine::net::Connector::new(&plan.target, addr)?;
+    match tokio::time::timeout(Duration::from_secs(3), connector.connect()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
-            return Err(format!(
-                "target {} ({addr}) is unreachable: {e}",
-                plan.target.url
-            ))
+            let what = if connector.is_tls() {
+                "is unreachable or failed the TLS handshake"
+            } else {
+                "is unreachable"
+            };
+            return Err(format!("target {} ({addr}) {what}: {e}", plan.target.url));
         }
         Err(_) => {
             return Err(format!(
@@ -372,12 +379,16 @@ async fn prepare(
     if !share_from.is_finite() || share_from < 0.0 {
         return Err(format!("bad share start {share_from}"));
     }
-    Ok(EngineSetup {
+    let setup = EngineSetup {
         plan,
         share,
         share_from,
         addr,
-    })
+    };
+    // Builds the requests once here too, so one the engine could not send
+    // is reported now rather than as an empty run.
+    engine::prepare(&setup)?;
+    Ok(setup)
 }
 
 async fn resolve(authority: &str) -> Result<SocketAddr, String> {
@@ -458,11 +469,35 @@ fn interval_report(
             timeout: d.errors[1],
             status: d.errors[2],
             protocol: d.errors[3],
+            reset: d.errors[4],
         }),
         status_codes: d
             .status_codes
             .iter()
             .map(|&(code, count)| pb::StatusCount { code, count })
+            .collect(),
+        grpc_status_codes: d
+            .grpc_codes
+            .iter()
+            .map(|&(code, count)| pb::StatusCount { code, count })
+            .collect(),
+        requests: d
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut hist = Vec::new();
+                histogram::encode_into(&r.latency, ser, &mut hist);
+                pb::RequestInterval {
+                    index: i as u32,
+                    intended: r.intended,
+                    sent: r.sent,
+                    ok: r.ok,
+                    errors: r.errors,
+                    dropped: r.dropped,
+                    latency_hist: hist,
+                }
+            })
             .collect(),
         latency_hist: latency,
         service_hist: service,

@@ -3,26 +3,34 @@
 //! Everything runs on one current-thread runtime, so the shared state is
 //! `Rc` + `Cell`/`RefCell`: no locks, no atomics, no cross-thread wakeups on
 //! the per-request path. The pool grows on demand: a job that finds no idle
-//! connection opens a new one, up to the plan's `connections`.
+//! connection opens a new one, up to the plan's `connections`. A connection
+//! is *idle* when it has room for another request (HTTP/1.1: none in
+//! flight; HTTP/2: a free stream; framed TCP: room in the pipeline) and is
+//! waiting for a job.
 
-use super::http1::{ReadError, Reader, RequestTemplate};
+use super::net::Connector;
 use super::outcome::ErrorKind;
-use super::recorder::Recorder;
+use super::recorder::{Recorder, Tag};
+use super::{http1, http2, tcp};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
-/// A request due at `sched` (in second `second` of the run), waiting for a
-/// connection.
+/// A request due at `sched`, waiting for a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Job {
     pub sched: Instant,
-    pub second: u32,
+    pub tag: Tag,
+}
+
+/// What the connections of one protocol send, prepared once per run.
+pub enum Wire {
+    Http1(Vec<http1::RequestTemplate>),
+    Http2(http2::Requests),
+    Tcp(tcp::Frames),
 }
 
 pub struct Shared {
@@ -32,29 +40,35 @@ pub struct Shared {
     idle: Cell<usize>,
     open: Cell<usize>,
     max_conns: usize,
+    /// Requests in flight on one connection (HTTP/2 streams, pipelined
+    /// frames).
+    pub per_conn: usize,
     stopping: Cell<bool>,
-    addr: SocketAddr,
-    template: RequestTemplate,
-    timeout: Duration,
+    pub connector: Connector,
+    pub wire: Wire,
+    pub timeout: Duration,
 }
 
 impl Shared {
     pub fn new(
-        addr: SocketAddr,
-        template: RequestTemplate,
+        connector: Connector,
+        wire: Wire,
         timeout: Duration,
         max_conns: usize,
+        per_conn: usize,
+        requests: usize,
     ) -> Rc<Shared> {
         Rc::new(Shared {
             queue: RefCell::new(VecDeque::with_capacity(1024)),
-            rec: RefCell::new(Recorder::default()),
+            rec: RefCell::new(Recorder::new(requests)),
             notify: Notify::new(),
             idle: Cell::new(0),
             open: Cell::new(0),
             max_conns,
+            per_conn: per_conn.max(1),
             stopping: Cell::new(false),
-            addr,
-            template,
+            connector,
+            wire,
             timeout,
         })
     }
@@ -90,108 +104,53 @@ impl Shared {
     pub fn clear_queue(&self) -> Vec<Job> {
         self.queue.borrow_mut().drain(..).collect()
     }
+
+    /// The next job, waiting as an idle connection while there is none;
+    /// `None` once the pool is stopping and the queue is empty.
+    pub async fn next_job(&self) -> Option<Job> {
+        loop {
+            if let Some(job) = self.try_job() {
+                return Some(job);
+            }
+            if self.stopping.get() {
+                return None;
+            }
+            self.idle.set(self.idle.get() + 1);
+            self.notify.notified().await;
+        }
+    }
+
+    /// The next job if one is queued.
+    #[inline]
+    pub fn try_job(&self) -> Option<Job> {
+        self.queue.borrow_mut().pop_front()
+    }
+
+    /// A job that waited for a connection longer than the timeout is not
+    /// sent at all: it has already failed from the caller's point of view.
+    /// Records it and returns true in that case.
+    #[inline]
+    pub fn expired(&self, job: &Job, now: Instant) -> bool {
+        if now.saturating_duration_since(job.sched) > self.timeout {
+            self.fail(job, ErrorKind::Timeout);
+            true
+        } else {
+            false
+        }
+    }
+
+    #[inline]
+    pub fn fail(&self, job: &Job, kind: ErrorKind) {
+        self.rec.borrow_mut().error(job.tag, kind, None);
+    }
 }
 
-/// One keep-alive connection: takes jobs from the queue until stopped.
+/// One connection task, for as long as there are jobs.
 async fn connection(sh: Rc<Shared>) {
-    let mut stream: Option<TcpStream> = None;
-    let mut reader = Reader::default();
-    loop {
-        let job = loop {
-            let next = sh.queue.borrow_mut().pop_front();
-            if let Some(job) = next {
-                break job;
-            }
-            if sh.stopping.get() {
-                sh.open.set(sh.open.get() - 1);
-                return;
-            }
-            sh.idle.set(sh.idle.get() + 1);
-            sh.notify.notified().await;
-        };
-        serve(&sh, job, &mut stream, &mut reader).await;
+    match &sh.wire {
+        Wire::Http1(_) => http1::connection(&sh).await,
+        Wire::Http2(_) => http2::connection(&sh).await,
+        Wire::Tcp(_) => tcp::connection(&sh).await,
     }
-}
-
-/// Sends one request and records how it ended, exactly once.
-async fn serve(sh: &Shared, job: Job, stream: &mut Option<TcpStream>, reader: &mut Reader) {
-    let start = Instant::now();
-    // A request that waited for a connection longer than the timeout is not
-    // sent at all: it has already failed from the caller's point of view.
-    if start.saturating_duration_since(job.sched) > sh.timeout {
-        sh.rec
-            .borrow_mut()
-            .error(job.second, ErrorKind::Timeout, None);
-        return;
-    }
-    let deadline = start + sh.timeout;
-    let mut retried = false;
-    let mut counted_sent = false;
-    loop {
-        let reused = stream.is_some();
-        if stream.is_none() {
-            match timeout_at(deadline, TcpStream::connect(sh.addr)).await {
-                Ok(Ok(s)) => {
-                    let _ = s.set_nodelay(true);
-                    *stream = Some(s);
-                    *reader = Reader::default();
-                }
-                Ok(Err(_)) | Err(_) => {
-                    sh.rec
-                        .borrow_mut()
-                        .error(job.second, ErrorKind::Connect, None);
-                    return;
-                }
-            }
-        }
-        let Some(s) = stream.as_mut() else { return };
-        if !counted_sent {
-            sh.rec.borrow_mut().sent(job.second);
-            counted_sent = true;
-        }
-        let send = Instant::now();
-        let result = timeout_at(
-            deadline,
-            reader.exchange(s, &sh.template.bytes, sh.template.is_head),
-        )
-        .await;
-        let now = Instant::now();
-        match result {
-            Ok(Ok(info)) => {
-                if info.status < 400 {
-                    sh.rec
-                        .borrow_mut()
-                        .ok(job.second, now - job.sched, now - send);
-                } else {
-                    sh.rec
-                        .borrow_mut()
-                        .error(job.second, ErrorKind::Status, Some(info.status));
-                }
-                if info.close {
-                    *stream = None;
-                }
-                return;
-            }
-            // A keep-alive connection the server had already closed: retry
-            // once on a fresh one, as browsers and HTTP libraries do.
-            Ok(Err(ReadError::Closed { clean: true })) if reused && !retried => {
-                retried = true;
-                *stream = None;
-            }
-            Ok(Err(_)) => {
-                *stream = None;
-                sh.rec
-                    .borrow_mut()
-                    .error(job.second, ErrorKind::Protocol, None);
-                return;
-            }
-            Err(_elapsed) => {
-                *stream = None;
-                sh.rec
-                    .borrow_mut()
-                    .error(job.second, ErrorKind::Timeout, None);
-                return;
-            }
-        }
-    }
+    sh.open.set(sh.open.get() - 1);
 }

@@ -1,11 +1,18 @@
-//! A lean HTTP/1.1 client codec: one prebuilt request reused for every send,
-//! and a response reader that parses the head with httparse and skips the
+//! A lean HTTP/1.1 client: the keep-alive connection loop, one prebuilt
+//! request per request definition reused for every send, and a response
+//! reader that parses the head with httparse and skips the
 //! body without keeping it. No allocation per request once a connection's
 //! buffer has grown to fit a response head.
 
+use super::conn::{Job, Shared, Wire};
+use super::net::Io;
+use super::outcome::ErrorKind;
+use super::recorder::Status;
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use volley_plan::Target;
+use tokio::time::{timeout_at, Instant};
+use volley_plan::model::url_parts;
+use volley_plan::Request;
 
 /// Largest response head accepted; anything bigger is a protocol error.
 const MAX_HEAD: usize = 64 * 1024;
@@ -15,64 +22,148 @@ const READ_CHUNK: usize = 16 * 1024;
 #[derive(Debug, Clone)]
 pub struct RequestTemplate {
     pub bytes: std::rc::Rc<[u8]>,
-    /// `host:port` to connect to.
-    pub authority: String,
     /// HEAD responses have no body whatever their headers say.
     pub is_head: bool,
 }
 
 impl RequestTemplate {
-    pub fn new(target: &Target) -> Result<RequestTemplate, String> {
-        let rest = target
-            .url
-            .strip_prefix("http://")
-            .ok_or_else(|| format!("expected an http:// URL, got {:?}", target.url))?;
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], &rest[i..]),
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
-        };
-        let connect_to = if authority
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| !p.ends_with(']'))
-        {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
+    /// The request bytes of `request` sent to `url` (an `http[s]://` URL).
+    pub fn new(url: &str, request: &Request) -> Result<RequestTemplate, String> {
+        let parts =
+            url_parts(url).ok_or_else(|| format!("expected an http(s):// URL, got {url:?}"))?;
         let mut head = format!(
             "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: volley/{}\r\n",
-            target.method,
-            path,
-            authority,
+            request.method,
+            request.path,
+            parts.authority,
             env!("CARGO_PKG_VERSION")
         );
         let mut has_content_type = false;
-        for (name, value) in &target.headers {
+        for (name, value) in &request.headers {
             has_content_type |= name.eq_ignore_ascii_case("content-type");
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        if target.body_size > 0 {
+        if !request.body.is_empty() {
             if !has_content_type {
                 head.push_str("Content-Type: application/octet-stream\r\n");
             }
-            head.push_str(&format!("Content-Length: {}\r\n", target.body_size));
+            head.push_str(&format!("Content-Length: {}\r\n", request.body.len()));
         }
         head.push_str("\r\n");
         let mut bytes = head.into_bytes();
-        // A deterministic, incompressible-enough body.
-        bytes.extend((0..target.body_size).map(|i| b'a' + (i % 26) as u8));
+        bytes.extend(request.body.to_bytes());
         Ok(RequestTemplate {
             bytes: bytes.into(),
-            authority: connect_to,
-            is_head: target.method == "HEAD",
+            is_head: request.method == "HEAD",
         })
     }
+}
+
+/// One keep-alive connection: sends queued jobs one at a time until the pool
+/// stops.
+pub async fn connection(sh: &Shared) {
+    let Wire::Http1(templates) = &sh.wire else {
+        return;
+    };
+    let mut stream: Option<Io> = None;
+    let mut reader = Reader::default();
+    while let Some(job) = sh.next_job().await {
+        let template = &templates[usize::from(job.tag.req)];
+        serve(sh, template, job, &mut stream, &mut reader).await;
+    }
+}
+
+/// Sends one request and records how it ended, exactly once.
+async fn serve(
+    sh: &Shared,
+    template: &RequestTemplate,
+    job: Job,
+    stream: &mut Option<Io>,
+    reader: &mut Reader,
+) {
+    let start = Instant::now();
+    if sh.expired(&job, start) {
+        return;
+    }
+    let deadline = start + sh.timeout;
+    let mut retried = false;
+    let mut counted_sent = false;
+    loop {
+        let reused = stream.is_some();
+        if stream.is_none() {
+            match timeout_at(deadline, sh.connector.connect()).await {
+                Ok(Ok(s)) => {
+                    *stream = Some(s);
+                    *reader = Reader::default();
+                }
+                Ok(Err(_)) | Err(_) => {
+                    sh.fail(&job, ErrorKind::Connect);
+                    return;
+                }
+            }
+        }
+        let Some(s) = stream.as_mut() else { return };
+        if !counted_sent {
+            sh.rec.borrow_mut().sent(job.tag);
+            counted_sent = true;
+        }
+        let send = Instant::now();
+        let result = timeout_at(
+            deadline,
+            reader.exchange(s, &template.bytes, template.is_head),
+        )
+        .await;
+        let now = Instant::now();
+        match result {
+            Ok(Ok(info)) => {
+                if info.status < 400 {
+                    sh.rec.borrow_mut().ok(job.tag, now - job.sched, now - send);
+                } else {
+                    sh.rec.borrow_mut().error(
+                        job.tag,
+                        ErrorKind::Status,
+                        Some(Status::Http(info.status)),
+                    );
+                }
+                if info.close {
+                    *stream = None;
+                }
+                return;
+            }
+            // A keep-alive connection the server had already closed: retry
+            // once on a fresh one, as browsers and HTTP libraries do.
+            Ok(Err(ReadError::Closed { clean: true })) if reused && !retried => {
+                retried = true;
+                *stream = None;
+            }
+            Ok(Err(e)) => {
+                *stream = None;
+                let kind = match e {
+                    ReadError::Closed { .. } => ErrorKind::Reset,
+                    ReadError::Io(e) if is_reset(&e) => ErrorKind::Reset,
+                    ReadError::Io(_) | ReadError::Malformed(_) => ErrorKind::Protocol,
+                };
+                sh.fail(&job, kind);
+                return;
+            }
+            Err(_elapsed) => {
+                *stream = None;
+                sh.fail(&job, ErrorKind::Timeout);
+                return;
+            }
+        }
+    }
+}
+
+/// Whether an I/O error means the peer reset or closed the connection.
+pub fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
 }
 
 /// Why a response could not be read.
@@ -315,24 +406,27 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use tokio::io::duplex;
 
-    fn target(url: &str, method: &str, body: u64) -> Target {
-        Target {
-            url: url.into(),
-            protocol: volley_plan::Protocol::Http1,
+    fn target(url: &str, method: &str, body: u64) -> (String, Request) {
+        let path = volley_plan::model::url_parts(url).unwrap().path;
+        let request = Request {
+            name: "r".into(),
+            weight: 1,
             method: method.into(),
-            body_size: body,
-            timeout: Duration::from_secs(1),
+            path,
             headers: vec![("X-Test".into(), "1".into())],
-        }
+            body: volley_plan::Body::Generated(body),
+        };
+        (url.into(), request)
     }
 
     #[test]
     fn request_template() {
-        let t =
-            RequestTemplate::new(&target("http://example.test:8080/a/b?c=1", "POST", 3)).unwrap();
+        let t = {
+            let (url, r) = target("http://example.test:8080/a/b?c=1", "POST", 3);
+            RequestTemplate::new(&url, &r).unwrap()
+        };
         let s = std::str::from_utf8(&t.bytes).unwrap();
         assert!(
             s.starts_with("POST /a/b?c=1 HTTP/1.1\r\nHost: example.test:8080\r\n"),
@@ -340,12 +434,11 @@ mod tests {
         );
         assert!(s.contains("X-Test: 1\r\n"));
         assert!(s.ends_with("Content-Length: 3\r\n\r\nabc"));
-        assert_eq!(t.authority, "example.test:8080");
-        let t = RequestTemplate::new(&target("http://h", "GET", 0)).unwrap();
+        let (url, r) = target("http://h", "GET", 0);
+        let t = RequestTemplate::new(&url, &r).unwrap();
         assert!(std::str::from_utf8(&t.bytes)
             .unwrap()
             .starts_with("GET / HTTP/1.1\r\nHost: h\r\n"));
-        assert_eq!(t.authority, "h:80");
     }
 
     async fn read_all(chunks: Vec<&'static [u8]>, n: usize) -> Vec<Result<ResponseInfo, String>> {

@@ -10,27 +10,33 @@
 //! worker already has `max_in_flight` outstanding is counted as dropped,
 //! never silently skipped.
 //!
-//! - [`http1`]: the request template and response reader.
-//! - [`conn`]: connection tasks and the job queue.
+//! - [`conn`]: the job queue and the connection pool, shared by all
+//!   protocols.
+//! - [`http1`], [`http2`] (HTTP/2 and gRPC), [`tcp`] (framed messages): one
+//!   connection loop and codec per protocol.
+//! - [`net`]: connecting, TLS.
 //! - [`recorder`]: per-second counters and histograms.
 //! - [`outcome`]: the error kinds.
 //! - [`timer`]: a sub-millisecond wake-up for the scheduler.
 
 pub mod conn;
 pub mod http1;
+pub mod http2;
+pub mod net;
 pub mod outcome;
 pub mod recorder;
+pub mod tcp;
 pub mod timer;
 
-use conn::{Job, Shared};
-use recorder::{IntervalData, Totals};
+use conn::{Job, Shared, Wire};
+use recorder::{IntervalData, Tag, Totals};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{sleep_until, Instant};
-use volley_plan::{Plan, RateCurve, Share, ShareSchedule};
+use volley_plan::{Plan, Protocol, RateCurve, RequestMix, Share, ShareSchedule};
 
 /// Longest the scheduler sleeps, so a stop request is seen quickly even in a
 /// stage with no traffic.
@@ -130,22 +136,19 @@ async fn run(
     events: UnboundedSender<EngineEvent>,
 ) {
     let plan = &setup.plan;
-    let template = match http1::RequestTemplate::new(&plan.target) {
-        Ok(t) => t,
+    let sh = match prepare(&setup) {
+        Ok(sh) => sh,
         Err(_) => {
-            // Validated before the engine starts; nothing to send.
+            // Validated before the engine starts (session::prepare); there
+            // is nothing to send.
             let _ = events.send(EngineEvent::Finished(Totals::default()));
             return;
         }
     };
     let max_in_flight = u64::from(plan.load.max_in_flight);
     let timeout = plan.target.timeout;
-    let sh = Shared::new(
-        setup.addr,
-        template,
-        timeout,
-        plan.load.connections as usize,
-    );
+    let weights: Vec<u32> = plan.target.requests.iter().map(|r| r.weight).collect();
+    let mix = RequestMix::new(&weights);
     let curve = RateCurve::new(&plan.stages);
     let mut schedule = ShareSchedule::starting_at(
         curve,
@@ -184,19 +187,19 @@ async fn run(
             next = schedule.next();
         }
         let now = Instant::now();
-        while let Some((_, t)) = next {
+        while let Some((k, t)) = next {
             let due = start + Duration::from_secs_f64(t);
             if due > now {
                 break;
             }
-            let second = t as u32;
+            let tag = Tag::new(t as u32, mix.pick(k) as u16);
             let mut rec = sh.rec.borrow_mut();
-            rec.intended(second);
+            rec.intended(tag);
             if rec.totals.outstanding() > max_in_flight {
-                rec.dropped(second);
+                rec.dropped(tag);
             } else {
                 drop(rec);
-                sh.submit(Job { sched: due, second });
+                sh.submit(Job { sched: due, tag });
             }
             next = schedule.next();
         }
@@ -227,7 +230,7 @@ async fn run(
         let jobs = sh.clear_queue();
         let mut rec = sh.rec.borrow_mut();
         for job in jobs {
-            rec.dropped(job.second);
+            rec.dropped(job.tag);
         }
     }
     let grace = if aborted {
@@ -250,4 +253,33 @@ async fn run(
     flush(&sh, end_second, true);
     let totals = sh.rec.borrow().totals;
     let _ = events.send(EngineEvent::Finished(totals));
+}
+
+/// The connection pool and prepared requests of a plan.
+pub fn prepare(setup: &EngineSetup) -> Result<std::rc::Rc<Shared>, String> {
+    let target = &setup.plan.target;
+    let wire = match target.protocol {
+        Protocol::Http1 => Wire::Http1(
+            target
+                .requests
+                .iter()
+                .map(|r| http1::RequestTemplate::new(&target.url, r))
+                .collect::<Result<_, _>>()?,
+        ),
+        Protocol::Http2 => Wire::Http2(http2::Requests::new(target, false)?),
+        Protocol::Grpc => Wire::Http2(http2::Requests::new(target, true)?),
+        Protocol::Tcp => Wire::Tcp(tcp::Frames::new(&target.requests)?),
+    };
+    let per_conn = match target.protocol {
+        Protocol::Http1 => 1,
+        _ => setup.plan.load.per_connection as usize,
+    };
+    Ok(Shared::new(
+        net::Connector::new(target, setup.addr)?,
+        wire,
+        target.timeout,
+        setup.plan.load.connections as usize,
+        per_conn,
+        target.requests.len(),
+    ))
 }

@@ -12,17 +12,22 @@ pub enum ErrorKind {
     Timeout,
     /// A complete response with a failing status (HTTP >= 400).
     Status,
-    /// The peer broke the protocol: a reset or EOF mid-response, a malformed
-    /// or oversized response.
+    /// The peer broke the protocol: a malformed or oversized reply (bad
+    /// HTTP, a bad frame, a gRPC reply without grpc-status).
     Protocol,
+    /// The peer reset or closed the connection while the request was
+    /// outstanding (for HTTP/2 also RST_STREAM and GOAWAY).
+    Reset,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 4] = [
+    pub const COUNT: usize = 5;
+    pub const ALL: [ErrorKind; ErrorKind::COUNT] = [
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::Status,
         ErrorKind::Protocol,
+        ErrorKind::Reset,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -31,6 +36,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Status => "status",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Reset => "reset",
         }
     }
 

@@ -22,9 +22,13 @@ pub struct IntervalData {
     pub sent: u64,
     pub ok: u64,
     pub dropped: u64,
-    pub errors: [u64; 4],
+    pub errors: [u64; ErrorKind::COUNT],
     /// (HTTP status, count) for failing statuses.
     pub status_codes: Vec<(u32, u64)>,
+    /// (grpc-status, count) for failed gRPC calls.
+    pub grpc_codes: Vec<(u32, u64)>,
+    /// Per request definition, when the plan has more than one (else empty).
+    pub requests: Vec<RequestData>,
     /// Latency from the scheduled send time of ok requests.
     pub latency: Hist,
     /// Service time from the actual send of ok requests.
@@ -33,16 +37,55 @@ pub struct IntervalData {
     pub in_flight: u64,
 }
 
+/// One request definition's share of a second.
+#[derive(Debug, Clone)]
+pub struct RequestData {
+    pub intended: u64,
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub latency: Hist,
+}
+
+impl RequestData {
+    fn new() -> RequestData {
+        RequestData {
+            intended: 0,
+            sent: 0,
+            ok: 0,
+            errors: 0,
+            dropped: 0,
+            latency: histogram::new_hist(),
+        }
+    }
+
+    fn outstanding(&self) -> u64 {
+        self.intended - self.ok - self.errors - self.dropped
+    }
+}
+
 impl IntervalData {
     pub fn new(index: u32) -> IntervalData {
+        IntervalData::with_requests(index, 1)
+    }
+
+    /// An empty second of a plan with `requests` request definitions.
+    pub fn with_requests(index: u32, requests: usize) -> IntervalData {
         IntervalData {
             index,
             intended: 0,
             sent: 0,
             ok: 0,
             dropped: 0,
-            errors: [0; 4],
+            errors: [0; ErrorKind::COUNT],
             status_codes: Vec::new(),
+            grpc_codes: Vec::new(),
+            requests: if requests > 1 {
+                (0..requests).map(|_| RequestData::new()).collect()
+            } else {
+                Vec::new()
+            },
             latency: histogram::new_hist(),
             service: histogram::new_hist(),
             in_flight: 0,
@@ -75,16 +118,61 @@ impl Totals {
     }
 }
 
+/// A failing status a reply carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Http(u16),
+    Grpc(u32),
+}
+
+/// Which request an outcome belongs to: the second it was scheduled in and
+/// its request definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tag {
+    pub second: u32,
+    pub req: u16,
+}
+
+impl Tag {
+    pub fn new(second: u32, req: u16) -> Tag {
+        Tag { second, req }
+    }
+}
+
 /// The seconds not yet reported, oldest first, and the run's totals.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Recorder {
     /// `open[0]` is second `base`; seconds are contiguous.
     open: VecDeque<IntervalData>,
     base: u32,
+    /// Request definitions of the plan (per-request data only when > 1).
+    requests: usize,
     pub totals: Totals,
 }
 
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new(1)
+    }
+}
+
+fn bump(codes: &mut Vec<(u32, u64)>, code: u32) {
+    match codes.iter_mut().find(|(c, _)| *c == code) {
+        Some((_, n)) => *n += 1,
+        None => codes.push((code, 1)),
+    }
+}
+
 impl Recorder {
+    pub fn new(requests: usize) -> Recorder {
+        Recorder {
+            open: VecDeque::new(),
+            base: 0,
+            requests,
+            totals: Totals::default(),
+        }
+    }
+
     #[inline]
     fn at(&mut self, second: u32) -> &mut IntervalData {
         // Seconds before `base` were closed only once nothing of theirs was
@@ -92,48 +180,66 @@ impl Recorder {
         let i = second.saturating_sub(self.base) as usize;
         while self.open.len() <= i {
             let next = self.base + self.open.len() as u32;
-            self.open.push_back(IntervalData::new(next));
+            self.open
+                .push_back(IntervalData::with_requests(next, self.requests));
         }
         &mut self.open[i]
     }
 
     #[inline]
-    pub fn intended(&mut self, second: u32) {
-        self.at(second).intended += 1;
+    pub fn intended(&mut self, tag: Tag) {
+        let d = self.at(tag.second);
+        d.intended += 1;
+        if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
+            r.intended += 1;
+        }
         self.totals.intended += 1;
     }
 
     #[inline]
-    pub fn dropped(&mut self, second: u32) {
-        self.at(second).dropped += 1;
+    pub fn dropped(&mut self, tag: Tag) {
+        let d = self.at(tag.second);
+        d.dropped += 1;
+        if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
+            r.dropped += 1;
+        }
         self.totals.dropped += 1;
     }
 
     #[inline]
-    pub fn sent(&mut self, second: u32) {
-        self.at(second).sent += 1;
+    pub fn sent(&mut self, tag: Tag) {
+        let d = self.at(tag.second);
+        d.sent += 1;
+        if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
+            r.sent += 1;
+        }
         self.totals.sent += 1;
     }
 
     #[inline]
-    pub fn ok(&mut self, second: u32, latency: Duration, service: Duration) {
-        let d = self.at(second);
+    pub fn ok(&mut self, tag: Tag, latency: Duration, service: Duration) {
+        let d = self.at(tag.second);
         d.ok += 1;
         histogram::record(&mut d.latency, latency);
         histogram::record(&mut d.service, service);
+        if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
+            r.ok += 1;
+            histogram::record(&mut r.latency, latency);
+        }
         self.totals.ok += 1;
     }
 
     #[inline]
-    pub fn error(&mut self, second: u32, kind: ErrorKind, status: Option<u16>) {
-        let d = self.at(second);
+    pub fn error(&mut self, tag: Tag, kind: ErrorKind, status: Option<Status>) {
+        let d = self.at(tag.second);
         d.errors[kind.index()] += 1;
-        if let Some(code) = status {
-            let code = u32::from(code);
-            match d.status_codes.iter_mut().find(|(c, _)| *c == code) {
-                Some((_, n)) => *n += 1,
-                None => d.status_codes.push((code, 1)),
-            }
+        match status {
+            Some(Status::Http(code)) => bump(&mut d.status_codes, u32::from(code)),
+            Some(Status::Grpc(code)) => bump(&mut d.grpc_codes, code),
+            None => {}
+        }
+        if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
+            r.errors += 1;
         }
         self.totals.errors += 1;
     }
@@ -167,6 +273,9 @@ impl Recorder {
             let n = d.outstanding();
             d.errors[ErrorKind::Timeout.index()] += n;
             self.totals.errors += n;
+            for r in d.requests.iter_mut() {
+                r.errors += r.outstanding();
+            }
         }
     }
 }
@@ -175,25 +284,70 @@ impl Recorder {
 mod tests {
     use super::*;
 
+    const T0: Tag = Tag { second: 0, req: 0 };
+    const T1: Tag = Tag { second: 1, req: 0 };
+
+    #[test]
+    fn per_request_counts_add_up_to_the_second() {
+        let mut r = Recorder::new(2);
+        let a = Tag::new(0, 0);
+        let b = Tag::new(0, 1);
+        for _ in 0..3 {
+            r.intended(a);
+            r.sent(a);
+        }
+        r.intended(b);
+        r.dropped(b);
+        r.intended(b);
+        r.sent(b);
+        r.ok(a, Duration::from_millis(1), Duration::from_millis(1));
+        r.ok(a, Duration::from_millis(2), Duration::from_millis(1));
+        r.error(a, ErrorKind::Status, Some(Status::Grpc(14)));
+        r.error(b, ErrorKind::Reset, None);
+        let d = &r.close(1, false)[0];
+        assert_eq!((d.intended, d.ok, d.dropped, d.error_total()), (5, 2, 1, 2));
+        assert_eq!(d.grpc_codes, vec![(14, 1)]);
+        assert!(d.status_codes.is_empty());
+        let (ra, rb) = (&d.requests[0], &d.requests[1]);
+        assert_eq!(
+            (ra.intended, ra.sent, ra.ok, ra.errors, ra.dropped),
+            (3, 3, 2, 1, 0)
+        );
+        assert_eq!(
+            (rb.intended, rb.sent, rb.ok, rb.errors, rb.dropped),
+            (2, 1, 0, 1, 1)
+        );
+        assert_eq!(ra.latency.len(), 2);
+        assert_eq!(ra.intended + rb.intended, d.intended);
+    }
+
+    #[test]
+    fn one_request_keeps_no_per_request_data() {
+        let mut r = Recorder::new(1);
+        r.intended(T0);
+        r.ok(T0, Duration::from_millis(1), Duration::from_millis(1));
+        assert!(r.close(1, false)[0].requests.is_empty());
+    }
+
     #[test]
     fn outcomes_count_in_the_second_they_were_scheduled() {
         let mut r = Recorder::default();
         for _ in 0..4 {
-            r.intended(0);
+            r.intended(T0);
         }
-        r.dropped(0);
+        r.dropped(T0);
         for _ in 0..3 {
-            r.sent(0);
+            r.sent(T0);
         }
-        r.intended(1);
-        r.sent(1);
-        r.ok(0, Duration::from_millis(20), Duration::from_millis(19));
+        r.intended(T1);
+        r.sent(T1);
+        r.ok(T0, Duration::from_millis(20), Duration::from_millis(19));
         // Second 0 still has two requests out: nothing closes yet, and second
         // 1 waits behind it even though its own request is done.
-        r.ok(1, Duration::from_millis(5), Duration::from_millis(5));
+        r.ok(T1, Duration::from_millis(5), Duration::from_millis(5));
         assert!(r.close(2, false).is_empty());
-        r.error(0, ErrorKind::Status, Some(503));
-        r.ok(0, Duration::from_millis(1500), Duration::from_millis(10));
+        r.error(T0, ErrorKind::Status, Some(Status::Http(503)));
+        r.ok(T0, Duration::from_millis(1500), Duration::from_millis(10));
         let closed = r.close(2, false);
         assert_eq!(
             closed.iter().map(|d| d.index).collect::<Vec<_>>(),
@@ -218,8 +372,12 @@ mod tests {
     #[test]
     fn the_current_second_stays_open_and_gaps_close_empty() {
         let mut r = Recorder::default();
-        r.intended(3);
-        r.ok(3, Duration::from_millis(1), Duration::from_millis(1));
+        r.intended(Tag::new(3, 0));
+        r.ok(
+            Tag::new(3, 0),
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        );
         let closed = r.close(3, false);
         assert_eq!(
             closed.iter().map(|d| d.index).collect::<Vec<_>>(),
@@ -232,9 +390,9 @@ mod tests {
     #[test]
     fn forcing_closes_everything_after_the_rest_timed_out() {
         let mut r = Recorder::default();
-        r.intended(0);
-        r.sent(0);
-        r.intended(1);
+        r.intended(T0);
+        r.sent(T0);
+        r.intended(T1);
         assert!(r.close(5, false).is_empty());
         r.time_out_the_rest();
         let closed = r.close(5, true);

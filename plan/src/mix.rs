@@ -1,0 +1,155 @@
+//! Which request definition global arrival `k` sends.
+//!
+//! A scenario may define several weighted requests (80 % `GET /items`, 20 %
+//! `POST /orders`). The choice is a pure function of the global arrival
+//! index, so it is the same on every worker, after every re-split, and in
+//! every run:
+//!
+//! - the global sequence is cut into blocks of `W = Σ weights` arrivals, and
+//!   each block holds every request exactly `weight` times (a smooth
+//!   weighted round robin table), so over the whole cluster the mix is exact
+//!   to within one block at any point of the run;
+//! - each block starts the table at an offset drawn from the block number
+//!   (a hash, not a counter), so a worker whose share is every `c`-th
+//!   arrival does not keep landing on the same table entry: each worker sees
+//!   the whole mix, not one request type.
+
+/// The request of each arrival, built once from the weights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestMix {
+    /// One block: request indexes, each `weight` times, smoothly spread.
+    table: Vec<u16>,
+}
+
+impl RequestMix {
+    /// `weights` must be non-empty, each 1..=1000, at most 100 of them (as
+    /// [`crate::Plan::validate`] ensures).
+    pub fn new(weights: &[u32]) -> RequestMix {
+        assert!(!weights.is_empty() && weights.len() <= u16::MAX as usize);
+        let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
+        let mut current = vec![0i64; weights.len()];
+        let mut table = Vec::with_capacity(total as usize);
+        for _ in 0..total {
+            for (c, &w) in current.iter_mut().zip(weights) {
+                *c += i64::from(w);
+            }
+            let (best, _) = current
+                .iter()
+                .enumerate()
+                .max_by_key(|&(i, &c)| (c, std::cmp::Reverse(i)))
+                .expect("non-empty");
+            current[best] -= total;
+            table.push(best as u16);
+        }
+        RequestMix { table }
+    }
+
+    /// Whether there is only one request (then `pick` is always 0).
+    pub fn is_single(&self) -> bool {
+        self.table.len() == 1 || self.table.iter().all(|&r| r == 0)
+    }
+
+    /// The request definition global arrival `k` sends.
+    #[inline]
+    pub fn pick(&self, k: u64) -> usize {
+        let w = self.table.len() as u64;
+        if w == 1 {
+            return 0;
+        }
+        let block = k / w;
+        let offset = splitmix64(block) % w;
+        self.table[((k % w + offset) % w) as usize] as usize
+    }
+}
+
+/// A 64-bit finaliser (SplitMix64): a cheap, well-mixed hash of a counter.
+#[inline]
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Partition;
+
+    fn counts(mix: &RequestMix, ks: impl Iterator<Item = u64>, n: usize) -> Vec<u64> {
+        let mut c = vec![0u64; n];
+        for k in ks {
+            c[mix.pick(k)] += 1;
+        }
+        c
+    }
+
+    #[test]
+    fn one_request_is_always_picked() {
+        let mix = RequestMix::new(&[7]);
+        assert!(mix.is_single());
+        assert!((0..1000).all(|k| mix.pick(k) == 0));
+    }
+
+    #[test]
+    fn every_block_holds_each_request_exactly_weight_times() {
+        for weights in [&[80u32, 20][..], &[1, 1], &[3, 2, 1], &[1000, 1], &[5, 7, 11, 13]] {
+            let mix = RequestMix::new(weights);
+            let w: u64 = weights.iter().map(|&x| u64::from(x)).sum();
+            for block in [0u64, 1, 2, 17, 1_000_003] {
+                let c = counts(&mix, block * w..(block + 1) * w, weights.len());
+                let expected: Vec<u64> = weights.iter().map(|&x| u64::from(x)).collect();
+                assert_eq!(c, expected, "weights {weights:?} block {block}");
+            }
+        }
+    }
+
+    #[test]
+    fn any_prefix_is_within_one_block_of_the_exact_mix() {
+        let weights = [80u32, 15, 5];
+        let mix = RequestMix::new(&weights);
+        let mut c = [0u64; 3];
+        for k in 0..100_000u64 {
+            c[mix.pick(k)] += 1;
+            let n = (k + 1) as f64;
+            for (i, &w) in weights.iter().enumerate() {
+                let exact = n * f64::from(w) / 100.0;
+                assert!((c[i] as f64 - exact).abs() <= f64::from(w), "k {k} {c:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_worker_of_a_partition_sees_the_whole_mix() {
+        // The dangerous case: shares whose period shares factors with the
+        // table length (2 workers, weights 1:1 would give each worker one
+        // request type with a plain k mod W).
+        for weights in [&[1u32, 1][..], &[80, 20], &[1, 2, 1]] {
+            let mix = RequestMix::new(weights);
+            let total: f64 = weights.iter().map(|&x| f64::from(x)).sum();
+            for workers in [2usize, 3, 4, 10] {
+                let p = Partition::new(&vec![1; workers]).unwrap();
+                for share in p.shares() {
+                    let ks = (0..200_000u64).filter(|k| share.owns(*k));
+                    let c = counts(&mix, ks, weights.len());
+                    let n: u64 = c.iter().sum();
+                    for (i, &w) in weights.iter().enumerate() {
+                        let got = c[i] as f64 / n as f64;
+                        let want = f64::from(w) / total;
+                        assert!(
+                            (got - want).abs() < 0.02,
+                            "weights {weights:?}, {workers} workers: request {i} got {got:.3}, want {want:.3}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_table_is_smooth() {
+        // 80:20 alternates four of one with one of the other, not 80 then 20.
+        let mix = RequestMix::new(&[4, 1]);
+        assert_eq!(mix.table, vec![0, 0, 1, 0, 0]);
+    }
+}

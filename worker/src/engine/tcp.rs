@@ -1,0 +1,365 @@
+//! Framed TCP messages: each message is a 4-byte big-endian length and the
+//! payload; the server answers each with one frame of the same form, in
+//! order. Up to `pipeline` messages are in flight on one connection.
+//!
+//! One task per connection, no allocation per message: the frames of every
+//! request definition are built once, a batch of due messages is copied into
+//! one reused write buffer and written with one `write_all`, and replies are
+//! parsed (and their payload skipped) from one reused read buffer. The
+//! reply to the oldest outstanding message is always the next frame, so a
+//! reply that does not come in time blocks those behind it: the connection
+//! is then closed, the oldest message counts as `timeout` and the ones
+//! behind it as `reset`.
+//!
+//! This is the template for other message protocols: [`Frames`] encodes a
+//! message, [`FrameReader`] decodes one reply.
+
+use super::conn::{Job, Shared, Wire};
+use super::http1::is_reset;
+use super::net::Io;
+use super::outcome::ErrorKind;
+use std::collections::VecDeque;
+use std::io;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::time::{timeout_at, Instant};
+use volley_plan::Request;
+
+/// Largest reply frame accepted; a longer length prefix is a bad frame.
+pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The encoded frame of each request definition.
+pub struct Frames(Vec<Box<[u8]>>);
+
+impl Frames {
+    pub fn new(requests: &[Request]) -> Result<Frames, String> {
+        requests
+            .iter()
+            .map(|r| {
+                let payload = r.body.to_bytes();
+                let len = u32::try_from(payload.len())
+                    .ok()
+                    .filter(|&n| n <= MAX_FRAME)
+                    .ok_or_else(|| {
+                        format!("{}: a frame holds at most {MAX_FRAME} bytes", r.name)
+                    })?;
+                let mut frame = Vec::with_capacity(4 + payload.len());
+                frame.extend_from_slice(&len.to_be_bytes());
+                frame.extend_from_slice(&payload);
+                Ok(frame.into_boxed_slice())
+            })
+            .collect::<Result<_, String>>()
+            .map(Frames)
+    }
+
+    #[inline]
+    pub fn get(&self, req: u16) -> &[u8] {
+        &self.0[usize::from(req)]
+    }
+}
+
+/// Why a reply could not be read.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed or reset the connection.
+    Closed,
+    Io(io::Error),
+    /// A length prefix above [`MAX_FRAME`].
+    TooLong(u32),
+}
+
+/// Reads reply frames, skipping their payloads, from one reused buffer.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// Payload bytes of the current frame still to skip.
+    skipping: u64,
+    /// Whether the current frame's header has been read.
+    in_frame: bool,
+    last_len: u32,
+}
+
+impl FrameReader {
+    /// Takes one complete frame from what is buffered, if there is one.
+    /// Returns its length.
+    pub fn try_frame(&mut self) -> Result<Option<u32>, FrameError> {
+        loop {
+            if self.in_frame {
+                let have = (self.end - self.pos) as u64;
+                let take = have.min(self.skipping);
+                self.pos += take as usize;
+                self.skipping -= take;
+                if self.skipping > 0 {
+                    return Ok(None);
+                }
+                self.in_frame = false;
+                return Ok(Some(self.last_len));
+            }
+            if self.end - self.pos < 4 {
+                return Ok(None);
+            }
+            let mut len = [0u8; 4];
+            len.copy_from_slice(&self.buf[self.pos..self.pos + 4]);
+            let len = u32::from_be_bytes(len);
+            if len > MAX_FRAME {
+                return Err(FrameError::TooLong(len));
+            }
+            self.pos += 4;
+            self.in_frame = true;
+            self.skipping = u64::from(len);
+            self.last_len = len;
+        }
+    }
+
+    /// Reads until one complete frame is in, and takes it.
+    pub async fn read_frame<S: AsyncRead + Unpin>(
+        &mut self,
+        stream: &mut S,
+    ) -> Result<u32, FrameError> {
+        loop {
+            if let Some(len) = self.try_frame()? {
+                return Ok(len);
+            }
+            if self.pos == self.end {
+                self.pos = 0;
+                self.end = 0;
+            } else if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            }
+            if self.buf.len() < READ_CHUNK {
+                self.buf.resize(READ_CHUNK, 0);
+            }
+            match stream.read(&mut self.buf[self.end..]).await {
+                Ok(0) => return Err(FrameError::Closed),
+                Ok(n) => self.end += n,
+                Err(e) if is_reset(&e) => return Err(FrameError::Closed),
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
+    }
+}
+
+/// A message on the wire, waiting for its reply.
+struct Outstanding {
+    job: Job,
+    sent: Instant,
+}
+
+/// One pipelined connection: takes up to `pipeline` queued messages, writes
+/// them in one go, and completes them as replies arrive, until the pool
+/// stops.
+pub async fn connection(sh: &Shared) {
+    let Wire::Tcp(frames) = &sh.wire else {
+        return;
+    };
+    let mut stream: Option<Io> = None;
+    let mut reader = FrameReader::default();
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut flight: VecDeque<Outstanding> = VecDeque::with_capacity(sh.per_conn);
+    loop {
+        // Messages before `written` are on the wire already.
+        let written = flight.len();
+        // Intake: wait for work only when nothing is on the wire; otherwise
+        // top the pipeline up with what is already queued.
+        if flight.is_empty() {
+            let Some(job) = sh.next_job().await else {
+                return;
+            };
+            let now = Instant::now();
+            if sh.expired(&job, now) {
+                continue;
+            }
+            if stream.is_none() {
+                match timeout_at(now + sh.timeout, sh.connector.connect()).await {
+                    Ok(Ok(s)) => {
+                        stream = Some(s);
+                        reader = FrameReader::default();
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        sh.fail(&job, ErrorKind::Connect);
+                        continue;
+                    }
+                }
+            }
+            flight.push_back(Outstanding { job, sent: now });
+        }
+        let now = Instant::now();
+        while flight.len() < sh.per_conn {
+            let Some(job) = sh.try_job() else { break };
+            if !sh.expired(&job, now) {
+                flight.push_back(Outstanding { job, sent: now });
+            }
+        }
+        let Some(s) = stream.as_mut() else {
+            fail_all(sh, &mut flight, ErrorKind::Reset);
+            continue;
+        };
+        if flight.len() > written {
+            {
+                let mut rec = sh.rec.borrow_mut();
+                for o in flight.iter_mut().skip(written) {
+                    o.sent = now;
+                    out.extend_from_slice(frames.get(o.job.tag.req));
+                    rec.sent(o.job.tag);
+                }
+            }
+            let deadline = flight.front().map_or(now, |o| o.sent) + sh.timeout;
+            let wrote = timeout_at(deadline, s.write_all(&out)).await;
+            out.clear();
+            match wrote {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let kind = if is_reset(&e) {
+                        ErrorKind::Reset
+                    } else {
+                        ErrorKind::Protocol
+                    };
+                    stream = None;
+                    fail_all(sh, &mut flight, kind);
+                    continue;
+                }
+                Err(_elapsed) => {
+                    stream = None;
+                    fail_oldest_then_reset(sh, &mut flight, ErrorKind::Timeout);
+                    continue;
+                }
+            }
+        }
+        // Wait for the oldest reply, then take every other one already in.
+        let Some(oldest) = flight.front() else {
+            continue;
+        };
+        let deadline = oldest.sent + sh.timeout;
+        let failed = match timeout_at(deadline, reader.read_frame(s)).await {
+            Ok(Ok(_len)) => {
+                complete_oldest(sh, &mut flight);
+                loop {
+                    if flight.is_empty() {
+                        break None;
+                    }
+                    match reader.try_frame() {
+                        Ok(Some(_)) => complete_oldest(sh, &mut flight),
+                        Ok(None) => break None,
+                        Err(e) => break Some(kind_of(&e)),
+                    }
+                }
+            }
+            Ok(Err(e)) => Some(kind_of(&e)),
+            Err(_elapsed) => Some(ErrorKind::Timeout),
+        };
+        if let Some(kind) = failed {
+            stream = None;
+            fail_oldest_then_reset(sh, &mut flight, kind);
+        }
+    }
+}
+
+fn kind_of(e: &FrameError) -> ErrorKind {
+    match e {
+        FrameError::Closed => ErrorKind::Reset,
+        FrameError::Io(_) | FrameError::TooLong(_) => ErrorKind::Protocol,
+    }
+}
+
+#[inline]
+fn complete_oldest(sh: &Shared, flight: &mut VecDeque<Outstanding>) {
+    if let Some(o) = flight.pop_front() {
+        let now = Instant::now();
+        sh.rec
+            .borrow_mut()
+            .ok(o.job.tag, now - o.job.sched, now - o.sent);
+    }
+}
+
+/// The oldest message fails as `kind`; the ones behind it lost their
+/// connection with it.
+fn fail_oldest_then_reset(sh: &Shared, flight: &mut VecDeque<Outstanding>, kind: ErrorKind) {
+    if let Some(o) = flight.pop_front() {
+        sh.fail(&o.job, kind);
+    }
+    fail_all(sh, flight, ErrorKind::Reset);
+}
+
+fn fail_all(sh: &Shared, flight: &mut VecDeque<Outstanding>, kind: ErrorKind) {
+    for o in flight.drain(..) {
+        sh.fail(&o.job, kind);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::duplex;
+
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn frames_are_length_prefixed() {
+        let mut r = Request::get("/");
+        r.body = volley_plan::Body::Bytes(b"hello".to_vec());
+        let mut empty = Request::get("/");
+        empty.body = volley_plan::Body::Generated(0);
+        let f = Frames::new(&[r, empty]).unwrap();
+        assert_eq!(f.get(0), &frame(b"hello")[..]);
+        assert_eq!(f.get(1), &[0, 0, 0, 0][..]);
+    }
+
+    #[tokio::test]
+    async fn replies_split_anywhere_are_read_in_order() {
+        let mut wire = Vec::new();
+        for n in [3usize, 0, 70_000, 1] {
+            wire.extend(frame(&vec![7u8; n]));
+        }
+        // Every split point of the header and payload boundaries.
+        for chunk in [1usize, 3, 5, 4096, 1 << 20] {
+            let (mut a, mut b) = duplex(1 << 16);
+            let data = wire.clone();
+            let writer = tokio::spawn(async move {
+                for c in data.chunks(chunk) {
+                    a.write_all(c).await.unwrap();
+                }
+            });
+            let mut r = FrameReader::default();
+            let mut got = Vec::new();
+            for _ in 0..4 {
+                got.push(r.read_frame(&mut b).await.unwrap());
+            }
+            writer.await.unwrap();
+            assert_eq!(got, vec![3, 0, 70_000, 1], "chunk {chunk}");
+            assert!(matches!(
+                r.read_frame(&mut b).await,
+                Err(FrameError::Closed)
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_length_is_a_bad_frame() {
+        let (mut a, mut b) = duplex(64);
+        a.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+        let mut r = FrameReader::default();
+        assert!(matches!(
+            r.read_frame(&mut b).await,
+            Err(FrameError::TooLong(0xffff_ffff))
+        ));
+    }
+
+    #[test]
+    fn try_frame_takes_only_complete_frames() {
+        let mut r = FrameReader::default();
+        let mut data = frame(b"abc");
+        data.extend(&frame(b"de")[..3]);
+        r.buf = data.clone();
+        r.end = data.len();
+        assert_eq!(r.try_frame().unwrap(), Some(3));
+        assert_eq!(r.try_frame().unwrap(), None);
+    }
+}

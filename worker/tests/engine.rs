@@ -1,0 +1,504 @@
+//! The traffic engine against small servers written here, one per
+//! behaviour, for every protocol: counts add up, replies are matched to
+//! their requests, and each way of failing lands in its own error kind.
+//! (The cross-process tests against nginx, grpcio and the built-in target
+//! are in `integration-tests/tests/protocols.rs`.)
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use volley_plan::{Body, Load, Plan, Protocol, Request, Share, Stage, Target, Tls};
+use volley_worker::engine::{self, EngineEvent, EngineSetup};
+
+/// What one engine run reported, summed over its seconds.
+#[derive(Debug, Default)]
+struct Outcome {
+    intended: u64,
+    sent: u64,
+    ok: u64,
+    dropped: u64,
+    /// connect, timeout, status, protocol, reset
+    errors: [u64; 5],
+    grpc: Vec<(u32, u64)>,
+    http: Vec<(u32, u64)>,
+    /// intended, ok per request definition
+    per_request: Vec<(u64, u64)>,
+}
+
+fn plan(url: String, protocol: Protocol, requests: Vec<Request>, rps: f64, secs: u64) -> Plan {
+    Plan {
+        target: Target {
+            url,
+            protocol,
+            timeout: Duration::from_millis(500),
+            requests,
+            tls: Tls::default(),
+        },
+        load: Load {
+            connections: 4,
+            per_connection: protocol.default_per_connection(),
+            ..Load::default()
+        },
+        stages: vec![Stage {
+            name: "s".into(),
+            duration: Duration::from_secs(secs),
+            from_rps: rps,
+            to_rps: rps,
+            burst: false,
+        }],
+    }
+}
+
+fn message(bytes: &[u8]) -> Request {
+    Request {
+        name: "m".into(),
+        weight: 1,
+        method: "POST".into(),
+        path: "/echo.Echo/Say".into(),
+        headers: vec![],
+        body: Body::Bytes(bytes.to_vec()),
+    }
+}
+
+async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let setup = EngineSetup {
+        plan,
+        share: Share::whole(),
+        share_from: 0.0,
+        addr,
+    };
+    let _handle = engine::start(setup, Instant::now(), tx).unwrap();
+    let mut out = Outcome::default();
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("the engine finishes")
+    {
+        match ev {
+            EngineEvent::Interval(d) => {
+                out.intended += d.intended;
+                out.sent += d.sent;
+                out.ok += d.ok;
+                out.dropped += d.dropped;
+                for (a, b) in out.errors.iter_mut().zip(d.errors) {
+                    *a += b;
+                }
+                out.grpc.extend(d.grpc_codes.iter().copied());
+                out.http.extend(d.status_codes.iter().copied());
+                if out.per_request.len() < d.requests.len() {
+                    out.per_request.resize(d.requests.len(), (0, 0));
+                }
+                for (acc, r) in out.per_request.iter_mut().zip(&d.requests) {
+                    acc.0 += r.intended;
+                    acc.1 += r.ok;
+                }
+            }
+            EngineEvent::Finished(t) => {
+                assert_eq!(t.intended, t.ok + t.errors + t.dropped);
+                assert_eq!(t.intended, out.intended);
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn sum(codes: &[(u32, u64)], code: u32) -> u64 {
+    codes.iter().filter(|c| c.0 == code).map(|c| c.1).sum()
+}
+
+const CONNECT: usize = 0;
+const TIMEOUT: usize = 1;
+const STATUS: usize = 2;
+const PROTOCOL: usize = 3;
+const RESET: usize = 4;
+
+/// A framed-TCP server: `reply` decides what to do with each message.
+#[derive(Clone, Copy)]
+enum TcpMode {
+    Echo,
+    /// Echo, but close the connection instead of answering every n-th.
+    CloseEvery(u64),
+    /// Answer with a length prefix of 0xFFFFFFFF.
+    BadFrame,
+    /// Read and never answer.
+    Silent,
+}
+
+struct TcpServer {
+    addr: SocketAddr,
+    answered: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+}
+
+async fn tcp_server(mode: TcpMode) -> TcpServer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(AtomicU64::new(0));
+    let connections = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(AtomicU64::new(0));
+    let (a, c) = (answered.clone(), connections.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            c.fetch_add(1, Ordering::Relaxed);
+            s.set_nodelay(true).unwrap();
+            let (a, seen) = (a.clone(), seen.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+                    if s.read_exact(&mut payload).await.is_err() {
+                        return;
+                    }
+                    let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
+                    match mode {
+                        TcpMode::Echo => {}
+                        TcpMode::CloseEvery(every) if n.is_multiple_of(every) => return,
+                        TcpMode::CloseEvery(_) => {}
+                        TcpMode::BadFrame => {
+                            let _ = s.write_all(&[0xff; 4]).await;
+                            continue;
+                        }
+                        TcpMode::Silent => continue,
+                    }
+                    let mut frame = len.to_vec();
+                    frame.extend_from_slice(&payload);
+                    if s.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    a.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    TcpServer {
+        addr,
+        answered,
+        connections,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_messages_are_pipelined_and_all_answered() {
+    let server = tcp_server(TcpMode::Echo).await;
+    let url = format!("tcp://{}", server.addr);
+    let out = run(
+        plan(url, Protocol::Tcp, vec![message(b"hello")], 2000.0, 2),
+        server.addr,
+    )
+    .await;
+    assert_eq!(out.intended, 4000);
+    assert_eq!((out.ok, out.sent, out.dropped), (4000, 4000, 0), "{out:?}");
+    assert_eq!(out.errors, [0; 5]);
+    assert_eq!(server.answered.load(Ordering::Relaxed), 4000);
+    // 2 messages per ms on a pipeline of 16: a connection or two suffice.
+    assert!(server.connections.load(Ordering::Relaxed) <= 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_failures_are_classified() {
+    // A closed connection: the unanswered message and any behind it reset.
+    let server = tcp_server(TcpMode::CloseEvery(50)).await;
+    let out = run(
+        plan(
+            format!("tcp://{}", server.addr),
+            Protocol::Tcp,
+            vec![message(b"x")],
+            500.0,
+            1,
+        ),
+        server.addr,
+    )
+    .await;
+    assert_eq!(out.ok, server.answered.load(Ordering::Relaxed));
+    assert!(out.errors[RESET] >= 10, "{out:?}");
+    assert_eq!(out.ok + out.errors[RESET], 500, "{out:?}");
+
+    let server = tcp_server(TcpMode::BadFrame).await;
+    let out = run(
+        plan(
+            format!("tcp://{}", server.addr),
+            Protocol::Tcp,
+            vec![message(b"x")],
+            50.0,
+            1,
+        ),
+        server.addr,
+    )
+    .await;
+    assert_eq!(out.ok, 0);
+    assert!(out.errors[PROTOCOL] >= 1, "{out:?}");
+    assert_eq!(out.errors[PROTOCOL] + out.errors[RESET], 50, "{out:?}");
+
+    let server = tcp_server(TcpMode::Silent).await;
+    let out = run(
+        plan(
+            format!("tcp://{}", server.addr),
+            Protocol::Tcp,
+            vec![message(b"x")],
+            20.0,
+            1,
+        ),
+        server.addr,
+    )
+    .await;
+    assert_eq!(out.ok, 0);
+    assert!(out.errors[TIMEOUT] >= 1, "{out:?}");
+    assert_eq!(out.errors[TIMEOUT] + out.errors[RESET], 20, "{out:?}");
+
+    // Nothing listening.
+    let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = free.local_addr().unwrap();
+    drop(free);
+    let out = run(
+        plan(
+            format!("tcp://{addr}"),
+            Protocol::Tcp,
+            vec![message(b"x")],
+            20.0,
+            1,
+        ),
+        addr,
+    )
+    .await;
+    assert_eq!(out.errors[CONNECT], 20, "{out:?}");
+}
+
+/// An HTTP/2 server: gRPC-style when the request says so; every `fail_every`
+/// th request fails (HTTP 503, or grpc-status 14).
+async fn h2_server(fail_every: u64) -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(AtomicU64::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(serve_h2(s, fail_every, count.clone()));
+        }
+    });
+    (addr, served)
+}
+
+/// Answers HTTP/2 requests on one connection (see [`h2_server`]).
+async fn serve_h2<S>(s: S, fail_every: u64, count: Arc<AtomicU64>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let Ok(mut conn) = h2::server::handshake(s).await else {
+        return;
+    };
+    while let Some(Ok((req, mut respond))) = conn.accept().await {
+        let count = count.clone();
+        tokio::spawn(async move {
+            let grpc = req
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            let mut body = req.into_body();
+            let mut got = Vec::new();
+            while let Some(Ok(chunk)) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                got.extend_from_slice(&chunk);
+            }
+            let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+            let fail = fail_every > 0 && n.is_multiple_of(fail_every);
+            if !grpc {
+                let status = if fail { 503 } else { 200 };
+                let resp = http::Response::builder().status(status).body(()).unwrap();
+                let mut stream = respond.send_response(resp, false).unwrap();
+                let _ = stream.send_data(Bytes::from_static(b"hello"), true);
+                return;
+            }
+            let resp = http::Response::builder()
+                .status(200)
+                .header("content-type", "application/grpc")
+                .body(())
+                .unwrap();
+            let mut stream = respond.send_response(resp, false).unwrap();
+            let _ = stream.send_data(Bytes::from(got), false);
+            let mut trailers = http::HeaderMap::new();
+            let code = if fail { "14" } else { "0" };
+            trailers.insert("grpc-status", code.parse().unwrap());
+            let _ = stream.send_trailers(trailers);
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_multiplex_and_statuses_count() {
+    let (addr, served) = h2_server(10).await;
+    let mut get = Request::get("/items");
+    get.name = "items".into();
+    let out = run(
+        plan(
+            format!("http://{addr}/"),
+            Protocol::Http2,
+            vec![get],
+            1000.0,
+            2,
+        ),
+        addr,
+    )
+    .await;
+    assert_eq!(served.load(Ordering::Relaxed), 2000);
+    assert_eq!((out.ok, out.errors[STATUS]), (1800, 200), "{out:?}");
+    assert_eq!(sum(&out.http, 503), 200);
+    assert_eq!(out.errors.iter().sum::<u64>(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_judge_grpc_status_and_weighted_requests_split() {
+    let (addr, served) = h2_server(4).await;
+    let mut a = message(b"a");
+    a.weight = 3;
+    let mut b = message(b"bb");
+    b.path = "/echo.Echo/Other".into();
+    let out = run(
+        plan(
+            format!("http://{addr}"),
+            Protocol::Grpc,
+            vec![a, b],
+            800.0,
+            1,
+        ),
+        addr,
+    )
+    .await;
+    assert_eq!(served.load(Ordering::Relaxed), 800);
+    assert_eq!((out.ok, out.errors[STATUS]), (600, 200), "{out:?}");
+    assert_eq!(sum(&out.grpc, 14), 200);
+    assert!(out.http.is_empty());
+    // 3:1, exact over whole blocks of 4 arrivals.
+    assert_eq!(
+        out.per_request,
+        vec![(600, out.per_request[0].1), (200, out.per_request[1].1)]
+    );
+    assert_eq!(out.per_request[0].1 + out.per_request[1].1, 600);
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs (test.sh installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+/// A CA, and a certificate for 127.0.0.1 signed by it, in `dir`.
+fn certificates(dir: &std::path::Path) {
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let args = |s: String| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    let run = |s: String| {
+        let a = args(s);
+        openssl(dir, &a.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    run(format!(
+        "req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=volley-engine-test-ca"
+    ));
+    run(format!(
+        "req {ec} -keyout server.key -out server.csr -subj /CN=localhost"
+    ));
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run("x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile san.ext".into());
+}
+
+/// A TLS server offering ALPN h2 and http/1.1: HTTP/2 as [`serve_h2`],
+/// HTTP/1.1 answering every request `200 ok`.
+async fn tls_server(dir: &std::path::Path) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    serve_h2(tls, 0, Arc::new(AtomicU64::new(0))).await;
+                    return;
+                }
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if tls.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_custom_ca_for_http1_and_http2_and_nothing_without_it() {
+    let dir = std::env::temp_dir().join(format!("volley-engine-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    certificates(&dir);
+    let ca = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
+    let addr = tls_server(&dir).await;
+    let url = format!("https://{addr}/x");
+    for protocol in [Protocol::Http1, Protocol::Http2] {
+        let mut p = plan(url.clone(), protocol, vec![Request::get("/x")], 200.0, 1);
+        p.target.tls.ca_pem = Some(ca.clone());
+        let out = run(p, addr).await;
+        assert_eq!((out.ok, out.errors), (200, [0; 5]), "{protocol:?} {out:?}");
+
+        // Not trusted: every request fails to connect.
+        let p = plan(url.clone(), protocol, vec![Request::get("/x")], 20.0, 1);
+        let out = run(p, addr).await;
+        assert_eq!(out.errors[CONNECT], 20, "{protocol:?} {out:?}");
+
+        // Trusted blindly, only when asked.
+        let mut p = plan(url.clone(), protocol, vec![Request::get("/x")], 20.0, 1);
+        p.target.tls.insecure_skip_verify = true;
+        let out = run(p, addr).await;
+        assert_eq!(out.ok, 20, "{protocol:?} {out:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
