@@ -31,8 +31,18 @@ pub enum Command {
     Run(RunArgs),
     /// The long-lived coordinator for cluster mode
     Serve(ServeArgs),
-    /// The built-in target server (HTTP/1.1) for quickstarts, tests and
-    /// self-checks
+    /// The built-in target server for quickstarts, tests and self-checks:
+    /// HTTP/1.1, HTTP/2 (h2c) and gRPC echo on --listen, framed-TCP echo on
+    /// --tcp-listen
+    ///
+    /// Answers HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on one port; over
+    /// HTTP/2, a request whose content-type starts with application/grpc is a
+    /// unary call to an echo service (any method; the reply message is the
+    /// request message). --tcp-listen adds an echo of length-prefixed frames (a
+    /// 4-byte big-endian length, then the payload). --delay, --error-rate and
+    /// --capacity apply to every protocol together: an injected error is HTTP
+    /// 500, grpc-status 14 (UNAVAILABLE), or for framed TCP the connection closed
+    /// instead of the reply. GET /__volley/stats reports the counts.
     Target(TargetArgs),
     /// Re-render a saved report
     Report(ReportArgs),
@@ -124,20 +134,25 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// HTTP/1.1 listen address
+    /// HTTP/1.1, HTTP/2 (h2c) and gRPC listen address
     #[arg(long, env = "VOLLEY_TARGET_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Also serve the framed-TCP echo on this address
+    #[arg(long, env = "VOLLEY_TARGET_TCP_LISTEN")]
+    pub tcp_listen: Option<SocketAddr>,
     /// Fixed extra latency per request
     #[arg(long, env = "VOLLEY_TARGET_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
     pub delay: Duration,
-    /// Fraction of requests answered 500 (exact, deterministic)
+    /// Fraction of requests failed (exact, deterministic): HTTP 500,
+    /// grpc-status 14, or a closed TCP connection
     #[arg(long, env = "VOLLEY_TARGET_ERROR_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
     pub error_rate: f64,
-    /// Response body size in bytes
+    /// HTTP response body size in bytes (gRPC and TCP echo the request)
     #[arg(long, env = "VOLLEY_TARGET_BODY_SIZE", default_value_t = 64)]
     pub body_size: usize,
-    /// Serve at most this many requests per second through a FIFO queue
-    /// (e.g. 5000 or 5k); overload then shows as growing latency
+    /// Serve at most this many requests per second, all protocols together,
+    /// through a FIFO queue (e.g. 5000 or 5k); overload then shows as
+    /// growing latency
     #[arg(long, env = "VOLLEY_TARGET_CAPACITY", value_parser = parse_rate)]
     pub capacity: Option<f64>,
     /// Server threads (default: one per core)

@@ -8,7 +8,7 @@
 use crate::client::{self, SubmitOptions};
 use crate::exit::{CliError, Exit};
 use crate::report::Report;
-use crate::scenario::ScenarioTarget;
+use crate::scenario::{builtin_url, ScenarioTarget};
 use crate::service;
 use crate::state::{Coordinator, CoordinatorConfig};
 use std::path::PathBuf;
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use volley_worker::target::{self, TargetConfig, TargetStats};
+use volley_plan::Protocol;
+use volley_worker::target::{Target, TargetConfig, TargetStats};
 use volley_worker::WorkerConfig;
 
 #[derive(Debug, Clone)]
@@ -50,7 +51,10 @@ pub async fn run(
         let addr = std_listener
             .local_addr()
             .map_err(|e| CliError::incomplete(e.to_string()))?;
-        builtin_target_url = Some(format!("http://{addr}/"));
+        // HTTP/1.1, HTTP/2 and gRPC share the HTTP listener; framed TCP
+        // gets the TCP echo instead.
+        let protocol = scenario.plan.target.protocol;
+        builtin_target_url = Some(builtin_url(protocol, addr));
         let config = TargetConfig {
             delay: b.delay,
             error_rate: b.error_rate,
@@ -72,13 +76,12 @@ pub async fn run(
                     .set_nonblocking(true)
                     .expect("nonblocking listener");
                 let listener = TcpListener::from_std(std_listener).expect("tokio listener");
-                let _ = target::serve(
-                    listener,
-                    config,
-                    Arc::new(TargetStats::default()),
-                    stopped(rx),
-                )
-                .await;
+                let target = Target::new(&config, Arc::new(TargetStats::default()));
+                let _ = if protocol == Protocol::Tcp {
+                    target.serve_tcp(listener, stopped(rx)).await
+                } else {
+                    target.serve(listener, stopped(rx)).await
+                };
             });
         }));
     }

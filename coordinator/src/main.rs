@@ -203,14 +203,27 @@ async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
 }
 
 async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
-    use volley_worker::target::{self, TargetConfig, TargetStats};
+    use volley_worker::target::{Target, TargetConfig, TargetStats};
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .map_err(|e| CliError::bad_input(format!("--listen {}: {e}", a.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| CliError::incomplete(e.to_string()))?;
-    println!("volley: target listening on http://{addr}/");
+    let tcp_listener = match a.tcp_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| CliError::bad_input(format!("--tcp-listen {addr}: {e}")))?,
+        ),
+        None => None,
+    };
+    let local = |l: &tokio::net::TcpListener| {
+        l.local_addr()
+            .map_err(|e| CliError::incomplete(e.to_string()))
+    };
+    // Scripts and tests read these lines to learn the ports of :0.
+    println!("volley: target listening on http://{}/", local(&listener)?);
+    if let Some(l) = &tcp_listener {
+        println!("volley: target listening on tcp://{}", local(l)?);
+    }
     let stats = Arc::new(TargetStats::default());
     let config = TargetConfig {
         delay: a.delay,
@@ -218,8 +231,25 @@ async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
         body_size: a.body_size,
         capacity: a.capacity,
     };
-    target::serve(listener, config, stats.clone(), shutdown_signal())
-        .await
+    // One target behind both listeners: one error fraction, one queue.
+    let target = Target::new(&config, stats.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let http = target.serve(listener, wait(stopped.clone()));
+    let tcp = async {
+        match tcp_listener {
+            Some(l) => target.serve_tcp(l, wait(stopped.clone())).await,
+            None => Ok(()),
+        }
+    };
+    let ((), http, tcp) = tokio::join!(signal, http, tcp);
+    http.and(tcp)
         .map_err(|e| CliError::incomplete(format!("target stopped: {e}")))?;
     println!(
         "volley: target served {} requests ({} ok, {} errors) on {} connections",

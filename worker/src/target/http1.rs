@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,34 +25,35 @@ use super::chunked::ChunkedDecoder;
 use super::error::{Rejection, RequestError};
 use super::request::{parse_head, Framing, Head};
 use super::response;
-use super::{Shared, TargetStats};
+use super::{linger, Shared, TargetStats};
 
 /// Bytes asked of each read.
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 /// Replies queued before the connection stops reading: bounds memory when a
 /// client pipelines into a slow (delayed) server, by pushing back on TCP.
 const MAX_PENDING: usize = 1024;
 /// The write buffer is flushed before it grows past this; larger responses
 /// are written straight from their shared buffer instead of copied.
 const OUT_LIMIT: usize = 64 * 1024;
-/// How long a closing connection keeps draining the peer's bytes.
-const LINGER: Duration = Duration::from_secs(2);
-/// How much it drains at most.
-const LINGER_BYTES: usize = 1024 * 1024;
 
-/// Serves one accepted connection until either side closes it.
-pub(super) async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
-    // Responses are small and written whole: Nagle would only add latency.
-    stream.set_nodelay(true)?;
+/// Serves one accepted connection until either side closes it. `buf` holds
+/// the bytes already read from it (when telling HTTP/1.1 from HTTP/2), and
+/// `eof` says whether the peer has already shut down its side.
+pub(super) async fn serve_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    buf: BytesMut,
+    eof: bool,
+) -> io::Result<()> {
     let mut connection = Connection {
         stream,
         shared,
-        buf: BytesMut::with_capacity(READ_CHUNK),
+        buf,
         out: Vec::with_capacity(READ_CHUNK),
         pending: VecDeque::new(),
         phase: Phase::Head,
         closing: false,
-        eof: false,
+        eof,
     };
     connection.run().await
 }
@@ -300,26 +301,7 @@ impl Connection {
             // The peer closed first: nothing of theirs is left unread.
             return Ok(());
         }
-        self.stream.shutdown().await?;
-        // Closing a socket with unread received bytes makes the kernel send a
-        // reset, which can destroy the response still in flight (think of a
-        // refused request whose body is still arriving). So drain until the
-        // peer closes, for a bounded time and amount.
-        let drain = async {
-            let mut drained = 0;
-            loop {
-                self.buf.clear();
-                self.buf.reserve(READ_CHUNK);
-                let n = self.stream.read_buf(&mut self.buf).await?;
-                drained += n;
-                if n == 0 || drained > LINGER_BYTES {
-                    return io::Result::Ok(());
-                }
-            }
-        };
-        // A peer that neither reads nor closes loses nothing by a reset.
-        let _ = tokio::time::timeout(LINGER, drain).await;
-        Ok(())
+        linger::close(&mut self.stream, &mut self.buf).await
     }
 }
 

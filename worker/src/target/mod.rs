@@ -1,29 +1,48 @@
-//! The built-in target server: the HTTP/1.1 endpoint used by the quickstart,
-//! the tests and the benchmarks.
+//! The built-in target server: the endpoint used by the quickstart, the
+//! tests and the benchmarks, for every protocol Volley speaks.
+//!
+//! One listener ([`serve`]) answers HTTP/1.1 and HTTP/2 with prior knowledge
+//! (h2c): the first bytes of a connection tell them apart (`preface.rs`), at
+//! no cost to HTTP/1.1, whose first read is simply handed on. Over HTTP/2 a
+//! request whose `content-type` starts with `application/grpc` is a unary
+//! call to a generic echo service: any method path, the reply message is the
+//! request message (`http2.rs`, `grpc.rs`). A second listener ([`serve_tcp`])
+//! echoes length-prefixed frames (`tcp.rs`).
 //!
 //! A load tester needs something to point at whose behaviour is known
-//! exactly, so every knob here is deterministic:
+//! exactly, so every knob here is deterministic, and shared by all protocols
+//! of one [`Target`] (one error counter, one queue):
 //!
 //! - `error_rate` fails an exact, evenly spread fraction of requests
-//!   (`fraction.rs`), so tests can assert error counts to the request;
+//!   (`fraction.rs`), so tests can assert error counts to the request. An
+//!   injected error is HTTP `500`, `grpc-status` 14 (`UNAVAILABLE`), or, for
+//!   framed TCP, which has no status, the connection closed instead of the
+//!   reply;
 //! - `delay` adds fixed latency, with timers rather than busy waiting;
 //! - `capacity` serves requests through one FIFO queue at a fixed rate
 //!   (`capacity.rs`), so overload shows as latency growing linearly and a
 //!   burst leaves a backlog that drains at a computable rate;
-//! - `GET /__volley/stats` reports what the server answered, so a test can
-//!   check that counts add up on both sides.
+//! - `GET /__volley/stats` (HTTP/1.1 or HTTP/2) reports what the server
+//!   answered, so a test can check that counts add up on both sides.
 //!
-//! It is also the baseline for throughput benchmarks, so the fast path
-//! (no delay, no capacity) reuses per-connection buffers, answers pipelined
-//! requests with one write and does not allocate per request (`http1.rs`).
+//! It is also the baseline for throughput benchmarks, so the HTTP/1.1 fast
+//! path (no delay, no capacity) reuses per-connection buffers, answers
+//! pipelined requests with one write and does not allocate per request
+//! (`http1.rs`); the TCP echo writes pipelined replies straight from its read
+//! buffer, one write per batch.
 
 mod capacity;
 mod chunked;
 mod error;
 mod fraction;
+mod grpc;
 mod http1;
+mod http2;
+mod linger;
+mod preface;
 mod request;
 mod response;
+mod tcp;
 #[cfg(test)]
 mod tests;
 
@@ -33,7 +52,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -47,10 +66,10 @@ pub struct TargetConfig {
     /// Fixed extra latency per request, counted from its arrival (or, with a
     /// capacity, from when it leaves the queue).
     pub delay: Duration,
-    /// Fraction of requests answered `500`, clamped to `0.0..=1.0`. Exact and
+    /// Fraction of requests failed, clamped to `0.0..=1.0`. Exact and
     /// deterministic: the first `n` requests contain `floor(n · rate)` errors.
     pub error_rate: f64,
-    /// Body bytes of each `200` response.
+    /// Body bytes of each HTTP `200` response.
     pub body_size: usize,
     /// Maximum requests per second, served through one FIFO queue; `None`
     /// (or a value that is not a positive finite number) means unlimited.
@@ -68,8 +87,8 @@ impl Default for TargetConfig {
     }
 }
 
-/// What the target has answered, shared with the caller of [`serve`] and
-/// reported by `GET /__volley/stats`.
+/// What the target has answered, over all its protocols; shared with the
+/// caller of [`serve`] and reported by `GET /__volley/stats`.
 #[derive(Debug, Default)]
 pub struct TargetStats {
     ok: AtomicU64,
@@ -78,23 +97,27 @@ pub struct TargetStats {
 }
 
 impl TargetStats {
-    /// Requests answered, `ok() + errors()`; refused (4xx) requests and the
-    /// stats endpoint itself are not counted.
+    /// Requests answered, `ok() + errors()`; refused requests (HTTP 4xx, a
+    /// malformed gRPC message, an oversized frame), requests left unanswered
+    /// behind an injected TCP error, and the stats endpoint itself are not
+    /// counted.
     pub fn requests(&self) -> u64 {
         self.ok() + self.errors()
     }
 
-    /// Requests answered `200`.
+    /// Requests answered successfully: HTTP `200`, `grpc-status` 0, or an
+    /// echoed frame.
     pub fn ok(&self) -> u64 {
         self.ok.load(Ordering::Relaxed)
     }
 
-    /// Requests answered with an injected `500`.
+    /// Requests failed by injection: HTTP `500`, `grpc-status` 14, or a TCP
+    /// connection closed instead of replying.
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
     }
 
-    /// Connections accepted so far.
+    /// Connections accepted so far, on every listener.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
     }
@@ -111,19 +134,84 @@ impl TargetStats {
     }
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` completes; returns after
-/// closing the listener (open connections may be dropped).
-///
-/// Errors on single connections are logged at debug level and never end the
-/// server; nor do failed accepts (running out of file descriptors under load
-/// is a condition to wait out, not a reason to stop).
+/// One target server: its configuration, error counter, capacity queue and
+/// statistics, shared by every listener it serves, so that an HTTP listener
+/// and a TCP listener of one `volley target` fail an exact fraction and
+/// queue in one FIFO together. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Target {
+    shared: Arc<Shared>,
+}
+
+impl Target {
+    pub fn new(config: &TargetConfig, stats: Arc<TargetStats>) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(config, stats)),
+        }
+    }
+
+    /// Serves HTTP/1.1, HTTP/2 with prior knowledge and gRPC on `listener`
+    /// until `shutdown` completes; returns after closing the listener and
+    /// the open connections.
+    ///
+    /// Errors on single connections are logged at debug level and never end
+    /// the server; nor do failed accepts (running out of file descriptors
+    /// under load is a condition to wait out, not a reason to stop).
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        accept_loop(listener, &self.shared, shutdown, preface::serve_connection).await
+    }
+
+    /// Serves the framed-TCP echo on `listener` until `shutdown` completes,
+    /// like [`Target::serve`].
+    pub async fn serve_tcp(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        accept_loop(listener, &self.shared, shutdown, tcp::serve_connection).await
+    }
+}
+
+/// Serves HTTP/1.1, HTTP/2 with prior knowledge and gRPC on `listener` until
+/// `shutdown` completes; see [`Target::serve`]. Use a [`Target`] to share
+/// one error counter and queue with a TCP listener.
 pub async fn serve(
     listener: TcpListener,
     config: TargetConfig,
     stats: Arc<TargetStats>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let shared = Arc::new(Shared::new(&config, stats));
+    Target::new(&config, stats).serve(listener, shutdown).await
+}
+
+/// Serves the framed-TCP echo on `listener` until `shutdown` completes; see
+/// [`Target::serve_tcp`].
+pub async fn serve_tcp(
+    listener: TcpListener,
+    config: TargetConfig,
+    stats: Arc<TargetStats>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    Target::new(&config, stats)
+        .serve_tcp(listener, shutdown)
+        .await
+}
+
+/// Accepts connections and runs `connection` on each until `shutdown`.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    shared: &Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+    connection: F,
+) -> io::Result<()>
+where
+    F: Fn(TcpStream, Arc<Shared>) -> Fut,
+    Fut: Future<Output = io::Result<()>> + Send + 'static,
+{
     // Owning the connection tasks lets shutdown stop them too, so a stopped
     // target does not keep answering on old connections.
     let mut connections = JoinSet::new();
@@ -142,9 +230,9 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-                    let shared = Arc::clone(&shared);
+                    let served = connection(stream, Arc::clone(shared));
                     connections.spawn(async move {
-                        if let Err(cause) = http1::serve_connection(stream, shared).await {
+                        if let Err(cause) = served.await {
                             debug!(%peer, %cause, "target connection ended with an error");
                         }
                     });

@@ -26,6 +26,11 @@ impl Canned {
         }
     }
 
+    /// The body alone, shared rather than copied (HTTP/2 frames it itself).
+    pub(crate) fn body(&self) -> Bytes {
+        self.bytes.slice(self.head_len..)
+    }
+
     /// The bytes to send; a `HEAD` request gets the head alone.
     pub(crate) fn wire(&self, head_only: bool) -> &[u8] {
         if head_only {
@@ -47,6 +52,12 @@ fn head(status: &str, content_type: &str, len: usize, close: bool) -> Vec<u8> {
     .into_bytes()
 }
 
+/// Content type of `200` responses.
+pub(crate) const OK_CONTENT_TYPE: &str = "application/octet-stream";
+/// Content type and body of injected `500` responses.
+pub(crate) const ERROR_CONTENT_TYPE: &str = "text/plain";
+pub(crate) const ERROR_BODY: &[u8] = b"volley target: injected error\n";
+
 /// The success and injected-error responses, in keep-alive and closing
 /// variants.
 #[derive(Debug)]
@@ -60,12 +71,12 @@ impl Responses {
     /// using curl sees something sensible).
     pub(crate) fn new(body_size: usize) -> Self {
         let body = vec![b'x'; body_size];
-        let ok = |close| Canned::new("200 OK", "application/octet-stream", &body, close);
+        let ok = |close| Canned::new("200 OK", OK_CONTENT_TYPE, &body, close);
         let error = |close| {
             Canned::new(
                 "500 Internal Server Error",
-                "text/plain",
-                b"volley target: injected error\n",
+                ERROR_CONTENT_TYPE,
+                ERROR_BODY,
                 close,
             )
         };
@@ -109,17 +120,22 @@ pub(crate) fn rejection(rejection: Rejection) -> &'static [u8] {
 /// Appends the statistics response: a JSON object, written by hand because
 /// four integers do not justify a serializer dependency.
 pub(crate) fn write_stats(out: &mut Vec<u8>, stats: &TargetStats, head_only: bool, close: bool) {
-    let body = format!(
+    let body = stats_json(stats);
+    out.extend_from_slice(&head("200 OK", "application/json", body.len(), close));
+    if !head_only {
+        out.extend_from_slice(body.as_bytes());
+    }
+}
+
+/// The statistics as the JSON body of the stats endpoint.
+pub(crate) fn stats_json(stats: &TargetStats) -> String {
+    format!(
         "{{\"requests\":{},\"ok\":{},\"errors\":{},\"connections\":{}}}",
         stats.requests(),
         stats.ok(),
         stats.errors(),
         stats.connections()
-    );
-    out.extend_from_slice(&head("200 OK", "application/json", body.len(), close));
-    if !head_only {
-        out.extend_from_slice(body.as_bytes());
-    }
+    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! The target server driven over real sockets by a raw TCP client.
 
 mod client;
+mod grpc;
+mod http2;
+mod tcp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use super::{serve, TargetConfig, TargetStats};
+use super::{serve, Target, TargetConfig, TargetStats};
 use client::{Client, PATIENCE};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -38,6 +41,45 @@ async fn start(config: TargetConfig) -> Server {
         stats,
         stop,
         task,
+    }
+}
+
+/// A target with both listeners, sharing one error counter and queue.
+struct Both {
+    http: SocketAddr,
+    tcp: SocketAddr,
+    stats: Arc<TargetStats>,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_both(config: TargetConfig) -> Both {
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addrs = (http.local_addr().unwrap(), tcp.local_addr().unwrap());
+    let stats = Arc::new(TargetStats::default());
+    let target = Target::new(&config, Arc::clone(&stats));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (stop_http, stopped_http) = oneshot::channel::<()>();
+        let (stop_tcp, stopped_tcp) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = stopped.await;
+            let _ = stop_http.send(());
+            let _ = stop_tcp.send(());
+        });
+        let http = target.serve(http, async {
+            let _ = stopped_http.await;
+        });
+        let tcp = target.serve_tcp(tcp, async {
+            let _ = stopped_tcp.await;
+        });
+        let _ = tokio::join!(http, tcp);
+    });
+    Both {
+        http: addrs.0,
+        tcp: addrs.1,
+        stats,
+        _stop: stop,
     }
 }
 
