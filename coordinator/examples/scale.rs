@@ -581,8 +581,12 @@ fn templates(values: u64) -> Vec<pb::IntervalReport> {
                     timeout: 1,
                     status: 0,
                     protocol: 0,
+                    reset: 0,
                 }),
                 status_codes: vec![],
+                grpc_status_codes: vec![],
+                // The scenario has one request definition: no breakdown.
+                requests: vec![],
                 latency_hist,
                 service_hist,
                 in_flight: 40,
@@ -709,6 +713,7 @@ async fn client(url: String, sim: Arc<Sim>) -> i32 {
         min_workers: n as u32,
         wait_nanos: 30_000_000_000,
         builtin_target_url: String::new(),
+        files: Vec::new(),
     };
     let mut events = match rc.submit_run(req).await {
         Ok(r) => r.into_inner(),

@@ -10,15 +10,19 @@
 use std::collections::BTreeMap;
 use volley_proto::histogram::{self, Hist, HistError};
 
-/// Request counters. Errors are split by kind in `by_kind`
-/// (connect, timeout, status, protocol) plus `lost`.
+/// Error kinds a worker reports, in the order of [`Counts::by_kind`] (the
+/// coordinator's own kind, `lost`, is kept apart).
+pub const KINDS: [&str; 5] = ["connect", "timeout", "status", "protocol", "reset"];
+
+/// Request counters. Errors are split by kind in `by_kind` (in the order of
+/// [`KINDS`]) plus `lost`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub intended: u64,
     pub sent: u64,
     pub ok: u64,
     pub dropped: u64,
-    pub by_kind: [u64; 4],
+    pub by_kind: [u64; KINDS.len()],
     /// Errors of kind "lost": in flight on a worker that was lost, so their
     /// outcome is unknown.
     pub lost: u64,
@@ -29,6 +33,11 @@ pub struct Counts {
 impl Counts {
     pub fn errors(&self) -> u64 {
         self.by_kind.iter().sum::<u64>() + self.lost
+    }
+
+    /// The worker-reported error kinds with their counts (`lost` apart).
+    pub fn kinds(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        KINDS.iter().copied().zip(self.by_kind)
     }
 
     /// Requests not yet ended (in flight).
@@ -64,12 +73,99 @@ impl Counts {
     }
 }
 
+/// Counters of one request definition. Errors are not split by kind: a
+/// worker reports only their total per request definition (the kinds are in
+/// the interval's [`Counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub intended: u64,
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub dropped: u64,
+}
+
+impl RequestCounts {
+    pub fn add(&mut self, o: &RequestCounts) {
+        self.intended += o.intended;
+        self.sent += o.sent;
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.dropped += o.dropped;
+    }
+
+    /// Requests not yet ended (in flight).
+    pub fn outstanding(&self) -> u64 {
+        self.intended
+            .saturating_sub(self.ok + self.errors + self.dropped)
+    }
+}
+
+/// One request definition's share of a worker's second, decoded and
+/// validated (see `wire`).
+#[derive(Debug, Clone)]
+pub struct RequestInterval {
+    /// Into `plan.target.requests`.
+    pub index: u32,
+    pub counts: RequestCounts,
+    /// Latency from the scheduled send time of its ok requests.
+    pub latency: Hist,
+}
+
+/// One request definition over the whole run.
+#[derive(Debug, Clone)]
+pub struct RequestAcc {
+    pub counts: RequestCounts,
+    pub latency: Hist,
+}
+
+impl Default for RequestAcc {
+    fn default() -> Self {
+        RequestAcc {
+            counts: RequestCounts::default(),
+            latency: histogram::new_hist(),
+        }
+    }
+}
+
+/// Splits `total` over `weights` in proportion, to whole units, by largest
+/// remainder (ties to the first): the parts always add up to `total`, and a
+/// part is exact wherever `total * weight` divides evenly. All-zero weights
+/// count as equal ones.
+pub fn apportion(total: u64, weights: &[u64]) -> Vec<u64> {
+    if weights.is_empty() {
+        return Vec::new();
+    }
+    let sum: u128 = weights.iter().map(|&w| u128::from(w)).sum();
+    let (weights, sum): (Vec<u128>, u128) = if sum == 0 {
+        (vec![1; weights.len()], weights.len() as u128)
+    } else {
+        (weights.iter().map(|&w| u128::from(w)).collect(), sum)
+    };
+    let t = u128::from(total);
+    // Each part's floor fits in u64: it is at most `total`.
+    let mut parts: Vec<u64> = weights.iter().map(|&w| (t * w / sum) as u64).collect();
+    let given: u64 = parts.iter().sum();
+    let mut by_remainder: Vec<usize> = (0..weights.len()).collect();
+    by_remainder.sort_by_key(|&i| std::cmp::Reverse(t * weights[i] % sum));
+    for &i in by_remainder.iter().take((total - given) as usize) {
+        parts[i] += 1;
+    }
+    parts
+}
+
 /// One worker's second, decoded and validated (see `wire`).
 #[derive(Debug, Clone)]
 pub struct WorkerInterval {
     pub index: u32,
     pub counts: Counts,
+    /// Failing HTTP statuses, (code, count).
     pub status_codes: Vec<(u32, u64)>,
+    /// Non-zero `grpc-status` values of failed gRPC calls, (code, count).
+    pub grpc_status_codes: Vec<(u32, u64)>,
+    /// Per request definition, when the plan has more than one (else empty);
+    /// they add up to `counts`.
+    pub requests: Vec<RequestInterval>,
     pub latency: Hist,
     pub service: Hist,
     pub in_flight: u64,
@@ -86,6 +182,7 @@ pub struct WorkerInterval {
 pub struct Acc {
     pub counts: Counts,
     pub status_codes: BTreeMap<u32, u64>,
+    pub grpc_status_codes: BTreeMap<u32, u64>,
     pub latency: Hist,
     pub service: Hist,
 }
@@ -95,6 +192,7 @@ impl Default for Acc {
         Acc {
             counts: Counts::default(),
             status_codes: BTreeMap::new(),
+            grpc_status_codes: BTreeMap::new(),
             latency: histogram::new_hist(),
             service: histogram::new_hist(),
         }
@@ -109,6 +207,9 @@ impl Acc {
         for &(code, n) in &w.status_codes {
             *self.status_codes.entry(code).or_default() += n;
         }
+        for &(code, n) in &w.grpc_status_codes {
+            *self.grpc_status_codes.entry(code).or_default() += n;
+        }
         Ok(())
     }
 
@@ -118,6 +219,9 @@ impl Acc {
         self.counts.add(&o.counts);
         for (&code, &n) in &o.status_codes {
             *self.status_codes.entry(code).or_default() += n;
+        }
+        for (&code, &n) in &o.grpc_status_codes {
+            *self.grpc_status_codes.entry(code).or_default() += n;
         }
         Ok(())
     }
@@ -242,6 +346,14 @@ pub struct Merger {
     pub resources: Vec<Resources>,
     pub soak: Vec<Option<SoakWindows>>,
     pub late: u64,
+    /// Per request definition (in plan order), over the whole run; empty
+    /// unless the plan has more than one (see [`Merger::with_requests`]).
+    pub requests: Vec<RequestAcc>,
+    /// Per worker, per request definition: what a lost worker had in flight
+    /// of each, to settle its books.
+    worker_requests: Vec<Vec<RequestCounts>>,
+    /// The request definitions' weights, for what cannot be attributed.
+    request_weights: Vec<u64>,
 }
 
 impl Merger {
@@ -267,7 +379,23 @@ impl Merger {
             resources: vec![Resources::default(); workers],
             soak,
             late: 0,
+            requests: Vec::new(),
+            worker_requests: vec![Vec::new(); workers],
+            request_weights: Vec::new(),
         }
+    }
+
+    /// Keeps per-request totals for a plan whose request definitions have
+    /// these weights (in plan order). With a single definition there is
+    /// nothing to split and nothing is kept.
+    pub fn with_requests(mut self, weights: &[u32]) -> Merger {
+        if weights.len() > 1 {
+            self.requests = weights.iter().map(|_| RequestAcc::default()).collect();
+            self.worker_requests =
+                vec![vec![RequestCounts::default(); weights.len()]; self.tracks.len()];
+            self.request_weights = weights.iter().map(|&w| u64::from(w)).collect();
+        }
+        self
     }
 
     fn stage(&self, index: u32) -> usize {
@@ -285,6 +413,7 @@ impl Merger {
             return Ok(Added::Duplicate);
         }
         track.next = w.index + 1;
+        self.add_requests(worker, &w.requests)?;
         self.workers[worker].add_interval(&w)?;
         let cpu_pct = self.resources[worker].sample(w.index, w.rss_bytes, w.cpu_nanos);
         if w.index < self.next_emit {
@@ -305,6 +434,64 @@ impl Merger {
         Ok(Added::Merged)
     }
 
+    /// Adds a report's per-request entries to the run's and the worker's
+    /// per-request totals. `wire` has checked every index against the plan;
+    /// one beyond it (impossible) is skipped rather than trusted.
+    fn add_requests(
+        &mut self,
+        worker: usize,
+        requests: &[RequestInterval],
+    ) -> Result<(), HistError> {
+        if self.requests.is_empty() {
+            return Ok(());
+        }
+        for r in requests {
+            let i = r.index as usize;
+            let (Some(acc), Some(mine)) = (
+                self.requests.get_mut(i),
+                self.worker_requests[worker].get_mut(i),
+            ) else {
+                continue;
+            };
+            histogram::merge(&mut acc.latency, &r.latency)?;
+            acc.counts.add(&r.counts);
+            mine.add(&r.counts);
+        }
+        Ok(())
+    }
+
+    /// Closes the books of a lost worker (see [`Counts::settle_lost`]) and
+    /// returns what was added, for its stage. Per request definition, what
+    /// it had in flight ends as errors of the definitions it was in flight
+    /// for (exact); what it owned and never sent is split over the
+    /// definitions by weight, the mix it would have followed (the nearest
+    /// whole numbers, adding up to the total).
+    pub fn settle_lost(&mut self, worker: usize, unsent: u64) -> Counts {
+        let delta = self.workers[worker].counts.settle_lost(unsent);
+        if self.requests.is_empty() {
+            return delta;
+        }
+        let mine = &mut self.worker_requests[worker];
+        let mut in_flight: Vec<u64> = mine.iter().map(RequestCounts::outstanding).collect();
+        if in_flight.iter().all(|&n| n == 0) {
+            // Only with reports that did not add up, which `wire` refuses.
+            in_flight.clone_from(&self.request_weights);
+        }
+        let lost = apportion(delta.lost, &in_flight);
+        let unsent = apportion(delta.unsent, &self.request_weights);
+        for (i, (lost, unsent)) in lost.into_iter().zip(unsent).enumerate() {
+            let d = RequestCounts {
+                intended: unsent,
+                dropped: unsent,
+                errors: lost,
+                ..RequestCounts::default()
+            };
+            mine[i].add(&d);
+            self.requests[i].counts.add(&d);
+        }
+        delta
+    }
+
     /// The worker will send nothing more (done, or lost).
     pub fn finish_worker(&mut self, worker: usize) {
         self.tracks[worker].finished = true;
@@ -319,6 +506,8 @@ impl Merger {
         });
         self.workers.push(Acc::default());
         self.resources.push(Resources::default());
+        self.worker_requests
+            .push(vec![RequestCounts::default(); self.requests.len()]);
         self.tracks.len() - 1
     }
 
@@ -417,6 +606,8 @@ mod tests {
                 ..Counts::default()
             },
             status_codes: vec![],
+            grpc_status_codes: vec![],
+            requests: vec![],
             latency_encoded: histogram::encode(&latency),
             latency,
             service,
@@ -588,7 +779,7 @@ mod tests {
             sent: 95,
             ok: 80,
             dropped: 5,
-            by_kind: [0, 3, 0, 0],
+            by_kind: [0, 3, 0, 0, 0],
             ..Counts::default()
         };
         let d = c.settle_lost(40);
@@ -609,5 +800,188 @@ mod tests {
             vec![0, 1, 2, 3]
         );
         assert_eq!(out[1].workers, 0);
+    }
+
+    /// A worker's second over two request definitions: `ok` successes split
+    /// `ok0` / rest, `errors` failures of kind `kind` on definition 1, one
+    /// drop on definition 0, and `in_flight` still out (on definition 1).
+    fn wi2(index: u32, ok: u64, ok0: u64, errors: u64, in_flight: u64, us: u64) -> WorkerInterval {
+        let mut w = wi(index, ok, us);
+        let hist = |n: u64| {
+            let mut h = histogram::new_hist();
+            for _ in 0..n {
+                h.record(us).unwrap();
+            }
+            h
+        };
+        w.counts.by_kind[4] = errors;
+        w.counts.intended += errors + in_flight;
+        w.counts.sent += errors + in_flight;
+        w.requests = vec![
+            RequestInterval {
+                index: 0,
+                counts: RequestCounts {
+                    intended: ok0 + 1,
+                    sent: ok0,
+                    ok: ok0,
+                    errors: 0,
+                    dropped: 1,
+                },
+                latency: hist(ok0),
+            },
+            RequestInterval {
+                index: 1,
+                counts: RequestCounts {
+                    intended: ok - ok0 + errors + in_flight,
+                    sent: ok - ok0 + errors + in_flight,
+                    ok: ok - ok0,
+                    errors,
+                    dropped: 0,
+                },
+                latency: hist(ok - ok0),
+            },
+        ];
+        w
+    }
+
+    fn sum_requests(m: &Merger) -> RequestCounts {
+        let mut t = RequestCounts::default();
+        for r in &m.requests {
+            t.add(&r.counts);
+        }
+        t
+    }
+
+    fn assert_requests_add_up(m: &Merger, total: &Acc) {
+        let s = sum_requests(m);
+        let c = &total.counts;
+        assert_eq!(
+            (s.intended, s.sent, s.ok, s.errors, s.dropped),
+            (c.intended, c.sent, c.ok, c.errors(), c.dropped)
+        );
+        let latencies: u64 = m.requests.iter().map(|r| r.latency.len()).sum();
+        assert_eq!(latencies, total.latency.len());
+    }
+
+    #[test]
+    fn per_request_totals_add_up_over_workers_late_and_duplicates() {
+        let mut m =
+            Merger::new(3, vec![0, 0, 1, 1], &[(0.0, 2.0), (2.0, 2.0)]).with_requests(&[3, 1]);
+        for w in 0..2usize {
+            for i in 0..4u32 {
+                let x = wi2(i, 20 + w as u64, 15, u64::from(i), 0, 1000 * (w as u64 + 1));
+                m.add(w, x.clone()).unwrap();
+                assert_eq!(m.add(w, x).unwrap(), Added::Duplicate);
+            }
+            m.finish_worker(w);
+        }
+        m.finish_worker(2);
+        assert_eq!(m.ready().unwrap().len(), 4);
+        // Worker 2 turns out not to be lost after all: its reports come late.
+        m.add(2, wi2(0, 7, 3, 2, 0, 5000)).unwrap();
+        assert_eq!(m.late, 1);
+        let total = m.total().unwrap();
+        assert_requests_add_up(&m, &total);
+        assert_eq!(m.requests[0].counts.ok, 8 * 15 + 3);
+        assert_eq!(m.requests[1].counts.errors, 2 * 6 + 2);
+        assert_eq!(total.counts.by_kind[4], 2 * 6 + 2, "resets counted by kind");
+        // One definition's latency is that of its own requests only.
+        assert_eq!(m.requests[0].latency.max(), total.latency.max());
+        assert!(m.requests[1].latency.len() < total.latency.len());
+    }
+
+    #[test]
+    fn a_lost_worker_keeps_per_request_sums_exact() {
+        let mut m = Merger::new(2, vec![0; 10], &[(0.0, 10.0)]).with_requests(&[3, 1]);
+        for i in 0..3u32 {
+            m.add(0, wi2(i, 10, 6, 1, 0, 1000)).unwrap();
+            // Worker 1 has 4 requests of definition 1 in flight when lost.
+            m.add(1, wi2(i, 10, 6, 1, u64::from(i == 2) * 4, 1000))
+                .unwrap();
+        }
+        m.finish_worker(0);
+        m.finish_worker(1);
+        m.ready().unwrap();
+        let delta = m.settle_lost(1, 9);
+        assert_eq!((delta.lost, delta.unsent), (4, 9));
+        m.stages[0].counts.add(&delta);
+        let total = m.total().unwrap();
+        assert_eq!(total.counts.outstanding(), 0);
+        assert_requests_add_up(&m, &total);
+        // In flight: exactly where it was; never sent: split 3 : 1.
+        assert_eq!(m.requests[1].counts.errors, 6 + 4);
+        assert_eq!(m.requests[0].counts.dropped, 6 + 7);
+        assert_eq!(m.requests[1].counts.dropped, 2);
+        assert!(m.requests.iter().all(|r| r.counts.outstanding() == 0));
+    }
+
+    #[test]
+    fn one_request_definition_keeps_no_breakdown() {
+        let mut m = Merger::new(1, vec![0; 2], &[(0.0, 2.0)]).with_requests(&[5]);
+        m.add(0, wi2(0, 10, 6, 1, 0, 1000)).unwrap();
+        assert!(m.requests.is_empty());
+        assert_eq!(m.settle_lost(0, 3).unsent, 3);
+    }
+
+    #[test]
+    fn a_joiner_gets_per_request_books() {
+        let mut m = Merger::new(1, vec![0; 10], &[(0.0, 10.0)]).with_requests(&[1, 1]);
+        let j = m.add_worker();
+        m.activate(j);
+        m.add(j, wi2(0, 4, 2, 0, 3, 10)).unwrap();
+        let d = m.settle_lost(j, 0);
+        assert_eq!(d.lost, 3);
+        assert_eq!(m.requests[1].counts.errors, 3);
+    }
+
+    #[test]
+    fn grpc_status_codes_merge_like_http_ones() {
+        let mut m = Merger::new(2, vec![0; 2], &[(0.0, 2.0)]);
+        for w in 0..2usize {
+            let mut x = wi(0, 5, 10);
+            x.counts.by_kind[2] = 3;
+            x.status_codes = vec![(503, 1)];
+            x.grpc_status_codes = vec![(14, 2)];
+            m.add(w, x).unwrap();
+        }
+        let out = m.ready().unwrap();
+        assert_eq!(out[0].acc.grpc_status_codes.get(&14), Some(&4));
+        assert_eq!(out[0].acc.status_codes.get(&503), Some(&2));
+        assert_eq!(m.total().unwrap().grpc_status_codes.get(&14), Some(&4));
+        assert_eq!(m.workers[1].grpc_status_codes.get(&14), Some(&2));
+    }
+
+    #[test]
+    fn apportion_always_adds_up() {
+        assert_eq!(apportion(9, &[3, 1]), vec![7, 2]);
+        assert_eq!(apportion(4, &[0, 4, 0]), vec![0, 4, 0]);
+        assert_eq!(apportion(5, &[0, 0]), vec![3, 2]);
+        assert_eq!(apportion(0, &[1, 2]), vec![0, 0]);
+        assert!(apportion(3, &[]).is_empty());
+        assert_eq!(
+            apportion(u64::MAX, &[1000, 1000])
+                .iter()
+                .map(|&p| u128::from(p))
+                .sum::<u128>(),
+            u128::from(u64::MAX)
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn apportion_is_proportional_and_exact(
+            total in 0u64..1_000_000,
+            weights in proptest::collection::vec(0u64..1000, 1..20),
+        ) {
+            let parts = apportion(total, &weights);
+            proptest::prop_assert_eq!(parts.iter().sum::<u64>(), total);
+            let sum: u64 = weights.iter().sum();
+            if sum > 0 {
+                for (p, w) in parts.iter().zip(&weights) {
+                    let ideal = total as f64 * *w as f64 / sum as f64;
+                    proptest::prop_assert!((*p as f64 - ideal).abs() < 1.0 + 1e-9);
+                }
+            }
+        }
     }
 }

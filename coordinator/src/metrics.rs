@@ -3,7 +3,8 @@
 //!
 //! Updated once per merged second (so scraping costs the run nothing) with
 //! labels for the run and the stage:
-//! `volley_requests_total{outcome}`, `volley_errors_total{kind}`,
+//! `volley_requests_total{outcome}`, `volley_errors_total{kind}` (kind:
+//! connect, timeout, status, protocol, reset),
 //! `volley_dropped_total`, the latency histogram
 //! `volley_latency_seconds_{bucket,sum,count}` (from the scheduled send time,
 //! built from the merged HdrHistogram), `volley_target_rps`,
@@ -254,15 +255,16 @@ mod tests {
         for us in [300u64, 800, 4_000, 20_000, 20_000] {
             h.record(us).unwrap();
         }
-        m.observe("r1", &second("steady"), &h, &[("status", 2)]);
-        m.observe("r1", &second("steady"), &h, &[("status", 2)]);
+        m.observe("r1", &second("steady"), &h, &[("status", 2), ("reset", 0)]);
+        m.observe("r1", &second("steady"), &h, &[("status", 1), ("reset", 1)]);
         let text = m.render();
         assert!(text.contains("volley_workers 3"));
         assert!(
             text.contains(r#"volley_requests_total{run="r1",stage="steady",outcome="ok"} 194"#),
             "{text}"
         );
-        assert!(text.contains(r#"volley_errors_total{run="r1",stage="steady",kind="status"} 4"#));
+        assert!(text.contains(r#"volley_errors_total{run="r1",stage="steady",kind="status"} 3"#));
+        assert!(text.contains(r#"volley_errors_total{run="r1",stage="steady",kind="reset"} 1"#));
         assert!(
             text.contains(r#"volley_latency_seconds_bucket{run="r1",stage="steady",le="0.001"} 4"#),
             "{text}"

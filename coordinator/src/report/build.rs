@@ -1,11 +1,93 @@
 //! Turning merged data into the report model. Pure: no I/O.
 
 use super::*;
-use crate::merge::{Acc, Counts, MergedInterval, Resources, SoakWindows};
+use crate::merge::{Acc, Counts, MergedInterval, RequestAcc, Resources, SoakWindows};
 use volley_plan::{Plan, RateCurve};
 use volley_proto::histogram::Hist;
 
-const KINDS: [&str; 4] = ["connect", "timeout", "status", "protocol"];
+/// The canonical names of the non-OK gRPC status codes 1 ..= 16.
+const GRPC_CODES: [&str; 16] = [
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+/// A `grpc-status` as the report names it: "UNAVAILABLE" for 14, "code N"
+/// for one beyond the canonical codes.
+pub fn grpc_code_name(code: u32) -> String {
+    match code {
+        0 => "OK".to_string(),
+        c => GRPC_CODES
+            .get(c as usize - 1)
+            .map_or_else(|| format!("code {c}"), |n| n.to_string()),
+    }
+}
+
+/// The URL without a `user:password@` part: a report is shared more widely
+/// than the scenario.
+fn public_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+pub fn target(plan: &Plan) -> TargetInfo {
+    TargetInfo {
+        url: public_url(&plan.target.url),
+        protocol: plan.target.protocol.as_str().to_string(),
+        requests: plan
+            .target
+            .requests
+            .iter()
+            .map(|r| r.name.clone())
+            .collect(),
+    }
+}
+
+/// Each request definition's figures, in plan order; empty unless the plan
+/// has more than one (and the merge kept one accumulator per definition).
+pub fn per_request(plan: &Plan, requests: &[RequestAcc], duration_s: f64) -> Vec<RequestReport> {
+    let defs = &plan.target.requests;
+    if defs.len() <= 1 || requests.len() != defs.len() {
+        return Vec::new();
+    }
+    defs.iter()
+        .zip(requests)
+        .map(|(d, acc)| {
+            let c = &acc.counts;
+            RequestReport {
+                name: d.name.clone(),
+                weight: d.weight,
+                intended: c.intended,
+                sent: c.sent,
+                ok: c.ok,
+                errors: c.errors,
+                dropped: c.dropped,
+                success_rate: ratio(c.ok, c.intended),
+                throughput_rps: per_sec(c.ok, duration_s),
+                latency_ms: latency(&acc.latency),
+            }
+        })
+        .collect()
+}
 
 pub fn latency(h: &Hist) -> Latency {
     if h.is_empty() {
@@ -155,6 +237,8 @@ pub struct Inputs<'a> {
     pub started_at: std::time::SystemTime,
     pub plan: &'a Plan,
     pub total: &'a Acc,
+    /// Per request definition, in plan order (empty with a single one).
+    pub requests: &'a [RequestAcc],
     pub stages: &'a [Acc],
     pub soak: &'a [Option<SoakWindows>],
     pub workers: &'a [(WorkerInfo, Acc, Resources)],
@@ -170,10 +254,8 @@ pub fn report(i: Inputs<'_>) -> Report {
     // Rates of a run stopped early are over the time it actually ran.
     let duration = i.ran_s.map_or(curve.end(), |r| r.clamp(0.0, curve.end()));
     let c = &i.total.counts;
-    let mut errors_by_kind = BTreeMap::new();
-    for (k, n) in KINDS.iter().zip(c.by_kind) {
-        errors_by_kind.insert(k.to_string(), n);
-    }
+    let mut errors_by_kind: BTreeMap<String, u64> =
+        c.kinds().map(|(k, n)| (k.to_string(), n)).collect();
     errors_by_kind.insert("lost".to_string(), c.lost);
     let errors_by_status = i
         .total
@@ -181,6 +263,12 @@ pub fn report(i: Inputs<'_>) -> Report {
         .iter()
         .map(|(code, n)| (code.to_string(), *n))
         .collect();
+    let mut errors_by_grpc_status = BTreeMap::new();
+    for (&code, &n) in &i.total.grpc_status_codes {
+        *errors_by_grpc_status
+            .entry(grpc_code_name(code))
+            .or_default() += n;
+    }
     let starts: Vec<f64> = curve.stage_starts().collect();
     let stages = i
         .plan
@@ -238,6 +326,7 @@ pub fn report(i: Inputs<'_>) -> Report {
         schema: SCHEMA.to_string(),
         run_id: i.run_id.to_string(),
         scenario: i.scenario.to_string(),
+        target: Some(target(i.plan)),
         started_at: humantime::format_rfc3339_millis(i.started_at).to_string(),
         complete: i.incomplete_reason.is_none(),
         incomplete_reason: i.incomplete_reason,
@@ -248,11 +337,13 @@ pub fn report(i: Inputs<'_>) -> Report {
         requests: requests(c),
         errors_by_kind,
         errors_by_status,
+        errors_by_grpc_status,
         success_rate: ratio(c.ok, c.intended),
         error_rate: ratio(c.errors(), c.intended),
         latency_ms: latency(&i.total.latency),
         service_time_ms: latency(&i.total.service),
         percentiles: percentiles(&i.total.latency),
+        per_request: per_request(i.plan, i.requests, duration),
         stages,
         workers,
         intervals: i.intervals,
@@ -355,6 +446,244 @@ mod tests {
                 && l.p95 <= l.p99
                 && l.p99 <= l.p999
                 && l.p999 <= l.max
+        );
+    }
+
+    fn plan(names: &[(&str, u32)]) -> Plan {
+        use std::time::Duration;
+        use volley_plan::{Body, Load, Protocol, Request, Stage, Target, Tls};
+        Plan {
+            target: Target {
+                url: "http://user:secret@127.0.0.1:9/x?q=a@b".into(),
+                protocol: Protocol::Grpc,
+                timeout: Duration::from_secs(1),
+                requests: names
+                    .iter()
+                    .map(|&(name, weight)| Request {
+                        name: name.into(),
+                        weight,
+                        method: "POST".into(),
+                        path: format!("/svc.S/{name}"),
+                        headers: vec![],
+                        body: Body::Generated(0),
+                    })
+                    .collect(),
+                tls: Tls::default(),
+            },
+            load: Load::default(),
+            stages: vec![Stage {
+                name: "steady".into(),
+                duration: Duration::from_secs(4),
+                from_rps: 100.0,
+                to_rps: 100.0,
+                burst: false,
+            }],
+        }
+    }
+
+    /// A worker's second: `ok[i]` successes of definition i at `us`, one
+    /// reset on the last definition, and one UNAVAILABLE call on the first.
+    fn second(index: u32, ok: &[u64], us: u64) -> crate::merge::WorkerInterval {
+        use crate::merge::{RequestCounts, RequestInterval, WorkerInterval};
+        let hist = |n: u64| {
+            let mut h = new_hist();
+            for _ in 0..n {
+                h.record(us).unwrap();
+            }
+            h
+        };
+        let n = ok.len();
+        let total_ok: u64 = ok.iter().sum();
+        let requests = ok
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| {
+                let errors = u64::from(i == 0) + u64::from(i == n - 1);
+                RequestInterval {
+                    index: i as u32,
+                    counts: RequestCounts {
+                        intended: k + errors,
+                        sent: k + errors,
+                        ok: k,
+                        errors,
+                        dropped: 0,
+                    },
+                    latency: hist(k),
+                }
+            })
+            .collect();
+        WorkerInterval {
+            index,
+            counts: Counts {
+                intended: total_ok + 2,
+                sent: total_ok + 2,
+                ok: total_ok,
+                by_kind: [0, 0, 1, 0, 1],
+                ..Counts::default()
+            },
+            status_codes: vec![],
+            grpc_status_codes: vec![(14, 1)],
+            requests: if n > 1 { requests } else { vec![] },
+            latency: hist(total_ok),
+            service: hist(total_ok),
+            in_flight: 0,
+            rss_bytes: 0,
+            cpu_nanos: 0,
+            latency_encoded: vec![],
+        }
+    }
+
+    fn run(plan: &Plan, ok: &[u64]) -> Report {
+        use crate::merge::Merger;
+        let weights: Vec<u32> = plan.target.requests.iter().map(|r| r.weight).collect();
+        let mut m = Merger::new(3, vec![0; 4], &[(0.0, 4.0)]).with_requests(&weights);
+        for w in 0..3usize {
+            for i in 0..4u32 {
+                m.add(w, second(i, ok, 1000 * (w as u64 + 1))).unwrap();
+            }
+            m.finish_worker(w);
+        }
+        m.ready().unwrap();
+        // Worker 2 was lost with 5 requests it owned never sent.
+        let delta = m.settle_lost(2, 5);
+        m.stages[0].counts.add(&delta);
+        let total = m.total().unwrap();
+        report(Inputs {
+            run_id: "r",
+            scenario: "s",
+            started_at: std::time::UNIX_EPOCH,
+            plan,
+            total: &total,
+            requests: &m.requests,
+            stages: &m.stages,
+            soak: &m.soak,
+            workers: &[],
+            ran_s: None,
+            intervals: vec![],
+            events: vec![],
+            incomplete_reason: None,
+        })
+    }
+
+    #[test]
+    fn per_request_figures_add_up_to_the_run() {
+        let p = plan(&[("List", 3), ("Get", 1), ("Put", 1)]);
+        let r = run(&p, &[30, 10, 10]);
+        assert_eq!(r.per_request.len(), 3);
+        assert_eq!(
+            r.per_request
+                .iter()
+                .map(|x| (x.name.as_str(), x.weight))
+                .collect::<Vec<_>>(),
+            vec![("List", 3), ("Get", 1), ("Put", 1)]
+        );
+        let sum = |f: fn(&RequestReport) -> u64| r.per_request.iter().map(f).sum::<u64>();
+        let q = &r.requests;
+        assert_eq!(sum(|x| x.intended), q.intended);
+        assert_eq!(sum(|x| x.sent), q.sent);
+        assert_eq!(sum(|x| x.ok), q.ok);
+        assert_eq!(sum(|x| x.errors), q.errors);
+        assert_eq!(sum(|x| x.dropped), q.dropped);
+        assert_eq!(q.dropped, 5);
+        // 5 never sent, split 3 : 1 : 1.
+        assert_eq!(
+            r.per_request.iter().map(|x| x.dropped).collect::<Vec<_>>(),
+            vec![3, 1, 1]
+        );
+        let list = &r.per_request[0];
+        assert_eq!(list.ok, 3 * 4 * 30);
+        assert_eq!(list.throughput_rps, 90.0);
+        assert!((list.success_rate - 360.0 / (360.0 + 12.0 + 3.0)).abs() < 1e-12);
+        assert!(list.latency_ms.p50.is_some());
+        assert_eq!(list.latency_ms.max, r.latency_ms.max);
+        assert_eq!(r.errors_by_kind["reset"], 12);
+        assert_eq!(r.errors_by_kind["status"], 12);
+        assert_eq!(r.errors_by_kind["lost"], 0);
+        assert_eq!(
+            r.errors_by_grpc_status,
+            BTreeMap::from([("UNAVAILABLE".to_string(), 12)])
+        );
+        let t = r.target.as_ref().unwrap();
+        assert_eq!(
+            t.url, "http://127.0.0.1:9/x?q=a@b",
+            "no credentials in the report"
+        );
+        assert_eq!(t.protocol, "grpc");
+        assert_eq!(t.requests, vec!["List", "Get", "Put"]);
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(json["per_request"][1]["name"], "Get");
+        assert!(json["per_request"][1]["latency_ms"]["p99"].is_f64());
+        assert_eq!(json["errors_by_grpc_status"]["UNAVAILABLE"], 12);
+        assert_eq!(json["target"]["protocol"], "grpc");
+        // serde_json's float parsing may differ in the last bit: compare counts.
+        let back: Report = serde_json::from_value(json).unwrap();
+        let counts = |r: &Report| -> Vec<(String, u64, u64, u64, u64, u64)> {
+            r.per_request
+                .iter()
+                .map(|q| {
+                    (
+                        q.name.clone(),
+                        q.intended,
+                        q.sent,
+                        q.ok,
+                        q.errors,
+                        q.dropped,
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(counts(&back), counts(&r), "round trip");
+        assert_eq!(
+            (back.target, back.errors_by_grpc_status),
+            (r.target, r.errors_by_grpc_status)
+        );
+    }
+
+    #[test]
+    fn one_request_definition_has_no_breakdown() {
+        let p = plan(&[("Only", 1)]);
+        let r = run(&p, &[10]);
+        assert!(r.per_request.is_empty());
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert!(json.get("per_request").is_none());
+        assert!(
+            json["requests"]["intended"].is_u64(),
+            "`requests` keeps its meaning"
+        );
+    }
+
+    #[test]
+    fn no_grpc_errors_no_grpc_section() {
+        let mut r = run(&plan(&[("Only", 1)]), &[10]);
+        r.errors_by_grpc_status.clear();
+        let json: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert!(json.get("errors_by_grpc_status").is_none());
+    }
+
+    #[test]
+    fn grpc_codes_have_their_canonical_names() {
+        assert_eq!(grpc_code_name(1), "CANCELLED");
+        assert_eq!(grpc_code_name(4), "DEADLINE_EXCEEDED");
+        assert_eq!(grpc_code_name(14), "UNAVAILABLE");
+        assert_eq!(grpc_code_name(16), "UNAUTHENTICATED");
+        assert_eq!(grpc_code_name(17), "code 17");
+        assert_eq!(grpc_code_name(u32::MAX), format!("code {}", u32::MAX));
+    }
+
+    #[test]
+    fn credentials_never_reach_the_report() {
+        assert_eq!(public_url("https://a:b@h:1/p"), "https://h:1/p");
+        assert_eq!(public_url("https://h/p@x"), "https://h/p@x");
+        assert_eq!(public_url("tcp://u@h:9"), "tcp://h:9");
+        assert_eq!(public_url("http://h?x=@"), "http://h?x=@");
+        assert_eq!(public_url("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn an_old_report_still_reads() {
+        let r: Report = serde_json::from_str(include_str!("../../tests/data/report.json")).unwrap();
+        assert!(
+            r.target.is_none() && r.per_request.is_empty() && r.errors_by_grpc_status.is_empty()
         );
     }
 }

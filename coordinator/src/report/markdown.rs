@@ -35,6 +35,12 @@ pub fn group(n: u64) -> String {
     out
 }
 
+/// Text for a Markdown table cell: a `|` would end the cell, a newline the
+/// row.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
 fn pct(v: f64) -> String {
     format!("{:.2} %", v * 100.0)
 }
@@ -51,6 +57,17 @@ pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# Volley report: {}\n", r.scenario);
     let _ = writeln!(o, "- Run: `{}`", r.run_id);
+    if let Some(t) = &r.target {
+        let _ = write!(o, "- Target: `{}` ({})", t.url, t.protocol);
+        match t.requests.as_slice() {
+            [one] => {
+                let _ = writeln!(o, ", {}", cell(one));
+            }
+            many => {
+                let _ = writeln!(o, ", {} request definitions", many.len());
+            }
+        }
+    }
     let _ = writeln!(o, "- Started: {}", r.started_at);
     let _ = writeln!(
         o,
@@ -196,6 +213,31 @@ pub fn render(r: &Report) -> String {
         for (code, n) in &r.errors_by_status {
             let _ = writeln!(o, "| HTTP {code} | {} |", group(*n));
         }
+        for (name, n) in &r.errors_by_grpc_status {
+            let _ = writeln!(o, "| gRPC {name} | {} |", group(*n));
+        }
+    }
+
+    if !r.per_request.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n## Requests\n\n| Request | Weight | Sent | OK | Errors | Dropped | p50 | p99 | max |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
+        for q in &r.per_request {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                cell(&q.name),
+                q.weight,
+                group(q.sent),
+                group(q.ok),
+                group(q.errors),
+                group(q.dropped),
+                ms(q.latency_ms.p50),
+                ms(q.latency_ms.p99),
+                ms(q.latency_ms.max)
+            );
+        }
     }
 
     let _ = writeln!(
@@ -299,6 +341,59 @@ pub fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_grpc_codes_and_target_are_rendered() {
+        let mut r = crate::analysis::fixture::report();
+        r.target = Some(TargetInfo {
+            url: "http://127.0.0.1:9/".into(),
+            protocol: "grpc".into(),
+            requests: vec!["a|b".into(), "c".into()],
+        });
+        r.requests.errors = 7;
+        r.errors_by_kind.insert("reset".into(), 3);
+        r.errors_by_kind.insert("status".into(), 4);
+        r.errors_by_status.insert("503".into(), 1);
+        r.errors_by_grpc_status.insert("UNAVAILABLE".into(), 3);
+        let req = |name: &str, weight, ok| RequestReport {
+            name: name.into(),
+            weight,
+            intended: ok + 1,
+            sent: ok + 1,
+            ok,
+            errors: 1,
+            dropped: 0,
+            success_rate: 0.9,
+            throughput_rps: 10.0,
+            latency_ms: Latency {
+                p50: Some(1.5),
+                p99: Some(12.4),
+                max: Some(140.0),
+                ..Latency::default()
+            },
+        };
+        r.per_request = vec![req("a|b", 3, 1200), req("c", 1, 400)];
+        let md = render(&r);
+        assert!(
+            md.contains("- Target: `http://127.0.0.1:9/` (grpc), 2 request definitions\n"),
+            "{md}"
+        );
+        assert!(md.contains("| reset | 3 |\n"), "{md}");
+        assert!(
+            md.contains("| HTTP 503 | 1 |\n| gRPC UNAVAILABLE | 3 |\n"),
+            "{md}"
+        );
+        assert!(md.contains(
+            "## Requests\n\n| Request | Weight | Sent | OK | Errors | Dropped | p50 | p99 | max |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n\
+             | a\\|b | 3 | 1,201 | 1,200 | 1 | 0 | 1.50 ms | 12.4 ms | 140 ms |\n\
+             | c | 1 | 401 | 400 | 1 | 0 | 1.50 ms | 12.4 ms | 140 ms |\n"
+        ), "{md}");
+        r.per_request.clear();
+        r.target.as_mut().unwrap().requests.truncate(1);
+        let md = render(&r);
+        assert!(!md.contains("## Requests"));
+        assert!(md.contains("(grpc), a\\|b\n"), "{md}");
+    }
 
     #[test]
     fn grouping() {

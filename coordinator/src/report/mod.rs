@@ -18,6 +18,9 @@ pub struct Report {
     pub schema: String,
     pub run_id: String,
     pub scenario: String,
+    /// What was tested: absent from reports written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetInfo>,
     /// RFC 3339 time of t = 0.
     pub started_at: String,
     /// False when the run was stopped early or lost data: the figures cover
@@ -37,6 +40,11 @@ pub struct Report {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Failing HTTP statuses by code.
     pub errors_by_status: BTreeMap<String, u64>,
+    /// Failed gRPC calls by `grpc-status`, under the canonical code name
+    /// ("UNAVAILABLE"; a code beyond the canonical ones is "code N"). Part
+    /// of `errors_by_kind.status`; omitted when there are none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_grpc_status: BTreeMap<String, u64>,
     /// ok / intended.
     pub success_rate: f64,
     /// errors / intended.
@@ -49,6 +57,15 @@ pub struct Report {
     /// 0, 10 … 90, 91 … 99, 99.1 … 99.9 … up to 99.999 and 100 (the max).
     #[serde(default)]
     pub percentiles: Vec<PercentilePoint>,
+    /// Per request definition, in plan order; present only when the plan
+    /// has more than one. Each field adds up over the definitions to the
+    /// run's `requests`. All of it is exact except for a worker lost
+    /// mid-run: what it had in flight is attributed exactly (`errors`, of
+    /// kind `lost`), but what it owned and never sent (`requests.unsent`)
+    /// is split over the definitions in proportion to their weights, the
+    /// mix it would have sent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_request: Vec<RequestReport>,
     pub stages: Vec<StageReport>,
     pub workers: Vec<WorkerReport>,
     pub intervals: Vec<IntervalReport>,
@@ -71,6 +88,36 @@ pub struct Requests {
     /// before its share was re-split over the survivors.
     #[serde(default)]
     pub unsent: u64,
+}
+
+/// What the run was aimed at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetInfo {
+    /// The target URL, without any user:password part.
+    pub url: String,
+    /// "http1" | "http2" | "grpc" | "tcp".
+    pub protocol: String,
+    /// The request definitions' names, in plan order.
+    pub requests: Vec<String>,
+}
+
+/// One request definition's share of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestReport {
+    pub name: String,
+    /// Its weight in the mix (its share of the arrivals is weight / Σ weight).
+    pub weight: u32,
+    pub intended: u64,
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    /// ok / intended.
+    pub success_rate: f64,
+    /// Its successful responses per second.
+    pub throughput_rps: f64,
+    /// From the scheduled send time, as the run's `latency_ms`.
+    pub latency_ms: Latency,
 }
 
 /// Percentiles in milliseconds; `null` when nothing succeeded.

@@ -86,7 +86,8 @@ pub fn render(r: &Report) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>Volley report: {title}</title>\n<style>\n{STYLE}</style></head>\n<body><main>\n\
          <h1>Volley report: {title}</h1>\n\
-         <p class=\"meta\">Run <code>{}</code> · started {} · {:.0} s · {} worker(s){}</p>\n",
+         <p class=\"meta\">{}Run <code>{}</code> · started {} · {:.0} s · {} worker(s){}</p>\n",
+        r.target.as_ref().map_or(String::new(), target),
         esc(&r.run_id),
         esc(&r.started_at),
         r.duration_s,
@@ -108,6 +109,22 @@ pub fn render(r: &Report) -> String {
         esc(&r.schema)
     );
     o
+}
+
+/// "Target `host:port/path` (http2, TLS) · ", the URL without its scheme:
+/// the page holds no link, nothing a mail client would turn into one.
+fn target(t: &TargetInfo) -> String {
+    let (scheme, rest) = t.url.split_once("://").unwrap_or(("", &t.url));
+    let tls = if scheme == "https" { ", TLS" } else { "" };
+    let one = match t.requests.as_slice() {
+        [one] => format!(", {}", esc(one)),
+        many => format!(", {} request definitions", many.len()),
+    };
+    format!(
+        "Target <code>{}</code> ({}{tls}{one}) · ",
+        esc(rest),
+        esc(&t.protocol)
+    )
 }
 
 /// The banner: did the run pass, and what went wrong if not.
@@ -327,8 +344,8 @@ fn charts(o: &mut String, r: &Report) {
         "Errors and dropped per second",
         charts::time_chart(r, &failures),
         &format!(
-            "Stacked: errors (connect, timeout, status, protocol), then requests \
-             dropped because the generator fell behind.{quiet}"
+            "Stacked: errors (connect, reset, timeout, status, protocol, lost), then \
+             requests dropped because the generator fell behind.{quiet}"
         ),
     );
     figure(

@@ -1,5 +1,5 @@
 //! The report's tables: thresholds and regressions (shown first), then
-//! throughput, latency, errors, stages, recovery and workers, as in
+//! throughput, latency, errors, requests, stages, recovery and workers, as in
 //! `report.md`.
 
 use super::{esc, ms, pct, pill, rate, status};
@@ -105,12 +105,41 @@ pub(super) fn tables(o: &mut String, r: &Report) {
     if q.errors > 0 {
         o.push_str("<h2>Errors</h2>\n");
         let kinds = r.errors_by_kind.iter().filter(|(_, n)| **n > 0);
-        let rows = kinds.map(|(k, n)| vec![esc(k), group(*n)]).chain(
-            r.errors_by_status
-                .iter()
-                .map(|(c, n)| vec![format!("HTTP {}", esc(c)), group(*n)]),
-        );
+        let rows = kinds
+            .map(|(k, n)| vec![esc(k), group(*n)])
+            .chain(
+                r.errors_by_status
+                    .iter()
+                    .map(|(c, n)| vec![format!("HTTP {}", esc(c)), group(*n)]),
+            )
+            .chain(
+                r.errors_by_grpc_status
+                    .iter()
+                    .map(|(c, n)| vec![format!("gRPC {}", esc(c)), group(*n)]),
+            );
         table(o, &["Kind", "Count"], 1, rows);
+    }
+
+    if !r.per_request.is_empty() {
+        o.push_str("<h2>Requests</h2>\n");
+        let rows = r.per_request.iter().map(|q| {
+            vec![
+                esc(&q.name),
+                q.weight.to_string(),
+                group(q.sent),
+                group(q.ok),
+                group(q.errors),
+                group(q.dropped),
+                pct(q.success_rate),
+                ms(q.latency_ms.p50),
+                ms(q.latency_ms.p99),
+                ms(q.latency_ms.max),
+            ]
+        });
+        let head = [
+            "Request", "Weight", "Sent", "Ok", "Errors", "Dropped", "Success", "p50", "p99", "max",
+        ];
+        table(o, &head, 1, rows);
     }
 
     o.push_str("<h2>Stages</h2>\n");

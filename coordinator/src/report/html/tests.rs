@@ -72,7 +72,33 @@ fn burst_report() -> Report {
         text: "worker fedcba98 lost".into(),
     }];
     r.requests.errors = 48;
-    r.errors_by_kind.insert("timeout".into(), 48);
+    r.errors_by_kind.insert("timeout".into(), 40);
+    r.errors_by_kind.insert("status".into(), 8);
+    r.errors_by_grpc_status.insert("UNAVAILABLE".into(), 8);
+    r.target = Some(TargetInfo {
+        url: "https://127.0.0.1:8443/items".into(),
+        protocol: "http2".into(),
+        requests: vec!["list items".into(), "place order".into()],
+    });
+    r.per_request = ["list items", "place order"]
+        .iter()
+        .zip([4u32, 1])
+        .map(|(name, weight)| {
+            serde_json::from_value(json!({
+                "name": name,
+                "weight": weight,
+                "intended": 12_000 * u64::from(weight),
+                "sent": 11_994 * u64::from(weight),
+                "ok": 11_988 * u64::from(weight),
+                "errors": 6 * weight,
+                "dropped": 6 * weight,
+                "success_rate": 0.999,
+                "throughput_rps": 199.8 * f64::from(weight),
+                "latency_ms": fixture::latency(5.0, 80.0),
+            }))
+            .unwrap()
+        })
+        .collect();
     r
 }
 
@@ -146,6 +172,10 @@ fn text_from_the_report_is_escaped() {
     r.workers[1].id = evil.into();
     r.errors_by_kind.insert(evil.into(), 1);
     r.errors_by_status.insert(evil.into(), 1);
+    r.errors_by_grpc_status.insert(evil.into(), 1);
+    r.per_request[0].name = evil.into();
+    r.target.as_mut().unwrap().url = format!("tcp://{evil}");
+    r.target.as_mut().unwrap().protocol = evil.into();
     r.incomplete_reason = Some(evil.into());
     let html = render(&r);
     assert!(!html.contains("<script"), "raw markup got through");
@@ -242,4 +272,28 @@ fn print_and_small_screens_are_styled() {
     assert!(html.contains("@media print"));
     assert!(html.contains("name=\"viewport\""));
     assert!(html.contains("svg.chart { display: block; width: 100%; height: auto; }"));
+}
+
+#[test]
+fn requests_target_and_grpc_codes_are_shown() {
+    let html = render(&burst_report());
+    assert!(
+        html.contains(
+            "Target <code>127.0.0.1:8443/items</code> (http2, TLS, 2 request definitions) · Run"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("<td class=\"l\">gRPC UNAVAILABLE</td><td>8</td>"));
+    let requests = html.find("<h2>Requests</h2>").expect("a requests table");
+    assert!(html.find("<h2>Errors</h2>").unwrap() < requests);
+    assert!(requests < html.find("<h2>Stages</h2>").unwrap());
+    assert!(html.contains(
+        "<tr><td class=\"l\">place order</td><td>1</td><td>11,994</td><td>11,988</td><td>6</td><td>6</td>"
+    ));
+    let mut r = burst_report();
+    r.per_request.clear();
+    r.target.as_mut().unwrap().requests.truncate(1);
+    let html = render(&r);
+    assert!(!html.contains("<h2>Requests</h2>"));
+    assert!(html.contains("(http2, TLS, list items) · "));
 }

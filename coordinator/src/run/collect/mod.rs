@@ -96,7 +96,8 @@ impl<'a> Collector<'a> {
             .zip(&plan.stages)
             .map(|(start, s)| (start, s.duration.as_secs_f64()))
             .collect();
-        let merger = Merger::new(s.members.len(), stage_of, &spans);
+        let weights: Vec<u32> = plan.target.requests.iter().map(|r| r.weight).collect();
+        let merger = Merger::new(s.members.len(), stage_of, &spans).with_requests(&weights);
         // Thresholds marked `abort` are judged every second as well.
         let names: Vec<&str> = plan.stages.iter().map(|s| s.name.as_str()).collect();
         let aborts = spec
@@ -376,13 +377,7 @@ impl<'a> Collector<'a> {
 
     async fn publish(&self, m: &MergedInterval) -> IntervalReport {
         let summary = build::interval(&self.curve, self.plan, m);
-        let c = &m.acc.counts;
-        let kinds = [
-            ("connect", c.by_kind[0]),
-            ("timeout", c.by_kind[1]),
-            ("status", c.by_kind[2]),
-            ("protocol", c.by_kind[3]),
-        ];
+        let kinds: Vec<(&str, u64)> = m.acc.counts.kinds().collect();
         self.coord
             .metrics
             .observe(self.run_id, &summary, &m.acc.latency, &kinds);
@@ -440,7 +435,7 @@ impl<'a> Collector<'a> {
             } else {
                 0
             };
-            let delta = self.merger.workers[slot].counts.settle_lost(unsent);
+            let delta = self.merger.settle_lost(slot, unsent);
             let stage = self.curve.stage_at(lost_at);
             self.merger.stages[stage].counts.add(&delta);
             if delta.lost + delta.unsent > 0 {
@@ -491,6 +486,7 @@ impl<'a> Collector<'a> {
             started_at: self.start_wall,
             plan: self.plan,
             total: &total,
+            requests: &self.merger.requests,
             stages: &self.merger.stages,
             soak: &self.merger.soak,
             workers: &workers,
