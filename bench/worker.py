@@ -57,7 +57,14 @@ def parse_args():
     p.add_argument("--step-max", type=float, help="highest rate tried (default 300000)")
     p.add_argument("--refine-to", type=float,
                    help="bisect the pass/fail gap down to this many rps (default 5000; 0 = no bisection)")
-    p.add_argument("--connections", type=int, help="[load].connections (default 64)")
+    p.add_argument("--protocol", choices=["http1", "http2", "grpc", "tcp"], default="http1",
+                   help="protocol to drive the built-in target with (default http1); "
+                   "http2/grpc use h2c, grpc calls a generic echo method, tcp sends framed messages")
+    p.add_argument("--per-connection", type=int,
+                   help="streams per connection (http2, grpc; default 100) or pipeline depth (tcp; default 16)")
+    p.add_argument("--body-size", type=int, default=None,
+                   help="request body bytes (default 0 for http1/http2, 64 for grpc and tcp)")
+    p.add_argument("--connections", type=int, help="[load].connections (default 64; 8 for http2/grpc)")
     p.add_argument("--max-in-flight", type=int, help="[load].max_in_flight (default 10000)")
     p.add_argument("--worker-core", type=int, help="core for the worker (default 0)")
     p.add_argument("--target-core", type=int,
@@ -88,7 +95,8 @@ def parse_args():
     a.step_size = pick(a.step_size, "STEP_SIZE", 20000, 20000)
     a.step_max = pick(a.step_max, "STEP_MAX", 300000, 300000)
     a.refine_to = pick(a.refine_to, "REFINE_TO", 5000, 10000)
-    a.connections = pick(a.connections, "CONNECTIONS", 64, 64, int)
+    few = 8 if a.protocol in ("http2", "grpc") else 64
+    a.connections = pick(a.connections, "CONNECTIONS", few, few, int)
     a.max_in_flight = pick(a.max_in_flight, "MAX_IN_FLIGHT", 10000, 10000, int)
     a.worker_core = pick(a.worker_core, "WORKER_CORE", 0, 0, int)
     a.target_core = pick(a.target_core, "TARGET_CORE", 1, 1, int)
@@ -286,14 +294,25 @@ def build(args):
 # ---------------------------------------------------------------- runs
 
 def scenario(name, url, rate, duration, args):
+    proto = args.protocol
+    body = args.body_size if args.body_size is not None else (64 if proto in ("grpc", "tcp") else 0)
+    target = f'url = "{url}"\nprotocol = "{proto}"\n'
+    if proto == "grpc":
+        target += 'method = "/volley.bench.Echo/Say"\n'
+    if body:
+        target += f"body_size = {body}\n"
+    load = ""
+    if proto in ("http2", "grpc"):
+        load = f"streams_per_connection = {args.per_connection or 100}\n"
+    elif proto == "tcp":
+        load = f"pipeline = {args.per_connection or 16}\n"
     return f"""name = "{name}"
 [target]
-url = "{url}"
-timeout = "5s"
+{target}timeout = "5s"
 [load]
 connections = {args.connections}
 max_in_flight = {args.max_in_flight}
-[[stages]]
+{load}[[stages]]
 name = "main"
 rate = {int(rate)}
 duration = "{duration:g}s"
@@ -325,10 +344,15 @@ class Bench:
         a = self.args
         vol = os.path.join(self.rel, "volley")
         tlog = os.path.join(self.dir, "target.log")
-        self.target = start([vol, "target", "--listen", "127.0.0.1:0", "--threads", "1"],
-                            a.target_core, tlog)
+        cmd = [vol, "target", "--listen", "127.0.0.1:0", "--threads", "1"]
+        if a.protocol == "tcp":
+            cmd += ["--tcp-listen", "127.0.0.1:0"]
+        self.target = start(cmd, a.target_core, tlog)
         m = wait_for_line(self.target, tlog, r"target listening on (http://127\.0\.0\.1:\d+/)")
         self.url = m.group(1)
+        if a.protocol == "tcp":
+            m = wait_for_line(self.target, tlog, r"target listening on (tcp://127\.0\.0\.1:\d+)")
+            self.url = m.group(1)
         clog = os.path.join(self.dir, "coordinator.log")
         self.coord = start([vol, "serve", "--listen", "127.0.0.1:0"], a.target_core, clog)
         m = wait_for_line(self.coord, clog, r"coordinator listening on (127\.0\.0\.1:\d+)")
@@ -616,8 +640,14 @@ def header(a):
     print(f"bench: volley @ {rev}{' (+uncommitted changes)' if dirty else ''}; "
           f"{os.cpu_count()} cores ({model}); load average {os.getloadavg()[0]:.2f} at start; "
           f"CLK_TCK {HZ}", flush=True)
-    print(f"bench: connections {a.connections}, max_in_flight {a.max_in_flight}, timeout 5s, "
-          f"uniform arrivals, GET, 64-byte responses", flush=True)
+    per = ""
+    if a.protocol in ("http2", "grpc"):
+        per = f", {a.per_connection or 100} streams per connection"
+    elif a.protocol == "tcp":
+        per = f", pipeline {a.per_connection or 16}"
+    print(f"bench: protocol {a.protocol}{per}, connections {a.connections}, "
+          f"max_in_flight {a.max_in_flight}, timeout 5s, uniform arrivals, 64-byte responses",
+          flush=True)
 
 
 def main():

@@ -144,11 +144,11 @@ fn misbehaving_targets_give_classified_errors_within_the_timeout() {
     let (_coord, coord_url) = start_coordinator(&[]);
     let _w = start_worker(&coord_url, &[]);
     let cases = [
-        (Mode::CloseAfterRequest, "protocol"),
+        (Mode::CloseAfterRequest, "reset"),
         (Mode::Silent, "timeout"),
         (Mode::PartialHead, "timeout"),
         (Mode::NotHttp, "protocol"),
-        (Mode::ShortBody, "protocol"),
+        (Mode::ShortBody, "reset"),
     ];
     for (mode, kind) in cases {
         let server = BadServer::start(mode);

@@ -61,6 +61,22 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode", |bch| {
         bch.iter(|| histogram::decode(black_box(&encoded)).expect("decodes"));
     });
+    // The coordinator's faster path: decode to the non-zero buckets only and
+    // add them (what the merger does per report), against decode + merge.
+    let mut acc2 = a.clone();
+    g.bench_function("decode_and_merge_full", |bch| {
+        bch.iter(|| {
+            let h = histogram::decode(black_box(&encoded)).expect("decodes");
+            histogram::merge(&mut acc2, &h).expect("same shape")
+        });
+    });
+    let mut acc3 = a.clone();
+    g.bench_function("decode_and_merge_sparse", |bch| {
+        bch.iter(|| {
+            let s = histogram::decode_sparse(black_box(&encoded)).expect("decodes");
+            s.add_to(&mut acc3).expect("same shape")
+        });
+    });
     // Adding one worker's second into the merged second (the sum only grows,
     // which costs the same every time).
     let mut acc = a.clone();

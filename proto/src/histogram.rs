@@ -137,6 +137,156 @@ fn inflate_bounded(bytes: &[u8]) -> Result<Vec<u8>, HistError> {
     Ok(inner)
 }
 
+/// A decoded histogram as its non-zero buckets only: what a merge needs,
+/// without allocating and zeroing the full counts array (~24k buckets,
+/// 190 KB) that [`decode`] builds for every report. The coordinator decodes
+/// each worker's second once into this form and adds it into as many
+/// accumulators as it keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sparse {
+    /// (value at the bucket's low end in µs, count), in bucket order.
+    buckets: Vec<(u64, u64)>,
+}
+
+/// Sub-bucket half count of the standard shape (3 digits: 2048 sub-buckets).
+const HALF_COUNT_MAGNITUDE: u32 = 10;
+const HALF_COUNT: u64 = 1 << HALF_COUNT_MAGNITUDE;
+
+/// The lowest value of bucket `index` in the standard shape (lowest 1 µs,
+/// 3 significant digits), as HdrHistogram lays buckets out.
+#[inline]
+fn value_at_index(index: u64) -> u64 {
+    let bucket = (index >> HALF_COUNT_MAGNITUDE) as i64 - 1;
+    let sub = (index & (HALF_COUNT - 1)) + HALF_COUNT;
+    if bucket < 0 {
+        sub - HALF_COUNT
+    } else {
+        sub << bucket
+    }
+}
+
+impl Sparse {
+    /// Total count.
+    pub fn len(&self) -> u64 {
+        self.buckets.iter().map(|b| b.1).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// Adds every bucket into `into` (a histogram of the standard shape),
+    /// exactly as [`merge`] of the fully decoded histogram would.
+    pub fn add_to(&self, into: &mut Hist) -> Result<(), HistError> {
+        for &(value, count) in &self.buckets {
+            into.record_n(value, count)
+                .map_err(|e| HistError::Merge(format!("{e:?}")))?;
+        }
+        Ok(())
+    }
+
+    /// As a full histogram (for percentiles of one report).
+    pub fn to_hist(&self) -> Result<Hist, HistError> {
+        let mut h = new_hist();
+        self.add_to(&mut h)?;
+        Ok(h)
+    }
+}
+
+/// Decodes bytes from the network into their non-zero buckets, with the same
+/// checks as [`decode`]. Histograms of another shape than the standard one
+/// (which standard tools may write) go through the full decoder instead.
+pub fn decode_sparse(bytes: &[u8]) -> Result<Sparse, HistError> {
+    if bytes.len() > MAX_ENCODED {
+        return Err(HistError::TooLarge(bytes.len()));
+    }
+    if bytes.is_empty() {
+        return Ok(Sparse::default());
+    }
+    let inner = inflate_bounded(bytes)?;
+    let bad = |m: &str| HistError::Decode(m.to_string());
+    let field = |at: usize, n: usize| inner.get(at..at + n).ok_or_else(|| bad("truncated header"));
+    let be32 = |at| field(at, 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+    let be64 = |at| {
+        field(at, 8).map(|s| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(s);
+            u64::from_be_bytes(a)
+        })
+    };
+    let payload_len = be32(4)? as usize;
+    let normalizing_offset = be32(8)?;
+    let digits = be32(12)?;
+    let lowest = be64(16)?;
+    let highest = be64(24)?;
+    let ratio = f64::from_bits(be64(32)?);
+    if normalizing_offset != 0 || ratio != 1.0 {
+        return Err(bad("unsupported V2 features (normalizing offset or ratio)"));
+    }
+    if lowest != LOWEST_US || digits != u32::from(SIGFIG) || highest > HIGHEST_US {
+        // Another layout of buckets: let the full decoder handle it.
+        let h = decode(bytes)?;
+        let mut buckets = Vec::new();
+        for v in h.iter_recorded() {
+            buckets.push((h.lowest_equivalent(v.value_iterated_to()), v.count_at_value()));
+        }
+        return Ok(Sparse { buckets });
+    }
+    let payload = inner
+        .get(40..40 + payload_len)
+        .ok_or_else(|| bad("declared payload is longer than the data"))?;
+    // Highest bucket index of the standard shape, from a histogram's own
+    // layout so it can never disagree with `record_n`.
+    let max_index = standard_bucket_count();
+    let mut buckets = Vec::new();
+    let mut index: u64 = 0;
+    let mut at = 0;
+    while at < payload.len() {
+        let (zz, used) = varint(&payload[at..]).ok_or_else(|| bad("truncated count"))?;
+        at += used;
+        let n = ((zz >> 1) as i64) ^ -((zz & 1) as i64);
+        if n < 0 {
+            index = index
+                .checked_add(n.unsigned_abs())
+                .ok_or_else(|| bad("zero run overflows"))?;
+            continue;
+        }
+        if n > 0 {
+            if index >= max_index {
+                return Err(bad("count beyond the histogram's range"));
+            }
+            buckets.push((value_at_index(index), n as u64));
+        }
+        index += 1;
+    }
+    Ok(Sparse { buckets })
+}
+
+/// Buckets of the standard shape.
+fn standard_bucket_count() -> u64 {
+    static COUNT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *COUNT.get_or_init(|| new_hist().distinct_values() as u64)
+}
+
+/// One LEB128 varint of at most 9 bytes (HdrHistogram's variant: the 9th
+/// byte carries 8 bits). Returns the value and the bytes used.
+#[inline]
+fn varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    for i in 0..9 {
+        let byte = *b.get(i)?;
+        if i == 8 {
+            v |= u64::from(byte) << 56;
+            return Some((v, 9));
+        }
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
 /// Adds `other` into `into` exactly (bucket by bucket, never by averaging).
 pub fn merge(into: &mut Hist, other: &Hist) -> Result<(), HistError> {
     into.add(other)
@@ -217,6 +367,68 @@ mod tests {
         assert_eq!(back.len(), 6);
         assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
         assert_eq!(back.max(), h.max());
+    }
+
+    /// Every bucket's count, for exact comparisons.
+    fn buckets(h: &Hist) -> Vec<(u64, u64)> {
+        h.iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    #[test]
+    fn sparse_decoding_adds_exactly_what_the_full_decoder_does() {
+        // A deterministic spread over the whole range, bucket edges and the
+        // first (half-width) bucket included.
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        for round in 0..50 {
+            let mut h = new_hist();
+            let n = [0usize, 1, 7, 300, 5000][round % 5];
+            for _ in 0..n {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let v = match seed % 4 {
+                    0 => 1 + seed % 2048,
+                    1 => 1 + seed % 200_000,
+                    2 => 1 + (seed >> 8) % HIGHEST_US,
+                    _ => [1, 1023, 1024, 2047, 2048, 4095, 4096, HIGHEST_US][(seed >> 3) as usize % 8],
+                };
+                h.record_n(v, 1 + seed % 5).unwrap();
+            }
+            let bytes = encode(&h);
+            let sparse = decode_sparse(&bytes).unwrap();
+            let mut via_sparse = new_hist();
+            via_sparse.record(42).unwrap();
+            sparse.add_to(&mut via_sparse).unwrap();
+            let mut via_full = new_hist();
+            via_full.record(42).unwrap();
+            merge(&mut via_full, &decode(&bytes).unwrap()).unwrap();
+            assert_eq!(buckets(&via_sparse), buckets(&via_full), "round {round}");
+            assert_eq!(via_sparse.len(), via_full.len());
+            assert_eq!(via_sparse.max(), via_full.max());
+            assert_eq!(sparse.len(), h.len());
+            assert_eq!(buckets(&sparse.to_hist().unwrap()), buckets(&h));
+        }
+    }
+
+    #[test]
+    fn sparse_decoding_refuses_what_decode_refuses() {
+        assert!(decode_sparse(b"\x1c\x84\x93\x14junkjunkjunk").is_err());
+        assert!(decode_sparse(&[0xff; 64]).is_err());
+        assert!(matches!(
+            decode_sparse(&vec![0; MAX_ENCODED + 1]),
+            Err(HistError::TooLarge(_))
+        ));
+        assert!(decode_sparse(&[]).unwrap().is_empty());
+        // A histogram of a narrower shape (another tool's) still adds up.
+        let mut narrow = Histogram::<u64>::new_with_bounds(1, 60_000_000, 2).unwrap();
+        narrow.record_n(1500, 3).unwrap();
+        let s = decode_sparse(&encode(&narrow)).unwrap();
+        assert_eq!(s.len(), 3);
+        let h = s.to_hist().unwrap();
+        assert_eq!(h.len(), 3);
+        assert!(h.max() >= 1490 && h.max() <= 1510, "{}", h.max());
     }
 
     #[test]
@@ -305,6 +517,7 @@ mod tests {
             #[test]
             fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
                 let _ = decode(&bytes);
+                let _ = decode_sparse(&bytes);
             }
 
             /// Nor do valid encodings with bytes flipped, cut or extended.
