@@ -38,10 +38,15 @@ pub struct SubmitOptions {
 /// Reads and validates a scenario file: exit 2 with file, field and
 /// expectation on any problem.
 pub fn load_scenario(path: &std::path::Path) -> Result<(scenario::Scenario, String), CliError> {
-    let scenario = scenario::load(path).map_err(|e| CliError::bad_input(e.to_string()))?;
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?;
-    Ok((scenario, text))
+    let loaded = read_scenario(path)?;
+    Ok((loaded.scenario, loaded.text))
+}
+
+/// Reads and validates a scenario file and the files it references (sent
+/// with it, since the coordinator may run elsewhere): exit 2 with file,
+/// field and expectation on any problem.
+pub fn read_scenario(path: &std::path::Path) -> Result<scenario::Loaded, CliError> {
+    scenario::load(path).map_err(|e| CliError::bad_input(e.to_string()))
 }
 
 /// How long the client keeps trying to reach its coordinator again after the
@@ -111,7 +116,11 @@ pub async fn submit(
     opts: SubmitOptions,
     interrupt: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) -> Result<(Exit, Option<Report>), CliError> {
-    let (scenario, text) = load_scenario(&opts.scenario)?;
+    let scenario::Loaded {
+        scenario,
+        text,
+        files,
+    } = read_scenario(&opts.scenario)?;
     if matches!(scenario.target, ScenarioTarget::Builtin(_)) && opts.builtin_target_url.is_none() {
         return Err(CliError::bad_input(format!(
             "{}: target.builtin: the built-in target runs only in local mode (without --coordinator); set target.url",
@@ -125,6 +134,10 @@ pub async fn submit(
         min_workers: opts.min_workers,
         wait_nanos: opts.wait.as_nanos() as u64,
         builtin_target_url: opts.builtin_target_url.clone().unwrap_or_default(),
+        files: files
+            .into_iter()
+            .map(|(name, data)| pb::ScenarioFile { name, data })
+            .collect(),
     };
     let stream = match client.submit_run(request(submit, &opts)?).await {
         Ok(r) => r.into_inner(),

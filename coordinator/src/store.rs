@@ -1,9 +1,9 @@
 //! The run's data on the coordinator's disk (`--data-dir`), written as it
 //! happens so a coordinator killed mid-run can resume from it:
 //!
-//! - `runs/<run_id>/run.json`: what the run is (scenario, start instant,
-//!   members and their share epochs, status), rewritten atomically whenever
-//!   it changes;
+//! - `runs/<run_id>/run.json`: what the run is (scenario and the files it
+//!   references, start instant, members and their share epochs, status),
+//!   rewritten atomically whenever it changes;
 //! - `runs/<run_id>/intervals.bin`: every worker report accepted, as
 //!   received (length-prefixed protobuf), appended and flushed one by one;
 //!   replaying it through a fresh merge rebuilds the run exactly, with
@@ -43,12 +43,40 @@ pub struct MemberMeta {
     pub epochs: Vec<EpochMeta>,
 }
 
+/// A file the scenario references (`body_file`, `tls_ca`), as the client
+/// sent it; the bytes are stored in base64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredFile {
+    pub name: String,
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+mod base64_bytes {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
     pub run_id: String,
     pub scenario_toml: String,
     pub scenario_name: String,
     pub builtin_target_url: String,
+    /// The files the scenario references; absent in a run stored before
+    /// scenarios could reference files.
+    #[serde(default)]
+    pub files: Vec<StoredFile>,
     pub start_unix_nanos: u64,
     pub members: Vec<MemberMeta>,
     /// "running" | "finished".
@@ -184,6 +212,10 @@ mod tests {
             scenario_toml: "x".into(),
             scenario_name: "s.toml".into(),
             builtin_target_url: String::new(),
+            files: vec![StoredFile {
+                name: "body.bin".into(),
+                data: vec![0, 1, 2, 255],
+            }],
             start_unix_nanos: 7,
             members: vec![MemberMeta {
                 id: "w".into(),
@@ -252,5 +284,22 @@ mod tests {
         s.save_meta(&meta("finished")).unwrap();
         assert!(unfinished(&dir).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn files_are_stored_in_base64_and_may_be_absent() {
+        let json = serde_json::to_string(&meta("running")).unwrap();
+        assert!(
+            json.contains(r#""files":[{"name":"body.bin","data":"AAEC/w=="}]"#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<RunMeta>(&json).unwrap(),
+            meta("running")
+        );
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().remove("files");
+        let back: RunMeta = serde_json::from_value(old).unwrap();
+        assert!(back.files.is_empty());
     }
 }

@@ -20,6 +20,7 @@ pub mod sink;
 use crate::report::Report;
 use crate::scenario::Scenario;
 use crate::state::Coordinator;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -68,19 +69,29 @@ pub struct Source {
     pub scenario_toml: String,
     pub scenario_name: String,
     pub builtin_target_url: String,
+    /// The files the scenario references (`body_file`, `tls_ca`), by the
+    /// name it gives them, as the client read them.
+    pub files: BTreeMap<String, Vec<u8>>,
 }
 
 impl Source {
-    /// The scenario to run: parsed and validated, with the built-in target's
-    /// URL filled in when the client started one.
+    /// The scenario to run: parsed and validated, its files resolved from
+    /// what the client sent, with the built-in target's URL filled in when
+    /// the client started one.
     pub fn scenario(&self) -> Result<Scenario, String> {
         let file = if self.scenario_name.is_empty() {
             "scenario"
         } else {
             &self.scenario_name
         };
+        let read = |name: &str| {
+            self.files
+                .get(name)
+                .cloned()
+                .ok_or_else(|| "the client did not send this file with the scenario".to_owned())
+        };
         let mut scenario =
-            crate::scenario::parse(&self.scenario_toml, file).map_err(|e| e.to_string())?;
+            crate::scenario::parse(&self.scenario_toml, file, &read).map_err(|e| e.to_string())?;
         if let crate::scenario::ScenarioTarget::Builtin(_) = scenario.target {
             if self.builtin_target_url.is_empty() {
                 return Err(format!(

@@ -61,6 +61,11 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
         scenario_toml: meta.scenario_toml.clone(),
         scenario_name: meta.scenario_name.clone(),
         builtin_target_url: meta.builtin_target_url.clone(),
+        files: meta
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.data.clone()))
+            .collect(),
     };
     let events = Arc::new(Sink::new(None));
     let stop = coord.register_run(&run_id, events.clone());

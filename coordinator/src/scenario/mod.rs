@@ -1,23 +1,35 @@
 //! Scenario files: TOML in, a validated [`Scenario`] out.
 //!
-//! A scenario says what to hit (`[target]`), how (`[load]`), the load shape
-//! (`[[stages]]`) and what counts as a pass (`thresholds`). Parsing is strict
-//! on purpose: a typo in a load test silently changes what is measured, so
-//! unknown keys, bare numbers where a unit is needed and absurd values are
-//! errors, and every error names the file, the field path and the line.
+//! A scenario says what to hit (`[target]`), what to send (the single
+//! request of `[target]`, or weighted `[[requests]]`), how (`[load]`), the
+//! load shape (`[[stages]]`) and what counts as a pass (`thresholds`).
+//! Parsing is strict on purpose: a typo in a load test silently changes what
+//! is measured, so unknown keys, bare numbers where a unit is needed, keys
+//! that do not apply to the protocol and absurd values are errors, and every
+//! error names the file, the field path and the line.
+//!
+//! Files a scenario references (`body_file`, `tls_ca`) are read through a
+//! resolver ([`ReadFile`]): [`load`] reads them from disk, relative to the
+//! scenario file's directory, and hands back their bytes so the CLI can send
+//! them to a coordinator that may run elsewhere; the coordinator resolves
+//! them from what was sent.
 //!
 //! - `error`: [`ScenarioError`] and span → line conversion.
 //! - `raw`: a typed walk over `toml::de::DeTable` (which keeps spans) that
 //!   rejects unknown keys and wrong types.
 //! - `units`: durations, rates ("10k"), sizes ("1KiB"), percentages.
-//! - `target`: the `[target]` table, URL or built-in.
+//! - `files`: referenced files, with their size limits.
+//! - `target`: the `[target]` table: URL or built-in, protocol, TLS.
+//! - `requests`: what is sent, from `[target]` or `[[requests]]`.
 //! - `stages`: `[load]` and `[[stages]]`.
 //!
 //! The result always ends in [`Plan::validate`], the same check a plan
 //! arriving over the wire goes through.
 
 mod error;
+mod files;
 mod raw;
+mod requests;
 mod stages;
 mod target;
 mod units;
@@ -25,21 +37,52 @@ mod units;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use volley_plan::Plan;
+use volley_plan::model::MAX_INLINE_BODY;
+use volley_plan::{Plan, Protocol};
 
 pub use error::ScenarioError;
 use error::{column_of, line_of, Fail};
+pub use files::MAX_FILES_TOTAL;
 use raw::Section;
 use units::{quote, show};
 
-/// URL a built-in target's plan carries until the runner has started the
-/// target and knows its port. Port 0 does not validate, so a plan that
-/// escapes without the real address is refused rather than sent.
+/// URL a built-in HTTP (http1, http2, grpc) target's plan carries until the
+/// runner has started the target and knows its port. Port 0 does not
+/// validate, so a plan that escapes without the real address is refused
+/// rather than sent. See [`builtin_placeholder_url`].
 pub const BUILTIN_PLACEHOLDER_URL: &str = "http://127.0.0.1:0/";
+/// The same for a built-in framed-TCP target.
+pub const BUILTIN_TCP_PLACEHOLDER_URL: &str = "tcp://127.0.0.1:0";
+
+/// The placeholder URL of a built-in target speaking `protocol`.
+pub fn builtin_placeholder_url(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Tcp => BUILTIN_TCP_PLACEHOLDER_URL,
+        Protocol::Http1 | Protocol::Http2 | Protocol::Grpc => BUILTIN_PLACEHOLDER_URL,
+    }
+}
+
+/// The URL a plan carries for a built-in target listening on `addr`:
+/// `tcp://ADDR` for framed TCP (the target's `--tcp-listen` echo),
+/// `http://ADDR/` for every other protocol (HTTP/1.1, h2c and gRPC share the
+/// target's one HTTP port).
+pub fn builtin_url(protocol: Protocol, addr: SocketAddr) -> String {
+    match protocol {
+        Protocol::Tcp => format!("tcp://{addr}"),
+        Protocol::Http1 | Protocol::Http2 | Protocol::Grpc => format!("http://{addr}/"),
+    }
+}
+
+/// Reads a file the scenario references, by the name the scenario gives it
+/// (`body_file = "payload.bin"`); the error is a sentence naming the cause.
+pub type ReadFile<'r> = &'r dyn Fn(&str) -> Result<Vec<u8>, String>;
 
 /// Largest scenario file read (a 1000-stage scenario is well under this).
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -50,6 +93,7 @@ const ROOT_KEYS: &[&str] = &[
     "recovery_window",
     "recovery_tolerance",
     "target",
+    "requests",
     "load",
     "stages",
 ];
@@ -65,7 +109,8 @@ pub struct Scenario {
     pub thresholds: Vec<String>,
     pub target: ScenarioTarget,
     /// Fully validated. For a built-in target `plan.target.url` is
-    /// [`BUILTIN_PLACEHOLDER_URL`], which the runner replaces.
+    /// [`builtin_placeholder_url`], which the runner replaces with
+    /// [`builtin_url`].
     pub plan: Plan,
     pub recovery: RecoveryOptions,
 }
@@ -121,9 +166,21 @@ impl Default for RecoveryOptions {
     }
 }
 
-/// Reads and parses a scenario file. Read errors (missing file, not UTF-8,
-/// too large) are [`ScenarioError`]s too, with an empty field.
-pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+/// A scenario file read from disk: the parsed scenario, its text, and the
+/// files it references, as a client sends them to a coordinator.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub text: String,
+    /// Every file the scenario references, by the name it is written under.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+/// Reads and parses a scenario file, and the files it references (relative
+/// to its directory). Read errors (missing file, not UTF-8, too large) are
+/// [`ScenarioError`]s too: with an empty field for the scenario file itself,
+/// naming the field (`target.body_file`) for a referenced one.
+pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
     let file = path.display().to_string();
     let whole = |message: String, line: Option<usize>| ScenarioError {
         file: file.clone(),
@@ -131,9 +188,7 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         message,
         line,
     };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes))
+    let bytes = read_capped(path, MAX_FILE_BYTES)
         .map_err(|e| whole(format!("cannot read the scenario file: {e}"), None))?;
     if bytes.len() > MAX_FILE_BYTES {
         return Err(whole(too_large(), None));
@@ -146,20 +201,56 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
             Some(line),
         )
     })?;
-    parse(&text, &file)
+
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let read: RefCell<BTreeMap<String, Vec<u8>>> = RefCell::default();
+    let resolve = |name: &str| -> Result<Vec<u8>, String> {
+        if let Some(data) = read.borrow().get(name) {
+            return Ok(data.clone());
+        }
+        let full = dir.join(name);
+        // One byte past the limit is enough for the parser to refuse it.
+        let data = read_capped(&full, MAX_INLINE_BODY).map_err(|e| {
+            let at = if full.as_os_str() == name {
+                String::new()
+            } else {
+                format!("{}: ", full.display())
+            };
+            format!("{at}{e} (paths are relative to the scenario file's directory)")
+        })?;
+        read.borrow_mut().insert(name.to_owned(), data.clone());
+        Ok(data)
+    };
+    let scenario = parse(&text, &file, &resolve)?;
+    Ok(Loaded {
+        scenario,
+        text,
+        files: read.into_inner(),
+    })
 }
 
-/// Parses scenario text; `file` names it in errors and gives the default name.
-pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+/// Reads at most `max + 1` bytes of a file, so a caller can tell "too
+/// large" without reading a huge (or endless) file.
+fn read_capped(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Parses scenario text; `file` names it in errors and gives the default
+/// name, `files` reads the files it references.
+pub fn parse(text: &str, file: &str, files: ReadFile<'_>) -> Result<Scenario, ScenarioError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    build(text, file).map_err(|f| f.into_error(file, text))
+    build(text, file, files).map_err(|f| f.into_error(file, text))
 }
 
 fn too_large() -> String {
     format!("expected a scenario file of at most {MAX_FILE_BYTES} bytes (1 MiB)")
 }
 
-fn build(text: &str, file: &str) -> Result<Scenario, Fail> {
+fn build(text: &str, file: &str, read: ReadFile<'_>) -> Result<Scenario, Fail> {
     if text.len() > MAX_FILE_BYTES {
         return Err(Fail::new("", too_large()));
     }
@@ -203,10 +294,12 @@ fn build(text: &str, file: &str) -> Result<Scenario, Fail> {
     };
     let thresholds = thresholds(&root)?;
     let recovery = recovery(&root)?;
-    let (target_settings, target) = target::target(&root)?;
+    let mut files = files::Files::new(read);
+    let (target_settings, target) = target::target(&root, &mut files)?;
+    let protocol = target_settings.protocol;
     let plan = Plan {
         target: target_settings,
-        load: stages::load(&root)?,
+        load: stages::load(&root, protocol)?,
         stages: stages::stages(&root)?,
     };
 
@@ -214,11 +307,12 @@ fn build(text: &str, file: &str) -> Result<Scenario, Fail> {
     // built-in plan with a stand-in address.
     let mut check = plan.clone();
     if matches!(target, ScenarioTarget::Builtin(_)) {
-        check.target.url = "http://127.0.0.1/".into();
+        check.target.url = builtin_url(protocol, SocketAddr::from(([127, 0, 0, 1], 1)));
     }
     check.validate().map_err(|e| {
-        let span = raw::span_of(doc.get_ref(), &e.field);
-        Fail::new(e.field, e.message).at(span)
+        let field = scenario_field(&e.field, root.has("requests"), protocol);
+        let span = raw::span_of(doc.get_ref(), &field);
+        Fail::new(field, e.message).at(span)
     })?;
     // Thresholds are parsed now, so a malformed one stops the run before any
     // traffic (exit 2), and stage-scoped ones must name a real stage.
@@ -238,6 +332,29 @@ fn build(text: &str, file: &str) -> Result<Scenario, Fail> {
         plan,
         recovery,
     })
+}
+
+/// The scenario key a [`Plan::validate`] field path stands for: the single
+/// request of `[target]` is `requests[0]` in the plan, and
+/// `load.per_connection` is spelled per protocol.
+fn scenario_field(field: &str, has_requests: bool, protocol: Protocol) -> String {
+    if let Some(rest) = field.strip_prefix("requests[0].").filter(|_| !has_requests) {
+        let key = match rest {
+            // The single request's path is the URL's.
+            "path" => "url",
+            "method" | "body_size" | "body_file" | "headers" => rest,
+            _ => return "target".into(),
+        };
+        return format!("target.{key}");
+    }
+    if field == "load.per_connection" {
+        let key = match protocol {
+            Protocol::Tcp => "pipeline",
+            _ => "streams_per_connection",
+        };
+        return format!("load.{key}");
+    }
+    field.to_owned()
 }
 
 fn valid_name(n: &str) -> bool {

@@ -29,12 +29,21 @@ const TOP_LEVEL: &[&str] = &[
 /// Where a misplaced key belongs, for the "belongs in" hint.
 fn home_of(key: &str) -> Option<&'static str> {
     Some(match key {
-        "url" | "builtin" | "protocol" | "method" | "timeout" | "headers" | "body_size" => {
-            "[target]"
+        "url" | "builtin" | "protocol" | "timeout" | "tls_ca" | "insecure_skip_verify" => {
+            "the [target] table"
         }
-        "delay" | "error_rate" | "capacity" => "[target.builtin]",
-        "connections" | "max_in_flight" | "arrival" | "seed" => "[load]",
-        "duration" | "rate" | "from" | "to" | "burst" => "[[stages]]",
+        "method" | "headers" | "body_size" | "body_file" => {
+            "the [target] table or a [[requests]] table"
+        }
+        "weight" | "path" => "a [[requests]] table",
+        "delay" | "error_rate" | "capacity" => "the [target.builtin] table",
+        "connections"
+        | "streams_per_connection"
+        | "pipeline"
+        | "max_in_flight"
+        | "arrival"
+        | "seed" => "the [load] table",
+        "duration" | "rate" | "from" | "to" | "burst" => "a [[stages]] table",
         _ => return None,
     })
 }
@@ -286,8 +295,8 @@ pub(super) fn span_of(root: &DeTable<'_>, field: &str) -> Option<Range<usize>> {
 /// The hint appended to an unknown-key error.
 fn hint(path: &str, key: &str, allowed: &[&str]) -> String {
     if !path.is_empty() && TOP_LEVEL.contains(&key) {
-        return if path.starts_with("stages[") {
-            format!("; top-level keys such as `{key}` must come before the first [[stages]] table")
+        return if let Some((array, _)) = path.split_once('[') {
+            format!("; top-level keys such as `{key}` must come before the first [[{array}]] table")
         } else {
             format!(
                 "; top-level keys such as `{key}` must come before the first table \
@@ -296,7 +305,7 @@ fn hint(path: &str, key: &str, allowed: &[&str]) -> String {
         };
     }
     if let Some(home) = home_of(key) {
-        return format!("; `{key}` belongs in the {home} table");
+        return format!("; `{key}` belongs in {home}");
     }
     let close = allowed
         .iter()
@@ -357,6 +366,17 @@ mod tests {
         assert_eq!(hint("", "rat", &["rate", "name"]), "; did you mean `rate`?");
         assert_eq!(hint("", "xyzzy", &["rate"]), "");
         assert!(hint("stages[1]", "thresholds", &[]).contains("before the first [[stages]] table"));
+        assert!(
+            hint("requests[0]", "thresholds", &[]).contains("before the first [[requests]] table")
+        );
+        assert_eq!(
+            hint("load", "body_file", &[]),
+            "; `body_file` belongs in the [target] table or a [[requests]] table"
+        );
+        assert_eq!(
+            hint("target", "pipeline", &[]),
+            "; `pipeline` belongs in the [load] table"
+        );
         assert!(hint("target", "name", &[]).contains("after [target] belongs"));
         assert_eq!(
             hint("load", "url", &[]),

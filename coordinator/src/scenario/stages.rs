@@ -4,25 +4,64 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use toml::de::DeValue;
-use volley_plan::model::{MAX_CONNECTIONS, MAX_IN_FLIGHT, MAX_RPS, MAX_STAGE, MAX_STAGES};
-use volley_plan::{Arrival, Load, Stage};
+use volley_plan::model::{
+    MAX_CONNECTIONS, MAX_IN_FLIGHT, MAX_PER_CONNECTION, MAX_RPS, MAX_STAGE, MAX_STAGES,
+};
+use volley_plan::{Arrival, Load, Protocol, Stage};
 
 use super::error::Fail;
 use super::raw::Section;
 use super::units::{describe, quote, show};
 
-const LOAD_KEYS: &[&str] = &["connections", "max_in_flight", "arrival", "seed"];
+const LOAD_KEYS: &[&str] = &[
+    "connections",
+    "streams_per_connection",
+    "pipeline",
+    "max_in_flight",
+    "arrival",
+    "seed",
+];
 const STAGE_KEYS: &[&str] = &["name", "duration", "rate", "from", "to", "burst"];
 const MAX_NAME: usize = 64;
 
-/// Reads `[load]`; every key is optional.
-pub(super) fn load(root: &Section<'_, '_>) -> Result<Load, Fail> {
-    let mut load = Load::default();
+/// Reads `[load]`; every key is optional. How many requests share a
+/// connection is `streams_per_connection` for HTTP/2 and gRPC, `pipeline`
+/// for framed TCP, and always 1 for HTTP/1.1.
+pub(super) fn load(root: &Section<'_, '_>, protocol: Protocol) -> Result<Load, Fail> {
+    let mut load = Load {
+        per_connection: protocol.default_per_connection(),
+        ..Load::default()
+    };
     let Some(sec) = root.table("load", LOAD_KEYS)? else {
         return Ok(load);
     };
     if let Some(n) = sec.uint("connections")? {
         load.connections = in_range(&sec, "connections", n, MAX_CONNECTIONS)?;
+    }
+    let (key, other) = match protocol {
+        Protocol::Tcp => ("pipeline", "streams_per_connection"),
+        _ => ("streams_per_connection", "pipeline"),
+    };
+    if sec.has(other) || (protocol == Protocol::Http1 && sec.has(key)) {
+        let wrong = if sec.has(other) { other } else { key };
+        let applies = match wrong {
+            "pipeline" => "protocol \"tcp\"",
+            _ => "protocols \"http2\" and \"grpc\"",
+        };
+        let instead = match protocol {
+            Protocol::Http1 => " (HTTP/1.1 sends one request at a time per connection)".to_owned(),
+            _ => format!(" (for {:?} use `{key}`)", protocol.as_str()),
+        };
+        return Err(sec.fail(
+            wrong,
+            format!(
+                "applies only to {applies}, and this target's protocol is {:?}{instead}; remove it",
+                protocol.as_str()
+            ),
+        ));
+    }
+    if let Some(n) = sec.uint(key)? {
+        load.per_connection = in_range(&sec, key, n, MAX_PER_CONNECTION)?;
     }
     if let Some(n) = sec.uint("max_in_flight")? {
         load.max_in_flight = in_range(&sec, "max_in_flight", n, MAX_IN_FLIGHT)?;

@@ -1,39 +1,43 @@
-//! The `[target]` table: where requests go and what they look like, or the
-//! settings of the built-in target when the scenario asks for it.
+//! The `[target]` table: where requests go (a URL, or the built-in target
+//! and its settings), the protocol, the timeout and TLS. What is sent, the
+//! single request of `[target]` or `[[requests]]`, is `requests`'s part.
 
 use std::time::Duration;
 
 use toml::de::DeValue;
-use volley_plan::model::{validate_http_url, MAX_BODY, MAX_RPS};
-use volley_plan::{Protocol, Target};
+use volley_plan::model::{url_parts, validate_url, MAX_BODY, MAX_RPS};
+use volley_plan::{Protocol, Target, Tls};
 
 use super::error::Fail;
-use super::raw::{join, Section};
+use super::files::Files;
+use super::raw::Section;
+use super::requests::{self, Shared};
 use super::units::{describe, quote, show};
-use super::{BuiltinTarget, ScenarioTarget, BUILTIN_PLACEHOLDER_URL};
+use super::{builtin_placeholder_url, BuiltinTarget, ScenarioTarget};
 
 const TARGET_KEYS: &[&str] = &[
     "url",
     "builtin",
     "protocol",
-    "method",
-    "body_size",
     "timeout",
     "headers",
+    "tls_ca",
+    "insecure_skip_verify",
+    "method",
+    "body_size",
+    "body_file",
 ];
 const BUILTIN_KEYS: &[&str] = &["delay", "error_rate", "body_size", "capacity"];
-
-/// Protocols the design names but the traffic engine does not speak yet.
-const PLANNED_PROTOCOLS: &[&str] = &["http2", "grpc", "tcp"];
-/// Headers Volley computes itself from the generated body.
-const RESERVED_HEADERS: &[&str] = &["content-length", "transfer-encoding"];
-const MAX_HEADERS: usize = 100;
-const MAX_HEADER_VALUE: usize = 8 * 1024;
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 const MAX_DELAY: Duration = Duration::from_secs(3600);
+const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const PEM_END: &str = "-----END CERTIFICATE-----";
 
-/// Reads `[target]` from the root table.
-pub(super) fn target(root: &Section<'_, '_>) -> Result<(Target, ScenarioTarget), Fail> {
+/// Reads `[target]` (and, through it, the requests) from the root table.
+pub(super) fn target(
+    root: &Section<'_, '_>,
+    files: &mut Files<'_>,
+) -> Result<(Target, ScenarioTarget), Fail> {
     let sec = root.table("target", TARGET_KEYS)?.ok_or_else(|| {
         Fail::new(
             "target",
@@ -41,7 +45,12 @@ pub(super) fn target(root: &Section<'_, '_>) -> Result<(Target, ScenarioTarget),
         )
     })?;
 
-    let builtin = builtin(&sec)?;
+    let protocol = protocol(&sec)?;
+    let example = match protocol {
+        Protocol::Tcp => "`url = \"tcp://host:port\"`",
+        _ => "`url = \"http://host:port/\"`",
+    };
+    let builtin = builtin(&sec, protocol)?;
     let url = sec.str("url")?;
     let (url, kind) = match (url, builtin) {
         (Some(_), Some(_)) => {
@@ -51,70 +60,25 @@ pub(super) fn target(root: &Section<'_, '_>) -> Result<(Target, ScenarioTarget),
             ))
         }
         (Some(url), None) => {
-            validate_http_url(url).map_err(|m| sec.fail("url", m))?;
+            check_url(&sec, protocol, url)?;
             (url.to_owned(), ScenarioTarget::Url)
         }
-        (None, Some(b)) => (BUILTIN_PLACEHOLDER_URL.to_owned(), ScenarioTarget::Builtin(b)),
+        (None, Some(b)) => (
+            builtin_placeholder_url(protocol).to_owned(),
+            ScenarioTarget::Builtin(b),
+        ),
         (None, None) if sec.has("builtin") => {
             return Err(sec.fail(
                 "builtin",
-                "is false and no `url` is set; set `url = \"http://host:port/\"` or `builtin = true`",
+                format!("is false and no `url` is set; set {example} or `builtin = true`"),
             ))
         }
         (None, None) => {
             return Err(Fail::new(
                 "target",
-                "expected `url = \"http://host:port/\"` or `builtin = true`",
+                format!("expected {example} or `builtin = true`"),
             )
             .at(sec.span.clone()))
-        }
-    };
-
-    let protocol = match sec.str("protocol")? {
-        None => Protocol::Http1,
-        Some(p) => match Protocol::parse(p) {
-            Some(p) => p,
-            None if PLANNED_PROTOCOLS.contains(&p) => {
-                return Err(sec.fail(
-                    "protocol",
-                    format!("{p:?} is not supported yet; only \"http1\" is accepted today"),
-                ))
-            }
-            None => {
-                return Err(sec.fail(
-                    "protocol",
-                    format!(
-                        "expected one of \"http1\", \"http2\", \"grpc\", \"tcp\" (only \"http1\" is supported today), got {}",
-                        quote(p)
-                    ),
-                ))
-            }
-        },
-    };
-
-    let body_size = sec.size("body_size")?.unwrap_or(0);
-    if body_size > MAX_BODY {
-        return Err(sec.fail(
-            "body_size",
-            format!("expected at most {MAX_BODY} bytes (64 MiB), got {body_size}"),
-        ));
-    }
-
-    let method = match sec.str("method")? {
-        None if body_size > 0 => "POST".to_owned(),
-        None => "GET".to_owned(),
-        Some(m) => {
-            let up = m.to_ascii_uppercase();
-            if up.is_empty() || up.len() > 32 || !up.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(sec.fail(
-                    "method",
-                    format!(
-                        "expected an HTTP method such as GET or POST, got {}",
-                        quote(m)
-                    ),
-                ));
-            }
-            up
         }
     };
 
@@ -129,20 +93,129 @@ pub(super) fn target(root: &Section<'_, '_>) -> Result<(Target, ScenarioTarget),
         ));
     }
 
+    let builtin = matches!(kind, ScenarioTarget::Builtin(_));
+    let tls = tls(&sec, &url, builtin, files)?;
+    let headers = requests::headers(&sec, protocol)?;
+    let shared = Shared {
+        protocol,
+        path: url_parts(&url).map_or_else(|| "/".to_owned(), |p| p.path),
+        headers: &headers,
+    };
+    let requests = requests::requests(root, &sec, &shared, files)?;
+
     let target = Target {
         url,
         protocol,
-        method,
-        body_size,
         timeout,
-        headers: headers(&sec)?,
+        requests,
+        tls,
     };
     Ok((target, kind))
 }
 
+fn protocol(sec: &Section<'_, '_>) -> Result<Protocol, Fail> {
+    let Some(p) = sec.str("protocol")? else {
+        return Ok(Protocol::Http1);
+    };
+    Protocol::parse(p).ok_or_else(|| {
+        let hint = match Protocol::parse(&p.to_ascii_lowercase()) {
+            Some(_) => " (protocols are written in lower case)",
+            None => "",
+        };
+        sec.fail(
+            "protocol",
+            format!(
+                "expected one of \"http1\", \"http2\", \"grpc\", \"tcp\", got {}{hint}",
+                quote(p)
+            ),
+        )
+    })
+}
+
+fn check_url(sec: &Section<'_, '_>, protocol: Protocol, url: &str) -> Result<(), Fail> {
+    validate_url(protocol, url).map_err(|m| {
+        let hint = if protocol != Protocol::Tcp && url.starts_with("tcp://") {
+            " (a tcp:// URL needs `protocol = \"tcp\"`)"
+        } else {
+            ""
+        };
+        sec.fail("url", format!("{m}{hint}"))
+    })?;
+    if protocol == Protocol::Grpc && url_parts(url).is_some_and(|p| p.path != "/") {
+        return Err(sec.fail(
+            "url",
+            format!(
+                "expected http://host:port or https://host:port with no path for protocol \"grpc\", \
+                 got {}; the method path (\"/package.Service/Method\") goes in `method`",
+                quote(url)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `tls_ca` and `insecure_skip_verify`, which only an `https://` URL uses.
+fn tls(
+    sec: &Section<'_, '_>,
+    url: &str,
+    builtin: bool,
+    files: &mut Files<'_>,
+) -> Result<Tls, Fail> {
+    let https = url.starts_with("https://");
+    let why_not = if builtin {
+        "the built-in target has no TLS"
+    } else {
+        "the target's URL is not https://"
+    };
+    let insecure_skip_verify = sec.bool("insecure_skip_verify")?.unwrap_or(false);
+    if insecure_skip_verify && !https {
+        return Err(sec.fail(
+            "insecure_skip_verify",
+            format!("applies only to https:// URLs and {why_not}; remove it"),
+        ));
+    }
+    if sec.has("tls_ca") && !https {
+        return Err(sec.fail(
+            "tls_ca",
+            format!("applies only to https:// URLs and {why_not}; remove it"),
+        ));
+    }
+    let ca_pem = match files.read(sec, "tls_ca")? {
+        None => None,
+        Some(bytes) => Some(pem(sec, bytes)?),
+    };
+    Ok(Tls {
+        ca_pem,
+        insecure_skip_verify,
+    })
+}
+
+/// A PEM file with at least one certificate (parsed for real by the worker).
+fn pem(sec: &Section<'_, '_>, bytes: Vec<u8>) -> Result<String, Fail> {
+    let name = sec.str("tls_ca")?.unwrap_or_default();
+    let expected = format!("expected a PEM file with at least one {PEM_BEGIN} block");
+    let text = String::from_utf8(bytes).map_err(|_| {
+        sec.fail(
+            "tls_ca",
+            format!(
+                "{expected}; {} is not text (for a DER certificate, convert it with \
+                 `openssl x509 -inform der -in ca.der -out ca.pem`)",
+                quote(name)
+            ),
+        )
+    })?;
+    let complete = text
+        .find(PEM_BEGIN)
+        .is_some_and(|at| text[at + PEM_BEGIN.len()..].contains(PEM_END));
+    if !complete {
+        return Err(sec.fail("tls_ca", format!("{expected}; {} has none", quote(name))));
+    }
+    Ok(text)
+}
+
 /// `builtin = true`, `builtin = false`, or a table of built-in settings.
 /// `Ok(None)` when absent or false.
-fn builtin(sec: &Section<'_, '_>) -> Result<Option<BuiltinTarget>, Fail> {
+fn builtin(sec: &Section<'_, '_>, protocol: Protocol) -> Result<Option<BuiltinTarget>, Fail> {
     let Some(v) = sec.get("builtin") else {
         return Ok(None);
     };
@@ -153,7 +226,7 @@ fn builtin(sec: &Section<'_, '_>) -> Result<Option<BuiltinTarget>, Fail> {
             let b = sec
                 .table("builtin", BUILTIN_KEYS)?
                 .expect("checked to be a table");
-            builtin_settings(&b).map(Some)
+            builtin_settings(&b, protocol).map(Some)
         }
         other => Err(sec.fail(
             "builtin",
@@ -165,8 +238,17 @@ fn builtin(sec: &Section<'_, '_>) -> Result<Option<BuiltinTarget>, Fail> {
     }
 }
 
-fn builtin_settings(b: &Section<'_, '_>) -> Result<BuiltinTarget, Fail> {
+fn builtin_settings(b: &Section<'_, '_>, protocol: Protocol) -> Result<BuiltinTarget, Fail> {
     let defaults = BuiltinTarget::default();
+    if matches!(protocol, Protocol::Grpc | Protocol::Tcp) && b.has("body_size") {
+        return Err(b.fail(
+            "body_size",
+            format!(
+                "for protocol {:?} the built-in target echoes each request's body; remove it",
+                protocol.as_str()
+            ),
+        ));
+    }
     let delay = b.duration("delay")?.unwrap_or(defaults.delay);
     if delay > MAX_DELAY {
         return Err(b.fail(
@@ -205,67 +287,4 @@ fn builtin_settings(b: &Section<'_, '_>) -> Result<BuiltinTarget, Fail> {
         body_size: body_size as usize,
         capacity,
     })
-}
-
-/// `[target.headers]`: a table of header name → string value.
-fn headers(sec: &Section<'_, '_>) -> Result<Vec<(String, String)>, Fail> {
-    let Some(v) = sec.get("headers") else {
-        return Ok(Vec::new());
-    };
-    let DeValue::Table(t) = v.get_ref() else {
-        return Err(sec.fail(
-            "headers",
-            format!(
-                "expected a table of header names to strings such as {{ \"X-Id\" = \"1\" }}, got {}",
-                describe(v.get_ref())
-            ),
-        ));
-    };
-    if t.len() > MAX_HEADERS {
-        return Err(sec.fail(
-            "headers",
-            format!("expected at most {MAX_HEADERS} headers, got {}", t.len()),
-        ));
-    }
-    let path = sec.field("headers");
-    let mut out = Vec::with_capacity(t.len());
-    for (k, v) in t.iter() {
-        let name: &str = k.get_ref();
-        let fail = |m: String| Fail::new(join(&path, name), m).at(Some(v.span()));
-        let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-        if name.is_empty() || !name.bytes().all(token) {
-            return Err(Fail::new(
-                join(&path, name),
-                format!(
-                    "{} is not a valid header name (letters, digits and !#$%&'*+-.^_`|~ only)",
-                    quote(name)
-                ),
-            )
-            .at(Some(k.span())));
-        }
-        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(fail(format!(
-                "{name} is set by Volley from `body_size`; remove it"
-            )));
-        }
-        let DeValue::String(value) = v.get_ref() else {
-            return Err(fail(format!(
-                "expected a string, got {}",
-                describe(v.get_ref())
-            )));
-        };
-        if value.len() > MAX_HEADER_VALUE {
-            return Err(fail(format!(
-                "expected at most {MAX_HEADER_VALUE} bytes, got {}",
-                value.len()
-            )));
-        }
-        if value.chars().any(|c| c.is_control() && c != '\t') {
-            return Err(fail(
-                "header values may not contain control characters such as CR or LF".into(),
-            ));
-        }
-        out.push((name.to_owned(), value.to_string()));
-    }
-    Ok(out)
 }

@@ -40,6 +40,7 @@ impl pb::run_control_server::RunControl for Control {
             scenario_toml: req.scenario_toml,
             scenario_name: req.scenario_name,
             builtin_target_url: req.builtin_target_url,
+            files: req.files.into_iter().map(|f| (f.name, f.data)).collect(),
         };
         let scenario = source.scenario().map_err(Status::invalid_argument)?;
         let min_workers = req.min_workers.max(1) as usize;

@@ -5,7 +5,7 @@ use super::Collector;
 use crate::merge::Added;
 use crate::report::Event;
 use crate::run::setup::short;
-use crate::store::{EpochMeta, MemberMeta, RunMeta};
+use crate::store::{EpochMeta, MemberMeta, RunMeta, StoredFile};
 use crate::wire;
 use tokio::time::Instant;
 use tracing::warn;
@@ -46,6 +46,15 @@ impl Collector<'_> {
             scenario_toml: self.source.scenario_toml.clone(),
             scenario_name: self.source.scenario_name.clone(),
             builtin_target_url: self.source.builtin_target_url.clone(),
+            files: self
+                .source
+                .files
+                .iter()
+                .map(|(name, data)| StoredFile {
+                    name: name.clone(),
+                    data: data.clone(),
+                })
+                .collect(),
             start_unix_nanos: self.start_nanos,
             members,
             status: status.into(),
@@ -84,7 +93,11 @@ impl Collector<'_> {
     /// data dir first.
     pub(super) fn accept(&mut self, slot: usize, report: pb::IntervalReport, persist: bool) {
         let raw = persist.then(|| report.clone());
-        match wire::worker_interval(report, self.max_index) {
+        let bounds = wire::Bounds {
+            max_index: self.max_index,
+            requests: self.plan.target.requests.len(),
+        };
+        match wire::worker_interval(report, bounds) {
             Ok(wi) => {
                 if let (Some(st), Some(raw)) = (self.store.as_mut(), raw) {
                     if let Err(e) = st.append_interval(slot, &raw) {

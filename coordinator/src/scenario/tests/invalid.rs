@@ -2,8 +2,8 @@
 //! errors. The field is asserted exactly and the message must say what was
 //! expected.
 
-use super::super::{load, parse};
-use super::{err, expect, with_stage, with_target, MIN};
+use super::super::load;
+use super::{err, expect, parse, with_stage, with_target, MIN};
 
 const STAGE_KEYS: &str = "expected one of name, duration, rate, from, to, burst";
 
@@ -36,7 +36,7 @@ fn unknown_keys_name_the_full_path() {
     expect(
         &format!("rate = 5\n{MIN}"),
         "rate",
-        "`rate` belongs in the [[stages]] table",
+        "`rate` belongs in a [[stages]] table",
     );
     expect(
         &format!("{MIN}[load]\nurl = \"x\"\n"),
@@ -189,7 +189,7 @@ fn load_reports_read_errors_as_scenario_errors() {
 
     let good = dir.join("good-one.toml");
     std::fs::write(&good, MIN).unwrap();
-    assert_eq!(load(&good).unwrap().name, "good-one");
+    assert_eq!(load(&good).unwrap().scenario.name, "good-one");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

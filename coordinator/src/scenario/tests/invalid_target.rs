@@ -33,9 +33,9 @@ fn target_choice() {
         "expected a table ([target]), got integer 5",
     );
     expect(
-        &with_target("url = \"https://h/\""),
+        &with_target("url = \"ftp://h/\""),
         "target.url",
-        "expected an http:// URL",
+        "expected an http:// or https:// URL",
     );
     expect(&with_target("url = \"http://h:0/\""), "target.url", "port");
     expect(
@@ -48,17 +48,20 @@ fn target_choice() {
 #[test]
 fn target_settings() {
     let t = |l: &str| with_target(&format!("builtin = true\n{l}"));
-    for p in ["http2", "grpc", "tcp"] {
-        expect(
-            &t(&format!("protocol = \"{p}\"")),
-            "target.protocol",
-            "is not supported yet; only \"http1\"",
-        );
-    }
     expect(
         &t("protocol = \"ftp\""),
         "target.protocol",
-        "expected one of \"http1\", \"http2\", \"grpc\", \"tcp\"",
+        "expected one of \"http1\", \"http2\", \"grpc\", \"tcp\", got \"ftp\"",
+    );
+    expect(
+        &t("protocol = \"HTTP2\""),
+        "target.protocol",
+        "(protocols are written in lower case)",
+    );
+    expect(
+        &t("protocol = 2"),
+        "target.protocol",
+        "expected a string, got integer 2",
     );
     expect(
         &t("method = \"G3T\""),

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::super::{parse, ScenarioTarget, BUILTIN_PLACEHOLDER_URL};
+use volley_plan::Protocol;
+
+use super::super::{builtin_placeholder_url, builtin_url, ScenarioTarget};
+use super::parse;
 
 type Keys = &'static [(&'static str, &'static [&'static str])];
 
@@ -42,14 +45,34 @@ fn scenario_ish() -> impl Strategy<Value = String> {
         ("recovery_tolerance", &["0.1", "\"10%\""]),
     ];
     const TARGET: Keys = &[
-        ("protocol", &["\"http1\""]),
-        ("method", &["\"get\"", "\"POST\""]),
+        (
+            "protocol",
+            &["\"http1\"", "\"http2\"", "\"grpc\"", "\"tcp\""],
+        ),
+        ("method", &["\"get\"", "\"POST\"", "\"/a.B/C\""]),
         ("body_size", &["512", "\"1KiB\"", "\"1k\""]),
+        ("body_file", &["\"body.bin\"", "\"nope.bin\"", "\"ca.pem\""]),
         ("timeout", &["\"5s\"", "\"250ms\""]),
-        ("headers", &["{ X-Id = \"1\" }", "{}"]),
+        (
+            "headers",
+            &["{ X-Id = \"1\" }", "{}", "{ te = \"trailers\" }"],
+        ),
+        ("tls_ca", &["\"ca.pem\"", "\"body.bin\""]),
+        ("insecure_skip_verify", &["true", "false"]),
+    ];
+    const REQUEST: Keys = &[
+        ("name", &["\"a\"", "\"b\""]),
+        ("weight", &["1", "80", "1000"]),
+        ("method", &["\"GET\"", "\"/a.B/C\""]),
+        ("path", &["\"/x\"", "\"/y?z=1\""]),
+        ("headers", &["{ Accept = \"*/*\" }"]),
+        ("body_size", &["16"]),
+        ("body_file", &["\"order.json\""]),
     ];
     const LOAD: Keys = &[
         ("connections", &["8", "256"]),
+        ("streams_per_connection", &["1", "100"]),
+        ("pipeline", &["16"]),
         ("max_in_flight", &["100"]),
         ("arrival", &["\"poisson\"", "\"uniform\""]),
         ("seed", &["7"]),
@@ -81,6 +104,8 @@ fn scenario_ish() -> impl Strategy<Value = String> {
     }
     let head = prop_oneof![
         4 => Just("url = \"http://127.0.0.1:8080/\"\n"),
+        1 => Just("url = \"https://127.0.0.1:8443\"\n"),
+        1 => Just("url = \"tcp://127.0.0.1:9000\"\n"),
         4 => Just("builtin = true\n"),
         1 => Just("builtin = { delay = \"1ms\", capacity = \"5k\", error_rate = \"1%\" }\n"),
         1 => Just("url = \"http://h/\"\nbuiltin = true\n"),
@@ -95,16 +120,21 @@ fn scenario_ish() -> impl Strategy<Value = String> {
     ];
     let stage = (stage_head, table(STAGE, 3)).prop_map(|(h, t)| format!("{h}{t}"));
     let stages = proptest::collection::vec(stage, 0..5);
+    let requests = proptest::collection::vec(table(REQUEST, 4), 0..3);
     (
         table(ROOT, 3),
         head,
         table(TARGET, 4),
+        requests,
         any::<bool>(),
         table(LOAD, 3),
         stages,
     )
-        .prop_map(|(root, head, target, with_load, load, stages)| {
+        .prop_map(|(root, head, target, requests, with_load, load, stages)| {
             let mut doc = format!("{root}[target]\n{head}{target}");
+            for r in requests {
+                doc += &format!("[[requests]]\n{r}");
+            }
             if with_load {
                 doc += &format!("[load]\n{load}");
             }
@@ -231,11 +261,18 @@ proptest! {
     fn scenario_like_text_never_panics_and_what_passes_is_sane(s in scenario_ish()) {
         if let Ok(sc) = parse(&s, "fuzz.toml") {
             let mut plan = sc.plan.clone();
+            let protocol = plan.target.protocol;
             if sc.target != ScenarioTarget::Url {
-                prop_assert_eq!(&plan.target.url, BUILTIN_PLACEHOLDER_URL);
-                plan.target.url = "http://127.0.0.1:1/".into();
+                prop_assert_eq!(plan.target.url.as_str(), builtin_placeholder_url(protocol));
+                plan.target.url = builtin_url(protocol, "127.0.0.1:1".parse().unwrap());
             }
             prop_assert!(plan.validate().is_ok());
+            let requests = &plan.target.requests;
+            let names: HashSet<_> = requests.iter().map(|r| &r.name).collect();
+            prop_assert_eq!(names.len(), requests.len());
+            if protocol == Protocol::Http1 {
+                prop_assert_eq!(plan.load.per_connection, 1);
+            }
             let names: HashSet<_> = plan.stages.iter().map(|s| &s.name).collect();
             prop_assert_eq!(names.len(), plan.stages.len());
             for (i, st) in plan.stages.iter().enumerate() {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use volley_plan::{Arrival, Load, Protocol};
+use volley_plan::{Arrival, Body, Load, Protocol, Request, Tls};
 
 use super::super::{load, BuiltinTarget, RecoveryOptions, ScenarioTarget, BUILTIN_PLACEHOLDER_URL};
 use super::{ok, with_stage, with_target, EXAMPLES_DIR, MIN};
@@ -19,11 +19,16 @@ fn minimal_scenario_gets_every_default() {
     let t = &s.plan.target;
     assert_eq!(t.url, BUILTIN_PLACEHOLDER_URL);
     assert_eq!(t.protocol, Protocol::Http1);
-    assert_eq!(t.method, "GET");
-    assert_eq!(t.body_size, 0);
     assert_eq!(t.timeout, Duration::from_secs(5));
-    assert!(t.headers.is_empty());
+    assert_eq!(t.tls, Tls::default());
+    assert_eq!(t.requests, [Request::get("/")]);
+    let r = &t.requests[0];
+    assert_eq!((r.name.as_str(), r.weight), ("GET /", 1));
+    assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/"));
+    assert_eq!(r.body, Body::Generated(0));
+    assert!(r.headers.is_empty());
     assert_eq!(s.plan.load, Load::default());
+    assert_eq!(s.plan.load.per_connection, 1);
     assert_eq!(s.plan.load.connections, 256);
     assert_eq!(s.plan.load.max_in_flight, 10_000);
     assert_eq!(s.plan.load.arrival, Arrival::Uniform);
@@ -46,7 +51,7 @@ fn builtin_defaults() {
 
 #[test]
 fn name_defaults_to_the_file_stem() {
-    let parse = |file| super::super::parse(MIN, file).unwrap().name;
+    let parse = |file| super::parse(MIN, file).unwrap().name;
     assert_eq!(parse("dir/soak-24h.toml"), "soak-24h");
     assert_eq!(parse("plain"), "plain");
     assert_eq!(parse(""), "scenario");
@@ -92,8 +97,9 @@ duration = "60s"
     );
     assert_eq!(s.target, ScenarioTarget::Url);
     assert_eq!(s.plan.target.url, "http://127.0.0.1:8080/");
-    assert_eq!(s.plan.target.method, "POST");
-    assert_eq!(s.plan.target.body_size, 512);
+    let r = &s.plan.target.requests[0];
+    assert_eq!((r.name.as_str(), r.method.as_str()), ("POST /", "POST"));
+    assert_eq!(r.body, Body::Generated(512));
     let names: Vec<_> = s.plan.stages.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["baseline", "burst", "after"]);
     assert!(s.plan.stages[1].burst);
@@ -103,24 +109,20 @@ duration = "60s"
 
 #[test]
 fn method_defaults_to_post_with_a_body_and_is_uppercased() {
-    assert_eq!(
-        ok(&with_target("builtin = true\nbody_size = 1"))
+    let method = |lines: &str| {
+        ok(&with_target(&format!("builtin = true\n{lines}")))
             .plan
             .target
-            .method,
-        "POST"
-    );
-    assert_eq!(
-        ok(&with_target("builtin = true\nbody_size = 0"))
-            .plan
-            .target
-            .method,
-        "GET"
-    );
-    let s = ok(&with_target(
-        "builtin = true\nmethod = \"put\"\nbody_size = 10",
-    ));
-    assert_eq!(s.plan.target.method, "PUT");
+            .requests[0]
+            .method
+            .clone()
+    };
+    assert_eq!(method("body_size = 1"), "POST");
+    assert_eq!(method("body_size = 0"), "GET");
+    assert_eq!(method("body_file = \"body.bin\""), "POST");
+    // An empty file is no body.
+    assert_eq!(method("body_file = \"empty.bin\""), "GET");
+    assert_eq!(method("method = \"put\"\nbody_size = 10"), "PUT");
 }
 
 #[test]
@@ -129,7 +131,9 @@ fn sizes_take_units() {
         ok(&with_target(&format!("builtin = true\nbody_size = {v}")))
             .plan
             .target
-            .body_size
+            .requests[0]
+            .body
+            .len()
     };
     assert_eq!(size("512"), 512);
     assert_eq!(size("\"512B\""), 512);
@@ -171,7 +175,10 @@ fn url_targets_keep_url_and_headers() {
     assert_eq!(s.target, ScenarioTarget::Url);
     assert_eq!(s.plan.target.url, "http://example.test:8080/api?x=1");
     assert_eq!(s.plan.target.timeout, Duration::from_millis(750));
-    let mut h = s.plan.target.headers.clone();
+    let r = &s.plan.target.requests[0];
+    assert_eq!(r.path, "/api?x=1");
+    assert_eq!(r.name, "GET /api?x=1");
+    let mut h = r.headers.clone();
     h.sort();
     assert_eq!(
         h,
@@ -292,7 +299,8 @@ fn the_quickstart_is_what_the_readme_promises() {
     let s = load(std::path::Path::new(&format!(
         "{EXAMPLES_DIR}/quickstart.toml"
     )))
-    .unwrap();
+    .unwrap()
+    .scenario;
     assert!(matches!(s.target, ScenarioTarget::Builtin(_)));
     let shape: Vec<_> = s
         .plan
