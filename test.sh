@@ -27,6 +27,18 @@ if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check prometheus-client
 fi
 
+# gRPC: an independent server (grpcio) answers the protocol tests' calls.
+if ! python3 -c "import grpc" >/dev/null 2>&1; then
+  echo "test.sh: installing the Python grpcio package (the gRPC server of the protocol tests)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check grpcio
+fi
+# HTTP/2: nginx (Debian's full `nginx` package has the http_v2 module) is the
+# independent h2c server of the protocol tests, which start their own.
+if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then
+  echo "test.sh: installing nginx (the HTTP/2 server of the protocol tests)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+fi
+
 # A real browser renders report.html (integration-tests/tests/html_report.rs).
 if ! command -v chromium >/dev/null; then
   echo "test.sh: installing chromium (renders report.html in the browser test)" >&2
