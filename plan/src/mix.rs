@@ -93,7 +93,13 @@ mod tests {
 
     #[test]
     fn every_block_holds_each_request_exactly_weight_times() {
-        for weights in [&[80u32, 20][..], &[1, 1], &[3, 2, 1], &[1000, 1], &[5, 7, 11, 13]] {
+        for weights in [
+            &[80u32, 20][..],
+            &[1, 1],
+            &[3, 2, 1],
+            &[1000, 1],
+            &[5, 7, 11, 13],
+        ] {
             let mix = RequestMix::new(weights);
             let w: u64 = weights.iter().map(|&x| u64::from(x)).sum();
             for block in [0u64, 1, 2, 17, 1_000_003] {

@@ -377,10 +377,7 @@ impl Request {
             if b.len() > MAX_INLINE_BODY {
                 return Err((
                     "body_file",
-                    format!(
-                        "expected at most {MAX_INLINE_BODY} bytes, got {}",
-                        b.len()
-                    ),
+                    format!("expected at most {MAX_INLINE_BODY} bytes, got {}", b.len()),
                 ));
             }
         }
@@ -396,8 +393,8 @@ impl Request {
                 ),
             ));
         }
-        let path_ok = self.path.starts_with('/')
-            && !self.path.bytes().any(|b| b <= b' ' || b == 0x7f);
+        let path_ok =
+            self.path.starts_with('/') && !self.path.bytes().any(|b| b <= b' ' || b == 0x7f);
         if !path_ok {
             return Err((
                 "path",
@@ -443,20 +440,22 @@ impl Request {
 /// sentence on error.
 pub fn validate_url(protocol: Protocol, url: &str) -> Result<(), String> {
     if protocol == Protocol::Tcp {
-        let rest = url
-            .strip_prefix("tcp://")
-            .ok_or_else(|| format!("expected a tcp://host:port URL for protocol \"tcp\", got {url:?}"))?;
+        let rest = url.strip_prefix("tcp://").ok_or_else(|| {
+            format!("expected a tcp://host:port URL for protocol \"tcp\", got {url:?}")
+        })?;
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains('/') || authority.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(format!("expected tcp://host:port with no path, got {url:?}"));
+            return Err(format!(
+                "expected tcp://host:port with no path, got {url:?}"
+            ));
         }
         return match authority.rsplit_once(':') {
-            Some((host, port))
-                if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) =>
-            {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
                 Ok(())
             }
-            _ => Err(format!("expected tcp://host:port with a port 1..=65535, got {url:?}")),
+            _ => Err(format!(
+                "expected tcp://host:port with a port 1..=65535, got {url:?}"
+            )),
         };
     }
     validate_http_url(url)
@@ -521,7 +520,10 @@ pub fn url_parts(url: &str) -> Option<UrlParts> {
     if port == 0 || host.is_empty() {
         return None;
     }
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     Some(UrlParts {
         tls,
         authority: authority.to_string(),

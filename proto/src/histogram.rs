@@ -228,7 +228,10 @@ pub fn decode_sparse(bytes: &[u8]) -> Result<Sparse, HistError> {
         let h = decode(bytes)?;
         let mut buckets = Vec::new();
         for v in h.iter_recorded() {
-            buckets.push((h.lowest_equivalent(v.value_iterated_to()), v.count_at_value()));
+            buckets.push((
+                h.lowest_equivalent(v.value_iterated_to()),
+                v.count_at_value(),
+            ));
         }
         return Ok(Sparse { buckets });
     }
@@ -392,7 +395,8 @@ mod tests {
                     0 => 1 + seed % 2048,
                     1 => 1 + seed % 200_000,
                     2 => 1 + (seed >> 8) % HIGHEST_US,
-                    _ => [1, 1023, 1024, 2047, 2048, 4095, 4096, HIGHEST_US][(seed >> 3) as usize % 8],
+                    _ => [1, 1023, 1024, 2047, 2048, 4095, 4096, HIGHEST_US]
+                        [(seed >> 3) as usize % 8],
                 };
                 h.record_n(v, 1 + seed % 5).unwrap();
             }
