@@ -228,14 +228,16 @@ fn a_regression_against_the_baseline_exits_1() {
         current.to_str().unwrap(),
         "--baseline",
         fast_path.to_str().unwrap(),
+        // p50 "doubled" = 2 × current/base − 1: 99 % would fail the moment
+        // this run is 1 % faster than the base run, so leave room for that.
         "--threshold",
-        "99%",
+        "80%",
     ]);
     let (out, _) = run_bounded(cmd, Duration::from_secs(10));
     assert_eq!(
         out.status.code(),
         Some(1),
-        "a doubling is still beyond 99 %: {}",
+        "a doubling is still beyond 80 %: {}",
         describe(&out)
     );
 
