@@ -8,7 +8,7 @@
 //! shrink to a summary, so memory is bounded for day-long runs.
 
 use std::collections::BTreeMap;
-use volley_proto::histogram::{self, Hist, HistError};
+use volley_proto::histogram::{self, Decoded, Hist, HistError};
 
 /// Error kinds a worker reports, in the order of [`Counts::by_kind`] (the
 /// coordinator's own kind, `lost`, is kept apart).
@@ -109,7 +109,7 @@ pub struct RequestInterval {
     pub index: u32,
     pub counts: RequestCounts,
     /// Latency from the scheduled send time of its ok requests.
-    pub latency: Hist,
+    pub latency: Decoded,
 }
 
 /// One request definition over the whole run.
@@ -166,8 +166,8 @@ pub struct WorkerInterval {
     /// Per request definition, when the plan has more than one (else empty);
     /// they add up to `counts`.
     pub requests: Vec<RequestInterval>,
-    pub latency: Hist,
-    pub service: Hist,
+    pub latency: Decoded,
+    pub service: Decoded,
     pub in_flight: u64,
     /// The worker process's resident memory and cumulative CPU time.
     pub rss_bytes: u64,
@@ -201,8 +201,8 @@ impl Default for Acc {
 
 impl Acc {
     pub fn add_interval(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
-        histogram::merge(&mut self.latency, &w.latency)?;
-        histogram::merge(&mut self.service, &w.service)?;
+        w.latency.add_to(&mut self.latency)?;
+        w.service.add_to(&mut self.service)?;
         self.counts.add(&w.counts);
         for &(code, n) in &w.status_codes {
             *self.status_codes.entry(code).or_default() += n;
@@ -453,7 +453,7 @@ impl Merger {
             ) else {
                 continue;
             };
-            histogram::merge(&mut acc.latency, &r.latency)?;
+            r.latency.add_to(&mut acc.latency)?;
             acc.counts.add(&r.counts);
             mine.add(&r.counts);
         }
@@ -609,8 +609,8 @@ mod tests {
             grpc_status_codes: vec![],
             requests: vec![],
             latency_encoded: histogram::encode(&latency),
-            latency,
-            service,
+            latency: latency.into(),
+            service: service.into(),
             in_flight: 0,
             rss_bytes: 0,
             cpu_nanos: 0,
@@ -671,7 +671,7 @@ mod tests {
                     100 * (w as u64 + 1),
                     1000 * (w as u64 + 1) + u64::from(i) * 7919,
                 );
-                all.add(&x.latency).unwrap();
+                x.latency.add_to(&mut all).unwrap();
                 m.add(w, x).unwrap();
             }
             m.finish_worker(w);
@@ -827,7 +827,7 @@ mod tests {
                     errors: 0,
                     dropped: 1,
                 },
-                latency: hist(ok0),
+                latency: hist(ok0).into(),
             },
             RequestInterval {
                 index: 1,
@@ -838,7 +838,7 @@ mod tests {
                     errors,
                     dropped: 0,
                 },
-                latency: hist(ok - ok0),
+                latency: hist(ok - ok0).into(),
             },
         ];
         w

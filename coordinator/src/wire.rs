@@ -102,9 +102,9 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
             counts.by_kind[2]
         )));
     }
-    let latency = histogram::decode(&r.latency_hist)
+    let latency = histogram::decode_for_merge(&r.latency_hist)
         .map_err(|e| WireError::Histogram(format!("latency: {e}")))?;
-    let service = histogram::decode(&r.service_hist)
+    let service = histogram::decode_for_merge(&r.service_hist)
         .map_err(|e| WireError::Histogram(format!("service: {e}")))?;
     if latency.len() != counts.ok || service.len() != counts.ok {
         return Err(WireError::ImpossibleCount(format!(
@@ -215,7 +215,7 @@ fn requests(
                 c.dropped, c.intended
             )));
         }
-        let latency = histogram::decode(&e.latency_hist)
+        let latency = histogram::decode_for_merge(&e.latency_hist)
             .map_err(|err| WireError::Histogram(format!("requests[{entry}] latency: {err}")))?;
         if latency.len() != c.ok {
             return Err(WireError::ImpossibleCount(format!(

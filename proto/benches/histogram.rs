@@ -61,22 +61,28 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode", |bch| {
         bch.iter(|| histogram::decode(black_box(&encoded)).expect("decodes"));
     });
-    // The coordinator's faster path: decode to the non-zero buckets only and
-    // add them (what the merger does per report), against decode + merge.
-    let mut acc2 = a.clone();
-    g.bench_function("decode_and_merge_full", |bch| {
-        bch.iter(|| {
-            let h = histogram::decode(black_box(&encoded)).expect("decodes");
-            histogram::merge(&mut acc2, &h).expect("same shape")
+    // The coordinator's two ways to take in a report: decode fully and merge
+    // (walks all ~24k buckets), or decode the non-zero buckets only and add
+    // them. Which wins depends on how many buckets a worker's second fills:
+    // 100 values (a 1,000-worker run at 100k rps) or 20,000.
+    for values in [100usize, 20_000] {
+        let h = realistic_second(3, values);
+        let bytes = histogram::encode(&h);
+        let mut acc = a.clone();
+        g.bench_function(format!("decode_and_merge_full/{values}"), |bch| {
+            bch.iter(|| {
+                let h = histogram::decode(black_box(&bytes)).expect("decodes");
+                histogram::merge(&mut acc, &h).expect("same shape")
+            });
         });
-    });
-    let mut acc3 = a.clone();
-    g.bench_function("decode_and_merge_sparse", |bch| {
-        bch.iter(|| {
-            let s = histogram::decode_sparse(black_box(&encoded)).expect("decodes");
-            s.add_to(&mut acc3).expect("same shape")
+        let mut acc = a.clone();
+        g.bench_function(format!("decode_and_merge_sparse/{values}"), |bch| {
+            bch.iter(|| {
+                let s = histogram::decode_sparse(black_box(&bytes)).expect("decodes");
+                s.add_to(&mut acc).expect("same shape")
+            });
         });
-    });
+    }
     // Adding one worker's second into the merged second (the sum only grows,
     // which costs the same every time).
     let mut acc = a.clone();

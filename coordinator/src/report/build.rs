@@ -508,7 +508,7 @@ mod tests {
                         errors,
                         dropped: 0,
                     },
-                    latency: hist(k),
+                    latency: hist(k).into(),
                 }
             })
             .collect();
@@ -524,8 +524,8 @@ mod tests {
             status_codes: vec![],
             grpc_status_codes: vec![(14, 1)],
             requests: if n > 1 { requests } else { vec![] },
-            latency: hist(total_ok),
-            service: hist(total_ok),
+            latency: hist(total_ok).into(),
+            service: hist(total_ok).into(),
             in_flight: 0,
             rss_bytes: 0,
             cpu_nanos: 0,
