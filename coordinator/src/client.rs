@@ -11,7 +11,7 @@ use std::time::Duration;
 use tonic::Code;
 use volley_proto::pb::run_control_client::RunControlClient;
 use volley_proto::pb::run_event::Event as Ev;
-use volley_proto::{auth, pb, MAX_MESSAGE_BYTES};
+use volley_proto::{auth, pb, MAX_MESSAGE_BYTES, MAX_REPORT_BYTES};
 
 #[derive(Debug, Clone)]
 pub struct SubmitOptions {
@@ -67,7 +67,7 @@ async fn connect(opts: &SubmitOptions, within: Duration) -> Result<Client, CliEr
         match endpoint.connect().await {
             Ok(ch) => {
                 return Ok(RunControlClient::new(ch)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_decoding_message_size(MAX_REPORT_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES))
             }
             Err(e) if tokio::time::Instant::now() >= deadline || is_tls_failure(&e) => {

@@ -30,3 +30,9 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// Largest gRPC message either side accepts (an interval report carries two
 /// compressed histograms, a few KiB each; a scenario is a small TOML file).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest message the coordinator sends to the `volley` CLI: the finished
+/// event and `GetReport` carry the whole report, which grows with the
+/// workers (a 10,000-worker report is ~10 MB of JSON). Only the CLI, which
+/// holds the token, receives these.
+pub const MAX_REPORT_BYTES: usize = 256 * 1024 * 1024;

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use volley_proto::pb::{
     run_control_server::RunControlServer, worker_session_server::WorkerSessionServer,
 };
-use volley_proto::MAX_MESSAGE_BYTES;
+use volley_proto::{MAX_MESSAGE_BYTES, MAX_REPORT_BYTES};
 
 /// A certificate and key (PEM) for serving TLS.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let control = RunControlServer::new(run_control::Control::new(coordinator))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        .max_encoding_message_size(MAX_REPORT_BYTES);
     let mut builder = tonic::transport::Server::builder();
     if let Some(t) = tls {
         let identity = tonic::transport::Identity::from_pem(t.cert_pem, t.key_pem);
