@@ -294,8 +294,12 @@ def build(args):
 # ---------------------------------------------------------------- runs
 
 def scenario(name, url, rate, duration, args):
-    proto = args.protocol
-    body = args.body_size if args.body_size is not None else (64 if proto in ("grpc", "tcp") else 0)
+    # bench/peers.py shares this with its own arguments (HTTP/1.1 only).
+    proto = getattr(args, "protocol", "http1")
+    per_connection = getattr(args, "per_connection", None)
+    body = getattr(args, "body_size", None)
+    if body is None:
+        body = 64 if proto in ("grpc", "tcp") else 0
     target = f'url = "{url}"\nprotocol = "{proto}"\n'
     if proto == "grpc":
         target += 'method = "/volley.bench.Echo/Say"\n'
@@ -303,9 +307,9 @@ def scenario(name, url, rate, duration, args):
         target += f"body_size = {body}\n"
     load = ""
     if proto in ("http2", "grpc"):
-        load = f"streams_per_connection = {args.per_connection or 100}\n"
+        load = f"streams_per_connection = {per_connection or 100}\n"
     elif proto == "tcp":
-        load = f"pipeline = {args.per_connection or 16}\n"
+        load = f"pipeline = {per_connection or 16}\n"
     return f"""name = "{name}"
 [target]
 {target}timeout = "5s"
