@@ -62,6 +62,28 @@ pub(super) fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// Item `i` of an array of tables (`[[name]]`) as a [`Section`] allowing
+/// `keys`; anything but a table there is an error naming `name[i]`.
+pub(super) fn array_table<'a, 'i>(
+    name: &str,
+    i: usize,
+    item: &'a Value<'i>,
+    keys: &[&str],
+) -> Result<Section<'a, 'i>, Fail> {
+    let path = format!("{name}[{i}]");
+    let DeValue::Table(t) = item.get_ref() else {
+        return Err(Fail::new(
+            path,
+            format!(
+                "expected a table ([[{name}]]), got {}",
+                describe(item.get_ref())
+            ),
+        )
+        .at(Some(item.span())));
+    };
+    Section::new(path, t, Some(item.span()), keys)
+}
+
 /// One table of the document and the keys it allows.
 pub(super) struct Section<'a, 'i> {
     /// Field path of the table itself ("" for the root, `stages[2]`, ...).

@@ -11,7 +11,7 @@ use volley_plan::{Body, Protocol, Request};
 
 use super::error::Fail;
 use super::files::Files;
-use super::raw::{join, Section};
+use super::raw::{array_table, join, Section};
 use super::units::{describe, quote};
 
 const REQUEST_KEYS: &[&str] = &[
@@ -86,18 +86,7 @@ pub(super) fn requests(
     let mut out = Vec::with_capacity(items.len());
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
-        let path = format!("requests[{i}]");
-        let DeValue::Table(t) = item.get_ref() else {
-            return Err(Fail::new(
-                path,
-                format!(
-                    "expected a table ([[requests]]), got {}",
-                    describe(item.get_ref())
-                ),
-            )
-            .at(Some(item.span())));
-        };
-        let sec = Section::new(path, t, Some(item.span()), REQUEST_KEYS)?;
+        let sec = array_table("requests", i, item, REQUEST_KEYS)?;
         let at = At::Table { i, n: items.len() };
         let r = request(&sec, at, shared, files)?;
         if let Some(first) = names.insert(r.name.clone(), i) {

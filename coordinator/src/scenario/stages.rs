@@ -3,15 +3,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use toml::de::DeValue;
 use volley_plan::model::{
     MAX_CONNECTIONS, MAX_IN_FLIGHT, MAX_PER_CONNECTION, MAX_RPS, MAX_STAGE, MAX_STAGES,
 };
 use volley_plan::{Arrival, Load, Protocol, Stage};
 
 use super::error::Fail;
-use super::raw::Section;
-use super::units::{describe, quote, show};
+use super::raw::{array_table, Section};
+use super::units::{quote, show};
 
 const LOAD_KEYS: &[&str] = &[
     "connections",
@@ -108,18 +107,7 @@ pub(super) fn stages(root: &Section<'_, '_>) -> Result<Vec<Stage>, Fail> {
     let mut out: Vec<Stage> = Vec::with_capacity(items.len());
     let mut names: HashMap<String, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
-        let path = format!("stages[{i}]");
-        let DeValue::Table(t) = item.get_ref() else {
-            return Err(Fail::new(
-                path,
-                format!(
-                    "expected a table ([[stages]]), got {}",
-                    describe(item.get_ref())
-                ),
-            )
-            .at(Some(item.span())));
-        };
-        let sec = Section::new(path, t, Some(item.span()), STAGE_KEYS)?;
+        let sec = array_table("stages", i, item, STAGE_KEYS)?;
         let stage = stage(&sec, i)?;
 
         if let Some(first) = names.insert(stage.name.clone(), i) {

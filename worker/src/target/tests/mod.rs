@@ -29,13 +29,28 @@ struct Server {
 /// Starts a target. The listener is bound before `serve` runs, so clients
 /// can connect at once: no waiting for startup.
 async fn start(config: TargetConfig) -> Server {
+    start_with(config, |l, c, s, stop| tokio::spawn(serve(l, c, s, stop))).await
+}
+
+/// Starts `server` (the HTTP `serve` or the framed-TCP `serve_tcp`) on a
+/// fresh listener, stopped when the returned [`Server`]'s `stop` fires.
+async fn start_with<F>(config: TargetConfig, server: F) -> Server
+where
+    F: FnOnce(
+        TcpListener,
+        TargetConfig,
+        Arc<TargetStats>,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> JoinHandle<std::io::Result<()>>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stats = Arc::new(TargetStats::default());
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(serve(listener, config, Arc::clone(&stats), async {
+    let stopped = Box::pin(async {
         let _ = stopped.await;
-    }));
+    });
+    let task = server(listener, config, Arc::clone(&stats), stopped);
     Server {
         addr,
         stats,

@@ -1,16 +1,14 @@
 //! The framed-TCP echo.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 use tokio::time::timeout;
 
 use super::client::PATIENCE;
-use super::{TargetConfig, TargetStats};
+use super::{Server, TargetConfig};
 use crate::target::serve_tcp;
 
 /// A client that speaks length-prefixed frames.
@@ -73,27 +71,11 @@ impl Framed {
     }
 }
 
-struct Server {
-    addr: SocketAddr,
-    stats: Arc<TargetStats>,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
 async fn start(config: TargetConfig) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stats = Arc::new(TargetStats::default());
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(serve_tcp(listener, config, Arc::clone(&stats), async {
-        let _ = stopped.await;
-    }));
-    Server {
-        addr,
-        stats,
-        stop,
-        task,
-    }
+    super::start_with(config, |l, c, s, stop| {
+        tokio::spawn(serve_tcp(l, c, s, stop))
+    })
+    .await
 }
 
 fn payloads() -> Vec<Vec<u8>> {
