@@ -5,6 +5,7 @@ errors)."""
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 import tomllib
@@ -580,6 +581,59 @@ def test_run_job(chart: helm.Chart) -> None:
     assert sum(1 for _ in scenario["stages"]) >= 1
     selfcheck = tomllib.loads(cm["data"]["selfcheck.toml"])
     assert selfcheck["target"]["url"] == f"http://{FULL}-target:8080/"
+
+
+GRPC_SCENARIO = """name = "grpc"
+[target]
+url = "http://{{ include "volley.target.fullname" . }}:{{ .Values.target.port }}"
+protocol = "grpc"
+method = "/echo.v1.Echo/Say"
+body_file = "hello.bin"
+[[stages]]
+rate = 10
+duration = "2s"
+"""
+
+TCP_VALUES: dict[str, Any] = {"target": {"tcpPort": 9000}}
+
+
+def test_run_files_are_mounted_next_to_the_scenario(chart: helm.Chart) -> None:
+    hello = base64.b64encode(b"\n\x06volley").decode()
+    values = {"run": {"enabled": True, "scenario": GRPC_SCENARIO, "files": {"hello.bin": hello}}}
+    objs = objects(render(chart, values, revision=2))
+    cm = one(objs, "ConfigMap", f"{FULL}-scenarios")
+    assert cm["binaryData"] == {"hello.bin": hello}
+    assert base64.b64decode(cm["binaryData"]["hello.bin"]) == b"\n\x06volley"
+    job = one(objs, "Job", f"{FULL}-run-2")
+    items = {v["name"]: v for v in pod_spec(job)["volumes"]}["scenario"]["configMap"]["items"]
+    assert {"key": "hello.bin", "path": "hello.bin"} in items
+    assert "checksum/files" in job["spec"]["template"]["metadata"]["annotations"]
+    for o in objs:
+        for version in k8s_versions():
+            kubernetes_validate.validate(o, version, strict=True)
+    # Names a ConfigMap cannot hold, the scenario's own name, and
+    # something that is not base64, are refused by the schema.
+    for files, complaint in (
+        ({"a/b": hello}, "a/b"),
+        ({"scenario.toml": hello}, "scenario.toml"),
+        ({"x.bin": "not base64!"}, "/run/files/x.bin"),
+    ):
+        with pytest.raises(helm.HelmValuesError, match=re.escape(complaint)):
+            chart.validate_schema({"run": {"enabled": True, "files": files}})
+
+
+def test_target_tcp_port(chart: helm.Chart) -> None:
+    objs = objects(render(chart, TCP_VALUES))
+    target = one(objs, "Deployment", f"{FULL}-target")
+    (c,) = pod_spec(target)["containers"]
+    i = c["args"].index("--tcp-listen")
+    assert c["args"][i + 1] == "0.0.0.0:9000"
+    assert {"name": "frames", "containerPort": 9000, "protocol": "TCP"} in c["ports"]
+    svc = one(objs, "Service", f"{FULL}-target")
+    assert {"name": "frames", "port": 9000, "targetPort": "frames", "protocol": "TCP"} in svc["spec"]["ports"]
+    # Off by default.
+    c = pod_spec(one(objects(render(chart, None)), "Deployment", f"{FULL}-target"))["containers"][0]
+    assert "--tcp-listen" not in c["args"]
 
 
 def test_run_scenario_is_a_template(chart: helm.Chart) -> None:
