@@ -114,6 +114,48 @@ fn http2_against_nginx_every_request_is_served_over_h2_and_counted() {
 }
 
 #[test]
+fn http2_over_tls_against_nginx_negotiates_h2_and_trusts_only_what_it_is_told() {
+    let _serial = serial();
+    let certs = TempDir::new("nginx-certs");
+    certificates(certs.path());
+    let nginx = start_nginx_h2_tls(64, certs.path());
+    let url = nginx.url("/secure").replacen("http://", "https://", 1);
+    let ca = certs.path().join("ca.pem");
+    for (trust, tag) in [
+        (format!("tls_ca = \"{}\"", ca.display()), "h2-tls-ca"),
+        ("insecure_skip_verify = true".to_string(), "h2-tls-skip"),
+    ] {
+        let before = nginx.access_log().len() as u64;
+        let target = format!("url = \"{url}\"\nprotocol = \"http2\"\ntimeout = \"2s\"\n{trust}");
+        let toml = scenario(&target, "connections = 2", 200, 2, "");
+        let (r, _dir) = run_local_to_report(tag, &toml, &[]);
+        assert_on_rate(&r, tag);
+        assert_eq!(u(&r, "requests.ok"), 400, "{tag}: {}", r["errors_by_kind"]);
+        let log = nginx.access_log();
+        assert_eq!(
+            log.len() as u64 - before,
+            400,
+            "{tag}: nginx served vs report ok"
+        );
+        assert!(
+            log.iter().all(|l| l.protocol == "HTTP/2.0"),
+            "{tag}: ALPN chose h2"
+        );
+    }
+    // Trusting only the system roots, the run never starts: the worker's
+    // pre-run connection fails the TLS handshake and says so.
+    let target = format!("url = \"{url}\"\nprotocol = \"http2\"");
+    let s = local_submission("h2-tls-untrusted", &scenario(&target, "", 10, 1, ""), &[]);
+    let (out, _) = run_bounded(s.cmd, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS handshake"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
 fn http2_with_a_body_posts_it_on_every_stream() {
     let _serial = serial();
     let nginx = start_nginx_h2(16);

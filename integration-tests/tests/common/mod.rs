@@ -573,13 +573,26 @@ fn nginx_version(bin: &Path) -> (u32, u32, u32) {
 /// (pid, logs, temp files) stays in `dir`; one process, in the foreground,
 /// so killing its PID stops it (as root too: without a master process nginx
 /// never switches user).
-fn nginx_config(dir: &Path, port: u16, body: &str, new_http2_syntax: bool) -> String {
+fn nginx_config(
+    dir: &Path,
+    port: u16,
+    body: &str,
+    new_http2_syntax: bool,
+    tls: Option<&Path>,
+) -> String {
     let d = dir.display();
+    let ssl = if tls.is_some() { " ssl" } else { "" };
     let (listen, http2_on) = if new_http2_syntax {
-        (format!("listen 127.0.0.1:{port};"), "http2 on;")
+        (format!("listen 127.0.0.1:{port}{ssl};"), "http2 on;")
     } else {
-        (format!("listen 127.0.0.1:{port} http2;"), "")
+        (format!("listen 127.0.0.1:{port}{ssl} http2;"), "")
     };
+    let certificates = tls.map_or(String::new(), |c| {
+        format!(
+            "ssl_certificate {0}/server.pem; ssl_certificate_key {0}/server.key;",
+            c.display()
+        )
+    });
     format!(
         r#"daemon off;
 master_process off;
@@ -603,6 +616,7 @@ http {{
     server {{
         {listen}
         {http2_on}
+        {certificates}
         location / {{ return 200 "{body}"; }}
     }}
 }}
@@ -614,6 +628,16 @@ http {{
 /// `body_bytes` bytes (`a..z` repeated). Waits until it accepts
 /// connections.
 pub fn start_nginx_h2(body_bytes: usize) -> Nginx {
+    start_nginx(body_bytes, None)
+}
+
+/// As [`start_nginx_h2`], over TLS (HTTP/2 negotiated with ALPN) with the
+/// `server.pem` / `server.key` of [`certificates`] in `certs`.
+pub fn start_nginx_h2_tls(body_bytes: usize, certs: &Path) -> Nginx {
+    start_nginx(body_bytes, Some(certs))
+}
+
+fn start_nginx(body_bytes: usize, tls: Option<&Path>) -> Nginx {
     let bin = nginx_binary();
     // nginx 1.25.1 made `http2` a server directive (`listen … http2` is
     // deprecated there).
@@ -629,7 +653,7 @@ pub fn start_nginx_h2(body_bytes: usize) -> Nginx {
         let port = free_port();
         let conf = dir.write(
             "nginx.conf",
-            &nginx_config(dir.path(), port, &body, new_syntax),
+            &nginx_config(dir.path(), port, &body, new_syntax, tls),
         );
         let mut cmd = Command::new(&bin);
         cmd.arg("-p")
@@ -740,4 +764,75 @@ pub fn start_target_with_tcp(args: &[&str]) -> (Proc, String, String) {
         last = p.stderr_so_far();
     }
     panic!("volley target --tcp-listen did not accept on a free port; stderr:\n{last}");
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", describe(&out));
+}
+
+/// A CA (`ca.pem`, `ca.key`) and a server certificate for localhost /
+/// 127.0.0.1 signed by it (`server.pem`, `server.key`), written into `dir`
+/// with openssl (installed by test.sh).
+pub fn certificates(dir: &Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=volley-test-ca",
+    ]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
 }
