@@ -207,26 +207,31 @@ impl Default for Acc {
 const PER_WORKER_SIGFIG: u8 = 2;
 
 impl Acc {
-    /// A worker's accumulator: exact counts, 2-digit histograms.
+    /// A worker's accumulator: exact counts, a 2-digit latency histogram,
+    /// and no service-time histogram (the report has none per worker; it
+    /// stays empty, at the smallest size a histogram can have).
     pub fn per_worker() -> Acc {
-        let hist = || {
-            Hist::new_with_bounds(
+        Acc {
+            latency: Hist::new_with_bounds(
                 histogram::LOWEST_US,
                 histogram::HIGHEST_US,
                 PER_WORKER_SIGFIG,
             )
-            .expect("constant bounds are valid")
-        };
-        Acc {
-            latency: hist(),
-            service: hist(),
+            .expect("constant bounds are valid"),
+            service: Hist::new_with_bounds(1, 2, 0).expect("constant bounds are valid"),
             ..Acc::default()
         }
     }
 
     pub fn add_interval(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
-        w.latency.add_to(&mut self.latency)?;
         w.service.add_to(&mut self.service)?;
+        self.add_interval_but_service(w)
+    }
+
+    /// [`Acc::add_interval`] without the service-time histogram (for a
+    /// worker's own accumulator, see [`Acc::per_worker`]).
+    pub fn add_interval_but_service(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
+        w.latency.add_to(&mut self.latency)?;
         self.counts.add(&w.counts);
         for &(code, n) in &w.status_codes {
             *self.status_codes.entry(code).or_default() += n;
@@ -438,7 +443,7 @@ impl Merger {
         }
         track.next = w.index + 1;
         self.add_requests(worker, &w.requests)?;
-        self.workers[worker].add_interval(&w)?;
+        self.workers[worker].add_interval_but_service(&w)?;
         let cpu_pct = self.resources[worker].sample(w.index, w.rss_bytes, w.cpu_nanos);
         if w.index < self.next_emit {
             let s = self.stage(w.index);
