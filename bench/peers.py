@@ -93,6 +93,8 @@ def parse_args():
                    help="bisect the pass/fail gap down to this many rps (default 5000; quick 10000; 0 = none)")
     p.add_argument("--worker-core", type=int, help="core for the generator (default 0)")
     p.add_argument("--target-core", type=int, help="core for nginx, coordinator and client (default 1)")
+    p.add_argument("--coord-core", type=int,
+                   help="core for Volley's coordinator and client instead (default: the target core)")
     p.add_argument("--quiet-pct", type=float,
                    help="before each run, wait while other processes use more than this %% CPU "
                    "summed over both cores; a run above it is repeated once (default 25)")
@@ -125,6 +127,7 @@ def parse_args():
     a.refine_to = pick(a.refine_to, "REFINE_TO", 5000, 10000)
     a.worker_core = pick(a.worker_core, "WORKER_CORE", 0, 0, int)
     a.target_core = pick(a.target_core, "TARGET_CORE", 1, 1, int)
+    a.coord_core = a.target_core if a.coord_core is None else a.coord_core
     a.quiet_pct = pick(a.quiet_pct, "QUIET_PCT", 25, 25)
     a.quiet_wait = pick(a.quiet_wait, "QUIET_WAIT", 60, 30)
     a.quiet_budget = pick(a.quiet_budget, "QUIET_BUDGET", 180, 90)
@@ -387,7 +390,7 @@ class PeerBench(W.Bench):
         self.target = self.nginx.proc  # alive() watches the nginx master
         self.url = self.nginx.url
         clog = os.path.join(self.dir, "coordinator.log")
-        self.coord = W.start([vol, "serve", "--listen", "127.0.0.1:0"], a.target_core, clog)
+        self.coord = W.start([vol, "serve", "--listen", "127.0.0.1:0"], a.coord_core, clog)
         m = W.wait_for_line(self.coord, clog, r"coordinator listening on (127\.0\.0\.1:\d+)")
         self.coord_url = "http://" + m.group(1)
         wlog = os.path.join(self.dir, "worker.log")
@@ -395,7 +398,7 @@ class PeerBench(W.Bench):
                               a.worker_core, wlog)
         W.wait_for_line(self.worker, wlog, r"connected to coordinator")
         self.pids = {"worker": self.worker.pid, "target": self.nginx.worker_pid, "coord": self.coord.pid}
-        print(f"peers: coordinator {self.coord_url} (core {a.target_core}), volley-worker pid "
+        print(f"peers: coordinator {self.coord_url} (core {a.coord_core}), volley-worker pid "
               f"{self.worker.pid} (core {a.worker_core}), target nginx {self.url}", flush=True)
 
     def peer(self, tool, mode, cmd, parse):

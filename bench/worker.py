@@ -67,6 +67,8 @@ def parse_args():
     p.add_argument("--connections", type=int, help="[load].connections (default 64; 8 for http2/grpc)")
     p.add_argument("--max-in-flight", type=int, help="[load].max_in_flight (default 10000)")
     p.add_argument("--worker-core", type=int, help="core for the worker (default 0)")
+    p.add_argument("--coord-core", type=int,
+                   help="core for the coordinator and the client (default: the target's core)")
     p.add_argument("--target-core", type=int,
                    help="core for target, coordinator and client (default 1)")
     p.add_argument("--quiet-pct", type=float,
@@ -100,6 +102,7 @@ def parse_args():
     a.max_in_flight = pick(a.max_in_flight, "MAX_IN_FLIGHT", 10000, 10000, int)
     a.worker_core = pick(a.worker_core, "WORKER_CORE", 0, 0, int)
     a.target_core = pick(a.target_core, "TARGET_CORE", 1, 1, int)
+    a.coord_core = a.target_core if a.coord_core is None else a.coord_core
     a.quiet_pct = pick(a.quiet_pct, "QUIET_PCT", 25, 25)
     a.quiet_wait = pick(a.quiet_wait, "QUIET_WAIT", 60, 30)
     a.quiet_budget = pick(a.quiet_budget, "QUIET_BUDGET", 120, 60)
@@ -358,7 +361,7 @@ class Bench:
             m = wait_for_line(self.target, tlog, r"target listening on (tcp://127\.0\.0\.1:\d+)")
             self.url = m.group(1)
         clog = os.path.join(self.dir, "coordinator.log")
-        self.coord = start([vol, "serve", "--listen", "127.0.0.1:0"], a.target_core, clog)
+        self.coord = start([vol, "serve", "--listen", "127.0.0.1:0"], a.coord_core, clog)
         m = wait_for_line(self.coord, clog, r"coordinator listening on (127\.0\.0\.1:\d+)")
         self.coord_url = "http://" + m.group(1)
         wlog = os.path.join(self.dir, "worker.log")
@@ -445,7 +448,7 @@ class Bench:
         sampler = Sampler(self.pids)
         sampler.start()
         log = open(os.path.join(out, "run.log"), "wb")
-        cmd = ["taskset", "-c", str(a.target_core), os.path.join(self.rel, "volley"), "run", scen,
+        cmd = ["taskset", "-c", str(a.coord_core), os.path.join(self.rel, "volley"), "run", scen,
                "--coordinator", self.coord_url, "--min-workers", "1", "--out", out, "--quiet"]
         client = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         CHILDREN.append(client)

@@ -94,6 +94,7 @@ mod tests {
             current: 2.0,
             change_pct: 100.0,
             pass: false,
+            note: None,
         }];
         assert_eq!(exit_code(&r, false), Exit::Failed);
     }

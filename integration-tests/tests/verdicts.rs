@@ -168,21 +168,34 @@ fn a_regression_against_the_baseline_exits_1() {
     let base = base_dir.path().join("out/report.json");
 
     // The same system again: no regression (exit 0), with the table filled.
-    // A p99 of 400 requests is their 4th slowest, so two runs of the same
-    // system differ by 10-20 % on a busy machine: the threshold here is
-    // generous; the regression below is a doubling.
+    // The p99 and p99.9 of 400 requests are their 4th slowest and slowest,
+    // which differ by 50-100 % between two runs on a busy machine: they are
+    // shown but not judged (too few requests); the p50 is, and it moves by
+    // a few percent.
     let (code, r, _d) = run(
         &e,
         &scenario(&e.url, &[], 2),
-        &["--baseline", base.to_str().unwrap(), "--threshold", "60%"],
+        &["--baseline", base.to_str().unwrap(), "--threshold", "25%"],
         "same",
     );
     assert_eq!(code, Some(0), "{}", r["regressions"]);
     let rows = r["regressions"].as_array().unwrap();
     assert!(rows.iter().any(|x| x["metric"] == "p99_ms"));
     assert!(rows.iter().all(|x| x["pass"] == true), "{rows:?}");
+    for m in ["p99_ms", "p999_ms"] {
+        let row = rows.iter().find(|x| x["metric"] == m).unwrap();
+        assert!(
+            row["note"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("not judged"),
+            "{row}"
+        );
+    }
+    let p50 = rows.iter().find(|x| x["metric"] == "p50_ms").unwrap();
+    assert!(p50.get("note").is_none(), "{p50}");
 
-    // A baseline that was twice as fast: p99 rose ~100 % > 10 %.
+    // A baseline that was twice as fast: p50 rose ~100 % > 10 %.
     let mut fast: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
     for k in ["p50", "p90", "p95", "p99", "p999", "max", "mean"] {

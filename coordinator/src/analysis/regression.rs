@@ -19,6 +19,13 @@
 //! is no number to compare, and the throughput and success rows already flag
 //! such a run.
 //!
+//! A tail percentile is judged only when both runs have at least
+//! [`MIN_TAIL_SAMPLES`] requests beyond it: p99 from 1,000 ok requests, p99.9
+//! from 10,000. Below that it is a handful of the slowest requests (the
+//! p99.9 of 400 is the slowest one), which differs by 50–100 % between two
+//! runs of the same system; judging it would fail CI on noise. Such a row is
+//! shown with a `note` and passes.
+//!
 //! `change_pct` is (current − baseline) / baseline × 100. JSON has no
 //! infinity, so growth from a baseline of 0 is reported as +100 % (the whole
 //! current value is new), and 0 → 0 as 0 %.
@@ -29,6 +36,9 @@ use crate::report::{Regression, Report};
 /// 0.1 percentage points, the same margin DESIGN.md allows the error rate
 /// when judging recovery.
 pub const MIN_RATE_CHANGE: f64 = 0.001;
+
+/// Requests a percentile needs beyond it, in both runs, to be judged.
+pub const MIN_TAIL_SAMPLES: f64 = 10.0;
 
 /// Which way a metric gets worse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +80,7 @@ fn row(metric: &str, rule: Rule, baseline: f64, current: f64, t: f64) -> Regress
         current,
         change_pct: change_pct(baseline, current),
         pass: !regressed(rule, baseline, current, t),
+        note: None,
     }
 }
 
@@ -104,13 +115,24 @@ pub fn compare(current: &Report, baseline: &Report, threshold_pct: f64) -> Vec<R
         row("error_rate", Rule::Failure, b.error_rate, c.error_rate, t),
     ];
     let latencies = [
-        ("p50_ms", b.latency_ms.p50, c.latency_ms.p50),
-        ("p99_ms", b.latency_ms.p99, c.latency_ms.p99),
-        ("p999_ms", b.latency_ms.p999, c.latency_ms.p999),
+        ("p50_ms", 0.50, b.latency_ms.p50, c.latency_ms.p50),
+        ("p99_ms", 0.99, b.latency_ms.p99, c.latency_ms.p99),
+        ("p999_ms", 0.999, b.latency_ms.p999, c.latency_ms.p999),
     ];
-    for (name, bv, cv) in latencies {
+    let fewest_ok = b.requests.ok.min(c.requests.ok) as f64;
+    for (name, q, bv, cv) in latencies {
         if let (Some(bv), Some(cv)) = (bv, cv) {
-            rows.push(row(name, Rule::LowerIsBetter, bv, cv, t));
+            let mut r = row(name, Rule::LowerIsBetter, bv, cv, t);
+            let needed = (MIN_TAIL_SAMPLES / (1.0 - q)).round();
+            if fewest_ok < needed {
+                r.pass = true;
+                r.note = Some(format!(
+                    "not judged: {} ok requests, {needed} needed for a stable {}",
+                    fewest_ok,
+                    name.trim_end_matches("_ms")
+                ));
+            }
+            rows.push(r);
         }
     }
     rows
@@ -177,6 +199,37 @@ mod tests {
             ]
         );
         assert!(rows.iter().all(|r| r.pass && r.change_pct == 0.0));
+    }
+
+    #[test]
+    fn tail_percentiles_of_too_few_requests_are_shown_but_not_judged() {
+        let mut b = fixture::report();
+        let mut c = b.clone();
+        c.latency_ms.p50 = b.latency_ms.p50.map(|v| v * 2.0);
+        c.latency_ms.p99 = b.latency_ms.p99.map(|v| v * 2.0);
+        c.latency_ms.p999 = b.latency_ms.p999.map(|v| v * 2.0);
+        // 400 ok requests: the p99 is their 4th slowest, the p99.9 the
+        // slowest: doubled, yet not a verdict; the p50 is.
+        b.requests.ok = 400;
+        c.requests.ok = 20_000;
+        let rows = compare(&c, &b, 10.0);
+        assert_eq!(failing(&rows), ["p50_ms"]);
+        for m in ["p99_ms", "p999_ms"] {
+            let r = find(&rows, m);
+            assert!(r.pass && (r.change_pct - 100.0).abs() < 1e-9, "{r:?}");
+            assert!(
+                r.note.as_deref().unwrap().contains("400 ok requests"),
+                "{r:?}"
+            );
+        }
+        // Enough in both runs: every doubling is judged.
+        b.requests.ok = 10_000;
+        let rows = compare(&c, &b, 10.0);
+        assert_eq!(failing(&rows), ["p50_ms", "p99_ms", "p999_ms"]);
+        assert!(rows.iter().all(|r| r.note.is_none()));
+        // p99 needs 1,000.
+        b.requests.ok = 1_000;
+        assert_eq!(failing(&compare(&c, &b, 10.0)), ["p50_ms", "p99_ms"]);
     }
 
     #[test]

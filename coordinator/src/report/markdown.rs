@@ -163,7 +163,10 @@ pub fn render(r: &Report) -> String {
                 x.baseline,
                 x.current,
                 x.change_pct,
-                mark(if x.pass { "pass" } else { "fail" })
+                match &x.note {
+                    Some(note) => format!("– ({note})"),
+                    None => mark(if x.pass { "pass" } else { "fail" }).to_string(),
+                }
             );
         }
     }

@@ -251,6 +251,10 @@ pub struct Regression {
     pub current: f64,
     pub change_pct: f64,
     pub pass: bool,
+    /// Why the row was not judged (a tail percentile of too few requests
+    /// to mean anything); such a row always passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -49,7 +49,10 @@ pub(super) fn judgements(o: &mut String, r: &Report) {
         o.push_str("<h2>Regressions against the baseline</h2>\n");
         let rows = r.regressions.iter().map(|x| {
             vec![
-                pill(if x.pass { "pass" } else { "fail" }),
+                match &x.note {
+                    Some(note) => esc(&format!("– ({note})")),
+                    None => pill(if x.pass { "pass" } else { "fail" }),
+                },
                 esc(&x.metric),
                 format!("{:.2}", x.baseline),
                 format!("{:.2}", x.current),

@@ -65,6 +65,7 @@ fn burst_report() -> Report {
         current: 80.0,
         change_pct: 14.3,
         pass: false,
+        note: None,
     }];
     r.events = vec![Event {
         t_s: 51.0,
