@@ -183,6 +183,24 @@ pub fn summary(r: &Report, dir: &Path) -> String {
     if !errs.is_empty() {
         o.push_str(&format!("  errors    {}\n", errs.join(", ")));
     }
+    // With a request mix, one line per request definition.
+    let width = r
+        .per_request
+        .iter()
+        .map(|q| q.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for q in &r.per_request {
+        o.push_str(&format!(
+            "  request   {:<width$}  ok {}  errors {}  dropped {}  p50 {}  p99 {}\n",
+            q.name,
+            markdown::group(q.ok),
+            markdown::group(q.errors),
+            markdown::group(q.dropped),
+            ms(q.latency_ms.p50),
+            ms(q.latency_ms.p99),
+        ));
+    }
     for t in &r.thresholds {
         o.push_str(&format!(
             "  {} {}\n",
@@ -202,4 +220,47 @@ pub fn summary(r: &Report, dir: &Path) -> String {
         dir.join("report.md").display()
     ));
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Latency, RequestReport};
+
+    #[test]
+    fn the_summary_has_a_line_per_request_of_a_mix() {
+        let mut r = crate::analysis::fixture::report();
+        let plain = summary(&r, Path::new("runs/x"));
+        assert!(!plain.contains("request "), "{plain}");
+        let entry = |name: &str, ok: u64, p99: f64| RequestReport {
+            name: name.into(),
+            weight: 1,
+            intended: ok,
+            sent: ok,
+            ok,
+            errors: 0,
+            dropped: 0,
+            success_rate: 1.0,
+            throughput_rps: ok as f64,
+            latency_ms: Latency {
+                p50: Some(1.0),
+                p99: Some(p99),
+                ..Latency::default()
+            },
+        };
+        r.per_request = vec![entry("list items", 8000, 2.5), entry("order", 2000, 9.0)];
+        let s = summary(&r, Path::new("runs/x"));
+        assert!(
+            s.contains(
+                "  request   list items  ok 8,000  errors 0  dropped 0  p50 1.00ms  p99 2.50ms\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "  request   order       ok 2,000  errors 0  dropped 0  p50 1.00ms  p99 9.00ms\n"
+            ),
+            "{s}"
+        );
+    }
 }
