@@ -22,27 +22,9 @@ use volley_proto::pb;
 /// reused, as a pre-encoded histogram would be).
 const VARIANTS: u64 = 8;
 
-/// A second of one worker at 20,000 rps: lognormal around 2 ms (σ = 1),
-/// clamped to 100 µs..50 ms; the service time is 70 % of each latency.
+/// A second of one worker at 20,000 rps (see [`histogram::synthetic_second`]).
 fn realistic_second(seed: u64, values: usize) -> (Hist, Hist) {
-    let mut state = seed;
-    let mut uniform = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
-    };
-    let mut latency = histogram::new_hist();
-    let mut service = histogram::new_hist();
-    for _ in 0..values {
-        let n = (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
-        let us = (2000.0 * n.exp()).clamp(100.0, 50_000.0);
-        latency.record(us as u64).expect("in range");
-        service.record((us * 0.7) as u64).expect("in range");
-    }
-    (latency, service)
+    histogram::synthetic_second(seed, values as u64)
 }
 
 /// One report per variant, as it arrives on the wire (index set later).

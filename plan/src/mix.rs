@@ -26,6 +26,12 @@ impl RequestMix {
     /// [`crate::Plan::validate`] ensures).
     pub fn new(weights: &[u32]) -> RequestMix {
         assert!(!weights.is_empty() && weights.len() <= u16::MAX as usize);
+        // 80:20 is 4:1: the smallest block keeps the mix exact over the
+        // shortest spans, and one request makes a table of one entry, which
+        // `pick` answers without hashing.
+        let g = weights.iter().fold(0u32, |a, &b| gcd(a, b)).max(1);
+        let weights: Vec<u32> = weights.iter().map(|&w| w / g).collect();
+        let weights = &weights[..];
         let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
         let mut current = vec![0i64; weights.len()];
         let mut table = Vec::with_capacity(total as usize);
@@ -46,7 +52,7 @@ impl RequestMix {
 
     /// Whether there is only one request (then `pick` is always 0).
     pub fn is_single(&self) -> bool {
-        self.table.len() == 1 || self.table.iter().all(|&r| r == 0)
+        self.table.len() == 1
     }
 
     /// The request definition global arrival `k` sends.
@@ -59,6 +65,14 @@ impl RequestMix {
         let block = k / w;
         let offset = splitmix64(block) % w;
         self.table[((k % w + offset) % w) as usize] as usize
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
     }
 }
 
@@ -88,6 +102,8 @@ mod tests {
     fn one_request_is_always_picked() {
         let mix = RequestMix::new(&[7]);
         assert!(mix.is_single());
+        assert_eq!(mix.table, vec![0], "a single weight reduces to one entry");
+        assert_eq!(RequestMix::new(&[80, 20]).table.len(), 5, "80:20 is 4:1");
         assert!((0..1000).all(|k| mix.pick(k) == 0));
     }
 

@@ -11,27 +11,9 @@ use std::hint::black_box;
 use std::time::Duration;
 use volley_proto::histogram::{self, Hist};
 
-/// A realistic second of one worker at 20,000 rps: values lognormal around
-/// 2 ms (σ = 1), clamped to 100 µs..50 ms, from a fixed seed.
+/// A realistic second of one worker (see [`histogram::synthetic_second`]).
 fn realistic_second(seed: u64, values: usize) -> Hist {
-    let mut state = seed;
-    let mut uniform = move || {
-        // SplitMix64, mapped to (0, 1].
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
-    };
-    let mut h = histogram::new_hist();
-    for _ in 0..values {
-        // Box-Muller: one standard normal from two uniforms.
-        let n = (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
-        let us = (2000.0 * n.exp()).clamp(100.0, 50_000.0);
-        h.record(us as u64).expect("in range");
-    }
-    h
+    histogram::synthetic_second(seed, values as u64).0
 }
 
 fn benches(c: &mut Criterion) {
