@@ -40,20 +40,8 @@ fn run(
     extra: &[&str],
     tag: &str,
 ) -> (Option<i32>, serde_json::Value, TempDir) {
-    let dir = TempDir::new(tag);
-    let file = dir.write("s.toml", toml);
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &e.coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .args(extra);
+    let s = submission(&e.coord_url, tag, toml, extra);
+    let (dir, out, cmd) = (s.dir, s.out, s.cmd);
     let (output, _) = run_bounded(cmd, Duration::from_secs(60));
     let code = output.status.code();
     let r = if out.join("report.json").exists() {
