@@ -513,6 +513,13 @@ class PeerBench(W.Bench):
         return row
 
 
+def parse_floor(text):
+    m = re.search(r"floor: (\d+) rps over [\d.]+ s, (\d+) sent, (\d+) ok", text)
+    if not m:
+        return {"notes": ["no summary line from floor"]}
+    return {"rate": float(m.group(1)), "requests": int(m.group(2)), "ok": int(m.group(3))}
+
+
 def print_peer(r, a):
     pk = r["cpu_peak1s"]
     if "fail" in r:
@@ -688,7 +695,20 @@ def main():
             b.peer("oha", f"closed loop, 1 thread, {c} conns", base_cmd + [nginx.url], parse_oha)
             oha_q = b.peer("oha", f"-q {a.fixed_rate:.0f} (fixed rate)",
                            base_cmd + ["-q", f"{a.fixed_rate:.0f}", nginx.url], parse_oha)
+        floor_exe = os.path.join(W.REPO, "target", "release", "examples", "floor")
+        floor = None
+        if os.path.exists(floor_exe):
+            floor = b.peer("floor", f"minimal client, {a.fixed_rate:.0f} rps",
+                           [floor_exe, nginx.url, f"{a.fixed_rate:.0f}", f"{a.duration:g}", c],
+                           parse_floor)
+        else:
+            print(f"peers: no {floor_exe} (cargo build --release -p volley-worker --example floor); "
+                  "no floor row", flush=True)
         for r in b.peer_rows:
+            if r["tool"] == "floor":
+                r["note"] = ("send all due, sleep to the next ms, recv each: the fewest syscalls "
+                             "and wake-ups per request; measures nothing")
+                continue
             r["note"] = ("closed loop; latency from the actual send" if "closed" in r["mode"] else
                          "latency from the actual send (no --latency-correction)")
 
@@ -727,6 +747,14 @@ def main():
         else:
             print("\nVolley / oha CPU per request: not available (oha or the Volley fixed run missing)",
                   flush=True)
+        if floor and floor.get("us_per_req") and fixed.get("us_per_req"):
+            print(f"Floor (a client that does nothing but send and recv, worker/examples/floor.rs) at "
+                  f"{a.fixed_rate:.0f} rps: {floor['us_per_req']:.2f} us/req; Volley = "
+                  f"{fixed['us_per_req'] / floor['us_per_req']:.2f}x the floor"
+                  + (f", oha = {oha_q['us_per_req'] / floor['us_per_req']:.2f}x; half of oha is "
+                     f"{oha_q['us_per_req'] / 2:.2f} us/req, "
+                     f"{'below' if oha_q['us_per_req'] / 2 < floor['us_per_req'] else 'above'} the floor"
+                     if oha_q and oha_q.get("us_per_req") else ""), flush=True)
         noisy_rows = [r for r in b.peer_rows if W.noisy(r, a)] + [r for r in b.rows if W.noisy(r, a)]
         print(f"noise: {len(noisy_rows)} of {len(b.peer_rows) + len(b.rows)} runs had other processes "
               f"above {a.quiet_pct:.0f}% avg or 50% in one second (such a run is repeated once, except "

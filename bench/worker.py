@@ -275,7 +275,9 @@ def wait_for_line(p, log_path, pattern, timeout=30):
 def build(args):
     if args.no_build:
         return "not built (--no-build)"
-    cmd = ["cargo", "build", "--release", "-p", "volley-coordinator", "-p", "volley-worker"]
+    # The floor client (worker/examples/floor.rs) is bench/peers.py's reference row.
+    cmd = ["cargo", "build", "--release", "-p", "volley-coordinator", "-p", "volley-worker",
+           "--bins", "--example", "floor"]
     for attempt in range(1, 4):
         print(f"bench: {' '.join(cmd)} (attempt {attempt})", flush=True)
         r = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

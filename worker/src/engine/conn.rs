@@ -8,6 +8,7 @@
 //! flight; HTTP/2: a free stream; framed TCP: room in the pipeline) and is
 //! waiting for a job.
 
+use super::deadline::Deadlines;
 use super::net::Connector;
 use super::outcome::ErrorKind;
 use super::recorder::{Recorder, Tag};
@@ -47,6 +48,8 @@ pub struct Shared {
     pub connector: Connector,
     pub wire: Wire,
     pub timeout: Duration,
+    /// Every connection's request deadline, swept by the scheduler.
+    pub deadlines: Deadlines,
 }
 
 impl Shared {
@@ -70,6 +73,7 @@ impl Shared {
             connector,
             wire,
             timeout,
+            deadlines: Deadlines::default(),
         })
     }
 

@@ -5,6 +5,7 @@
 //! buffer has grown to fit a response head.
 
 use super::conn::{Job, Shared, Wire};
+use super::deadline::Deadline;
 use super::net::Io;
 use super::outcome::ErrorKind;
 use super::recorder::Status;
@@ -67,9 +68,10 @@ pub async fn connection(sh: &Shared) {
     };
     let mut stream: Option<Io> = None;
     let mut reader = Reader::default();
+    let deadline = sh.deadlines.slot();
     while let Some(job) = sh.next_job().await {
         let template = &templates[usize::from(job.tag.req)];
-        serve(sh, template, job, &mut stream, &mut reader).await;
+        serve(sh, template, job, &mut stream, &mut reader, &deadline).await;
     }
 }
 
@@ -80,6 +82,7 @@ async fn serve(
     job: Job,
     stream: &mut Option<Io>,
     reader: &mut Reader,
+    timer: &Deadline,
 ) {
     let start = Instant::now();
     if sh.expired(&job, start) {
@@ -108,11 +111,13 @@ async fn serve(
             counted_sent = true;
         }
         let send = Instant::now();
-        let result = timeout_at(
-            deadline,
-            reader.exchange(s, &template.bytes, template.is_head),
-        )
-        .await;
+        let result = timer
+            .run(
+                &sh.deadlines,
+                deadline,
+                reader.exchange(s, &template.bytes, template.is_head),
+            )
+            .await;
         let now = Instant::now();
         match result {
             Ok(Ok(info)) => {

@@ -14,6 +14,7 @@
 //! reply) is 0.
 
 use super::conn::{Job, Shared, Wire};
+use super::deadline::Deadline;
 use super::net::{Connector, Io};
 use super::outcome::ErrorKind;
 use super::recorder::Status;
@@ -157,6 +158,7 @@ pub async fn connection(sh: &Rc<Shared>) {
         return;
     };
     let mut conn: Option<Conn> = None;
+    let timer = sh.deadlines.slot();
     loop {
         // Take a job only with room for it, so a full connection is not
         // idle and the pool opens another.
@@ -191,7 +193,7 @@ pub async fn connection(sh: &Rc<Shared>) {
                 }
             }
             let Some(c) = conn.as_mut() else { break };
-            match start(sh, requests, c, job, deadline).await {
+            match start(sh, requests, c, job, deadline, &timer).await {
                 Ok(()) => break,
                 Err(Started::Timeout) => {
                     sh.fail(&job, ErrorKind::Timeout);
@@ -224,9 +226,11 @@ async fn start(
     c: &mut Conn,
     job: Job,
     deadline: Instant,
+    timer: &Deadline,
 ) -> Result<(), Started> {
     // The server's stream limit may be below ours.
-    match timeout_at(deadline, std::future::poll_fn(|cx| c.send.poll_ready(cx))).await {
+    let ready = std::future::poll_fn(|cx| c.send.poll_ready(cx));
+    match timer.run(&sh.deadlines, deadline, ready).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(Started::Closed(kind_of(&e))),
         Err(_) => return Err(Started::Timeout),
@@ -247,7 +251,11 @@ async fn start(
     c.active.set(c.active.get() + 1);
     let (sh, active, room, grpc) = (sh.clone(), c.active.clone(), c.room.clone(), requests.grpc);
     tokio::task::spawn_local(async move {
-        let outcome = timeout_at(deadline, reply(response, grpc)).await;
+        let timer = sh.deadlines.slot();
+        let outcome = timer
+            .run(&sh.deadlines, deadline, reply(response, grpc))
+            .await;
+        sh.deadlines.put(timer);
         let now = Instant::now();
         let mut rec = sh.rec.borrow_mut();
         match outcome {

@@ -18,8 +18,10 @@
 //! - [`recorder`]: per-second counters and histograms.
 //! - [`outcome`]: the error kinds.
 //! - [`timer`]: a sub-millisecond wake-up for the scheduler.
+//! - [`deadline`]: request timeouts, swept by the scheduler.
 
 pub mod conn;
+pub mod deadline;
 pub mod http1;
 pub mod http2;
 pub mod net;
@@ -203,6 +205,7 @@ async fn run(
             }
             next = schedule.next();
         }
+        sh.deadlines.sweep(now);
         let now_second = second_at(now);
         flush(&sh, now_second, false);
         // Until the run's end a reshare may still give this worker more to
@@ -215,10 +218,11 @@ async fn run(
         let boundary = start + Duration::from_secs(u64::from(now_second) + 1);
         // At most one wake-up per MIN_GAP, counted from the last planned one
         // (not from now) so a rate of one request per gap is still precise.
-        let wake = wake
-            .max(last_wake + MIN_GAP)
-            .min(boundary)
-            .min(now + MAX_NAP);
+        let mut wake = wake.max(last_wake + MIN_GAP);
+        if let Some(timeout) = sh.deadlines.earliest() {
+            wake = wake.min(timeout);
+        }
+        let wake = wake.min(boundary).min(now + MAX_NAP);
         last_wake = wake;
         wake_up.until(wake).await;
     }
@@ -242,6 +246,7 @@ async fn run(
     sh.stop();
     loop {
         let now = Instant::now();
+        sh.deadlines.sweep(now);
         flush(&sh, second_at(now), false);
         if sh.rec.borrow().totals.outstanding() == 0 || now >= drain_deadline {
             break;

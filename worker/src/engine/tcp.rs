@@ -160,6 +160,7 @@ pub async fn connection(sh: &Shared) {
     let mut reader = FrameReader::default();
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut flight: VecDeque<Outstanding> = VecDeque::with_capacity(sh.per_conn);
+    let timer = sh.deadlines.slot();
     loop {
         // Messages before `written` are on the wire already.
         let written = flight.len();
@@ -208,7 +209,7 @@ pub async fn connection(sh: &Shared) {
                 }
             }
             let deadline = flight.front().map_or(now, |o| o.sent) + sh.timeout;
-            let wrote = timeout_at(deadline, s.write_all(&out)).await;
+            let wrote = timer.run(&sh.deadlines, deadline, s.write_all(&out)).await;
             out.clear();
             match wrote {
                 Ok(Ok(())) => {}
@@ -234,7 +235,10 @@ pub async fn connection(sh: &Shared) {
             continue;
         };
         let deadline = oldest.sent + sh.timeout;
-        let failed = match timeout_at(deadline, reader.read_frame(s)).await {
+        let failed = match timer
+            .run(&sh.deadlines, deadline, reader.read_frame(s))
+            .await
+        {
             Ok(Ok(_len)) => {
                 complete_oldest(sh, &mut flight);
                 loop {
