@@ -26,6 +26,7 @@ Run `bench/peers.sh --help` for options.
 import argparse
 import http.client
 import json
+import math
 import os
 import re
 import shutil
@@ -698,8 +699,10 @@ def main():
         floor_exe = os.path.join(W.REPO, "target", "release", "examples", "floor")
         floor = None
         if os.path.exists(floor_exe):
-            floor = b.peer("floor", f"minimal client, {a.fixed_rate:.0f} rps",
-                           [floor_exe, nginx.url, f"{a.fixed_rate:.0f}", f"{a.duration:g}", c],
+            # One request per connection per millisecond at most: enough connections for the rate.
+            fc = max(a.connections, math.ceil(a.fixed_rate / 1000 * 1.25))
+            floor = b.peer("floor", f"minimal client, {a.fixed_rate:.0f} rps, {fc} conns",
+                           [floor_exe, nginx.url, f"{a.fixed_rate:.0f}", f"{a.duration:g}", str(fc)],
                            parse_floor)
         else:
             print(f"peers: no {floor_exe} (cargo build --release -p volley-worker --example floor); "
