@@ -26,7 +26,8 @@ pub struct Counts {
     /// Errors of kind "lost": in flight on a worker that was lost, so their
     /// outcome is unknown.
     pub lost: u64,
-    /// Part of `dropped`: requests a lost worker owned but never sent.
+    /// Part of `dropped`: requests a lost worker owned but never reported
+    /// as sent (unsent, or sent in the second it died before reporting it).
     pub unsent: u64,
 }
 

@@ -84,8 +84,11 @@ pub struct Requests {
     pub ok: u64,
     pub errors: u64,
     pub dropped: u64,
-    /// Part of `dropped`: requests a lost worker owned and never sent,
-    /// before its share was re-split over the survivors.
+    /// Part of `dropped`: requests a lost worker owned and never reported
+    /// as sent, before its share was re-split over the survivors. Mostly
+    /// never sent; those it sent in the second it died, before reporting
+    /// that second, are counted here too (the target may have answered
+    /// them): nothing unconfirmed is counted as ok.
     #[serde(default)]
     pub unsent: u64,
 }

@@ -444,7 +444,7 @@ impl<'a> Collector<'a> {
                     "warn",
                     format!(
                         "worker {id}: {} request(s) in flight when it was lost counted as errors (lost), \
-                         {} it owned but never sent counted as dropped",
+                         {} it owned but never reported sending counted as dropped",
                         delta.lost, delta.unsent
                     ),
                 );
