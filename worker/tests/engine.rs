@@ -502,3 +502,67 @@ async fn https_with_a_custom_ca_for_http1_and_http2_and_nothing_without_it() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An HTTP/1.1 server whose first connection reads and never answers; every
+/// later one answers each request with 200.
+async fn http1_stalls_first_connection() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut s, _)) = listener.accept().await {
+            let stall = std::mem::take(&mut first);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut have = Vec::new();
+                loop {
+                    let n = match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if stall {
+                        continue;
+                    }
+                    have.extend_from_slice(&buf[..n]);
+                    while let Some(end) = have.windows(4).position(|w| w == b"\r\n\r\n") {
+                        have.drain(..end + 4);
+                        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_mid_run_frees_the_connection_for_the_requests_behind_it() {
+    // One connection, a 500 ms timeout, 20 rps for 3 s. The first request
+    // stalls: it must time out while the run goes on (not only when the
+    // run drains), so that the requests queued behind it go out on a new
+    // connection and succeed instead of expiring in the queue.
+    let addr = http1_stalls_first_connection().await;
+    let get = Request {
+        name: "get".into(),
+        weight: 1,
+        method: "GET".into(),
+        path: "/".into(),
+        headers: vec![],
+        body: Body::Bytes(vec![]),
+    };
+    let mut p = plan(
+        format!("http://{addr}/"),
+        Protocol::Http1,
+        vec![get],
+        20.0,
+        3,
+    );
+    p.load.connections = 1;
+    let out = run(p, addr).await;
+    assert_eq!(out.intended, 60, "{out:?}");
+    assert_eq!(out.errors[TIMEOUT], 1, "{out:?}");
+    assert_eq!(out.ok, 59, "{out:?}");
+}
