@@ -54,15 +54,8 @@ def cpu_stat_precise():
     timer grid and is asleep again when the tick samples), so worker.py's per-core busy, and with
     it the 'other processes' figure, comes out low or negative during Volley runs. Only differences of these values are meaningful."""
     now = time.monotonic()
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            m = re.match(r"cpu(\d+)\s+(.*)", line)
-            if m:
-                v = [int(x) for x in m.group(2).split()]
-                user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
-                out[int(m.group(1))] = ((now - _T0) * HZ - idle - iowait - steal, steal)
-    return out
+    return {c: ((now - _T0) * HZ - idle - iowait - steal, steal)
+            for c, (_u, _n, _s, idle, iowait, _i, _si, steal) in W.proc_stat_cores().items()}
 
 
 # Every per-core figure of worker.py's helpers (Snap, Sampler, other_load, the 'other%' noise

@@ -153,17 +153,23 @@ def reset_hwm(pid):
         return False
 
 
-def cpu_stat():
-    """Per-core (busy, steal) ticks from /proc/stat."""
+def proc_stat_cores():
+    """{core: (user, nice, system, idle, iowait, irq, softirq, steal)} ticks from /proc/stat."""
     out = {}
     with open("/proc/stat") as f:
         for line in f:
             m = re.match(r"cpu(\d+)\s+(.*)", line)
             if m:
                 v = [int(x) for x in m.group(2).split()]
-                user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
-                out[int(m.group(1))] = (user + nice + system + irq + softirq, steal)
+                out[int(m.group(1))] = tuple((v + [0] * 8)[:8])
     return out
+
+
+def cpu_stat():
+    """Per-core (busy, steal) ticks from /proc/stat."""
+    return {c: (user + nice + system + irq + softirq, steal)
+            for c, (user, nice, system, idle, iowait, irq, softirq, steal)
+            in proc_stat_cores().items()}
 
 
 class Snap:

@@ -113,29 +113,15 @@ fn serve(mut s: TcpStream, mode: Mode, stop: Arc<AtomicBool>) {
 }
 
 fn run_against(coord_url: &str, url: &str, tag: &str) -> (serde_json::Value, Duration) {
-    let dir = TempDir::new(tag);
-    let file = dir.write(
-        "s.toml",
-        &format!("[target]\nurl = \"{url}\"\ntimeout = \"500ms\"\n[load]\nconnections = 16\n[[stages]]\nrate = 40\nduration = \"2s\"\n"),
-    );
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let (output, took) = run_bounded(cmd, Duration::from_secs(60));
+    let toml = format!("[target]\nurl = \"{url}\"\ntimeout = \"500ms\"\n[load]\nconnections = 16\n[[stages]]\nrate = 40\nduration = \"2s\"\n");
+    let s = submission(coord_url, tag, &toml, &[]);
+    let (output, took) = run_bounded(s.cmd, Duration::from_secs(60));
     assert!(
-        out.join("report.json").exists(),
+        s.out.join("report.json").exists(),
         "{tag}: no report\n{}",
         describe(&output)
     );
-    (read_report(&out), took)
+    (read_report(&s.out), took)
 }
 
 #[test]

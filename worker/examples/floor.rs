@@ -19,7 +19,9 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn cpu_seconds() -> f64 {
-    // utime + stime of this process, in clock ticks (fields 14 and 15).
+    // utime + stime of this process in clock ticks (fields 14 and 15), which
+    // /proc reports in USER_HZ: 100 a second on Linux whatever the kernel's
+    // own tick rate.
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, s)| s);
     let f: Vec<&str> = after.split_whitespace().collect();

@@ -6,6 +6,7 @@
 //! rejects unknown keys, and its getters turn wrong types into "expected X,
 //! got Y" errors.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -356,6 +357,41 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// The names given in an array of tables (`[[stages]]`, `[[requests]]`),
+/// each of which may be used once.
+#[derive(Default)]
+pub(super) struct UniqueNames(HashMap<String, usize>);
+
+impl UniqueNames {
+    /// Records `name`, the name of `table[i]` (given as `sec`), or fails
+    /// naming the earlier table that has it.
+    pub fn check(
+        &mut self,
+        sec: &Section<'_, '_>,
+        table: &str,
+        what: &str,
+        i: usize,
+        name: &str,
+    ) -> Result<(), Fail> {
+        let Some(first) = self.0.insert(name.to_string(), i) else {
+            return Ok(());
+        };
+        let how = if sec.has("name") {
+            ""
+        } else {
+            "the default name "
+        };
+        Err(sec.fail(
+            "name",
+            format!(
+                "{how}{} is already used by {table}[{first}]; {what} names must be unique \
+                 (set `name`)",
+                quote(name)
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]

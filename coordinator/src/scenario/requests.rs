@@ -3,15 +3,13 @@
 //! request may say depends on the protocol (a gRPC `method` is the method
 //! path, framed TCP has neither method, path nor headers).
 
-use std::collections::HashMap;
-
 use toml::de::DeValue;
 use volley_plan::model::{MAX_BODY, MAX_REQUESTS, MAX_WEIGHT};
 use volley_plan::{Body, Protocol, Request};
 
 use super::error::Fail;
 use super::files::Files;
-use super::raw::{array_table, join, Section};
+use super::raw::{array_table, join, Section, UniqueNames};
 use super::units::{describe, quote};
 
 const REQUEST_KEYS: &[&str] = &[
@@ -84,26 +82,12 @@ pub(super) fn requests(
     }
 
     let mut out = Vec::with_capacity(items.len());
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut names = UniqueNames::default();
     for (i, item) in items.iter().enumerate() {
         let sec = array_table("requests", i, item, REQUEST_KEYS)?;
         let at = At::Table { i, n: items.len() };
         let r = request(&sec, at, shared, files)?;
-        if let Some(first) = names.insert(r.name.clone(), i) {
-            let how = if sec.has("name") {
-                ""
-            } else {
-                "the default name "
-            };
-            return Err(sec.fail(
-                "name",
-                format!(
-                    "{how}{} is already used by requests[{first}]; request names must be \
-                     unique (set `name`)",
-                    quote(&r.name)
-                ),
-            ));
-        }
+        names.check(&sec, "requests", "request", i, &r.name)?;
         out.push(r);
     }
     Ok(out)

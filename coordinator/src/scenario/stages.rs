@@ -1,6 +1,5 @@
 //! The load shape: the optional `[load]` table and the `[[stages]]` list.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use volley_plan::model::{
@@ -9,7 +8,7 @@ use volley_plan::model::{
 use volley_plan::{Arrival, Load, Protocol, Stage};
 
 use super::error::Fail;
-use super::raw::{array_table, Section};
+use super::raw::{array_table, Section, UniqueNames};
 use super::units::{quote, show};
 
 const LOAD_KEYS: &[&str] = &[
@@ -105,25 +104,11 @@ pub(super) fn stages(root: &Section<'_, '_>) -> Result<Vec<Stage>, Fail> {
     }
 
     let mut out: Vec<Stage> = Vec::with_capacity(items.len());
-    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut names = UniqueNames::default();
     for (i, item) in items.iter().enumerate() {
         let sec = array_table("stages", i, item, STAGE_KEYS)?;
         let stage = stage(&sec, i)?;
-
-        if let Some(first) = names.insert(stage.name.clone(), i) {
-            let how = if sec.has("name") {
-                ""
-            } else {
-                "the default name "
-            };
-            return Err(sec.fail(
-                "name",
-                format!(
-                    "{how}{:?} is already used by stages[{first}]; stage names must be unique",
-                    stage.name
-                ),
-            ));
-        }
+        names.check(&sec, "stages", "stage", i, &stage.name)?;
         if stage.burst {
             check_baseline(&sec, i, out.last())?;
         }

@@ -110,7 +110,9 @@ async fn serve(
             sh.rec.borrow_mut().sent(job.tag);
             counted_sent = true;
         }
-        let send = Instant::now();
+        // On a kept-alive connection nothing happened since `start`: no
+        // second clock read.
+        let send = if reused { start } else { Instant::now() };
         let result = timer
             .run(
                 &sh.deadlines,
