@@ -33,21 +33,14 @@ fn three_workers_share_the_rate_and_every_request_is_accounted_for() {
     let _workers: Vec<Proc> = (0..3)
         .map(|_| start_worker(&coord_url, &["--token", TOKEN]))
         .collect();
-    let dir = TempDir::new("cluster");
-    let file = dir.write("s.toml", &scenario(&url, 3000, 6));
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
+    let run = submission(
         &coord_url,
-        "--min-workers",
-        "3",
-        "--quiet",
-    ])
-    .args(["--token", TOKEN, "--out", out.to_str().unwrap()]);
-    let (output, _) = run_bounded(cmd, Duration::from_secs(60));
+        "cluster",
+        &scenario(&url, 3000, 6),
+        &["--min-workers", "3", "--token", TOKEN],
+    );
+    let out = run.out.clone();
+    let (output, _) = run_bounded(run.cmd, Duration::from_secs(60));
     assert!(output.status.success(), "{}", describe(&output));
     let r = read_report(&out);
 

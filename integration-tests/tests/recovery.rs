@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
 
 #[test]
 fn recovery_time_matches_the_backlog_drain_time() {
@@ -18,11 +17,8 @@ fn recovery_time_matches_the_backlog_drain_time() {
     let (_target, url) = start_target(&["--capacity", "400", "--delay", "20ms"]);
     let (_coord, coord_url) = start_coordinator(&[]);
     let _w = start_worker(&coord_url, &[]);
-    let dir = TempDir::new("recovery");
-    let file = dir.write(
-        "burst.toml",
-        &format!(
-            r#"
+    let toml = format!(
+        r#"
 name = "burst-recovery"
 thresholds = ["recovery_time < 30s"]
 recovery_window = "3s"
@@ -44,22 +40,8 @@ name = "after"
 rate = {BASE}
 duration = "14s"
 "#
-        ),
     );
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &coord_url,
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let (output, _) = run_bounded(cmd, Duration::from_secs(90));
-    assert!(output.status.success(), "{}", describe(&output));
-    let r = read_report(&out);
+    let (r, _dir) = run_to_report(&coord_url, "recovery", &toml, &[]);
     assert_accounted(&r["requests"], "run");
     assert_eq!(
         u(&r, "requests.errors"),

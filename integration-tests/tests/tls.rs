@@ -25,25 +25,13 @@ fn workers_and_the_cli_talk_to_a_tls_coordinator() {
     let _w = start_worker(&https, &["--token", "tls-secret", "--tls-ca", &p("ca.pem")]);
     // A worker that does not trust the CA never gets in.
     let _stranger = start_worker(&https, &["--token", "tls-secret"]);
-    let file = dir.write(
-        "s.toml",
-        &format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 100\nduration = \"2s\"\n"),
-    );
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
+    let toml = format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 100\nduration = \"2s\"\n");
+    let (r, _run_dir) = run_to_report(
         &https,
-        "--token",
-        "tls-secret",
-        "--quiet",
-    ])
-    .args(["--tls-ca", &p("ca.pem"), "--out", out.to_str().unwrap()]);
-    let (output, _) = run_bounded(cmd, Duration::from_secs(60));
-    assert!(output.status.success(), "{}", describe(&output));
-    let r = read_report(&out);
+        "tls-run",
+        &toml,
+        &["--token", "tls-secret", "--tls-ca", &p("ca.pem")],
+    );
     assert_eq!(u(&r, "requests.ok"), 200);
     assert_eq!(
         r["workers"].as_array().unwrap().len(),
@@ -52,16 +40,7 @@ fn workers_and_the_cli_talk_to_a_tls_coordinator() {
     );
 
     // The CLI without the CA cannot submit: exit 3, and says why.
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        &https,
-        "--token",
-        "tls-secret",
-        "--quiet",
-    ]);
-    let (output, _) = run_bounded(cmd, Duration::from_secs(60));
+    let s = submission(&https, "tls-no-ca", &toml, &["--token", "tls-secret"]);
+    let (output, _) = run_bounded(s.cmd, Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
 }
