@@ -378,16 +378,15 @@ impl UniqueNames {
         let Some(first) = self.0.insert(name.to_string(), i) else {
             return Ok(());
         };
-        let how = if sec.has("name") {
-            ""
+        let (how, fix) = if sec.has("name") {
+            ("", "")
         } else {
-            "the default name "
+            ("the default name ", " (set `name`)")
         };
         Err(sec.fail(
             "name",
             format!(
-                "{how}{} is already used by {table}[{first}]; {what} names must be unique \
-                 (set `name`)",
+                "{how}{} is already used by {table}[{first}]; {what} names must be unique{fix}",
                 quote(name)
             ),
         ))
