@@ -240,13 +240,17 @@ class Pod:
     def argv(self, container: dict[str, Any], host: Host) -> list[str]:
         assert "command" in container, f"{self.name}/{container['name']}: no command (image entrypoint)"
         argv = list(container["command"]) + list(container.get("args", []))
+        # Paths the chart gives map to the volumes first; the program path is
+        # this machine's and must not (a checkout under /tmp is not the
+        # pod's /tmp volume).
+        mounts = self._paths(container, host)
+        argv = [self._remap(a, mounts) for a in argv]
         # The program, as the image's PATH would find it.
         if argv[0] in BINARIES:
             argv[0] = str(self.bin_dir / argv[0])
         elif argv[0] in ("/bin/sh", "/bin/bash") and argv[1] == "-c" and len(argv) > 4 and argv[4] in BINARIES:
             argv[4] = str(self.bin_dir / argv[4])
-        mounts = self._paths(container, host)
-        return [self._remap(a, mounts) for a in argv]
+        return argv
 
     def env(self, container: dict[str, Any]) -> dict[str, str]:
         env = {"PATH": PATH, "HOSTNAME": self.name, "HOME": "/nonexistent"}
