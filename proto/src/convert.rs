@@ -13,6 +13,7 @@ impl From<&Request> for pb::Request {
         let (body_size, body) = match &r.body {
             Body::Generated(n) => (*n, Vec::new()),
             Body::Bytes(b) => (b.len() as u64, b.clone()),
+            Body::Template(t) => (t.len() as u64, t.clone().into_bytes()),
         };
         pb::Request {
             name: r.name.clone(),
@@ -47,6 +48,7 @@ impl From<pb::Request> for Request {
             } else {
                 Body::Bytes(r.body)
             },
+            expect: volley_plan::Expect::default(),
         }
     }
 }
@@ -128,6 +130,9 @@ impl TryFrom<pb::Plan> for Plan {
                     burst: s.burst,
                 })
                 .collect(),
+            vars: Vec::new(),
+            env: Vec::new(),
+            data: Vec::new(),
         };
         plan.validate()?;
         Ok(plan)
@@ -176,6 +181,7 @@ mod tests {
                         path: "/x".into(),
                         headers: vec![("x-a".into(), "1".into())],
                         body: Body::Generated(512),
+                        expect: Default::default(),
                     },
                     Request {
                         name: "file".into(),
@@ -184,6 +190,7 @@ mod tests {
                         path: "/y?z".into(),
                         headers: vec![],
                         body: Body::Bytes(vec![0, 1, 2, 255]),
+                        expect: Default::default(),
                     },
                 ],
                 tls: Tls {
@@ -205,6 +212,9 @@ mod tests {
                 to_rps: 20.0,
                 burst: true,
             }],
+            vars: Vec::new(),
+            env: Vec::new(),
+            data: Vec::new(),
         }
     }
 

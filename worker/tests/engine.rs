@@ -52,6 +52,9 @@ fn plan(url: String, protocol: Protocol, requests: Vec<Request>, rps: f64, secs:
             to_rps: rps,
             burst: false,
         }],
+        vars: Vec::new(),
+        env: Vec::new(),
+        data: Vec::new(),
     }
 }
 
@@ -63,6 +66,7 @@ fn message(bytes: &[u8]) -> Request {
         path: "/echo.Echo/Say".into(),
         headers: vec![],
         body: Body::Bytes(bytes.to_vec()),
+        expect: Default::default(),
     }
 }
 
@@ -552,6 +556,7 @@ async fn a_timeout_mid_run_frees_the_connection_for_the_requests_behind_it() {
         path: "/".into(),
         headers: vec![],
         body: Body::Bytes(vec![]),
+        expect: Default::default(),
     };
     let mut p = plan(
         format!("http://{addr}/"),

@@ -466,6 +466,7 @@ mod tests {
                         path: format!("/svc.S/{name}"),
                         headers: vec![],
                         body: Body::Generated(0),
+                        expect: Default::default(),
                     })
                     .collect(),
                 tls: Tls::default(),
@@ -478,6 +479,9 @@ mod tests {
                 to_rps: 100.0,
                 burst: false,
             }],
+            vars: Vec::new(),
+            env: Vec::new(),
+            data: Vec::new(),
         }
     }
 

@@ -301,6 +301,9 @@ fn build(text: &str, file: &str, read: ReadFile<'_>) -> Result<Scenario, Fail> {
         target: target_settings,
         load: stages::load(&root, protocol)?,
         stages: stages::stages(&root)?,
+        vars: Vec::new(),
+        env: Vec::new(),
+        data: Vec::new(),
     };
 
     // The placeholder's port 0 is deliberately invalid; check the rest of a

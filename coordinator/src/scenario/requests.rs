@@ -185,6 +185,7 @@ fn request(
         path,
         headers,
         body,
+        expect: volley_plan::Expect::default(),
     })
 }
 

@@ -424,6 +424,7 @@ mod tests {
             path,
             headers: vec![("X-Test".into(), "1".into())],
             body: volley_plan::Body::Generated(body),
+            expect: Default::default(),
         };
         (url.into(), request)
     }
