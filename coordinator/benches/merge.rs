@@ -46,10 +46,12 @@ fn wire_reports() -> Vec<pb::IntervalReport> {
                     status: 0,
                     protocol: 0,
                     reset: 0,
+                    check: 0,
                 }),
                 status_codes: vec![],
                 grpc_status_codes: vec![],
                 requests: vec![],
+                check_failures: vec![],
                 latency_hist: histogram::encode(&latency),
                 service_hist: histogram::encode(&service),
                 in_flight: 40,
@@ -105,6 +107,7 @@ fn decode(r: &pb::IntervalReport, index: u32) -> WorkerInterval {
     let bounds = wire::Bounds {
         max_index: u32::MAX,
         requests: r.requests.len().max(1),
+        checks: 0,
     };
     wire::worker_interval(r, bounds).expect("a valid report")
 }

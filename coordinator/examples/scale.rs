@@ -565,11 +565,13 @@ fn templates(values: u64) -> Vec<pb::IntervalReport> {
                     status: 0,
                     protocol: 0,
                     reset: 0,
+                    check: 0,
                 }),
                 status_codes: vec![],
                 grpc_status_codes: vec![],
                 // The scenario has one request definition: no breakdown.
                 requests: vec![],
+                check_failures: vec![],
                 latency_hist,
                 service_hist,
                 in_flight: 40,
@@ -697,6 +699,7 @@ async fn client(url: String, sim: Arc<Sim>) -> i32 {
         wait_nanos: 30_000_000_000,
         builtin_target_url: String::new(),
         files: Vec::new(),
+        ..Default::default()
     };
     let mut events = match rc.submit_run(req).await {
         Ok(r) => r.into_inner(),

@@ -33,6 +33,8 @@ pub struct SubmitOptions {
     pub baseline: Option<crate::verdict::Baseline>,
     /// A threshold in its warning band fails the run too.
     pub strict: bool,
+    /// `--set NAME=VALUE` overrides of the scenario's `[vars]`.
+    pub vars: Vec<(String, String)>,
 }
 
 /// Reads and validates a scenario file: exit 2 with file, field and
@@ -108,6 +110,51 @@ fn request<T>(msg: T, opts: &SubmitOptions) -> Result<tonic::Request<T>, CliErro
     Ok(req)
 }
 
+/// Sends the scenario's files in chunks ahead of the run (data files reach
+/// 256 MiB; no message may exceed 4 MiB) and returns the upload's id, or
+/// an empty id when there is nothing to send.
+async fn upload(
+    client: &mut Client,
+    opts: &SubmitOptions,
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<String, CliError> {
+    if files.is_empty() {
+        return Ok(String::new());
+    }
+    let mut chunks = Vec::new();
+    for (name, data) in files {
+        if data.is_empty() {
+            chunks.push(pb::FileChunk {
+                name: name.clone(),
+                offset: 0,
+                total_size: 0,
+                data: Vec::new(),
+            });
+        }
+        for (i, piece) in data.chunks(volley_proto::CHUNK_BYTES).enumerate() {
+            chunks.push(pb::FileChunk {
+                name: name.clone(),
+                offset: (i * volley_proto::CHUNK_BYTES) as u64,
+                total_size: data.len() as u64,
+                data: piece.to_vec(),
+            });
+        }
+    }
+    let stream = tokio_stream::iter(chunks);
+    match client.upload_files(request(stream, opts)?).await {
+        Ok(r) => Ok(r.into_inner().upload_id),
+        Err(s) => Err(match s.code() {
+            Code::InvalidArgument | Code::Unauthenticated => {
+                CliError::bad_input(s.message().to_string())
+            }
+            _ => CliError::incomplete(format!(
+                "the coordinator refused the scenario's files: {}",
+                s.message()
+            )),
+        }),
+    }
+}
+
 /// Submits and follows a run. When `interrupt` completes (Ctrl-C) the run is
 /// asked to stop and its partial report is still written; when it completes a
 /// second time the client gives up waiting. A broken stream is not the end:
@@ -128,16 +175,25 @@ pub async fn submit(
         )));
     }
     let mut client = connect(&opts, opts.wait.min(Duration::from_secs(60))).await?;
+    let upload_id = upload(&mut client, &opts, &files).await?;
+    let pairs = |list: &[(String, String)]| -> Vec<pb::Header> {
+        list.iter()
+            .map(|(name, value)| pb::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect()
+    };
     let submit = pb::SubmitRunRequest {
         scenario_toml: text,
         scenario_name: opts.scenario.display().to_string(),
         min_workers: opts.min_workers,
         wait_nanos: opts.wait.as_nanos() as u64,
         builtin_target_url: opts.builtin_target_url.clone().unwrap_or_default(),
-        files: files
-            .into_iter()
-            .map(|(name, data)| pb::ScenarioFile { name, data })
-            .collect(),
+        files: Vec::new(),
+        upload_id,
+        vars: pairs(&opts.vars),
+        env: pairs(&scenario.plan.env),
     };
     let stream = match client.submit_run(request(submit, &opts)?).await {
         Ok(r) => r.into_inner(),

@@ -39,6 +39,7 @@ pub mod scenario;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod uploads;
 pub mod verdict;
 pub mod wire;
 

@@ -28,6 +28,8 @@ pub struct LocalOptions {
     pub live: bool,
     pub baseline: Option<crate::verdict::Baseline>,
     pub strict: bool,
+    /// `--set NAME=VALUE` overrides of the scenario's `[vars]`.
+    pub vars: Vec<(String, String)>,
     /// Serve Prometheus metrics here while the run goes.
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -145,6 +147,7 @@ pub async fn run(
             live: opts.live,
             baseline: opts.baseline,
             strict: opts.strict,
+            vars: opts.vars,
         },
         interrupt,
     )

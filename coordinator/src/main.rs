@@ -119,6 +119,7 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                     live,
                     baseline: baseline.clone(),
                     strict,
+                    vars: Vec::new(),
                 },
                 ctrl_c,
             )
@@ -133,6 +134,7 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                     live,
                     baseline: baseline.clone(),
                     strict,
+                    vars: Vec::new(),
                     metrics_listen: a.metrics_listen,
                 },
                 ctrl_c,

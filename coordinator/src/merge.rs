@@ -10,19 +10,17 @@
 use std::collections::BTreeMap;
 use volley_proto::histogram::{self, Decoded, Hist, HistError};
 
-/// Error kinds a worker reports, in the order of [`Counts::by_kind`] (the
-/// coordinator's own kind, `lost`, is kept apart).
-pub const KINDS: [&str; 5] = ["connect", "timeout", "status", "protocol", "reset"];
+use volley_plan::ErrorKind;
 
-/// Request counters. Errors are split by kind in `by_kind` (in the order of
-/// [`KINDS`]) plus `lost`.
+/// Request counters. Errors are split by kind in `by_kind` (indexed by
+/// [`ErrorKind::index`]) plus the coordinator's own kind, `lost`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub intended: u64,
     pub sent: u64,
     pub ok: u64,
     pub dropped: u64,
-    pub by_kind: [u64; KINDS.len()],
+    pub by_kind: [u64; ErrorKind::COUNT],
     /// Errors of kind "lost": in flight on a worker that was lost, so their
     /// outcome is unknown.
     pub lost: u64,
@@ -38,7 +36,7 @@ impl Counts {
 
     /// The worker-reported error kinds with their counts (`lost` apart).
     pub fn kinds(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        KINDS.iter().copied().zip(self.by_kind)
+        ErrorKind::ALL.iter().map(|k| k.as_str()).zip(self.by_kind)
     }
 
     /// Requests not yet ended (in flight).
@@ -167,6 +165,9 @@ pub struct WorkerInterval {
     /// Per request definition, when the plan has more than one (else empty);
     /// they add up to `counts`.
     pub requests: Vec<RequestInterval>,
+    /// Failed response checks: ((request, check), count), adding up to the
+    /// `check` errors.
+    pub checks: Vec<((u32, u32), u64)>,
     pub latency: Decoded,
     pub service: Decoded,
     pub in_flight: u64,
@@ -184,6 +185,8 @@ pub struct Acc {
     pub counts: Counts,
     pub status_codes: BTreeMap<u32, u64>,
     pub grpc_status_codes: BTreeMap<u32, u64>,
+    /// Failed response checks by (request definition, check).
+    pub checks: BTreeMap<(u32, u32), u64>,
     pub latency: Hist,
     pub service: Hist,
 }
@@ -194,6 +197,7 @@ impl Default for Acc {
             counts: Counts::default(),
             status_codes: BTreeMap::new(),
             grpc_status_codes: BTreeMap::new(),
+            checks: BTreeMap::new(),
             latency: histogram::new_hist(),
             service: histogram::new_hist(),
         }
@@ -240,6 +244,9 @@ impl Acc {
         for &(code, n) in &w.grpc_status_codes {
             *self.grpc_status_codes.entry(code).or_default() += n;
         }
+        for &(key, n) in &w.checks {
+            *self.checks.entry(key).or_default() += n;
+        }
         Ok(())
     }
 
@@ -252,6 +259,9 @@ impl Acc {
         }
         for (&code, &n) in &o.grpc_status_codes {
             *self.grpc_status_codes.entry(code).or_default() += n;
+        }
+        for (&key, &n) in &o.checks {
+            *self.checks.entry(key).or_default() += n;
         }
         Ok(())
     }
@@ -638,6 +648,7 @@ mod tests {
             status_codes: vec![],
             grpc_status_codes: vec![],
             requests: vec![],
+            checks: vec![],
             latency_encoded: histogram::encode(&latency),
             latency: latency.into(),
             service: service.into(),
@@ -838,7 +849,7 @@ mod tests {
             sent: 95,
             ok: 80,
             dropped: 5,
-            by_kind: [0, 3, 0, 0, 0],
+            by_kind: [0, 3, 0, 0, 0, 0],
             ..Counts::default()
         };
         let d = c.settle_lost(40);

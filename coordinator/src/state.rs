@@ -56,6 +56,8 @@ pub struct Coordinator {
     /// reconnects.
     expected: Mutex<HashMap<Uuid, Route>>,
     reports: Mutex<VecDeque<(String, String)>>,
+    /// Files uploaded for a run not yet submitted.
+    pub uploads: crate::uploads::Uploads,
 }
 
 impl Coordinator {
@@ -69,6 +71,7 @@ impl Coordinator {
             current: Mutex::new(None),
             expected: Mutex::new(HashMap::new()),
             reports: Mutex::new(VecDeque::new()),
+            uploads: crate::uploads::Uploads::default(),
         })
     }
 

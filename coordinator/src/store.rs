@@ -43,13 +43,19 @@ pub struct MemberMeta {
     pub epochs: Vec<EpochMeta>,
 }
 
-/// A file the scenario references (`body_file`, `tls_ca`), as the client
-/// sent it; the bytes are stored in base64.
+/// A file the scenario references (`body_file`, `tls_ca`, data files), as
+/// the client sent it. Its bytes sit beside run.json in `files/<path>`
+/// (written once: data files reach hundreds of MiB, and run.json is
+/// rewritten whenever the run changes); runs stored before that kept them
+/// inline, in base64, which is still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredFile {
     pub name: String,
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "base64_bytes", default, skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<u8>,
+    /// Under the run's `files/` directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 mod base64_bytes {
@@ -77,6 +83,12 @@ pub struct RunMeta {
     /// scenarios could reference files.
     #[serde(default)]
     pub files: Vec<StoredFile>,
+    /// `--set` overrides and the client's environment values the scenario
+    /// names (absent before templates).
+    #[serde(default)]
+    pub vars: Vec<(String, String)>,
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
     pub start_unix_nanos: u64,
     pub members: Vec<MemberMeta>,
     /// "running" | "finished".
@@ -132,9 +144,51 @@ impl RunStore {
         self.events.flush()
     }
 
+    /// Writes the scenario's files beside run.json, once, and returns how
+    /// run.json names them.
+    pub fn save_files(
+        &self,
+        files: &std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> io::Result<Vec<StoredFile>> {
+        let dir = self.dir.join("files");
+        std::fs::create_dir_all(&dir)?;
+        let mut out = Vec::with_capacity(files.len());
+        for (i, (name, data)) in files.iter().enumerate() {
+            let path = i.to_string();
+            let target = dir.join(&path);
+            if std::fs::metadata(&target).map(|m| m.len()).ok() != Some(data.len() as u64) {
+                crate::output::write_atomic(&target, data)?;
+            }
+            out.push(StoredFile {
+                name: name.clone(),
+                data: Vec::new(),
+                path: Some(path),
+            });
+        }
+        Ok(out)
+    }
+
     pub fn save_report(&self, json: &str) -> io::Result<()> {
         crate::output::write_atomic(&self.dir.join("report.json"), json.as_bytes())
     }
+}
+
+/// The bytes of the files a stored run references, by name.
+pub fn load_files(
+    data_dir: &Path,
+    meta: &RunMeta,
+) -> io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let dir = run_dir(data_dir, &meta.run_id).join("files");
+    let mut out = std::collections::BTreeMap::new();
+    for f in &meta.files {
+        let data = match &f.path {
+            Some(p) if !p.contains(['/', '\\']) && !p.starts_with('.') => std::fs::read(dir.join(p))?,
+            Some(p) => return Err(io::Error::other(format!("bad stored file path {p:?}"))),
+            None => f.data.clone(),
+        };
+        out.insert(f.name.clone(), data);
+    }
+    Ok(out)
 }
 
 /// Runs left `running` by a coordinator that died.
@@ -215,7 +269,10 @@ mod tests {
             files: vec![StoredFile {
                 name: "body.bin".into(),
                 data: vec![0, 1, 2, 255],
+                path: None,
             }],
+            vars: vec![],
+            env: vec![],
             start_unix_nanos: 7,
             members: vec![MemberMeta {
                 id: "w".into(),

@@ -3,6 +3,7 @@
 //! never reaches the merge.
 
 use crate::merge::{Counts, RequestCounts, RequestInterval, WorkerInterval};
+use volley_plan::ErrorKind;
 use volley_proto::{histogram, pb};
 
 /// Largest count any interval may claim (10⁹ requests in one second from one
@@ -19,6 +20,8 @@ pub struct Bounds {
     pub max_index: u32,
     /// The plan's request definitions (`plan.target.requests.len()`).
     pub requests: usize,
+    /// The most response checks any request definition has.
+    pub checks: usize,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -58,7 +61,7 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
         sent: r.sent,
         ok: r.ok,
         dropped: r.dropped,
-        by_kind: [e.connect, e.timeout, e.status, e.protocol, e.reset],
+        by_kind: kinds(&e),
         ..Counts::default()
     };
     for (name, v) in [
@@ -96,12 +99,13 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
         }
     })?;
     let status_sum = http_sum.saturating_add(grpc_sum);
-    if status_sum > counts.by_kind[2] {
+    let status_errors = counts.by_kind[ErrorKind::Status.index()];
+    if status_sum > status_errors {
         return Err(WireError::ImpossibleCount(format!(
-            "status codes count {status_sum} but status errors are {}",
-            counts.by_kind[2]
+            "status codes count {status_sum} but status errors are {status_errors}"
         )));
     }
+    let checks = check_failures(&r.check_failures, bounds, &counts)?;
     let latency = histogram::decode_for_merge(&r.latency_hist)
         .map_err(|e| WireError::Histogram(format!("latency: {e}")))?;
     let service = histogram::decode_for_merge(&r.service_hist)
@@ -125,6 +129,7 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
             .map(|s| (s.code, s.count))
             .collect(),
         requests,
+        checks,
         latency,
         service,
         in_flight: r.in_flight,
@@ -132,6 +137,60 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
         cpu_nanos: r.cpu_nanos,
         latency_encoded: r.latency_hist,
     })
+}
+
+/// The error counts by kind, in the order of [`ErrorKind::ALL`].
+fn kinds(e: &pb::ErrorCounts) -> [u64; ErrorKind::COUNT] {
+    ErrorKind::ALL.map(|k| match k {
+        ErrorKind::Connect => e.connect,
+        ErrorKind::Timeout => e.timeout,
+        ErrorKind::Status => e.status,
+        ErrorKind::Protocol => e.protocol,
+        ErrorKind::Reset => e.reset,
+        ErrorKind::Check => e.check,
+    })
+}
+
+/// The per-check failures: each (request, check) within the plan, at most
+/// once, adding up exactly to the interval's `check` errors (so the
+/// report's `errors_by_check` adds up to `errors_by_kind.check`).
+fn check_failures(
+    entries: &[pb::CheckCount],
+    bounds: Bounds,
+    counts: &Counts,
+) -> Result<Vec<((u32, u32), u64)>, WireError> {
+    if entries.len() > MAX_CODES * 4 {
+        return Err(WireError::ImpossibleCount(format!(
+            "check_failures: more than {} entries",
+            MAX_CODES * 4
+        )));
+    }
+    let mut out: Vec<((u32, u32), u64)> = Vec::with_capacity(entries.len());
+    let mut sum = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        if e.request as usize >= bounds.requests || e.check as usize >= bounds.checks {
+            return Err(WireError::ImpossibleCount(format!(
+                "check_failures[{i}]: request {} check {} is not in the plan",
+                e.request, e.check
+            )));
+        }
+        let key = (e.request, e.check);
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(WireError::ImpossibleCount(format!(
+                "check_failures[{i}]: request {} check {} appears twice",
+                e.request, e.check
+            )));
+        }
+        sum = sum.saturating_add(e.count);
+        out.push((key, e.count));
+    }
+    let check_errors = counts.by_kind[ErrorKind::Check.index()];
+    if sum != check_errors {
+        return Err(WireError::ImpossibleCount(format!(
+            "check failures count {sum} but check errors are {check_errors}"
+        )));
+    }
+    Ok(out)
 }
 
 /// Checks a list of (code, count) and returns the sum of the counts.
@@ -270,6 +329,7 @@ mod tests {
                 status: 1,
                 protocol: 0,
                 reset: 0,
+                check: 0,
             }),
             status_codes: vec![pb::StatusCount {
                 code: 503,
@@ -277,6 +337,7 @@ mod tests {
             }],
             grpc_status_codes: vec![],
             requests: vec![],
+            check_failures: vec![],
             latency_hist: bytes.clone(),
             service_hist: bytes,
             in_flight: 0,
@@ -288,10 +349,12 @@ mod tests {
     const ONE: Bounds = Bounds {
         max_index: 100,
         requests: 1,
+        checks: 0,
     };
     const TWO: Bounds = Bounds {
         max_index: 100,
         requests: 2,
+        checks: 0,
     };
 
     fn hist_of(n: u64) -> Vec<u8> {
@@ -344,7 +407,8 @@ mod tests {
                 report(1),
                 Bounds {
                     max_index: 2,
-                    requests: 1
+                    requests: 1,
+                    checks: 0,
                 }
             ),
             Err(WireError::IndexOutOfRange { .. })
@@ -399,7 +463,7 @@ mod tests {
             r.intended = counts[0];
             r.sent = counts[1];
             r.dropped = counts[3];
-            r.errors = Some(pb::ErrorCounts { connect: counts[4], timeout: counts[5], status: counts[6], protocol: counts[7], reset: counts[9] });
+            r.errors = Some(pb::ErrorCounts { connect: counts[4], timeout: counts[5], status: counts[6], protocol: counts[7], reset: counts[9], check: 0 });
             r.in_flight = counts[8];
             r.status_codes = codes.into_iter().map(|(code, count)| pb::StatusCount { code, count }).collect();
             if !use_valid {
@@ -429,7 +493,7 @@ mod tests {
             pb::StatusCount { code: 99, count: 1 },
         ];
         let w = worker_interval(r.clone(), ONE).unwrap();
-        assert_eq!(w.counts.by_kind, [0, 0, 3, 0, 2]);
+        assert_eq!(w.counts.by_kind, [0, 0, 3, 0, 2, 0]);
         assert_eq!(w.counts.errors(), 5);
         assert_eq!(w.grpc_status_codes, vec![(14, 1), (99, 1)]);
         // HTTP and gRPC codes together cannot outnumber status errors.

@@ -142,6 +142,9 @@ pub struct Table {
 #[derive(Clone)]
 pub struct DataSet {
     pub name: String,
+    /// The file it was read from, as the scenario names it (the key its
+    /// bytes travel under).
+    pub file: String,
     pub format: Format,
     pub order: Order,
     pub on_end: OnEnd,
@@ -152,6 +155,7 @@ pub struct DataSet {
 impl PartialEq for DataSet {
     fn eq(&self, o: &Self) -> bool {
         self.name == o.name
+            && self.file == o.file
             && self.format == o.format
             && self.order == o.order
             && self.on_end == o.on_end
@@ -205,6 +209,7 @@ impl DataSet {
         }
         Ok(DataSet {
             name: name.to_owned(),
+            file: String::new(),
             format,
             order,
             on_end,
@@ -213,6 +218,12 @@ impl DataSet {
                 .fold(0x0DA7_A5E7_u64, |h, b| draw(h, u64::from(b), 0xDA7A)),
             table: Arc::new(table),
         })
+    }
+
+    /// Names the file the set was read from.
+    pub fn with_file(mut self, file: impl Into<String>) -> DataSet {
+        self.file = file.into();
+        self
     }
 
     pub fn rows(&self) -> u64 {

@@ -4,53 +4,129 @@
 
 use crate::pb;
 use std::time::Duration;
+use volley_plan::data::{Format, OnEnd, Order};
 use volley_plan::{
-    Arrival, Body, Load, Plan, PlanError, Protocol, Request, Share, Stage, Target, Tls,
+    Arrival, Body, Check, DataSet, Expect, Load, Plan, PlanError, Protocol, Request, Rule, Share,
+    Stage, StatusMatch, Target, Tls,
 };
 
 impl From<&Request> for pb::Request {
     fn from(r: &Request) -> Self {
-        let (body_size, body) = match &r.body {
-            Body::Generated(n) => (*n, Vec::new()),
-            Body::Bytes(b) => (b.len() as u64, b.clone()),
-            Body::Template(t) => (t.len() as u64, t.clone().into_bytes()),
+        let (body_size, body, body_template) = match &r.body {
+            Body::Generated(n) => (*n, Vec::new(), String::new()),
+            Body::Bytes(b) => (b.len() as u64, b.clone(), String::new()),
+            Body::Template(t) => (t.len() as u64, Vec::new(), t.clone()),
         };
         pb::Request {
             name: r.name.clone(),
             weight: r.weight,
             method: r.method.clone(),
             path: r.path.clone(),
-            headers: r
-                .headers
-                .iter()
-                .map(|(name, value)| pb::Header {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            headers: pairs(&r.headers),
             body_size,
             body,
+            body_template,
+            expect: r.expect.checks.iter().map(pb::ExpectCheck::from).collect(),
         }
     }
 }
 
-impl From<pb::Request> for Request {
-    /// Unchecked here: [`Plan::validate`] checks every request.
-    fn from(r: pb::Request) -> Self {
-        Request {
-            name: r.name,
-            weight: r.weight,
-            method: r.method,
-            path: r.path,
-            headers: r.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-            body: if r.body.is_empty() {
-                Body::Generated(r.body_size)
-            } else {
-                Body::Bytes(r.body)
-            },
-            expect: volley_plan::Expect::default(),
+fn pairs(list: &[(String, String)]) -> Vec<pb::Header> {
+    list.iter()
+        .map(|(name, value)| pb::Header {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+fn unpairs(list: Vec<pb::Header>) -> Vec<(String, String)> {
+    list.into_iter().map(|h| (h.name, h.value)).collect()
+}
+
+impl From<&Check> for pb::ExpectCheck {
+    fn from(c: &Check) -> Self {
+        use pb::expect_check::Rule as W;
+        let rule = match &c.rule {
+            Rule::Status(list) => W::Status(pb::StatusList {
+                allowed: list.iter().map(|m| m.to_text()).collect(),
+            }),
+            Rule::GrpcStatus(list) => W::GrpcStatus(pb::GrpcStatusList {
+                allowed: list.clone(),
+            }),
+            Rule::Header { name, value } => W::Header(pb::Header {
+                name: name.clone(),
+                value: value.clone(),
+            }),
+            Rule::MaxBodyBytes(n) => W::MaxBodyBytes(*n),
+            Rule::BodyContains(s) => W::BodyContains(s.clone()),
+            Rule::BodyRegex(s) => W::BodyRegex(s.clone()),
+            Rule::Json { path, value } => W::Json(pb::JsonCheck {
+                path: path.clone(),
+                value_json: value.to_string(),
+            }),
+        };
+        pb::ExpectCheck {
+            name: c.name.clone(),
+            rule: Some(rule),
         }
     }
+}
+
+fn check_from_wire(c: pb::ExpectCheck, field: &str) -> Result<Check, PlanError> {
+    use pb::expect_check::Rule as W;
+    let bad = |m: String| PlanError::new(field, m);
+    let rule = match c.rule.ok_or_else(|| bad("a check without a rule".into()))? {
+        W::Status(l) => Rule::Status(
+            l.allowed
+                .iter()
+                .map(|s| {
+                    StatusMatch::parse(s).ok_or_else(|| bad(format!("bad status {s:?}")))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        W::GrpcStatus(l) => Rule::GrpcStatus(l.allowed),
+        W::Header(h) => Rule::Header {
+            name: h.name,
+            value: h.value,
+        },
+        W::MaxBodyBytes(n) => Rule::MaxBodyBytes(n),
+        W::BodyContains(s) => Rule::BodyContains(s),
+        W::BodyRegex(s) => Rule::BodyRegex(s),
+        W::Json(j) => Rule::Json {
+            path: j.path,
+            value: serde_json::from_str(&j.value_json)
+                .map_err(|e| bad(format!("expected value is not JSON: {e}")))?,
+        },
+    };
+    Ok(Check { name: c.name, rule })
+}
+
+/// A request from the wire; checked by [`Plan::validate`].
+fn request_from_wire(r: pb::Request, i: usize) -> Result<Request, PlanError> {
+    let expect = Expect {
+        checks: r
+            .expect
+            .into_iter()
+            .enumerate()
+            .map(|(j, c)| check_from_wire(c, &format!("requests[{i}].expect[{j}]")))
+            .collect::<Result<_, _>>()?,
+    };
+    Ok(Request {
+        name: r.name,
+        weight: r.weight,
+        method: r.method,
+        path: r.path,
+        headers: unpairs(r.headers),
+        body: if !r.body_template.is_empty() {
+            Body::Template(r.body_template)
+        } else if r.body.is_empty() {
+            Body::Generated(r.body_size)
+        } else {
+            Body::Bytes(r.body)
+        },
+        expect,
+    })
 }
 
 impl From<&Plan> for pb::Plan {
@@ -82,6 +158,19 @@ impl From<&Plan> for pb::Plan {
                     burst: s.burst,
                 })
                 .collect(),
+            vars: pairs(&p.vars),
+            env: pairs(&p.env),
+            data: p
+                .data
+                .iter()
+                .map(|d| pb::DataSpec {
+                    name: d.name.clone(),
+                    file: d.file.clone(),
+                    format: d.format.as_str().into(),
+                    order: d.order.as_str().into(),
+                    on_end: d.on_end.as_str().into(),
+                })
+                .collect(),
         }
     }
 }
@@ -89,7 +178,18 @@ impl From<&Plan> for pb::Plan {
 impl TryFrom<pb::Plan> for Plan {
     type Error = PlanError;
 
+    /// A plan without data sets (one with data needs [`plan_from_wire`]).
     fn try_from(p: pb::Plan) -> Result<Self, PlanError> {
+        plan_from_wire(p, &|_| None)
+    }
+}
+
+/// The bytes of a data file by its name (`DataSpec.file`), as they arrived.
+pub type DataFiles<'a> = &'a dyn Fn(&str) -> Option<&'a [u8]>;
+
+/// A plan from the wire, its data sets parsed from `files`; validated.
+pub fn plan_from_wire(p: pb::Plan, files: DataFiles<'_>) -> Result<Plan, PlanError> {
+    {
         let t = p
             .target
             .ok_or_else(|| PlanError::new("target", "missing"))?;
@@ -104,7 +204,12 @@ impl TryFrom<pb::Plan> for Plan {
                     )
                 })?,
                 timeout: Duration::from_nanos(t.timeout_nanos),
-                requests: t.requests.into_iter().map(Request::from).collect(),
+                requests: t
+                    .requests
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| request_from_wire(r, i))
+                    .collect::<Result<_, _>>()?,
                 tls: Tls {
                     ca_pem: Some(t.tls_ca_pem).filter(|p| !p.is_empty()),
                     insecure_skip_verify: t.tls_insecure_skip_verify,
@@ -130,13 +235,37 @@ impl TryFrom<pb::Plan> for Plan {
                     burst: s.burst,
                 })
                 .collect(),
-            vars: Vec::new(),
-            env: Vec::new(),
-            data: Vec::new(),
+            vars: unpairs(p.vars),
+            env: unpairs(p.env),
+            data: p
+                .data
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| data_from_wire(d, i, files))
+                .collect::<Result<_, _>>()?,
         };
         plan.validate()?;
         Ok(plan)
     }
+}
+
+fn data_from_wire(d: pb::DataSpec, i: usize, files: DataFiles<'_>) -> Result<DataSet, PlanError> {
+    let field = |f: &str| format!("data[{i}].{f}");
+    let format = Format::parse(&d.format)
+        .ok_or_else(|| PlanError::new(field("format"), format!("unknown format {:?}", d.format)))?;
+    let order = Order::parse(&d.order)
+        .ok_or_else(|| PlanError::new(field("order"), format!("unknown order {:?}", d.order)))?;
+    let on_end = OnEnd::parse(&d.on_end)
+        .ok_or_else(|| PlanError::new(field("on_end"), format!("unknown on_end {:?}", d.on_end)))?;
+    let bytes = files(&d.file).ok_or_else(|| {
+        PlanError::new(
+            field("file"),
+            format!("the bytes of {:?} did not arrive with the plan", d.file),
+        )
+    })?;
+    DataSet::parse(&d.name, format, order, on_end, bytes)
+        .map(|s| s.with_file(d.file))
+        .map_err(|e| PlanError::new(field("file"), e))
 }
 
 impl From<&Share> for pb::Share {

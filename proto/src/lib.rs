@@ -25,11 +25,14 @@ pub mod pb {
 }
 
 /// Protocol version carried in `Hello`; a coordinator refuses any other.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest gRPC message either side accepts (an interval report carries two
 /// compressed histograms, a few KiB each; a scenario is a small TOML file).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Size of one piece of a file sent in chunks (`FileChunk`, `DataChunk`),
+/// well under [`MAX_MESSAGE_BYTES`].
+pub const CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Largest message the coordinator sends to the `volley` CLI: the finished
 /// event and `GetReport` carry the whole report, which grows with the

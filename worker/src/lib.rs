@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod inbox;
 pub mod resources;
 pub mod session;
 pub mod target;

@@ -20,7 +20,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::Code;
 use tracing::{debug, info, warn};
-use volley_plan::{Plan, Share};
+use crate::inbox::Inbox;
+use std::collections::BTreeMap;
+use volley_plan::{ErrorKind, Share};
+use volley_proto::convert::plan_from_wire;
 use volley_proto::pb::worker_message::Msg as Out;
 use volley_proto::pb::{
     self, coordinator_message::Msg as In, worker_session_client::WorkerSessionClient,
@@ -62,13 +65,14 @@ pub async fn run(
         .map_err(|e| WorkerError::BadAddress(config.coordinator.clone(), e))?;
     tokio::pin!(shutdown);
     let mut run: Option<Run> = None;
+    let mut inbox = Inbox::default();
     let mut backoff = Duration::from_millis(100);
     let mut lost_since: Option<Instant> = None;
     let mut ser = V2DeflateSerializer::new();
     loop {
         let session = tokio::select! {
             _ = &mut shutdown => break,
-            s = session(&endpoint, &config, &mut run, &mut ser) => s,
+            s = session(&endpoint, &config, &mut run, &mut inbox, &mut ser) => s,
         };
         match session {
             Err(SessionEnd::Refused(msg)) => {
@@ -123,6 +127,7 @@ async fn session(
     endpoint: &Endpoint,
     config: &WorkerConfig,
     run: &mut Option<Run>,
+    inbox: &mut Inbox,
     ser: &mut V2DeflateSerializer,
 ) -> Result<(), SessionEnd> {
     let channel = endpoint
@@ -172,7 +177,7 @@ async fn session(
             m = inbound.message() => match m {
                 Ok(Some(m)) => {
                     if let Some(m) = m.msg {
-                        handle(m, &tx, run, &mut heartbeat).await?;
+                        handle(m, &tx, run, inbox, &config.id.to_string(), &mut heartbeat).await?;
                     }
                 }
                 Ok(None) => return Err(SessionEnd::Lost("coordinator closed the stream".into())),
@@ -235,6 +240,8 @@ async fn handle(
     m: In,
     tx: &mpsc::Sender<pb::WorkerMessage>,
     run: &mut Option<Run>,
+    inbox: &mut Inbox,
+    worker_id: &str,
     heartbeat: &mut tokio::time::Interval,
 ) -> Result<(), SessionEnd> {
     let send = |m: Out| async {
@@ -271,7 +278,11 @@ async fn handle(
                     .await;
                 }
             }
-            let (ok, error, setup) = match prepare(a.plan, a.share, a.share_from_s).await {
+            let prepared = match inbox.take(&a.run_id) {
+                Ok(files) => prepare(a.plan, &files, a.share, a.share_from_s, worker_id).await,
+                Err(e) => Err(e),
+            };
+            let (ok, error, setup) = match prepared {
                 Ok(setup) => (true, String::new(), Some(setup)),
                 Err(e) => (false, e, None),
             };
@@ -329,6 +340,7 @@ async fn handle(
                 _ => warn!(run = %r.run_id, "ignored an invalid reshare"),
             }
         }
+        In::DataChunk(c) => inbox.add(c),
         In::Stop(s) => {
             if let Some(r) = run.as_ref().filter(|r| r.id == s.run_id) {
                 info!(run = %s.run_id, reason = %s.reason, "stop");
@@ -345,10 +357,13 @@ async fn handle(
 /// wrong URL fails the run before any load starts.
 async fn prepare(
     plan: Option<pb::Plan>,
+    files: &BTreeMap<String, Vec<u8>>,
     share: Option<pb::Share>,
     share_from: f64,
+    worker_id: &str,
 ) -> Result<EngineSetup, String> {
-    let plan = Plan::try_from(plan.ok_or("assignment without a plan")?)
+    let lookup = |name: &str| files.get(name).map(Vec::as_slice);
+    let plan = plan_from_wire(plan.ok_or("assignment without a plan")?, &lookup)
         .map_err(|e| format!("bad plan: {e}"))?;
     let share = Share::try_from(share.ok_or("assignment without a share")?)
         .map_err(|e| format!("bad share: {e}"))?;
@@ -384,6 +399,7 @@ async fn prepare(
         share,
         share_from,
         addr,
+        worker_id: worker_id.to_owned(),
     };
     // Builds the requests once here too, so one the engine could not send
     // is reported now rather than as an empty run.
@@ -464,13 +480,16 @@ fn interval_report(
         sent: d.sent,
         ok: d.ok,
         dropped: d.dropped,
-        errors: Some(pb::ErrorCounts {
-            connect: d.errors[0],
-            timeout: d.errors[1],
-            status: d.errors[2],
-            protocol: d.errors[3],
-            reset: d.errors[4],
-        }),
+        errors: Some(error_counts(&d.errors)),
+        check_failures: d
+            .check_failures
+            .iter()
+            .map(|c| pb::CheckCount {
+                request: u32::from(c.req),
+                check: u32::from(c.check),
+                count: c.count,
+            })
+            .collect(),
         status_codes: d
             .status_codes
             .iter()
@@ -505,4 +524,21 @@ fn interval_report(
         rss_bytes: crate::resources::rss_bytes(),
         cpu_nanos: crate::resources::cpu_nanos(),
     }
+}
+
+/// The error counts by kind, named on the wire.
+fn error_counts(by_kind: &[u64; ErrorKind::COUNT]) -> pb::ErrorCounts {
+    let mut e = pb::ErrorCounts::default();
+    for k in ErrorKind::ALL {
+        let n = by_kind[k.index()];
+        match k {
+            ErrorKind::Connect => e.connect = n,
+            ErrorKind::Timeout => e.timeout = n,
+            ErrorKind::Status => e.status = n,
+            ErrorKind::Protocol => e.protocol = n,
+            ErrorKind::Reset => e.reset = n,
+            ErrorKind::Check => e.check = n,
+        }
+    }
+    e
 }

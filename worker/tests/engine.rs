@@ -77,6 +77,7 @@ async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
         share: Share::whole(),
         share_from: 0.0,
         addr,
+        worker_id: "w".into(),
     };
     let _handle = engine::start(setup, Instant::now(), tx).unwrap();
     let mut out = Outcome::default();

@@ -69,9 +69,14 @@ pub struct Source {
     pub scenario_toml: String,
     pub scenario_name: String,
     pub builtin_target_url: String,
-    /// The files the scenario references (`body_file`, `tls_ca`), by the
-    /// name it gives them, as the client read them.
+    /// The files the scenario references (`body_file`, `tls_ca`, data
+    /// files), by the name it gives them, as the client read them.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// `--set NAME=VALUE` overrides of `[vars]`.
+    pub vars: Vec<(String, String)>,
+    /// The environment variables the scenario names, as the client read
+    /// them (the coordinator's own environment is not the user's).
+    pub env: Vec<(String, String)>,
 }
 
 impl Source {
@@ -165,9 +170,10 @@ async fn run(
     events: &Events,
     stop: tokio::sync::watch::Receiver<Option<String>>,
 ) -> Result<Report, Failure> {
+    let data = setup::data_payload(&spec.scenario.plan, &source.files).map_err(fail)?;
     let idle = setup::wait_for_workers(coord, spec, events).await?;
-    let started = setup::start(coord, run_id, spec, events, idle).await?;
-    collect::Collector::new(coord, run_id, spec, source, events, started)
+    let started = setup::start(coord, run_id, spec, events, idle, &data).await?;
+    collect::Collector::new(coord, run_id, spec, source, events, started, data)
         .run(stop)
         .await
 }

@@ -6,7 +6,7 @@
 
 use super::collect::Collector;
 use super::members::{Epoch, Member};
-use super::setup::Started;
+use super::setup::{self, Started};
 use super::sink::Sink;
 use super::{finish, send, RunSpec, Source};
 use crate::registry::{Route, WorkerEntry};
@@ -57,15 +57,20 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
         .clone()
         .expect("resume needs a data dir");
     let run_id = meta.run_id.clone();
+    let files = match store::load_files(&dir, &meta) {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(run = %run_id, cause = %e, "cannot read the run's files; it cannot resume");
+            return;
+        }
+    };
     let source = Source {
         scenario_toml: meta.scenario_toml.clone(),
         scenario_name: meta.scenario_name.clone(),
         builtin_target_url: meta.builtin_target_url.clone(),
-        files: meta
-            .files
-            .iter()
-            .map(|f| (f.name.clone(), f.data.clone()))
-            .collect(),
+        files,
+        vars: meta.vars.clone(),
+        env: meta.env.clone(),
     };
     let events = Arc::new(Sink::new(None));
     let stop = coord.register_run(&run_id, events.clone());
@@ -193,7 +198,9 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
         start_wall,
         start_nanos: meta.start_unix_nanos,
     };
-    let mut collector = Collector::new(&coord, &run_id, &spec, &source, &events, s);
+    // Workers still in the run kept their data; a joiner gets it again.
+    let data = setup::data_payload(&spec.scenario.plan, &source.files).unwrap_or_default();
+    let mut collector = Collector::new(&coord, &run_id, &spec, &source, &events, s, data);
     collector.mark_finished(&finished_members);
     collector
         .replay(

@@ -4,14 +4,16 @@ use super::members::{self, Member};
 use super::{fail, say, send, Events, Failure, RunSpec};
 use crate::registry::{Route, RunInput, WorkerEntry};
 use crate::state::Coordinator;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout_at, Instant};
 use tracing::info;
-use volley_plan::RateCurve;
+use volley_plan::{Plan, RateCurve};
 use volley_proto::pb::coordinator_message::Msg as Out;
 use volley_proto::pb::run_event::Event as Ev;
-use volley_proto::{clock, pb};
+use volley_proto::{clock, pb, CHUNK_BYTES};
 
 /// Pings per worker for the clock offset; the one with the lowest
 /// round-trip time wins (NTP's rule).
@@ -37,6 +39,68 @@ pub fn to_worker(m: &Member, msg: Out) {
         .entry
         .tx
         .try_send(Ok(pb::CoordinatorMessage { msg: Some(msg) }));
+}
+
+/// The data files of a plan, by the name their chunks travel under, shared
+/// by every assignment of the run.
+pub type DataPayload = Arc<Vec<(String, Vec<u8>)>>;
+
+/// The bytes of `plan`'s data sets, taken from the files the client sent.
+pub fn data_payload(
+    plan: &Plan,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<DataPayload, String> {
+    let mut out = Vec::with_capacity(plan.data.len());
+    for d in &plan.data {
+        let bytes = files.get(&d.file).ok_or_else(|| {
+            format!("data file {:?} of data set {:?} did not arrive", d.file, d.name)
+        })?;
+        out.push((d.file.clone(), bytes.clone()));
+    }
+    Ok(Arc::new(out))
+}
+
+/// Extra time to get ready for a worker that receives `bytes` of data
+/// files: at a conservative 25 MiB/s per worker.
+pub fn data_allowance(data: &DataPayload, workers: usize) -> Duration {
+    let bytes: usize = data.iter().map(|(_, b)| b.len()).sum();
+    Duration::from_secs_f64(bytes as f64 * workers as f64 / (25.0 * 1024.0 * 1024.0))
+}
+
+/// Sends an assignment, after the chunks of the plan's data files. Chunks
+/// wait for room on the worker's stream (a data file may be hundreds of
+/// MiB), so they go from a task of their own; the worker answers `Ready`
+/// only once it has the whole assignment, so nothing else waits on it.
+pub fn assign(m: &Member, data: &DataPayload, a: pb::Assignment) {
+    if data.is_empty() {
+        to_worker(m, Out::Assignment(a));
+        return;
+    }
+    let tx = m.entry.tx.clone();
+    let data = data.clone();
+    tokio::spawn(async move {
+        for (file, bytes) in data.iter() {
+            for (i, piece) in bytes.chunks(CHUNK_BYTES).enumerate() {
+                let c = pb::DataChunk {
+                    run_id: a.run_id.clone(),
+                    file: file.clone(),
+                    offset: (i * CHUNK_BYTES) as u64,
+                    total_size: bytes.len() as u64,
+                    data: piece.to_vec(),
+                };
+                let m = pb::CoordinatorMessage {
+                    msg: Some(Out::DataChunk(c)),
+                };
+                if tx.send(Ok(m)).await.is_err() {
+                    return; // the worker is gone; the run hears of it
+                }
+            }
+        }
+        let m = pb::CoordinatorMessage {
+            msg: Some(Out::Assignment(a)),
+        };
+        let _ = tx.send(Ok(m)).await;
+    });
 }
 
 pub fn stop_all(members: &[Member], run_id: &str, reason: &str) {
@@ -139,6 +203,7 @@ pub async fn start(
     spec: &RunSpec,
     events: &Events,
     idle: Vec<WorkerEntry>,
+    data: &DataPayload,
 ) -> Result<Started, Failure> {
     let plan = &spec.scenario.plan;
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -203,10 +268,10 @@ pub async fn start(
             share: Some(s),
             share_from_s: 0.0,
         };
-        to_worker(&members[slot], Out::Assignment(a));
+        assign(&members[slot], data, a);
     }
     let mut ready = vec![false; members.len()];
-    let ready_deadline = Instant::now() + READY_TIMEOUT;
+    let ready_deadline = Instant::now() + READY_TIMEOUT + data_allowance(data, members.len());
     while ready.iter().any(|r| !r) {
         match timeout_at(ready_deadline, rx.recv()).await {
             Ok(Some(RunInput::Ready { slot, ready: r })) => {

@@ -36,11 +36,24 @@ impl pb::run_control_server::RunControl for Control {
     ) -> Result<Response<EventStream>, Status> {
         auth::check(&req, self.coord.config.token.as_deref())?;
         let req = req.into_inner();
+        let mut files: std::collections::BTreeMap<String, Vec<u8>> =
+            req.files.into_iter().map(|f| (f.name, f.data)).collect();
+        if !req.upload_id.is_empty() {
+            let uploaded = self.coord.uploads.take(&req.upload_id).ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "upload {} is unknown or expired; upload the files again",
+                    req.upload_id
+                ))
+            })?;
+            files.extend(uploaded);
+        }
         let source = Source {
             scenario_toml: req.scenario_toml,
             scenario_name: req.scenario_name,
             builtin_target_url: req.builtin_target_url,
-            files: req.files.into_iter().map(|f| (f.name, f.data)).collect(),
+            files,
+            vars: req.vars.into_iter().map(|h| (h.name, h.value)).collect(),
+            env: req.env.into_iter().map(|h| (h.name, h.value)).collect(),
         };
         let scenario = source.scenario().map_err(Status::invalid_argument)?;
         let min_workers = req.min_workers.max(1) as usize;
@@ -62,6 +75,25 @@ impl pb::run_control_server::RunControl for Control {
             coord.end_run();
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn upload_files(
+        &self,
+        req: Request<tonic::Streaming<pb::FileChunk>>,
+    ) -> Result<Response<pb::UploadFilesResponse>, Status> {
+        auth::check(&req, self.coord.config.token.as_deref())?;
+        let mut chunks = req.into_inner();
+        let mut upload = crate::uploads::Upload::default();
+        while let Some(c) = chunks.message().await? {
+            upload.add(c).map_err(Status::invalid_argument)?;
+        }
+        let files = upload.finish().map_err(Status::invalid_argument)?;
+        let upload_id = self
+            .coord
+            .uploads
+            .keep(files)
+            .map_err(Status::resource_exhausted)?;
+        Ok(Response::new(pb::UploadFilesResponse { upload_id }))
     }
 
     async fn attach_run(

@@ -68,6 +68,8 @@ pub struct EngineSetup {
     /// later for a worker joining a run under way).
     pub share_from: f64,
     pub addr: SocketAddr,
+    /// This worker's id (`{{worker}}` in templates).
+    pub worker_id: String,
 }
 
 /// A running engine: stop it, or wait for it.

@@ -8,7 +8,6 @@ use crate::run::members::{self, Member};
 use crate::run::setup::{self, short, stop_all, to_worker};
 use tokio::time::Instant;
 use volley_proto::pb;
-use volley_proto::pb::coordinator_message::Msg as Out;
 
 impl Collector<'_> {
     /// After a restart, the workers that did not come back in time are lost.
@@ -103,7 +102,7 @@ impl Collector<'_> {
             }),
             share_from_s: self.curve.end(),
         };
-        to_worker(&self.members[slot], Out::Assignment(a));
+        setup::assign(&self.members[slot], &self.data, a);
         self.joins.insert(
             slot,
             Join::Assigned {

@@ -8,7 +8,7 @@ mod joiners;
 mod persist;
 
 use super::members::{self, Member};
-use super::setup::{self, host, short, stop_all, to_worker, Started};
+use super::setup::{self, host, short, stop_all, to_worker, DataPayload, Started};
 use super::{say, send, Events, Failure, RunSpec, Source};
 use crate::analysis::{self, Threshold};
 use crate::merge::{MergedInterval, Merger};
@@ -74,6 +74,10 @@ pub struct Collector<'a> {
     store: Option<RunStore>,
     /// Resumed after a restart: workers not back by then are lost.
     rejoin_by: Option<Instant>,
+    /// The data files, for workers that join mid-run.
+    data: DataPayload,
+    /// How run.json names the scenario's files (written once, beside it).
+    stored_files: Vec<crate::store::StoredFile>,
 }
 
 impl<'a> Collector<'a> {
@@ -84,6 +88,7 @@ impl<'a> Collector<'a> {
         source: &'a Source,
         events: &'a Events,
         s: Started,
+        data: DataPayload,
     ) -> Self {
         let plan = &spec.scenario.plan;
         let curve = RateCurve::new(&plan.stages);
@@ -114,6 +119,14 @@ impl<'a> Collector<'a> {
                 None
             }
         });
+        let stored_files = match store.as_ref().map(|st| st.save_files(&source.files)) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                warn!(cause = %e, "cannot write the scenario's files to the data dir; the run cannot resume after a restart");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
         let c = Collector {
             coord,
             run_id,
@@ -128,6 +141,8 @@ impl<'a> Collector<'a> {
             start: s.start,
             start_wall: s.start_wall,
             start_nanos: s.start_nanos,
+            data,
+            stored_files,
             merger,
             max_index,
             aborts,

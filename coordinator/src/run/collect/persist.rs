@@ -5,7 +5,7 @@ use super::Collector;
 use crate::merge::Added;
 use crate::report::Event;
 use crate::run::setup::short;
-use crate::store::{EpochMeta, MemberMeta, RunMeta, StoredFile};
+use crate::store::{EpochMeta, MemberMeta, RunMeta};
 use crate::wire;
 use tokio::time::Instant;
 use tracing::warn;
@@ -46,15 +46,9 @@ impl Collector<'_> {
             scenario_toml: self.source.scenario_toml.clone(),
             scenario_name: self.source.scenario_name.clone(),
             builtin_target_url: self.source.builtin_target_url.clone(),
-            files: self
-                .source
-                .files
-                .iter()
-                .map(|(name, data)| StoredFile {
-                    name: name.clone(),
-                    data: data.clone(),
-                })
-                .collect(),
+            files: self.stored_files.clone(),
+            vars: self.source.vars.clone(),
+            env: self.source.env.clone(),
             start_unix_nanos: self.start_nanos,
             members,
             status: status.into(),
@@ -96,6 +90,14 @@ impl Collector<'_> {
         let bounds = wire::Bounds {
             max_index: self.max_index,
             requests: self.plan.target.requests.len(),
+            checks: self
+                .plan
+                .target
+                .requests
+                .iter()
+                .map(|r| r.expect.checks.len())
+                .max()
+                .unwrap_or(0),
         };
         match wire::worker_interval(report, bounds) {
             Ok(wi) => {

@@ -66,6 +66,8 @@ fn load_reads_files_next_to_the_scenario_and_hands_them_back() {
         scenario_name: "mix.toml".into(),
         builtin_target_url: String::new(),
         files: loaded.files.clone(),
+        vars: vec![],
+        env: vec![],
     };
     assert_eq!(source.scenario().unwrap().plan, *plan);
     let _ = std::fs::remove_dir_all(&dir);
@@ -115,6 +117,8 @@ fn the_coordinator_resolves_files_from_what_was_sent() {
         scenario_name: "mix.toml".into(),
         builtin_target_url: String::new(),
         files,
+        vars: vec![],
+        env: vec![],
     };
     let e = source.scenario().unwrap_err();
     assert_eq!(
@@ -139,6 +143,8 @@ fn a_builtin_tcp_target_gets_its_url_from_the_runner() {
         scenario_name: "tcp.toml".into(),
         builtin_target_url: url.clone(),
         files,
+        vars: vec![],
+        env: vec![],
     };
     let s = source.scenario().unwrap();
     assert!(matches!(s.target, ScenarioTarget::Builtin(_)));
