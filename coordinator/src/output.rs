@@ -137,6 +137,9 @@ pub fn live_line(s: &pb::IntervalSummary) -> String {
         lat(s.p99_ms, has),
         s.workers
     );
+    if s.check_errors > 0 {
+        line.push_str(&format!("  (check {})", markdown::group(s.check_errors)));
+    }
     if s.dropped > 0 {
         line.push_str(
             "  ! dropping: workers cannot keep up (raise load.max_in_flight or add workers)",
@@ -182,6 +185,15 @@ pub fn summary(r: &Report, dir: &Path) -> String {
         .collect();
     if !errs.is_empty() {
         o.push_str(&format!("  errors    {}\n", errs.join(", ")));
+    }
+    let failed: Vec<String> = r
+        .errors_by_check
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {}", markdown::group(*n)))
+        .collect();
+    if !failed.is_empty() {
+        o.push_str(&format!("  checks    {}\n", failed.join(", ")));
     }
     // With a request mix, one line per request definition.
     let width = r
@@ -247,6 +259,7 @@ mod tests {
                 p99: Some(p99),
                 ..Latency::default()
             },
+            errors_by_check: Default::default(),
         };
         r.per_request = vec![entry("list items", 8000, 2.5), entry("order", 2000, 9.0)];
         let s = summary(&r, Path::new("runs/x"));

@@ -401,6 +401,41 @@ mod tests {
     }
 
     #[test]
+    fn check_failures_must_add_up_to_the_check_errors_and_name_real_checks() {
+        let with = |check_errors: u64, entries: Vec<(u32, u32, u64)>| {
+            let mut r = report(5);
+            r.intended += check_errors;
+            r.errors.as_mut().unwrap().check = check_errors;
+            r.check_failures = entries
+                .into_iter()
+                .map(|(request, check, count)| pb::CheckCount {
+                    request,
+                    check,
+                    count,
+                })
+                .collect();
+            r
+        };
+        let bounds = Bounds {
+            max_index: 100,
+            requests: 2,
+            checks: 3,
+        };
+        let w = worker_interval(with(5, vec![(0, 2, 4), (1, 0, 1)]), bounds).unwrap();
+        assert_eq!(w.counts.by_kind[ErrorKind::Check.index()], 5);
+        assert_eq!(w.checks, vec![((0, 2), 4), ((1, 0), 1)]);
+        for (bad, why) in [
+            (with(5, vec![(0, 2, 4)]), "check errors are 5"),
+            (with(1, vec![(0, 3, 1)]), "not in the plan"),
+            (with(1, vec![(2, 0, 1)]), "not in the plan"),
+            (with(2, vec![(0, 0, 1), (0, 0, 1)]), "twice"),
+        ] {
+            let e = worker_interval(bad, bounds).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+
+    #[test]
     fn hostile_reports_are_rejected() {
         assert!(matches!(
             worker_interval(

@@ -353,6 +353,96 @@ mod tests {
         assert_eq!(Plan::try_from(pb::Plan::from(&p)).unwrap(), p);
     }
 
+    /// A plan with templates, checks, vars, env and a data set: everything
+    /// survives the wire, the data set's bytes arriving apart.
+    fn templated() -> (Plan, Vec<u8>) {
+        let csv = b"id,name\n1,ann\n2,bob\n".to_vec();
+        let mut p = plan();
+        p.vars = vec![("tenant".into(), "acme".into())];
+        p.env = vec![("TOKEN".into(), "t".into())];
+        p.data = vec![DataSet::parse("users", Format::Csv, Order::Sequential, OnEnd::Stop, &csv)
+            .unwrap()
+            .with_file("users.csv")];
+        let r = &mut p.target.requests[0];
+        r.path = "/o/{{seq}}/{{vars.tenant}}".into();
+        r.headers.push(("x-id".into(), "{{uuid}}".into()));
+        r.body = Body::Template("{\"u\":\"{{data.users.name}}\",\"t\":\"{{env.TOKEN}}\"}".into());
+        r.expect = Expect {
+            checks: vec![
+                Check {
+                    name: "status".into(),
+                    rule: Rule::Status(vec![StatusMatch::Code(200), StatusMatch::Class(3)]),
+                },
+                Check {
+                    name: "order ok".into(),
+                    rule: Rule::Json {
+                        path: "$.status".into(),
+                        value: serde_json::json!({"a": [1, "x"]}),
+                    },
+                },
+                Check {
+                    name: "header content-type".into(),
+                    rule: Rule::Header {
+                        name: "content-type".into(),
+                        value: "application/json".into(),
+                    },
+                },
+                Check {
+                    name: "body_regex".into(),
+                    rule: Rule::BodyRegex("^\\{".into()),
+                },
+                Check {
+                    name: "body_contains".into(),
+                    rule: Rule::BodyContains("ok".into()),
+                },
+                Check {
+                    name: "max_body_bytes".into(),
+                    rule: Rule::MaxBodyBytes(4096),
+                },
+            ],
+        };
+        (p, csv)
+    }
+
+    #[test]
+    fn templates_checks_and_data_round_trip() {
+        let (p, csv) = templated();
+        p.validate().unwrap();
+        let files = |name: &str| (name == "users.csv").then_some(csv.as_slice());
+        let back = plan_from_wire(pb::Plan::from(&p), &files).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(back.arrival_limit(), Some(2));
+    }
+
+    #[test]
+    fn a_data_set_whose_bytes_did_not_arrive_is_refused() {
+        let (p, _) = templated();
+        let e = Plan::try_from(pb::Plan::from(&p)).unwrap_err();
+        assert_eq!(e.field, "data[0].file");
+        assert!(e.message.contains("did not arrive"), "{e}");
+        let ragged = |_: &str| Some(&b"id,name\n1\n"[..]);
+        let e = plan_from_wire(pb::Plan::from(&p), &ragged).unwrap_err();
+        assert!(e.message.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn grpc_status_checks_round_trip() {
+        let mut p = plan();
+        p.target.protocol = Protocol::Grpc;
+        for r in &mut p.target.requests {
+            r.path = "/svc.S/M".into();
+            r.method = "POST".into();
+        }
+        p.target.requests[0].expect.checks.push(Check {
+            name: "grpc_status".into(),
+            rule: Rule::GrpcStatus(vec![0, 5]),
+        });
+        assert_eq!(Plan::try_from(pb::Plan::from(&p)).unwrap(), p);
+        let mut w = pb::Plan::from(&p);
+        w.target.as_mut().unwrap().requests[0].expect[0].rule = None;
+        assert!(Plan::try_from(w).unwrap_err().field.contains("expect[0]"));
+    }
+
     #[test]
     fn bad_wire_plans_are_refused_with_the_field() {
         let mut w = pb::Plan::from(&plan());

@@ -94,6 +94,7 @@ pub(crate) mod fixture {
             errors_by_kind: BTreeMap::new(),
             errors_by_status: BTreeMap::new(),
             errors_by_grpc_status: BTreeMap::new(),
+            errors_by_check: BTreeMap::new(),
             success_rate: 0.999,
             error_rate: 0.0005,
             latency_ms: latency(20.0, 80.0),

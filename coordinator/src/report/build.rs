@@ -64,14 +64,20 @@ pub fn target(plan: &Plan) -> TargetInfo {
 
 /// Each request definition's figures, in plan order; empty unless the plan
 /// has more than one (and the merge kept one accumulator per definition).
-pub fn per_request(plan: &Plan, requests: &[RequestAcc], duration_s: f64) -> Vec<RequestReport> {
+pub fn per_request(
+    plan: &Plan,
+    requests: &[RequestAcc],
+    checks: &BTreeMap<(u32, u32), u64>,
+    duration_s: f64,
+) -> Vec<RequestReport> {
     let defs = &plan.target.requests;
     if defs.len() <= 1 || requests.len() != defs.len() {
         return Vec::new();
     }
     defs.iter()
         .zip(requests)
-        .map(|(d, acc)| {
+        .enumerate()
+        .map(|(i, (d, acc))| {
             let c = &acc.counts;
             RequestReport {
                 name: d.name.clone(),
@@ -84,9 +90,41 @@ pub fn per_request(plan: &Plan, requests: &[RequestAcc], duration_s: f64) -> Vec
                 success_rate: ratio(c.ok, c.intended),
                 throughput_rps: per_sec(c.ok, duration_s),
                 latency_ms: latency(&acc.latency),
+                errors_by_check: errors_by_check(plan, checks, Some(i as u32)),
             }
         })
         .collect()
+}
+
+/// Failed checks by the check's name, of one request definition or (with
+/// `None`) of all. Every check of the plan appears, with 0 when it never
+/// failed, so a script can tell "passed" from "not checked".
+pub fn errors_by_check(
+    plan: &Plan,
+    checks: &BTreeMap<(u32, u32), u64>,
+    request: Option<u32>,
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let defs = &plan.target.requests;
+    for (r, d) in defs.iter().enumerate() {
+        if request.is_some_and(|q| q as usize != r) {
+            continue;
+        }
+        for c in &d.expect.checks {
+            out.entry(c.name.clone()).or_insert(0);
+        }
+    }
+    for (&(r, c), &n) in checks {
+        if request.is_some_and(|q| q != r) {
+            continue;
+        }
+        let name = defs
+            .get(r as usize)
+            .and_then(|d| d.expect.checks.get(c as usize))
+            .map_or_else(|| format!("check {c} of request {r}"), |c| c.name.clone());
+        *out.entry(name).or_default() += n;
+    }
+    out
 }
 
 pub fn latency(h: &Hist) -> Latency {
@@ -343,7 +381,8 @@ pub fn report(i: Inputs<'_>) -> Report {
         latency_ms: latency(&i.total.latency),
         service_time_ms: latency(&i.total.service),
         percentiles: percentiles(&i.total.latency),
-        per_request: per_request(i.plan, i.requests, duration),
+        per_request: per_request(i.plan, i.requests, &i.total.checks, duration),
+        errors_by_check: errors_by_check(i.plan, &i.total.checks, None),
         stages,
         workers,
         intervals: i.intervals,
@@ -568,6 +607,34 @@ mod tests {
             events: vec![],
             incomplete_reason: None,
         })
+    }
+
+    #[test]
+    fn failed_checks_are_named_summed_by_name_and_listed_when_zero() {
+        use volley_plan::{Check, Rule};
+        let mut p = plan(&[("Create", 1), ("Get", 1)]);
+        let named = |name: &str, rule: Rule| Check {
+            name: name.into(),
+            rule,
+        };
+        p.target.requests[0].expect.checks = vec![
+            named("status", Rule::Status(vec![])),
+            named("order ok", Rule::BodyContains("ok".into())),
+        ];
+        p.target.requests[1].expect.checks = vec![named("status", Rule::Status(vec![]))];
+        let checks: BTreeMap<(u32, u32), u64> =
+            [((0, 0), 3), ((1, 0), 2), ((0, 1), 600)].into_iter().collect();
+        let all = errors_by_check(&p, &checks, None);
+        assert_eq!(all["status"], 5, "one name, two requests: summed");
+        assert_eq!(all["order ok"], 600);
+        let get = errors_by_check(&p, &checks, Some(1));
+        assert_eq!(get.len(), 1);
+        assert_eq!(get["status"], 2);
+        let none = errors_by_check(&p, &BTreeMap::new(), None);
+        assert_eq!(none["order ok"], 0, "a check that never failed is listed");
+        let r = run(&p, &[10, 10]);
+        assert_eq!(r.errors_by_check["order ok"], 0);
+        assert_eq!(r.per_request[0].errors_by_check.len(), 2);
     }
 
     #[test]

@@ -219,6 +219,9 @@ pub fn render(r: &Report) -> String {
         for (name, n) in &r.errors_by_grpc_status {
             let _ = writeln!(o, "| gRPC {name} | {} |", group(*n));
         }
+        for (name, n) in r.errors_by_check.iter().filter(|(_, n)| **n > 0) {
+            let _ = writeln!(o, "| check: {} | {} |", cell(name), group(*n));
+        }
     }
 
     if !r.per_request.is_empty() {
@@ -374,6 +377,7 @@ mod tests {
                 max: Some(140.0),
                 ..Latency::default()
             },
+            errors_by_check: Default::default(),
         };
         r.per_request = vec![req("a|b", 3, 1200), req("c", 1, 400)];
         let md = render(&r);

@@ -45,6 +45,13 @@ pub struct Report {
     /// of `errors_by_kind.status`; omitted when there are none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub errors_by_grpc_status: BTreeMap<String, u64>,
+    /// Replies that failed a response check, under the check's name
+    /// (`"status"`, `"json $.status"`, or the name the scenario gave it);
+    /// only the first failing check of a reply counts, so these add up to
+    /// `errors_by_kind.check`. Every check of the plan is listed, failed or
+    /// not; empty without checks.
+    #[serde(default)]
+    pub errors_by_check: BTreeMap<String, u64>,
     /// ok / intended.
     pub success_rate: f64,
     /// errors / intended.
@@ -121,6 +128,10 @@ pub struct RequestReport {
     pub throughput_rps: f64,
     /// From the scheduled send time, as the run's `latency_ms`.
     pub latency_ms: Latency,
+    /// Its replies that failed a response check, by check name (part of
+    /// `errors`); omitted when it has no checks.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_check: BTreeMap<String, u64>,
 }
 
 /// Percentiles in milliseconds; `null` when nothing succeeded.

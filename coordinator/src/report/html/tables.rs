@@ -119,6 +119,12 @@ pub(super) fn tables(o: &mut String, r: &Report) {
                 r.errors_by_grpc_status
                     .iter()
                     .map(|(c, n)| vec![format!("gRPC {}", esc(c)), group(*n)]),
+            )
+            .chain(
+                r.errors_by_check
+                    .iter()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(c, n)| vec![format!("check: {}", esc(c)), group(*n)]),
             );
         table(o, &["Kind", "Count"], 1, rows);
     }

@@ -427,6 +427,7 @@ impl<'a> Collector<'a> {
             worker_hlog_lines,
             intended: summary.intended,
             sent: m.acc.counts.sent,
+            check_errors: m.acc.counts.by_kind[volley_plan::ErrorKind::Check.index()],
         };
         send(self.events, Ev::Interval(s)).await;
         summary
