@@ -787,3 +787,45 @@ fn a_set_for_a_variable_no_template_uses_is_a_warning_not_an_error() {
         reqs.first()
     );
 }
+
+// ---------------------------------------------------------------------------
+// The examples
+// ---------------------------------------------------------------------------
+
+/// Runs `examples/NAME` on the embedded default (built-in target) and
+/// returns its exit code and report.
+fn run_example(name: &str) -> (Option<i32>, Value, TempDir) {
+    let dir = TempDir::new(name);
+    let out = dir.path().join("out");
+    let mut cmd = volley();
+    cmd.args([
+        "run",
+        examples_dir().join(name).to_str().unwrap(),
+        "--quiet",
+    ])
+    .args(["--local-workers", "2", "--out", out.to_str().unwrap()]);
+    let (output, _) = run_bounded(cmd, Duration::from_secs(90));
+    assert!(
+        out.join("report.json").exists(),
+        "{name}: {}",
+        describe(&output)
+    );
+    (output.status.code(), read_report(&out), dir)
+}
+
+#[test]
+fn the_templated_and_checks_examples_pass_against_the_builtin_target() {
+    let _serial = serial();
+    let (code, r, _dir) = run_example("templated.toml");
+    assert_eq!(code, Some(0), "templated.toml: {}", r["thresholds"]);
+    assert_all_sent(&r, 2500, "templated.toml");
+    assert_eq!(u(&r, "requests.ok"), 2500, "{}", r["errors_by_kind"]);
+
+    // 0.5 % injected 500s fail the status check, and nothing else does.
+    let (code, r, _dir) = run_example("checks.toml");
+    assert_eq!(code, Some(0), "checks.toml: {}", r["thresholds"]);
+    assert_all_sent(&r, 5000, "checks.toml");
+    assert_eq!(kind(&r, "check"), 25, "{}", r["errors_by_kind"]);
+    assert_eq!(u(&r, "requests.errors"), 25, "{}", r["errors_by_kind"]);
+    assert_eq!(by_check(&r), checks(&[("status", 25)]));
+}
