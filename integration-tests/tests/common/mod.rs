@@ -715,7 +715,7 @@ impl GrpcEcho {
         u(&self.stats(), "ok")
     }
 
-    /// Calls failed with `UNAVAILABLE` (`--error-every`).
+    /// Calls failed with `UNAVAILABLE` or `--error-code` (`--error-every`).
     pub fn error_count(&self) -> u64 {
         u(&self.stats(), "errors")
     }
@@ -728,6 +728,12 @@ impl GrpcEcho {
 /// Starts the grpcio echo server on an ephemeral loopback port; with
 /// `error_every = Some(n)` every nth call fails with `UNAVAILABLE`.
 pub fn start_grpc_echo(error_every: Option<u32>) -> GrpcEcho {
+    start_grpc_echo_failing(error_every, "UNAVAILABLE")
+}
+
+/// As [`start_grpc_echo`], failing every nth call with the gRPC status
+/// named `code` (`"NOT_FOUND"`, …) instead.
+pub fn start_grpc_echo_failing(error_every: Option<u32>, code: &str) -> GrpcEcho {
     let dir = TempDir::new("grpc-echo");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/grpc_echo.py");
     let stats = dir.path().join("stats.json");
@@ -738,6 +744,7 @@ pub fn start_grpc_echo(error_every: Option<u32>) -> GrpcEcho {
     if let Some(n) = error_every {
         cmd.args(["--error-every", &n.to_string()]);
     }
+    cmd.args(["--error-code", code]);
     let (proc, line) = spawn_until(cmd, "grpc echo", "grpc echo listening on");
     GrpcEcho {
         proc,
@@ -835,4 +842,106 @@ pub fn certificates(dir: &Path) {
             "san.ext",
         ],
     );
+}
+
+/// One request as the recording server (`tests/python/recording_server.py`)
+/// logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// Arrival number at the server, 1-based, over all connections.
+    pub n: u64,
+    pub method: String,
+    /// The request target as sent (path and query).
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The body, each byte as one character (Latin-1).
+    pub body: String,
+}
+
+impl Recorded {
+    /// A header's value (`name` in lower case), or "" when absent.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+}
+
+/// A small Python HTTP/1.1 server (stdlib only, not Volley's) that logs
+/// every request (path, headers, body) and answers `200 {"status":"ok"}`,
+/// or `{"status":"error"}` to every nth request (`--error-every N`), or
+/// another status (`--status CODE`). Killed (by PID) on drop.
+pub struct RecordingServer {
+    // Declared before `dir`: the process dies before its files go.
+    proc: Proc,
+    dir: TempDir,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl RecordingServer {
+    /// `http://127.0.0.1:PORT` followed by `path` (which starts with `/`,
+    /// or is empty).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Every request logged so far, in arrival order, once the log has
+    /// settled.
+    pub fn requests(&self) -> Vec<Recorded> {
+        settled_lines(&self.dir.path().join("requests.jsonl"))
+            .iter()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("recording server log line {l:?}: {e}"));
+                Recorded {
+                    n: u(&v, "n"),
+                    method: v["method"].as_str().unwrap_or_default().to_string(),
+                    path: v["path"].as_str().unwrap_or_default().to_string(),
+                    headers: v["headers"]
+                        .as_object()
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().into()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    body: v["body"].as_str().unwrap_or_default().to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// How many requests have arrived (the log, settled).
+    pub fn count(&self) -> usize {
+        self.requests().len()
+    }
+
+    /// The server's stderr so far, for failure messages.
+    pub fn stderr(&self) -> String {
+        self.proc.stderr_so_far()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+/// Starts the recording server on an ephemeral loopback port, with `args`
+/// (`--error-every N`, `--status CODE`); returns once it accepts.
+pub fn start_recording_server(args: &[&str]) -> RecordingServer {
+    let dir = TempDir::new("recorder");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/recording_server.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script)
+        .args(["--listen", "127.0.0.1:0", "--log"])
+        .arg(dir.path().join("requests.jsonl"))
+        .args(args);
+    let (mut proc, line) = spawn_until(cmd, "recording server", "recording server listening on");
+    let addr = last_word(&line);
+    assert!(
+        wait_accepting(&addr, &mut proc, Duration::from_secs(10)),
+        "recording server does not accept on {addr}: {}",
+        proc.stderr_so_far()
+    );
+    RecordingServer { proc, dir, addr }
 }

@@ -4,7 +4,7 @@
 Answers every unary method of every service by echoing the request message
 bytes back (no protobuf schema: the bytes pass through untouched), counts the
 calls it answered, and with --error-every N fails every Nth call with
-UNAVAILABLE. The counts are kept in --stats FILE as JSON, rewritten
+UNAVAILABLE (or the status named by --error-code, e.g. NOT_FOUND). The counts are kept in --stats FILE as JSON, rewritten
 atomically after every call, so the test can compare them with its report.
 
 Prints "grpc echo listening on 127.0.0.1:PORT" once it accepts calls.
@@ -22,8 +22,9 @@ import grpc
 
 
 class Echo(grpc.GenericRpcHandler):
-    def __init__(self, error_every, stats_path):
+    def __init__(self, error_every, stats_path, error_code=grpc.StatusCode.UNAVAILABLE):
         self.error_every = error_every
+        self.error_code = error_code
         self.stats_path = stats_path
         self.lock = threading.Lock()
         self.calls = 0
@@ -66,7 +67,7 @@ class Echo(grpc.GenericRpcHandler):
                 self.methods[method] = self.methods.get(method, 0) + 1
                 self.write_stats()
             if fail:
-                context.abort(grpc.StatusCode.UNAVAILABLE, "injected by --error-every")
+                context.abort(self.error_code, "injected by --error-every")
             return request
 
         return grpc.unary_unary_rpc_method_handler(call)
@@ -76,15 +77,20 @@ def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--listen", default="127.0.0.1:0")
     p.add_argument("--error-every", type=int, default=0, metavar="N")
+    p.add_argument("--error-code", default="UNAVAILABLE", metavar="NAME",
+                   help="the status of the failed calls (a grpc.StatusCode name; default UNAVAILABLE)")
     p.add_argument("--stats", metavar="FILE")
     p.add_argument("--workers", type=int, default=32)
     args = p.parse_args()
     if args.error_every < 0:
         p.error("--error-every must be 0 (never) or more")
+    code = getattr(grpc.StatusCode, args.error_code.upper(), None)
+    if code is None or code == grpc.StatusCode.OK:
+        p.error(f"--error-code: not a failing grpc.StatusCode name: {args.error_code}")
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=args.workers),
-        handlers=[Echo(args.error_every, args.stats)],
+        handlers=[Echo(args.error_every, args.stats, code)],
         options=[("grpc.max_concurrent_streams", 1000)],
     )
     port = server.add_insecure_port(args.listen)
