@@ -384,6 +384,7 @@ async fn prepare(
         share,
         share_from,
         addr,
+        worker_id: String::new(),
     };
     // Builds the requests once here too, so one the engine could not send
     // is reported now rather than as an empty run.

@@ -23,8 +23,8 @@ struct Outcome {
     sent: u64,
     ok: u64,
     dropped: u64,
-    /// connect, timeout, status, protocol, reset
-    errors: [u64; 5],
+    /// connect, timeout, status, protocol, reset, check
+    errors: [u64; 6],
     grpc: Vec<(u32, u64)>,
     http: Vec<(u32, u64)>,
     /// intended, ok per request definition
@@ -77,6 +77,7 @@ async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
         share: Share::whole(),
         share_from: 0.0,
         addr,
+        worker_id: "w1".into(),
     };
     let _handle = engine::start(setup, Instant::now(), tx).unwrap();
     let mut out = Outcome::default();
@@ -122,6 +123,7 @@ const TIMEOUT: usize = 1;
 const STATUS: usize = 2;
 const PROTOCOL: usize = 3;
 const RESET: usize = 4;
+const CHECK: usize = 5;
 
 /// A framed-TCP server: `reply` decides what to do with each message.
 #[derive(Clone, Copy)]
@@ -205,7 +207,7 @@ async fn tcp_messages_are_pipelined_and_all_answered() {
     .await;
     assert_eq!(out.intended, 4000);
     assert_eq!((out.ok, out.sent, out.dropped), (4000, 4000, 0), "{out:?}");
-    assert_eq!(out.errors, [0; 5]);
+    assert_eq!(out.errors, [0; 6]);
     assert_eq!(server.answered.load(Ordering::Relaxed), 4000);
     // 2 messages per ms on a pipeline of 16: a connection or two suffice.
     assert!(server.connections.load(Ordering::Relaxed) <= 4);
@@ -491,7 +493,7 @@ async fn https_with_a_custom_ca_for_http1_and_http2_and_nothing_without_it() {
         let mut p = plan(url.clone(), protocol, vec![Request::get("/x")], 200.0, 1);
         p.target.tls.ca_pem = Some(ca.clone());
         let out = run(p, addr).await;
-        assert_eq!((out.ok, out.errors), (200, [0; 5]), "{protocol:?} {out:?}");
+        assert_eq!((out.ok, out.errors), (200, [0; 6]), "{protocol:?} {out:?}");
 
         // Not trusted: every request fails to connect.
         let p = plan(url.clone(), protocol, vec![Request::get("/x")], 20.0, 1);
