@@ -916,3 +916,24 @@ async fn a_data_set_that_stops_caps_the_arrivals_exactly() {
         assert_eq!(s.path, format!("/users/u{}/{}", s.seq(), s.seq()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_names_follow_the_scheduled_time_of_each_arrival() {
+    let (addr, seen) = http1_server(ok_json).await;
+    let mut p = plan(
+        format!("http://{addr}/"),
+        Protocol::Http1,
+        vec![Request::get("/{{stage}}/{{seq}}")],
+        200.0,
+        1,
+    );
+    let mut second = p.stages[0].clone();
+    second.name = "peak".into();
+    p.stages.push(second);
+    let out = run(p, addr).await;
+    assert_eq!(out.ok, 400, "{out:?}");
+    for s in seen.lock().unwrap().iter() {
+        let stage = if s.seq() < 200 { "s" } else { "peak" };
+        assert_eq!(s.path, format!("/{stage}/{}", s.seq()));
+    }
+}

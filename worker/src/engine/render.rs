@@ -185,6 +185,37 @@ pub(crate) mod testing {
 mod tests {
     use super::*;
 
+    use crate::engine::recorder::Tag;
+    use volley_plan::{Protocol, Request, Stage};
+
+    #[test]
+    fn the_clock_is_read_only_for_requests_that_use_it() {
+        let mut plan = testing::plan(
+            Protocol::Http1,
+            "http://h/",
+            vec![Request::get("/{{seq}}"), Request::get("/{{now_ms}}")],
+        );
+        plan.stages = vec![Stage {
+            name: "warm".into(),
+            duration: std::time::Duration::from_secs(1),
+            from_rps: 1.0,
+            to_rps: 1.0,
+            burst: false,
+        }];
+        let r = Renderer::new(&plan, "w7", &testing::compile(&plan));
+        assert!(!r.uses_stage());
+        let job = |req| Job {
+            sched: tokio::time::Instant::now(),
+            tag: Tag::new(0, req),
+            seq: 9,
+            stage: 0,
+        };
+        let c = r.context(&job(0));
+        assert_eq!((c.seq, c.worker, c.stage), (9, "w7", "warm"));
+        assert_eq!(c.now, SystemTime::UNIX_EPOCH);
+        assert!(r.context(&job(1)).now > SystemTime::UNIX_EPOCH);
+    }
+
     #[test]
     fn paths_are_percent_encoded_only_where_needed() {
         let mut b = b"GET /a".to_vec();
