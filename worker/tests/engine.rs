@@ -13,7 +13,11 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use volley_plan::{Body, Load, Plan, Protocol, Request, Share, Stage, Target, Tls};
+use volley_plan::data::{Format, OnEnd, Order};
+use volley_plan::{
+    Body, Check, DataSet, Expect, Load, Plan, Protocol, Request, Rule, Share, Stage, StatusMatch,
+    Target, Tls,
+};
 use volley_worker::engine::{self, EngineEvent, EngineSetup};
 
 /// What one engine run reported, summed over its seconds.
@@ -23,12 +27,14 @@ struct Outcome {
     sent: u64,
     ok: u64,
     dropped: u64,
-    /// connect, timeout, status, protocol, reset
-    errors: [u64; 5],
+    /// connect, timeout, status, protocol, reset, check
+    errors: [u64; 6],
     grpc: Vec<(u32, u64)>,
     http: Vec<(u32, u64)>,
     /// intended, ok per request definition
     per_request: Vec<(u64, u64)>,
+    /// (request, check, failures)
+    checks: Vec<(u16, u16, u64)>,
 }
 
 fn plan(url: String, protocol: Protocol, requests: Vec<Request>, rps: f64, secs: u64) -> Plan {
@@ -77,7 +83,7 @@ async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
         share: Share::whole(),
         share_from: 0.0,
         addr,
-        worker_id: "w".into(),
+        worker_id: "w1".into(),
     };
     let _handle = engine::start(setup, Instant::now(), tx).unwrap();
     let mut out = Outcome::default();
@@ -96,6 +102,21 @@ async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
                 }
                 out.grpc.extend(d.grpc_codes.iter().copied());
                 out.http.extend(d.status_codes.iter().copied());
+                assert_eq!(
+                    d.check_failures.iter().map(|c| c.count).sum::<u64>(),
+                    d.errors[CHECK],
+                    "per-check counts add up to errors[check]"
+                );
+                for c in &d.check_failures {
+                    match out
+                        .checks
+                        .iter_mut()
+                        .find(|x| (x.0, x.1) == (c.req, c.check))
+                    {
+                        Some(x) => x.2 += c.count,
+                        None => out.checks.push((c.req, c.check, c.count)),
+                    }
+                }
                 if out.per_request.len() < d.requests.len() {
                     out.per_request.resize(d.requests.len(), (0, 0));
                 }
@@ -123,6 +144,7 @@ const TIMEOUT: usize = 1;
 const STATUS: usize = 2;
 const PROTOCOL: usize = 3;
 const RESET: usize = 4;
+const CHECK: usize = 5;
 
 /// A framed-TCP server: `reply` decides what to do with each message.
 #[derive(Clone, Copy)]
@@ -206,7 +228,7 @@ async fn tcp_messages_are_pipelined_and_all_answered() {
     .await;
     assert_eq!(out.intended, 4000);
     assert_eq!((out.ok, out.sent, out.dropped), (4000, 4000, 0), "{out:?}");
-    assert_eq!(out.errors, [0; 5]);
+    assert_eq!(out.errors, [0; 6]);
     assert_eq!(server.answered.load(Ordering::Relaxed), 4000);
     // 2 messages per ms on a pipeline of 16: a connection or two suffice.
     assert!(server.connections.load(Ordering::Relaxed) <= 4);
@@ -284,6 +306,14 @@ async fn tcp_failures_are_classified() {
 /// An HTTP/2 server: gRPC-style when the request says so; every `fail_every`
 /// th request fails (HTTP 503, or grpc-status 14).
 async fn h2_server(fail_every: u64) -> (SocketAddr, Arc<AtomicU64>) {
+    h2_server_failing_with(fail_every, "14").await
+}
+
+/// [`h2_server`] whose failing gRPC calls end with grpc-status `code`.
+async fn h2_server_failing_with(
+    fail_every: u64,
+    code: &'static str,
+) -> (SocketAddr, Arc<AtomicU64>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicU64::new(0));
@@ -293,14 +323,14 @@ async fn h2_server(fail_every: u64) -> (SocketAddr, Arc<AtomicU64>) {
             let Ok((s, _)) = listener.accept().await else {
                 return;
             };
-            tokio::spawn(serve_h2(s, fail_every, count.clone()));
+            tokio::spawn(serve_h2(s, fail_every, code, count.clone()));
         }
     });
     (addr, served)
 }
 
 /// Answers HTTP/2 requests on one connection (see [`h2_server`]).
-async fn serve_h2<S>(s: S, fail_every: u64, count: Arc<AtomicU64>)
+async fn serve_h2<S>(s: S, fail_every: u64, fail_code: &'static str, count: Arc<AtomicU64>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -337,7 +367,7 @@ where
             let mut stream = respond.send_response(resp, false).unwrap();
             let _ = stream.send_data(Bytes::from(got), false);
             let mut trailers = http::HeaderMap::new();
-            let code = if fail { "14" } else { "0" };
+            let code = if fail { fail_code } else { "0" };
             trailers.insert("grpc-status", code.parse().unwrap());
             let _ = stream.send_trailers(trailers);
         });
@@ -456,7 +486,7 @@ async fn tls_server(dir: &std::path::Path) -> SocketAddr {
                     return;
                 };
                 if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    serve_h2(tls, 0, Arc::new(AtomicU64::new(0))).await;
+                    serve_h2(tls, 0, "14", Arc::new(AtomicU64::new(0))).await;
                     return;
                 }
                 let mut buf = Vec::new();
@@ -492,7 +522,7 @@ async fn https_with_a_custom_ca_for_http1_and_http2_and_nothing_without_it() {
         let mut p = plan(url.clone(), protocol, vec![Request::get("/x")], 200.0, 1);
         p.target.tls.ca_pem = Some(ca.clone());
         let out = run(p, addr).await;
-        assert_eq!((out.ok, out.errors), (200, [0; 5]), "{protocol:?} {out:?}");
+        assert_eq!((out.ok, out.errors), (200, [0; 6]), "{protocol:?} {out:?}");
 
         // Not trusted: every request fails to connect.
         let p = plan(url.clone(), protocol, vec![Request::get("/x")], 20.0, 1);
@@ -571,4 +601,339 @@ async fn a_timeout_mid_run_frees_the_connection_for_the_requests_behind_it() {
     assert_eq!(out.intended, 60, "{out:?}");
     assert_eq!(out.errors[TIMEOUT], 1, "{out:?}");
     assert_eq!(out.ok, 59, "{out:?}");
+}
+
+/// One request as an HTTP/1.1 test server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The arrival index a test put last in the path (`/…/{{seq}}`).
+    fn seq(&self) -> u64 {
+        self.path.rsplit('/').next().unwrap().parse().unwrap()
+    }
+}
+
+type Seens = Arc<std::sync::Mutex<Vec<Seen>>>;
+
+/// An HTTP/1.1 server that keeps every request it reads and answers each
+/// with `reply(request)`: a status and a body.
+async fn http1_server(reply: fn(&Seen) -> (u16, &'static str)) -> (SocketAddr, Seens) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seens = Arc::default();
+    let all = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let all = all.clone();
+            tokio::spawn(async move {
+                let mut have = Vec::new();
+                let mut chunk = vec![0u8; 16 * 1024];
+                loop {
+                    // Every complete request buffered, in order.
+                    loop {
+                        let mut headers = [httparse::EMPTY_HEADER; 32];
+                        let mut req = httparse::Request::new(&mut headers);
+                        let Ok(httparse::Status::Complete(n)) = req.parse(&have) else {
+                            break;
+                        };
+                        let headers: Vec<(String, String)> = req
+                            .headers
+                            .iter()
+                            .map(|h| {
+                                (
+                                    h.name.to_string(),
+                                    String::from_utf8_lossy(h.value).into_owned(),
+                                )
+                            })
+                            .collect();
+                        let len: usize = headers
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                            .map_or(0, |(_, v)| v.parse().unwrap());
+                        if have.len() < n + len {
+                            break;
+                        }
+                        let got = Seen {
+                            path: req.path.unwrap().to_string(),
+                            headers,
+                            body: have[n..n + len].to_vec(),
+                        };
+                        have.drain(..n + len);
+                        let (status, body) = reply(&got);
+                        all.lock().unwrap().push(got);
+                        let resp = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if s.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => have.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn ok_json(_: &Seen) -> (u16, &'static str) {
+    (200, r#"{"status":"ok"}"#)
+}
+
+fn checks(rules: Vec<Rule>) -> Expect {
+    Expect {
+        checks: rules
+            .into_iter()
+            .map(|rule| Check {
+                name: rule.default_name(),
+                rule,
+            })
+            .collect(),
+    }
+}
+
+fn data(name: &str, csv: &str, on_end: OnEnd) -> DataSet {
+    DataSet::parse(name, Format::Csv, Order::Sequential, on_end, csv.as_bytes()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_templated_path_sends_every_arrival_index_exactly_once() {
+    let (addr, seen) = http1_server(ok_json).await;
+    let out = run(
+        plan(
+            format!("http://{addr}/"),
+            Protocol::Http1,
+            vec![Request::get("/orders/{{seq}}")],
+            1000.0,
+            1,
+        ),
+        addr,
+    )
+    .await;
+    assert_eq!((out.ok, out.sent), (1000, 1000), "{out:?}");
+    let mut seqs: Vec<u64> = seen.lock().unwrap().iter().map(Seen::seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..1000).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templated_headers_and_bodies_are_drawn_from_seed_and_seq() {
+    let (addr, seen) = http1_server(ok_json).await;
+    let mut r = Request::get("/orders/{{seq}}");
+    r.method = "POST".into();
+    r.headers = vec![
+        ("Idempotency-Key".into(), "{{uuid}}".into()),
+        ("Content-Type".into(), "application/json".into()),
+    ];
+    r.body =
+        Body::Template(r#"{"id":"{{uuid}}","by":"{{worker}}","qty":{{rand_int(1, 5)}}}"#.into());
+    let mut p = plan(
+        format!("http://{addr}/"),
+        Protocol::Http1,
+        vec![r],
+        500.0,
+        1,
+    );
+    p.load.seed = 42;
+    let out = run(p, addr).await;
+    assert_eq!(out.ok, 500, "{out:?}");
+    let seen = seen.lock().unwrap();
+    let mut keys = std::collections::HashSet::new();
+    for s in seen.iter() {
+        let uuid = volley_plan::template::uuid_of(42, s.seq()).to_string();
+        assert_eq!(s.header("idempotency-key"), Some(uuid.as_str()), "{s:?}");
+        let body = String::from_utf8(s.body.clone()).unwrap();
+        assert!(
+            body.starts_with(&format!(r#"{{"id":"{uuid}","by":"w1","qty":"#)),
+            "{body}"
+        );
+        assert!(keys.insert(uuid));
+    }
+    assert_eq!(keys.len(), 500);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_checks_are_errors_of_kind_check_counted_per_check() {
+    // Every 10th arrival gets `200 {"status":"error"}`, every 25th a 201.
+    fn reply(s: &Seen) -> (u16, &'static str) {
+        match s.seq() {
+            n if n % 25 == 24 => (201, r#"{"status":"ok"}"#),
+            n if n % 10 == 9 => (200, r#"{"status":"error"}"#),
+            _ => ok_json(s),
+        }
+    }
+    let (addr, _) = http1_server(reply).await;
+    let mut r = Request::get("/orders/{{seq}}");
+    r.expect = checks(vec![
+        Rule::BodyContains(r#""status":"ok""#.into()),
+        Rule::Status(vec![StatusMatch::Code(200)]),
+        Rule::Header {
+            name: "content-type".into(),
+            value: "application/json".into(),
+        },
+    ]);
+    let out = run(
+        plan(
+            format!("http://{addr}/"),
+            Protocol::Http1,
+            vec![r],
+            1000.0,
+            1,
+        ),
+        addr,
+    )
+    .await;
+    // 1000 arrivals: 40 get a 201 (status is judged first, check 1); of the
+    // other 960, those ending in 9 (100, less the 20 that are also 25th).
+    assert_eq!(out.errors[CHECK], 120, "{out:?}");
+    assert_eq!(out.errors.iter().sum::<u64>(), 120, "{out:?}");
+    let mut got = out.checks.clone();
+    got.sort_unstable();
+    assert_eq!(got, vec![(0, 0, 80), (0, 1, 40)]);
+    assert_eq!(out.ok, 880);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_check_replaces_the_default_rule() {
+    let (addr, served) = h2_server(10).await;
+    let mut r = Request::get("/items");
+    r.expect = checks(vec![
+        Rule::Status(vec![StatusMatch::Code(200), StatusMatch::Code(503)]),
+        Rule::BodyContains("hello".into()),
+    ]);
+    let out = run(
+        plan(
+            format!("http://{addr}/"),
+            Protocol::Http2,
+            vec![r],
+            500.0,
+            1,
+        ),
+        addr,
+    )
+    .await;
+    assert_eq!(served.load(Ordering::Relaxed), 500);
+    assert_eq!((out.ok, out.errors), (500, [0; 6]), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_status_checks_judge_the_code_and_bodies_the_message() {
+    // Every 4th call ends NOT_FOUND.
+    let (addr, _) = h2_server_failing_with(4, "5").await;
+    let mut only_ok = message(b"a");
+    only_ok.expect = checks(vec![
+        Rule::BodyRegex("^a$".into()),
+        Rule::GrpcStatus(vec![0]),
+    ]);
+    let out = run(
+        plan(
+            format!("http://{addr}"),
+            Protocol::Grpc,
+            vec![only_ok],
+            400.0,
+            1,
+        ),
+        addr,
+    )
+    .await;
+    assert_eq!((out.ok, out.errors[CHECK]), (300, 100), "{out:?}");
+    assert_eq!(out.checks, vec![(0, 1, 100)]);
+    assert!(out.grpc.is_empty(), "a check failure is not a status error");
+
+    let (addr, _) = h2_server_failing_with(4, "5").await;
+    let mut not_found_too = message(b"a");
+    not_found_too.expect = checks(vec![Rule::GrpcStatus(vec![0, 5])]);
+    let out = run(
+        plan(
+            format!("http://{addr}"),
+            Protocol::Grpc,
+            vec![not_found_too],
+            400.0,
+            1,
+        ),
+        addr,
+    )
+    .await;
+    assert_eq!((out.ok, out.errors), (400, [0; 6]), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_payloads_render_from_data_and_replies_are_checked() {
+    let server = tcp_server(TcpMode::Echo).await;
+    let mut r = message(b"");
+    r.body = Body::Template("{{data.words.word}}-{{seq}}".into());
+    r.expect = checks(vec![Rule::BodyContains("ok-".into())]);
+    let mut p = plan(
+        format!("tcp://{}", server.addr),
+        Protocol::Tcp,
+        vec![r],
+        800.0,
+        1,
+    );
+    p.data = vec![data("words", "word\nok\nok\nbad\nok\n", OnEnd::Wrap)];
+    let out = run(p, server.addr).await;
+    assert_eq!((out.ok, out.errors[CHECK]), (600, 200), "{out:?}");
+    assert_eq!(out.checks, vec![(0, 0, 200)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_set_that_stops_caps_the_arrivals_exactly() {
+    let (addr, seen) = http1_server(ok_json).await;
+    let rows: String = (0..137).map(|i| format!("u{i}\n")).collect();
+    let mut p = plan(
+        format!("http://{addr}/"),
+        Protocol::Http1,
+        vec![Request::get("/users/{{data.users.id}}/{{seq}}")],
+        1000.0,
+        1,
+    );
+    p.data = vec![data("users", &format!("id\n{rows}"), OnEnd::Stop)];
+    let out = run(p, addr).await;
+    assert_eq!(
+        (out.intended, out.sent, out.ok, out.dropped),
+        (137, 137, 137, 0),
+        "{out:?}"
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 137);
+    for s in seen.iter() {
+        assert_eq!(s.path, format!("/users/u{}/{}", s.seq(), s.seq()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_names_follow_the_scheduled_time_of_each_arrival() {
+    let (addr, seen) = http1_server(ok_json).await;
+    let mut p = plan(
+        format!("http://{addr}/"),
+        Protocol::Http1,
+        vec![Request::get("/{{stage}}/{{seq}}")],
+        200.0,
+        1,
+    );
+    let mut second = p.stages[0].clone();
+    second.name = "peak".into();
+    p.stages.push(second);
+    let out = run(p, addr).await;
+    assert_eq!(out.ok, 400, "{out:?}");
+    for s in seen.lock().unwrap().iter() {
+        let stage = if s.seq() < 200 { "s" } else { "peak" };
+        assert_eq!(s.path, format!("/{stage}/{}", s.seq()));
+    }
 }

@@ -8,10 +8,12 @@
 //! flight; HTTP/2: a free stream; framed TCP: room in the pipeline) and is
 //! waiting for a job.
 
+use super::check::Failure;
 use super::deadline::Deadlines;
 use super::net::Connector;
 use super::outcome::ErrorKind;
 use super::recorder::{Recorder, Tag};
+use super::render::Renderer;
 use super::{http1, http2, tcp};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -19,17 +21,24 @@ use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use volley_plan::Checker;
 
 /// A request due at `sched`, waiting for a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Job {
     pub sched: Instant,
     pub tag: Tag,
+    /// The global arrival index (`{{seq}}`, and what every other drawn
+    /// value of a template is a function of).
+    pub seq: u64,
+    /// The stage the arrival was scheduled in (`{{stage}}`); only looked up
+    /// when a template uses it, else 0.
+    pub stage: u16,
 }
 
 /// What the connections of one protocol send, prepared once per run.
 pub enum Wire {
-    Http1(Vec<http1::RequestTemplate>),
+    Http1(Vec<http1::Prepared>),
     Http2(http2::Requests),
     Tcp(tcp::Frames),
 }
@@ -50,6 +59,10 @@ pub struct Shared {
     pub timeout: Duration,
     /// Every connection's request deadline, swept by the scheduler.
     pub deadlines: Deadlines,
+    /// Seed, data and names templated requests render with.
+    pub renderer: Renderer,
+    /// Each request definition's response checks (empty: default rules).
+    checkers: Vec<Checker>,
 }
 
 impl Shared {
@@ -59,11 +72,12 @@ impl Shared {
         timeout: Duration,
         max_conns: usize,
         per_conn: usize,
-        requests: usize,
+        renderer: Renderer,
+        checkers: Vec<Checker>,
     ) -> Rc<Shared> {
         Rc::new(Shared {
             queue: RefCell::new(VecDeque::with_capacity(1024)),
-            rec: RefCell::new(Recorder::new(requests)),
+            rec: RefCell::new(Recorder::new(checkers.len())),
             notify: Notify::new(),
             idle: Cell::new(0),
             open: Cell::new(0),
@@ -74,7 +88,18 @@ impl Shared {
             wire,
             timeout,
             deadlines: Deadlines::default(),
+            renderer,
+            checkers,
         })
+    }
+
+    /// The response checks of request definition `req`; `None` when it has
+    /// none (the default rules apply, and nothing else is looked at).
+    #[inline]
+    pub fn checker(&self, req: u16) -> Option<&Checker> {
+        self.checkers
+            .get(usize::from(req))
+            .filter(|c| !c.is_empty())
     }
 
     /// Queues a job and makes sure a connection will pick it up.
@@ -146,6 +171,18 @@ impl Shared {
     #[inline]
     pub fn fail(&self, job: &Job, kind: ErrorKind) {
         self.rec.borrow_mut().error(job.tag, kind, None);
+    }
+
+    /// Records a complete reply: ok, or not by the default rules or a
+    /// check.
+    #[inline]
+    pub fn complete(&self, job: &Job, verdict: Result<(), Failure>, now: Instant, sent: Instant) {
+        let mut rec = self.rec.borrow_mut();
+        match verdict {
+            Ok(()) => rec.ok(job.tag, now - job.sched, now - sent),
+            Err(Failure::Status(s)) => rec.error(job.tag, ErrorKind::Status, Some(s)),
+            Err(Failure::Check(i)) => rec.check_failed(job.tag, i),
+        }
     }
 }
 

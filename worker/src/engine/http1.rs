@@ -3,21 +3,129 @@
 //! reader that parses the head with httparse and skips the
 //! body without keeping it. No allocation per request once a connection's
 //! buffer has grown to fit a response head.
+//!
+//! A request definition with templates (`{{seq}}` in its path, a header or
+//! its body) is instead rendered per request into a buffer of its
+//! connection, which is reused likewise. A definition with response checks
+//! has its reply head judged while it is parsed and its body kept (or only
+//! measured) when a check needs it; without checks, the body is skipped as
+//! before.
 
+use super::check::{self, BodyKeeper, Failure};
 use super::conn::{Job, Shared, Wire};
 use super::deadline::Deadline;
 use super::net::Io;
 use super::outcome::ErrorKind;
-use super::recorder::Status;
-use std::io;
+use super::render::{clean_header_value, escape_path};
+use std::io::{self, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
-use volley_plan::model::url_parts;
-use volley_plan::Request;
+use volley_plan::model::{url_parts, CompiledRequest};
+use volley_plan::template::Context;
+use volley_plan::{Checker, Request, Template};
 
 /// Largest response head accepted; anything bigger is a protocol error.
 const MAX_HEAD: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+
+/// How one request definition goes on the wire.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Nothing depends on the arrival: the bytes are built once.
+    Static(RequestTemplate),
+    /// Rendered per request.
+    Templated(Box<Templated>),
+}
+
+impl Prepared {
+    /// `compiled` is `request` compiled by the plan. A request whose
+    /// templates are all constant (no `{{`, or only `vars`/`env`) is
+    /// static.
+    pub fn new(
+        url: &str,
+        request: &Request,
+        compiled: &CompiledRequest,
+    ) -> Result<Prepared, String> {
+        let parts =
+            url_parts(url).ok_or_else(|| format!("expected an http(s):// URL, got {url:?}"))?;
+        let path = compiled.path.as_static();
+        let headers: Option<Vec<(&str, &[u8])>> = compiled
+            .headers
+            .iter()
+            .map(|(n, t)| t.as_static().map(|v| (n.as_str(), v)))
+            .collect();
+        let body = match &compiled.body {
+            None => Some(request.body.to_bytes()),
+            Some(t) => t.as_static().map(<[u8]>::to_vec),
+        };
+        if let (Some(path), Some(headers), Some(body)) = (path, &headers, &body) {
+            return Ok(Prepared::Static(RequestTemplate::build(
+                &request.method,
+                path,
+                &parts.authority,
+                headers,
+                body,
+            )));
+        }
+        let static_body = match &compiled.body {
+            None => Some(request.body.to_bytes()),
+            Some(_) => None,
+        };
+        let has_content_type = request
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+        Ok(Prepared::Templated(Box::new(Templated {
+            method: format!("{} ", request.method).into_bytes().into(),
+            path: compiled.path.clone(),
+            after_path: format!(
+                " HTTP/1.1\r\nHost: {}\r\nUser-Agent: volley/{}\r\n",
+                parts.authority,
+                env!("CARGO_PKG_VERSION")
+            )
+            .into_bytes()
+            .into(),
+            headers: compiled
+                .headers
+                .iter()
+                .map(|(n, t)| (format!("{n}: ").into_bytes().into(), t.clone()))
+                .collect(),
+            body: match (static_body, &compiled.body) {
+                (Some(b), _) => TemplatedBody::Fixed(body_tail(&b, has_content_type).into()),
+                (None, Some(t)) => TemplatedBody::Rendered {
+                    template: t.clone(),
+                    has_content_type,
+                },
+                (None, None) => TemplatedBody::Fixed(b"\r\n".to_vec().into()),
+            },
+            is_head: request.method == "HEAD",
+        })))
+    }
+
+    /// Whether replies have no body whatever their headers say.
+    #[inline]
+    pub fn is_head(&self) -> bool {
+        match self {
+            Prepared::Static(t) => t.is_head,
+            Prepared::Templated(t) => t.is_head,
+        }
+    }
+}
+
+/// The end of a request whose body is known: its body headers, the blank
+/// line and the body.
+fn body_tail(body: &[u8], has_content_type: bool) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(body.len() + 64);
+    if !body.is_empty() {
+        if !has_content_type {
+            tail.extend_from_slice(b"Content-Type: application/octet-stream\r\n");
+        }
+        let _ = write!(tail, "Content-Length: {}\r\n", body.len());
+    }
+    tail.extend_from_slice(b"\r\n");
+    tail.extend_from_slice(body);
+    tail
+}
 
 /// The request bytes of a scenario, built once.
 #[derive(Debug, Clone)]
@@ -28,62 +136,173 @@ pub struct RequestTemplate {
 }
 
 impl RequestTemplate {
-    /// The request bytes of `request` sent to `url` (an `http[s]://` URL).
+    /// The request bytes of `request` sent to `url` (an `http[s]://` URL),
+    /// taking its path and header values as they are.
     pub fn new(url: &str, request: &Request) -> Result<RequestTemplate, String> {
         let parts =
             url_parts(url).ok_or_else(|| format!("expected an http(s):// URL, got {url:?}"))?;
-        let mut head = format!(
-            "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: volley/{}\r\n",
-            request.method,
-            request.path,
-            parts.authority,
+        let headers: Vec<(&str, &[u8])> = request
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
+            .collect();
+        Ok(RequestTemplate::build(
+            &request.method,
+            request.path.as_bytes(),
+            &parts.authority,
+            &headers,
+            &request.body.to_bytes(),
+        ))
+    }
+
+    fn build(
+        method: &str,
+        path: &[u8],
+        authority: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> RequestTemplate {
+        let mut bytes = Vec::with_capacity(256 + body.len());
+        bytes.extend_from_slice(method.as_bytes());
+        bytes.push(b' ');
+        bytes.extend_from_slice(path);
+        let _ = write!(
+            bytes,
+            " HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: volley/{}\r\n",
             env!("CARGO_PKG_VERSION")
         );
         let mut has_content_type = false;
-        for (name, value) in &request.headers {
+        for (name, value) in headers {
             has_content_type |= name.eq_ignore_ascii_case("content-type");
-            head.push_str(&format!("{name}: {value}\r\n"));
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(value);
+            bytes.extend_from_slice(b"\r\n");
         }
-        if !request.body.is_empty() {
-            if !has_content_type {
-                head.push_str("Content-Type: application/octet-stream\r\n");
-            }
-            head.push_str(&format!("Content-Length: {}\r\n", request.body.len()));
-        }
-        head.push_str("\r\n");
-        let mut bytes = head.into_bytes();
-        bytes.extend(request.body.to_bytes());
-        Ok(RequestTemplate {
+        bytes.extend_from_slice(&body_tail(body, has_content_type));
+        RequestTemplate {
             bytes: bytes.into(),
-            is_head: request.method == "HEAD",
-        })
+            is_head: method == "HEAD",
+        }
+    }
+}
+
+/// A request rendered per arrival: the constant pieces prebuilt, the
+/// templates between them.
+#[derive(Debug)]
+pub struct Templated {
+    /// `METHOD `
+    method: Box<[u8]>,
+    path: Template,
+    /// ` HTTP/1.1`, `Host` and `User-Agent` lines.
+    after_path: Box<[u8]>,
+    /// `Name: ` and the value's template.
+    headers: Vec<(Box<[u8]>, Template)>,
+    body: TemplatedBody,
+    is_head: bool,
+}
+
+#[derive(Debug)]
+enum TemplatedBody {
+    /// The body does not depend on the arrival: body headers, blank line
+    /// and body, prebuilt.
+    Fixed(Box<[u8]>),
+    Rendered {
+        template: Template,
+        has_content_type: bool,
+    },
+}
+
+impl Templated {
+    /// Renders the whole request into `out` (cleared first); `scratch` holds
+    /// a rendered body while its length goes into the head. Both are the
+    /// connection's, so this allocates nothing once they have grown.
+    pub fn render(&self, ctx: &Context<'_>, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.method);
+        let path_at = out.len();
+        self.path.render(ctx, out);
+        escape_path(out, path_at);
+        out.extend_from_slice(&self.after_path);
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name);
+            let at = out.len();
+            value.render(ctx, out);
+            clean_header_value(&mut out[at..]);
+            out.extend_from_slice(b"\r\n");
+        }
+        match &self.body {
+            TemplatedBody::Fixed(tail) => out.extend_from_slice(tail),
+            TemplatedBody::Rendered {
+                template,
+                has_content_type,
+            } => {
+                scratch.clear();
+                template.render(ctx, scratch);
+                if !scratch.is_empty() && !has_content_type {
+                    out.extend_from_slice(b"Content-Type: application/octet-stream\r\n");
+                }
+                let _ = write!(out, "Content-Length: {}\r\n\r\n", scratch.len());
+                out.extend_from_slice(scratch);
+            }
+        }
     }
 }
 
 /// One keep-alive connection: sends queued jobs one at a time until the pool
 /// stops.
 pub async fn connection(sh: &Shared) {
-    let Wire::Http1(templates) = &sh.wire else {
+    let Wire::Http1(prepared) = &sh.wire else {
         return;
     };
     let mut stream: Option<Io> = None;
     let mut reader = Reader::default();
+    // Where templated requests are rendered (empty for static ones).
+    let mut out = Vec::new();
+    let mut scratch = Vec::new();
     let deadline = sh.deadlines.slot();
     while let Some(job) = sh.next_job().await {
-        let template = &templates[usize::from(job.tag.req)];
-        serve(sh, template, job, &mut stream, &mut reader, &deadline).await;
+        let prepared = &prepared[usize::from(job.tag.req)];
+        let checker = sh.checker(job.tag.req);
+        let conn = Conn {
+            stream: &mut stream,
+            reader: &mut reader,
+            timer: &deadline,
+        };
+        match prepared {
+            Prepared::Static(t) => serve(sh, &t.bytes, t.is_head, checker, job, conn).await,
+            Prepared::Templated(t) => {
+                if sh.expired(&job, Instant::now()) {
+                    continue;
+                }
+                t.render(&sh.renderer.context(&job), &mut out, &mut scratch);
+                serve(sh, &out, t.is_head, checker, job, conn).await
+            }
+        }
     }
+}
+
+/// A connection's state that outlives one request.
+struct Conn<'a> {
+    stream: &'a mut Option<Io>,
+    reader: &'a mut Reader,
+    timer: &'a Deadline,
 }
 
 /// Sends one request and records how it ended, exactly once.
 async fn serve(
     sh: &Shared,
-    template: &RequestTemplate,
+    request: &[u8],
+    is_head: bool,
+    checker: Option<&Checker>,
     job: Job,
-    stream: &mut Option<Io>,
-    reader: &mut Reader,
-    timer: &Deadline,
+    conn: Conn<'_>,
 ) {
+    let Conn {
+        stream,
+        reader,
+        timer,
+    } = conn;
     let start = Instant::now();
     if sh.expired(&job, start) {
         return;
@@ -117,21 +336,13 @@ async fn serve(
             .run(
                 &sh.deadlines,
                 deadline,
-                reader.exchange(s, &template.bytes, template.is_head),
+                reader.exchange(s, request, is_head, checker),
             )
             .await;
         let now = Instant::now();
         match result {
             Ok(Ok(info)) => {
-                if info.status < 400 {
-                    sh.rec.borrow_mut().ok(job.tag, now - job.sched, now - send);
-                } else {
-                    sh.rec.borrow_mut().error(
-                        job.tag,
-                        ErrorKind::Status,
-                        Some(Status::Http(info.status)),
-                    );
-                }
+                sh.complete(&job, info.verdict, now, send);
                 if info.close {
                     *stream = None;
                 }
@@ -191,6 +402,9 @@ pub struct ResponseInfo {
     pub status: u16,
     /// The server will close the connection after this response.
     pub close: bool,
+    /// Whether the reply is ok: the status (default rule or `status`
+    /// check), then the other checks of the request, if any.
+    pub verdict: Result<(), Failure>,
 }
 
 enum Body {
@@ -206,6 +420,8 @@ pub struct Reader {
     buf: Vec<u8>,
     pos: usize,
     end: usize,
+    /// The body of the current reply, when a check looks at it.
+    body: BodyKeeper,
 }
 
 impl Reader {
@@ -215,6 +431,7 @@ impl Reader {
         stream: &mut S,
         request: &[u8],
         is_head: bool,
+        checker: Option<&Checker>,
     ) -> Result<ResponseInfo, ReadError> {
         stream
             .write_all(request)
@@ -225,7 +442,7 @@ impl Reader {
                 }
                 _ => ReadError::Io(e),
             })?;
-        self.read_response(stream, is_head).await
+        self.read_response(stream, is_head, checker).await
     }
 
     async fn fill<S: AsyncRead + Unpin>(&mut self, stream: &mut S) -> Result<usize, ReadError> {
@@ -261,6 +478,7 @@ impl Reader {
         &mut self,
         stream: &mut S,
         is_head: bool,
+        checker: Option<&Checker>,
     ) -> Result<ResponseInfo, ReadError> {
         let mut got_any = self.end > self.pos;
         loop {
@@ -303,13 +521,20 @@ impl Reader {
                         } else if let Some(l) = length {
                             body = Body::Length(l);
                         }
-                        Some((n, status, close, body))
+                        // Judged while the headers are borrowed from the
+                        // buffer: no copy of them is kept.
+                        let verdict = check::http_head(
+                            checker,
+                            status,
+                            resp.headers.iter().map(|h| (h.name.as_bytes(), h.value)),
+                        );
+                        Some((n, status, close, body, verdict))
                     }
                     Ok(httparse::Status::Partial) => None,
                     Err(_) => return Err(ReadError::Malformed("malformed response head")),
                 }
             };
-            let Some((n, status, close, body)) = parsed else {
+            let Some((n, status, close, body, mut verdict)) = parsed else {
                 if self.end - self.pos >= MAX_HEAD {
                     return Err(ReadError::Malformed("response head too large"));
                 }
@@ -323,40 +548,73 @@ impl Reader {
             if (100..200).contains(&status) {
                 continue; // interim response; the real one follows
             }
+            // The body is looked at only when the head passed and a check
+            // needs it; otherwise it is skipped without being kept.
+            let judged = match checker {
+                Some(c) if verdict.is_ok() && check::wants_body(checker) => {
+                    self.body.start(c.needs_body());
+                    Some(c)
+                }
+                _ => None,
+            };
+            let keep = judged.is_some();
             let close = match body {
                 Body::None => close,
                 Body::Length(l) => {
-                    self.skip(stream, l).await?;
+                    self.skip(stream, l, keep).await?;
                     close
                 }
                 Body::Chunked => {
-                    self.skip_chunked(stream).await?;
+                    self.skip_chunked(stream, keep).await?;
                     close
                 }
                 Body::UntilClose => {
+                    if keep {
+                        self.body.take(&self.buf[self.pos..self.end]);
+                    }
                     self.pos = self.end;
                     while self.fill(stream).await? > 0 {
+                        if keep {
+                            self.body.take(&self.buf[self.pos..self.end]);
+                        }
                         self.pos = self.end;
                     }
                     true
                 }
             };
-            return Ok(ResponseInfo { status, close });
+            if let Some(c) = judged {
+                verdict = self.body.judge(c).map_err(Failure::Check);
+            }
+            return Ok(ResponseInfo {
+                status,
+                close,
+                verdict,
+            });
         }
     }
 
+    /// Skips `left` bytes of the body; `keep`: hands them to `self.body`
+    /// first.
     async fn skip<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
         mut left: u64,
+        keep: bool,
     ) -> Result<(), ReadError> {
         loop {
             let have = (self.end - self.pos) as u64;
             if have >= left {
+                if keep {
+                    self.body
+                        .take(&self.buf[self.pos..self.pos + left as usize]);
+                }
                 self.pos += left as usize;
                 return Ok(());
             }
             left -= have;
+            if keep {
+                self.body.take(&self.buf[self.pos..self.end]);
+            }
             self.pos = self.end;
             if self.fill(stream).await? == 0 {
                 return Err(ReadError::Closed { clean: false });
@@ -385,6 +643,7 @@ impl Reader {
     async fn skip_chunked<S: AsyncRead + Unpin>(
         &mut self,
         stream: &mut S,
+        keep: bool,
     ) -> Result<(), ReadError> {
         loop {
             let n = self.line(stream).await?;
@@ -405,7 +664,12 @@ impl Reader {
                     }
                 }
             }
-            self.skip(stream, size + 2).await?;
+            if keep {
+                self.skip(stream, size, true).await?;
+                self.skip(stream, 2, false).await?;
+            } else {
+                self.skip(stream, size + 2, false).await?;
+            }
         }
     }
 }
@@ -413,7 +677,191 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::recorder::Status;
+    use crate::engine::render::testing;
     use tokio::io::duplex;
+    use volley_plan::expect::{Check, Expect, Rule, StatusMatch};
+    use volley_plan::{Body, Protocol};
+
+    fn prepared(request: Request) -> Prepared {
+        let mut plan = testing::plan(Protocol::Http1, "http://h:8080/", vec![request.clone()]);
+        plan.data = vec![testing::cities()];
+        let compiled = testing::compile(&plan);
+        Prepared::new(&plan.target.url, &request, &compiled[0]).unwrap()
+    }
+
+    fn rendered(request: Request, seq: u64) -> String {
+        let Prepared::Templated(t) = prepared(request) else {
+            panic!("expected a templated request");
+        };
+        let (mut out, mut scratch) = (Vec::new(), Vec::new());
+        let data = [testing::cities()];
+        t.render(&testing::ctx_with(seq, &data), &mut out, &mut scratch);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn content_length(head: &str) -> Option<usize> {
+        head.lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map(|v| v.parse().unwrap())
+    }
+
+    #[test]
+    fn a_request_without_templates_is_built_once_as_before() {
+        let (url, r) = target("http://h:8080/a?b=1", "POST", 5);
+        let Prepared::Static(t) = prepared(r.clone()) else {
+            panic!("expected a static request");
+        };
+        assert_eq!(t.bytes, RequestTemplate::new(&url, &r).unwrap().bytes);
+    }
+
+    #[test]
+    fn templated_requests_render_path_headers_and_content_length() {
+        let mut r = Request::get("/orders/{{seq}}?w={{worker}}");
+        r.method = "POST".into();
+        r.headers = vec![
+            ("X-Seq".into(), "s{{seq}}".into()),
+            ("Content-Type".into(), "application/json".into()),
+        ];
+        r.body = Body::Template(r#"{"n":{{seq}},"pad":"{{rand_hex(20)}}"}"#.into());
+        let s = rendered(r.clone(), 12345);
+        let (head, body) = s.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with(
+                "POST /orders/12345?w=w1 HTTP/1.1\r\nHost: h:8080\r\nUser-Agent: volley/"
+            ),
+            "{s}"
+        );
+        assert!(head.contains("\r\nX-Seq: s12345\r\nContent-Type: application/json\r\n"));
+        assert!(
+            !head.contains("octet-stream"),
+            "the scenario's content type only"
+        );
+        assert!(body.starts_with(r#"{"n":12345,"pad":""#), "{body}");
+        assert_eq!(content_length(head), Some(body.len()));
+        // The body's length follows the arrival.
+        let s = rendered(r, 7);
+        let (head, body) = s.split_once("\r\n\r\n").unwrap();
+        assert_eq!(content_length(head), Some(body.len()));
+        assert!(body.starts_with(r#"{"n":7,"#));
+    }
+
+    #[test]
+    fn a_templated_path_keeps_a_constant_body_and_rendered_text_stays_in_its_place() {
+        let mut r = Request::get("/u/{{data.cities.city}}");
+        r.method = "PUT".into();
+        r.headers = vec![("X-City".into(), "{{data.cities.city}}".into())];
+        r.body = Body::Bytes(b"abc".to_vec());
+        let tail = "Content-Type: application/octet-stream\r\nContent-Length: 3\r\n\r\nabc";
+        let s = rendered(r.clone(), 0);
+        assert!(s.starts_with("PUT /u/paris HTTP/1.1\r\n"), "{s}");
+        assert!(s.contains("\r\nX-City: paris\r\n"), "{s}");
+        assert!(s.ends_with(tail), "{s}");
+        let s = rendered(r.clone(), 1);
+        assert!(s.starts_with("PUT /u/new%20york HTTP/1.1\r\n"), "{s}");
+        assert!(s.contains("\r\nX-City: new york\r\n"), "{s}");
+        let s = rendered(r, 2);
+        assert!(s.starts_with("PUT /u/x%0D%0AEvil:%201 HTTP/1.1\r\n"), "{s}");
+        assert!(s.contains("\r\nX-City: x  Evil: 1\r\n"), "{s}");
+        assert!(s.ends_with(tail), "{s}");
+    }
+
+    fn checker(rules: Vec<Rule>) -> Checker {
+        Checker::new(&Expect {
+            checks: rules
+                .into_iter()
+                .map(|rule| Check {
+                    name: rule.default_name(),
+                    rule,
+                })
+                .collect(),
+        })
+        .unwrap()
+    }
+
+    async fn judged(chunks: Vec<&'static [u8]>, c: &Checker) -> Vec<Result<(), Failure>> {
+        let (mut client, mut server) = duplex(64);
+        let n = chunks.len();
+        tokio::spawn(async move {
+            for c in chunks {
+                server.write_all(c).await.unwrap();
+            }
+        });
+        let mut r = Reader::default();
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(
+                r.read_response(&mut client, false, Some(c))
+                    .await
+                    .unwrap()
+                    .verdict,
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn checked_bodies_are_read_whole_in_every_framing() {
+        let c = checker(vec![
+            Rule::BodyContains("\"ok\"".into()),
+            Rule::Status(vec![StatusMatch::Code(200), StatusMatch::Code(404)]),
+        ]);
+        let out = judged(
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n\"o\"\r\n1\r\n\"\r\n0\r\n\r\n",
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\n\"ok\"",
+                b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\n\"ok\"",
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\"o\r\n2\r\nk\"\r\n0\r\n\r\n",
+                b"HTTP/1.0 200 OK\r\n\r\n{\"status\":\"ok\"}",
+            ],
+            &c,
+        )
+        .await;
+        assert_eq!(
+            out,
+            vec![
+                Ok(()),
+                Err(Failure::Check(0)),
+                Ok(()),
+                Err(Failure::Check(1)),
+                Ok(()),
+                Ok(()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn headers_and_length_are_judged_without_keeping_the_body() {
+        let c = checker(vec![
+            Rule::MaxBodyBytes(4),
+            Rule::Header {
+                name: "Content-Type".into(),
+                value: "application/json".into(),
+            },
+        ]);
+        let out = judged(
+            vec![
+                b"HTTP/1.1 200 OK\r\ncontent-type:  application/json \r\nContent-Length: 4\r\n\r\nabcd",
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\nabcde",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+                b"HTTP/1.1 500 Oops\r\nContent-Length: 1\r\n\r\na",
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n",
+            ],
+            &c,
+        )
+        .await;
+        assert_eq!(
+            out,
+            vec![
+                Ok(()),
+                Err(Failure::Check(0)),
+                Err(Failure::Check(1)),
+                Err(Failure::Status(Status::Http(500))),
+                Ok(()),
+            ]
+        );
+    }
 
     fn target(url: &str, method: &str, body: u64) -> (String, Request) {
         let path = volley_plan::model::url_parts(url).unwrap().path;
@@ -460,7 +908,7 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..n {
             out.push(
-                r.read_response(&mut client, false)
+                r.read_response(&mut client, false, None)
                     .await
                     .map_err(|e| format!("{e:?}")),
             );
@@ -483,14 +931,16 @@ mod tests {
             out[0].as_ref().unwrap(),
             &ResponseInfo {
                 status: 200,
-                close: false
+                close: false,
+                verdict: Ok(()),
             }
         );
         assert_eq!(
             out[1].as_ref().unwrap(),
             &ResponseInfo {
                 status: 503,
-                close: true
+                close: true,
+                verdict: Err(Failure::Status(Status::Http(503))),
             }
         );
     }
@@ -517,7 +967,8 @@ mod tests {
             out[0].as_ref().unwrap(),
             &ResponseInfo {
                 status: 200,
-                close: true
+                close: true,
+                verdict: Ok(()),
             }
         );
     }
@@ -557,7 +1008,7 @@ mod tests {
             }
         });
         let err = Reader::default()
-            .read_response(&mut client, false)
+            .read_response(&mut client, false, None)
             .await
             .unwrap_err();
         assert!(matches!(err, ReadError::Malformed(_)), "{err:?}");

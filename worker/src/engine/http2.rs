@@ -12,23 +12,33 @@
 //! length-prefixed message; it succeeded when the HTTP status is 200 and
 //! `grpc-status` (in the trailers, or in the headers of a trailers-only
 //! reply) is 0.
+//!
+//! A request definition with templates is rendered per request: h2 takes
+//! owned values, so each templated path, header value and body is one small
+//! allocation, and nothing else is rebuilt. Response checks see the reply
+//! head, the body (for gRPC the message, without its 5-byte prefix, and
+//! only when a check reads it) and the gRPC status.
 
+use super::check::{self, BodyKeeper, Failure};
 use super::conn::{Job, Shared, Wire};
 use super::deadline::Deadline;
 use super::net::{Connector, Io};
 use super::outcome::ErrorKind;
 use super::recorder::Status;
+use super::render::{clean_header_value, escape_path};
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, TE, USER_AGENT};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Uri};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::str::FromStr;
 use tokio::sync::Notify;
 use tokio::time::{timeout_at, Instant};
-use volley_plan::model::url_parts;
-use volley_plan::Target;
+use volley_plan::model::{url_parts, CompiledRequest};
+use volley_plan::template::Context;
+use volley_plan::{Checker, Target, Template};
 
 /// Flow-control windows: large enough that a hundred streams with
 /// kilobyte replies never wait for a WINDOW_UPDATE.
@@ -44,14 +54,33 @@ pub struct Requests {
 struct Prepared {
     method: Method,
     uri: Uri,
+    /// The constant headers (templated ones are appended per request).
     headers: HeaderMap,
     /// The body (for gRPC already framed); cloning `Bytes` is a reference
     /// count, not a copy.
     body: Bytes,
+    /// What is rendered per request; `None` for a constant request.
+    templated: Option<Box<Templated>>,
+}
+
+/// The parts of a request that depend on the arrival.
+struct Templated {
+    scheme: Scheme,
+    authority: Authority,
+    /// `None`: the path is constant (`Prepared::uri`).
+    path: Option<Template>,
+    headers: Vec<(HeaderName, Template)>,
+    /// `None`: the body is constant (`Prepared::body`).
+    body: Option<Template>,
 }
 
 impl Requests {
-    pub fn new(target: &Target, grpc: bool) -> Result<Requests, String> {
+    /// `compiled` holds the templates of `target.requests`, in order.
+    pub fn new(
+        target: &Target,
+        compiled: &[CompiledRequest],
+        grpc: bool,
+    ) -> Result<Requests, String> {
         let parts =
             url_parts(&target.url).ok_or_else(|| format!("bad target URL {:?}", target.url))?;
         let scheme = if parts.tls { "https" } else { "http" };
@@ -60,8 +89,15 @@ impl Requests {
         let prepared = target
             .requests
             .iter()
-            .map(|r| {
-                let uri = Uri::from_str(&format!("{scheme}://{}{}", parts.authority, r.path))
+            .zip(compiled)
+            .map(|(r, c)| {
+                // A constant path is the rendered one (it may be `{{vars.X}}`);
+                // a templated one is checked here with arrival 0's value.
+                let path = match c.path.as_static() {
+                    Some(p) => String::from_utf8_lossy(p).into_owned(),
+                    None => "/".to_owned(),
+                };
+                let uri = Uri::from_str(&format!("{scheme}://{}{path}", parts.authority))
                     .map_err(|e| format!("{}: bad path {:?}: {e}", r.name, r.path))?;
                 let method = Method::from_bytes(r.method.as_bytes())
                     .map_err(|e| format!("{}: bad method: {e}", r.name))?;
@@ -71,44 +107,124 @@ impl Requests {
                     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
                     headers.insert(TE, HeaderValue::from_static("trailers"));
                 }
-                for (name, value) in &r.headers {
+                let mut templated_headers = Vec::new();
+                for (name, value) in &c.headers {
                     let name = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                         .map_err(|e| format!("{}: header {name}: {e}", r.name))?;
-                    let value = HeaderValue::from_str(value)
-                        .map_err(|e| format!("{}: header {name}: {e}", r.name))?;
-                    headers.append(name, value);
+                    match value.as_static() {
+                        Some(v) => {
+                            let value = HeaderValue::from_bytes(v)
+                                .map_err(|e| format!("{}: header {name}: {e}", r.name))?;
+                            headers.append(name, value);
+                        }
+                        None => templated_headers.push((name, value.clone())),
+                    }
                 }
-                let payload = r.body.to_bytes();
+                let body_template = c.body.as_ref().filter(|b| b.as_static().is_none());
+                let payload = match &c.body {
+                    Some(b) => b.as_static().unwrap_or_default().to_vec(),
+                    None => r.body.to_bytes(),
+                };
                 let body = if grpc {
-                    let len = u32::try_from(payload.len())
-                        .map_err(|_| format!("{}: gRPC message too large", r.name))?;
                     let mut framed = Vec::with_capacity(5 + payload.len());
-                    framed.push(0);
-                    framed.extend_from_slice(&len.to_be_bytes());
-                    framed.extend_from_slice(&payload);
+                    grpc_frame(&mut framed, |m| m.extend_from_slice(&payload))
+                        .map_err(|_| format!("{}: gRPC message too large", r.name))?;
                     Bytes::from(framed)
                 } else {
                     Bytes::from(payload)
                 };
+                let path = c.path.as_static().is_none().then(|| c.path.clone());
+                let templated =
+                    (path.is_some() || !templated_headers.is_empty() || body_template.is_some())
+                        .then(|| {
+                            Box::new(Templated {
+                                scheme: uri.scheme().cloned().unwrap_or(Scheme::HTTP),
+                                authority: uri
+                                    .authority()
+                                    .cloned()
+                                    .unwrap_or_else(|| Authority::from_static("localhost")),
+                                path,
+                                headers: templated_headers,
+                                body: body_template.cloned(),
+                            })
+                        });
                 Ok(Prepared {
                     method,
                     uri,
                     headers,
                     body,
+                    templated,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Requests { prepared, grpc })
     }
 
-    fn request(&self, req: u16) -> (Request<()>, &Bytes) {
+    /// The request of `req` and its body, rendered in `ctx` when it has
+    /// templates (`ctx` is called only then). `None` when the rendered path
+    /// is not a valid `:path` (longer than 64 KiB).
+    fn request<'c>(
+        &self,
+        req: u16,
+        ctx: impl FnOnce() -> Context<'c>,
+    ) -> Option<(Request<()>, Bytes)> {
         let p = &self.prepared[usize::from(req)];
         let mut r = Request::new(());
         *r.method_mut() = p.method.clone();
-        *r.uri_mut() = p.uri.clone();
         *r.headers_mut() = p.headers.clone();
-        (r, &p.body)
+        let Some(t) = &p.templated else {
+            *r.uri_mut() = p.uri.clone();
+            return Some((r, p.body.clone()));
+        };
+        let ctx = ctx();
+        *r.uri_mut() = match &t.path {
+            None => p.uri.clone(),
+            Some(path) => {
+                let mut buf = Vec::with_capacity(64);
+                path.render(&ctx, &mut buf);
+                escape_path(&mut buf, 0);
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(t.scheme.clone());
+                parts.authority = Some(t.authority.clone());
+                parts.path_and_query =
+                    Some(PathAndQuery::from_maybe_shared(Bytes::from(buf)).ok()?);
+                Uri::from_parts(parts).ok()?
+            }
+        };
+        for (name, value) in &t.headers {
+            let mut buf = Vec::with_capacity(40);
+            value.render(&ctx, &mut buf);
+            clean_header_value(&mut buf);
+            // Cleaned above, so always a valid value.
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(buf)) {
+                r.headers_mut().append(name.clone(), v);
+            }
+        }
+        let body = match &t.body {
+            None => p.body.clone(),
+            Some(body) => {
+                let mut buf = Vec::with_capacity(p.body.len().max(64));
+                if self.grpc {
+                    grpc_frame(&mut buf, |m| body.render(&ctx, m)).ok()?;
+                } else {
+                    body.render(&ctx, &mut buf);
+                }
+                Bytes::from(buf)
+            }
+        };
+        Some((r, body))
     }
+}
+
+/// Appends one gRPC message (written by `message`) with its 5-byte prefix:
+/// uncompressed, then the length. `Err` when longer than 4 GiB.
+fn grpc_frame(out: &mut Vec<u8>, message: impl FnOnce(&mut Vec<u8>)) -> Result<(), ()> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 5]);
+    message(out);
+    let len = u32::try_from(out.len() - at - 5).map_err(|_| ())?;
+    out[at + 1..at + 5].copy_from_slice(&len.to_be_bytes());
+    Ok(())
 }
 
 /// One HTTP/2 connection and how busy it is.
@@ -199,6 +315,10 @@ pub async fn connection(sh: &Rc<Shared>) {
                     sh.fail(&job, ErrorKind::Timeout);
                     break;
                 }
+                Err(Started::Unsendable) => {
+                    sh.fail(&job, ErrorKind::Protocol);
+                    break;
+                }
                 Err(Started::Closed(_)) if attempts < 2 => conn = None,
                 Err(Started::Closed(kind)) => {
                     conn = None;
@@ -215,6 +335,9 @@ pub async fn connection(sh: &Rc<Shared>) {
 enum Started {
     /// No stream became available before the request's deadline.
     Timeout,
+    /// The rendered request is not a valid HTTP/2 request (a path past
+    /// 64 KiB): it fails as `protocol` without being sent.
+    Unsendable,
     /// The connection cannot take streams any more.
     Closed(ErrorKind),
 }
@@ -235,7 +358,10 @@ async fn start(
         Ok(Err(e)) => return Err(Started::Closed(kind_of(&e))),
         Err(_) => return Err(Started::Timeout),
     }
-    let (request, body) = requests.request(job.tag.req);
+    let Some((request, body)) = requests.request(job.tag.req, || sh.renderer.context(&job)) else {
+        // Not a request at all: it never goes on the wire.
+        return Err(Started::Unsendable);
+    };
     let (response, mut stream) = c
         .send
         .send_request(request, body.is_empty())
@@ -243,7 +369,7 @@ async fn start(
     if !body.is_empty() {
         // h2 queues what the flow-control window does not take yet.
         stream
-            .send_data(body.clone(), true)
+            .send_data(body, true)
             .map_err(|e| Started::Closed(kind_of(&e)))?;
     }
     let sent = Instant::now();
@@ -252,48 +378,80 @@ async fn start(
     let (sh, active, room, grpc) = (sh.clone(), c.active.clone(), c.room.clone(), requests.grpc);
     tokio::task::spawn_local(async move {
         let timer = sh.deadlines.slot();
+        let checker = sh.checker(job.tag.req);
         let outcome = timer
-            .run(&sh.deadlines, deadline, reply(response, grpc))
+            .run(&sh.deadlines, deadline, reply(response, grpc, checker))
             .await;
         sh.deadlines.put(timer);
         let now = Instant::now();
-        let mut rec = sh.rec.borrow_mut();
         match outcome {
-            Ok(Ok(())) => rec.ok(job.tag, now - job.sched, now - sent),
-            Ok(Err((kind, status))) => rec.error(job.tag, kind, status),
+            Ok(Ok(verdict)) => sh.complete(&job, verdict, now, sent),
+            Ok(Err(kind)) => sh.fail(&job, kind),
             // Dropping the reply resets the stream (RST_STREAM CANCEL).
-            Err(_elapsed) => rec.error(job.tag, ErrorKind::Timeout, None),
+            Err(_elapsed) => sh.fail(&job, ErrorKind::Timeout),
         }
-        drop(rec);
         active.set(active.get() - 1);
         room.notify_one();
     });
     Ok(())
 }
 
-type Failure = (ErrorKind, Option<Status>);
-
-/// Reads a whole reply and judges it.
-async fn reply(response: ResponseFuture, grpc: bool) -> Result<(), Failure> {
-    let fail = |e: h2::Error| (kind_of(&e), None);
+/// Reads a whole reply and judges it: `Err` when it broke off or broke
+/// the protocol, else the verdict on the complete reply.
+async fn reply(
+    response: ResponseFuture,
+    grpc: bool,
+    checker: Option<&Checker>,
+) -> Result<Result<(), Failure>, ErrorKind> {
+    let fail = |e: h2::Error| kind_of(&e);
     let response = response.await.map_err(fail)?;
     let status = response.status().as_u16();
     let (parts, mut body) = response.into_parts();
     // A trailers-only gRPC reply carries grpc-status in its headers.
     let early = grpc_status(&parts.headers);
+    let mut kept = match checker {
+        Some(c) if check::wants_body(checker) => {
+            let mut k = BodyKeeper::default();
+            k.start(c.needs_body());
+            Some(k)
+        }
+        _ => None,
+    };
+    // gRPC checks read the message, not its 5-byte prefix.
+    let mut prefix = if grpc { 5 } else { 0 };
     while let Some(chunk) = body.data().await {
         let chunk = chunk.map_err(fail)?;
         let _ = body.flow_control().release_capacity(chunk.len());
+        if let Some(k) = kept.as_mut() {
+            let skip = prefix.min(chunk.len());
+            prefix -= skip;
+            k.take(&chunk[skip..]);
+        }
     }
+    // The checks walk the headers once per header check, which h2's
+    // iterator cannot do (it is not `Clone`): a list, only when needed.
+    let header_list: Vec<(&[u8], &[u8])> = if checker.is_some_and(|c| c.has_headers()) {
+        parts
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let headers = header_list.iter().copied();
+    let body_verdict = |kept: &Option<BodyKeeper>| match (checker, kept) {
+        (Some(c), Some(k)) => k.judge(c).map_err(Failure::Check),
+        _ => Ok(()),
+    };
     if !grpc {
-        return if status < 400 {
-            Ok(())
-        } else {
-            Err((ErrorKind::Status, Some(Status::Http(status))))
-        };
+        return Ok(check::http_head(checker, status, headers).and_then(|()| body_verdict(&kept)));
     }
-    if status != 200 {
-        return Err((ErrorKind::Status, Some(Status::Http(status))));
+    match checker.and_then(|c| c.status(status)) {
+        Some(Err(i)) => return Ok(Err(Failure::Check(i))),
+        Some(Ok(())) => {}
+        None if status != 200 => return Ok(Err(Failure::Status(Status::Http(status)))),
+        None => {}
     }
     let code = match early {
         Some(code) => Some(code),
@@ -303,11 +461,21 @@ async fn reply(response: ResponseFuture, grpc: bool) -> Result<(), Failure> {
             .map_err(fail)?
             .and_then(|t| grpc_status(&t)),
     };
-    match code {
-        Some(Ok(0)) => Ok(()),
-        Some(Ok(code)) => Err((ErrorKind::Status, Some(Status::Grpc(code)))),
-        Some(Err(())) | None => Err((ErrorKind::Protocol, None)),
+    let Some(Ok(code)) = code else {
+        return Err(ErrorKind::Protocol);
+    };
+    match checker.and_then(|c| c.grpc_status(code)) {
+        Some(Err(i)) => return Ok(Err(Failure::Check(i))),
+        Some(Ok(())) => {}
+        None if code != 0 => return Ok(Err(Failure::Status(Status::Grpc(code)))),
+        None => {}
     }
+    if let Some(c) = checker.filter(|c| c.has_headers()) {
+        if let Err(i) = c.headers(headers) {
+            return Ok(Err(Failure::Check(i)));
+        }
+    }
+    Ok(body_verdict(&kept))
 }
 
 /// `grpc-status` of a header block: `None` when absent, `Err` when not a
@@ -342,33 +510,72 @@ fn kind_of(e: &h2::Error) -> ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-    use volley_plan::{Body, Protocol, Request, Tls};
+    use crate::engine::render::testing;
+    use volley_plan::{Body, Protocol};
+    type Request = volley_plan::Request;
 
-    fn target(url: &str, grpc: bool) -> Target {
+    fn request(grpc: bool) -> Request {
         let mut r = Request::get(if grpc { "/echo.Echo/Say" } else { "/a?b=1" });
         if grpc {
             r.method = "POST".into();
             r.body = Body::Bytes(b"hi".to_vec());
         }
         r.headers.push(("X-Tenant".into(), "t1".into()));
-        Target {
-            url: url.into(),
-            protocol: if grpc {
-                Protocol::Grpc
-            } else {
-                Protocol::Http2
-            },
-            timeout: Duration::from_secs(1),
-            requests: vec![r],
-            tls: Tls::default(),
-        }
+        r
+    }
+
+    fn requests(url: &str, r: Request, grpc: bool) -> Requests {
+        let protocol = if grpc {
+            Protocol::Grpc
+        } else {
+            Protocol::Http2
+        };
+        let mut plan = testing::plan(protocol, url, vec![r]);
+        plan.data = vec![testing::cities()];
+        Requests::new(&plan.target, &testing::compile(&plan), grpc).unwrap()
+    }
+
+    fn sent(r: &Requests, seq: u64) -> (http::Request<()>, Bytes) {
+        let data = [testing::cities()];
+        r.request(0, || testing::ctx_with(seq, &data)).unwrap()
+    }
+
+    #[test]
+    fn templated_requests_render_path_metadata_and_framed_message() {
+        let mut r = request(true);
+        r.path = "/svc.S/{{pick(\"Get\")}}".into();
+        r.headers.push(("X-Seq".into(), "{{seq}}\n".into()));
+        r.body = Body::Template("m{{seq}}".into());
+        let r = requests("http://h:81", r, true);
+        let (req, body) = sent(&r, 42);
+        assert_eq!(req.uri().to_string(), "http://h:81/svc.S/Get");
+        assert_eq!(req.headers()["x-tenant"], "t1");
+        assert_eq!(req.headers()["x-seq"], "42 ");
+        assert_eq!(req.headers()[CONTENT_TYPE], "application/grpc");
+        assert_eq!(&body[..], &[0, 0, 0, 0, 3, b'm', b'4', b'2'][..]);
+        let (_, body) = sent(&r, 1000);
+        assert_eq!(&body[..5], &[0, 0, 0, 0, 5][..]);
+    }
+
+    #[test]
+    fn a_templated_http2_path_is_escaped_into_the_uri() {
+        let mut r = request(false);
+        r.path = "/q/{{seq}}?city={{data.cities.city}}".into();
+        r.headers
+            .push(("X-City".into(), "{{data.cities.city}}".into()));
+        let r = requests("https://h", r, false);
+        let (req, body) = sent(&r, 4);
+        assert_eq!(req.uri().to_string(), "https://h/q/4?city=new%20york");
+        assert!(body.is_empty());
+        let (req, _) = sent(&r, 5);
+        assert_eq!(req.uri().to_string(), "https://h/q/5?city=x%0D%0AEvil:%201");
+        assert_eq!(req.headers()["x-city"], "x  Evil: 1");
     }
 
     #[test]
     fn requests_carry_scheme_authority_path_and_headers() {
-        let r = Requests::new(&target("http://h:81/ignored", false), false).unwrap();
-        let (req, body) = r.request(0);
+        let r = requests("http://h:81/ignored", request(false), false);
+        let (req, body) = sent(&r, 0);
         assert_eq!(req.uri().to_string(), "http://h:81/a?b=1");
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.headers()["x-tenant"], "t1");
@@ -377,8 +584,8 @@ mod tests {
 
     #[test]
     fn grpc_requests_are_framed_posts() {
-        let r = Requests::new(&target("https://h", true), true).unwrap();
-        let (req, body) = r.request(0);
+        let r = requests("https://h", request(true), true);
+        let (req, body) = sent(&r, 0);
         assert_eq!(req.uri().to_string(), "https://h/echo.Echo/Say");
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.headers()[CONTENT_TYPE], "application/grpc");

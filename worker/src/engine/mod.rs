@@ -15,11 +15,15 @@
 //! - [`http1`], [`http2`] (HTTP/2 and gRPC), [`tcp`] (framed messages): one
 //!   connection loop and codec per protocol.
 //! - [`net`]: connecting, TLS.
+//! - [`render`]: the per-arrival context of templated requests.
+//! - [`check`]: the order response checks are judged in, and what is kept
+//!   of a reply body for them.
 //! - [`recorder`]: per-second counters and histograms.
 //! - [`outcome`]: the error kinds.
 //! - [`timer`]: a sub-millisecond wake-up for the scheduler.
 //! - [`deadline`]: request timeouts, swept by the scheduler.
 
+pub mod check;
 pub mod conn;
 pub mod deadline;
 pub mod http1;
@@ -27,6 +31,7 @@ pub mod http2;
 pub mod net;
 pub mod outcome;
 pub mod recorder;
+pub mod render;
 pub mod tcp;
 pub mod timer;
 
@@ -68,7 +73,7 @@ pub struct EngineSetup {
     /// later for a worker joining a run under way).
     pub share_from: f64,
     pub addr: SocketAddr,
-    /// This worker's id (`{{worker}}` in templates).
+    /// This worker's id, what `{{worker}}` writes.
     pub worker_id: String,
 }
 
@@ -161,7 +166,12 @@ async fn run(
         plan.load.seed,
         setup.share_from,
     );
-    let mut next = schedule.next();
+    // Arrivals from `limit` on do not exist (a data set that stops after
+    // its last row): the schedule ends there, for this worker as for all.
+    let limit = plan.arrival_limit().unwrap_or(u64::MAX);
+    let below_limit = |next: Option<(u64, f64)>| next.filter(|&(k, _)| k < limit);
+    let uses_stage = sh.renderer.uses_stage();
+    let mut next = below_limit(schedule.next());
     let end = start + Duration::from_secs_f64(schedule.curve().end());
     // The second of the run an instant falls in (no further than the run's
     // last: seconds after it only ever hold nothing).
@@ -188,7 +198,7 @@ async fn run(
             // Take back the request not yet sent: from `from` on it may be
             // another worker's.
             schedule.reshare(from, share);
-            next = schedule.next();
+            next = below_limit(schedule.next());
         }
         let now = Instant::now();
         while let Some((k, t)) = next {
@@ -203,9 +213,19 @@ async fn run(
                 rec.dropped(tag);
             } else {
                 drop(rec);
-                sh.submit(Job { sched: due, tag });
+                let stage = if uses_stage {
+                    schedule.curve().stage_at(t) as u16
+                } else {
+                    0
+                };
+                sh.submit(Job {
+                    sched: due,
+                    tag,
+                    seq: k,
+                    stage,
+                });
             }
-            next = schedule.next();
+            next = below_limit(schedule.next());
         }
         sh.deadlines.sweep(now);
         let now_second = second_at(now);
@@ -262,21 +282,28 @@ async fn run(
     let _ = events.send(EngineEvent::Finished(totals));
 }
 
-/// The connection pool and prepared requests of a plan.
+/// The connection pool and prepared requests of a plan: templates and
+/// checks compiled, and every request whose bytes do not depend on the
+/// arrival built once.
 pub fn prepare(setup: &EngineSetup) -> Result<std::rc::Rc<Shared>, String> {
-    let target = &setup.plan.target;
+    let plan = &setup.plan;
+    let target = &plan.target;
+    let compiled = plan.compile_requests().map_err(|e| e.to_string())?;
     let wire = match target.protocol {
         Protocol::Http1 => Wire::Http1(
             target
                 .requests
                 .iter()
-                .map(|r| http1::RequestTemplate::new(&target.url, r))
+                .zip(&compiled)
+                .map(|(r, c)| http1::Prepared::new(&target.url, r, c))
                 .collect::<Result<_, _>>()?,
         ),
-        Protocol::Http2 => Wire::Http2(http2::Requests::new(target, false)?),
-        Protocol::Grpc => Wire::Http2(http2::Requests::new(target, true)?),
-        Protocol::Tcp => Wire::Tcp(tcp::Frames::new(&target.requests)?),
+        Protocol::Http2 => Wire::Http2(http2::Requests::new(target, &compiled, false)?),
+        Protocol::Grpc => Wire::Http2(http2::Requests::new(target, &compiled, true)?),
+        Protocol::Tcp => Wire::Tcp(tcp::Frames::new(&target.requests, &compiled)?),
     };
+    let renderer = render::Renderer::new(plan, &setup.worker_id, &compiled);
+    let checkers = compiled.into_iter().map(|c| c.checker).collect();
     let per_conn = match target.protocol {
         Protocol::Http1 => 1,
         _ => setup.plan.load.per_connection as usize,
@@ -287,6 +314,7 @@ pub fn prepare(setup: &EngineSetup) -> Result<std::rc::Rc<Shared>, String> {
         target.timeout,
         setup.plan.load.connections as usize,
         per_conn,
-        target.requests.len(),
+        renderer,
+        checkers,
     ))
 }

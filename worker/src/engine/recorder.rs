@@ -27,6 +27,9 @@ pub struct IntervalData {
     pub status_codes: Vec<(u32, u64)>,
     /// (grpc-status, count) for failed gRPC calls.
     pub grpc_codes: Vec<(u32, u64)>,
+    /// Failed response checks, one entry per (request, check) that failed
+    /// in this second; the counts add up to `errors[Check]`.
+    pub check_failures: Vec<CheckCount>,
     /// Per request definition, when the plan has more than one (else empty).
     pub requests: Vec<RequestData>,
     /// Requests that failed a response check, per (request, check).
@@ -127,6 +130,16 @@ impl Totals {
     pub fn outstanding(&self) -> u64 {
         self.intended - self.ok - self.errors - self.dropped
     }
+}
+
+/// How often one check of one request definition failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckCount {
+    /// The request definition (index into the plan's requests).
+    pub req: u16,
+    /// The check (index into that request's `Expect::checks`).
+    pub check: u16,
+    pub count: u64,
 }
 
 /// A failing status a reply carried.
@@ -255,6 +268,32 @@ impl Recorder {
         self.totals.errors += 1;
     }
 
+    /// A complete reply that failed `check` of its request definition
+    /// (only the first failing check of a reply is counted).
+    #[inline]
+    pub fn check_failed(&mut self, tag: Tag, check: u16) {
+        let d = self.at(tag.second);
+        d.errors[ErrorKind::Check.index()] += 1;
+        // A handful of entries at most: a linear scan, and no allocation
+        // once the entry exists.
+        match d
+            .check_failures
+            .iter_mut()
+            .find(|c| c.req == tag.req && c.check == check)
+        {
+            Some(c) => c.count += 1,
+            None => d.check_failures.push(CheckCount {
+                req: tag.req,
+                check,
+                count: 1,
+            }),
+        }
+        if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
+            r.errors += 1;
+        }
+        self.totals.errors += 1;
+    }
+
     /// Closes, in order, every second before `now_second` whose requests
     /// have all ended. With `force`, closes everything (the end of the run).
     pub fn close(&mut self, now_second: u32, force: bool) -> Vec<IntervalData> {
@@ -330,6 +369,34 @@ mod tests {
         );
         assert_eq!(ra.latency.len(), 2);
         assert_eq!(ra.intended + rb.intended, d.intended);
+    }
+
+    #[test]
+    fn check_failures_count_per_request_and_check_and_add_up() {
+        let mut r = Recorder::new(2);
+        let (a, b) = (Tag::new(0, 0), Tag::new(0, 1));
+        for _ in 0..4 {
+            r.intended(a);
+            r.sent(a);
+        }
+        r.intended(b);
+        r.sent(b);
+        r.check_failed(a, 2);
+        r.check_failed(a, 2);
+        r.check_failed(a, 0);
+        r.check_failed(b, 2);
+        r.ok(a, Duration::from_millis(1), Duration::from_millis(1));
+        let d = &r.close(1, false)[0];
+        let c = |req, check, count| CheckCount { req, check, count };
+        assert_eq!(d.check_failures, vec![c(0, 2, 2), c(0, 0, 1), c(1, 2, 1)]);
+        assert_eq!(d.errors[ErrorKind::Check.index()], 4);
+        assert_eq!(
+            d.check_failures.iter().map(|c| c.count).sum::<u64>(),
+            d.errors[ErrorKind::Check.index()]
+        );
+        assert_eq!((d.requests[0].errors, d.requests[1].errors), (3, 1));
+        assert_eq!(d.outstanding(), 0);
+        assert_eq!(r.totals.outstanding(), 0);
     }
 
     #[test]

@@ -11,9 +11,15 @@
 //! is then closed, the oldest message counts as `timeout` and the ones
 //! behind it as `reset`.
 //!
+//! A templated payload (`body` with `{{`) is rendered straight into the
+//! write buffer behind its length prefix. A reply payload is kept (in the
+//! reader's buffer, reused) only while the message it answers has a check
+//! that reads it; `max_body_bytes` alone needs only the length prefix.
+//!
 //! This is the template for other message protocols: [`Frames`] encodes a
 //! message, [`FrameReader`] decodes one reply.
 
+use super::check::{BodyKeeper, Failure};
 use super::conn::{Job, Shared, Wire};
 use super::http1::is_reset;
 use super::net::Io;
@@ -22,21 +28,40 @@ use std::collections::VecDeque;
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
-use volley_plan::Request;
+use volley_plan::model::CompiledRequest;
+use volley_plan::template::Context;
+use volley_plan::{Request, Template};
 
 /// Largest reply frame accepted; a longer length prefix is a bad frame.
 pub const MAX_FRAME: u32 = 64 * 1024 * 1024;
 const READ_CHUNK: usize = 64 * 1024;
 
 /// The encoded frame of each request definition.
-pub struct Frames(Vec<Box<[u8]>>);
+pub struct Frames(Vec<Frame>);
+
+/// One request definition's message.
+enum Frame {
+    /// Length prefix and payload, built once.
+    Fixed(Box<[u8]>),
+    /// A payload rendered per message.
+    Templated(Template),
+}
 
 impl Frames {
-    pub fn new(requests: &[Request]) -> Result<Frames, String> {
+    /// `compiled` holds the templates of `requests`, in order (only the
+    /// body matters: a frame has no path or headers).
+    pub fn new(requests: &[Request], compiled: &[CompiledRequest]) -> Result<Frames, String> {
         requests
             .iter()
-            .map(|r| {
-                let payload = r.body.to_bytes();
+            .zip(compiled)
+            .map(|(r, c)| {
+                let payload = match &c.body {
+                    Some(t) => match t.as_static() {
+                        Some(b) => b.to_vec(),
+                        None => return Ok(Frame::Templated(t.clone())),
+                    },
+                    None => r.body.to_bytes(),
+                };
                 let len = u32::try_from(payload.len())
                     .ok()
                     .filter(|&n| n <= MAX_FRAME)
@@ -46,15 +71,28 @@ impl Frames {
                 let mut frame = Vec::with_capacity(4 + payload.len());
                 frame.extend_from_slice(&len.to_be_bytes());
                 frame.extend_from_slice(&payload);
-                Ok(frame.into_boxed_slice())
+                Ok(Frame::Fixed(frame.into_boxed_slice()))
             })
             .collect::<Result<_, String>>()
             .map(Frames)
     }
 
+    /// Appends the frame of `req` to `out`; `ctx` is called only for a
+    /// templated payload.
     #[inline]
-    pub fn get(&self, req: u16) -> &[u8] {
-        &self.0[usize::from(req)]
+    pub fn write<'c>(&self, req: u16, out: &mut Vec<u8>, ctx: impl FnOnce() -> Context<'c>) {
+        match &self.0[usize::from(req)] {
+            Frame::Fixed(f) => out.extend_from_slice(f),
+            Frame::Templated(t) => {
+                let at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                t.render(&ctx(), out);
+                // A data cell is at most 256 MiB, far below what the prefix
+                // holds; saturate rather than wrap regardless.
+                let len = u32::try_from(out.len() - at - 4).unwrap_or(u32::MAX);
+                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+            }
+        }
     }
 }
 
@@ -68,9 +106,16 @@ pub enum FrameError {
     TooLong(u32),
 }
 
-/// Reads reply frames, skipping their payloads, from one reused buffer.
+/// Reads reply frames, skipping their payloads (or keeping them, when
+/// [`FrameReader::keep`] says so), from one reused buffer.
 #[derive(Debug, Default)]
 pub struct FrameReader {
+    /// Whether the payload of the next frame is kept (set before a frame
+    /// starts; it applies to the whole frame).
+    pub keep: bool,
+    /// The payload of the last frame taken, when kept.
+    pub payload: BodyKeeper,
+    keeping: bool,
     buf: Vec<u8>,
     pos: usize,
     end: usize,
@@ -89,6 +134,10 @@ impl FrameReader {
             if self.in_frame {
                 let have = (self.end - self.pos) as u64;
                 let take = have.min(self.skipping);
+                if self.keeping {
+                    self.payload
+                        .take(&self.buf[self.pos..self.pos + take as usize]);
+                }
                 self.pos += take as usize;
                 self.skipping -= take;
                 if self.skipping > 0 {
@@ -107,6 +156,10 @@ impl FrameReader {
                 return Err(FrameError::TooLong(len));
             }
             self.pos += 4;
+            self.keeping = self.keep;
+            if self.keeping {
+                self.payload.start(true);
+            }
             self.in_frame = true;
             self.skipping = u64::from(len);
             self.last_len = len;
@@ -204,8 +257,9 @@ pub async fn connection(sh: &Shared) {
                 let mut rec = sh.rec.borrow_mut();
                 for o in flight.iter_mut().skip(written) {
                     o.sent = now;
-                    out.extend_from_slice(frames.get(o.job.tag.req));
-                    rec.sent(o.job.tag);
+                    let job = o.job;
+                    frames.write(job.tag.req, &mut out, || sh.renderer.context(&job));
+                    rec.sent(job.tag);
                 }
             }
             let deadline = flight.front().map_or(now, |o| o.sent) + sh.timeout;
@@ -235,18 +289,20 @@ pub async fn connection(sh: &Shared) {
             continue;
         };
         let deadline = oldest.sent + sh.timeout;
+        reader.keep = keeps_payload(sh, oldest);
         let failed = match timer
             .run(&sh.deadlines, deadline, reader.read_frame(s))
             .await
         {
-            Ok(Ok(_len)) => {
-                complete_oldest(sh, &mut flight);
+            Ok(Ok(len)) => {
+                complete_oldest(sh, &mut flight, &reader, len);
                 loop {
-                    if flight.is_empty() {
+                    let Some(next) = flight.front() else {
                         break None;
-                    }
+                    };
+                    reader.keep = keeps_payload(sh, next);
                     match reader.try_frame() {
-                        Ok(Some(_)) => complete_oldest(sh, &mut flight),
+                        Ok(Some(len)) => complete_oldest(sh, &mut flight, &reader, len),
                         Ok(None) => break None,
                         Err(e) => break Some(kind_of(&e)),
                     }
@@ -269,13 +325,29 @@ fn kind_of(e: &FrameError) -> ErrorKind {
     }
 }
 
+/// Whether the reply to `o` must be kept: a check reads its payload.
 #[inline]
-fn complete_oldest(sh: &Shared, flight: &mut VecDeque<Outstanding>) {
+fn keeps_payload(sh: &Shared, o: &Outstanding) -> bool {
+    sh.checker(o.job.tag.req).is_some_and(|c| c.needs_body())
+}
+
+/// The oldest message got its reply, of `len` payload bytes (kept in
+/// `reader.payload` when [`keeps_payload`]).
+#[inline]
+fn complete_oldest(
+    sh: &Shared,
+    flight: &mut VecDeque<Outstanding>,
+    reader: &FrameReader,
+    len: u32,
+) {
     if let Some(o) = flight.pop_front() {
         let now = Instant::now();
-        sh.rec
-            .borrow_mut()
-            .ok(o.job.tag, now - o.job.sched, now - o.sent);
+        let verdict = match sh.checker(o.job.tag.req) {
+            None => Ok(()),
+            Some(c) if c.needs_body() => reader.payload.judge(c),
+            Some(c) => c.body_len(u64::from(len)),
+        };
+        sh.complete(&o.job, verdict.map_err(Failure::Check), now, o.sent);
     }
 }
 
@@ -297,7 +369,20 @@ fn fail_all(sh: &Shared, flight: &mut VecDeque<Outstanding>, kind: ErrorKind) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::render::testing;
     use tokio::io::duplex;
+    use volley_plan::Protocol;
+
+    fn frames(requests: Vec<Request>) -> Frames {
+        let plan = testing::plan(Protocol::Tcp, "tcp://h:1", requests.clone());
+        Frames::new(&requests, &testing::compile(&plan)).unwrap()
+    }
+
+    fn written(f: &Frames, req: u16, seq: u64) -> Vec<u8> {
+        let mut out = b"before".to_vec();
+        f.write(req, &mut out, || testing::ctx(seq));
+        out.split_off(6)
+    }
 
     fn frame(payload: &[u8]) -> Vec<u8> {
         let mut f = (payload.len() as u32).to_be_bytes().to_vec();
@@ -311,9 +396,28 @@ mod tests {
         r.body = volley_plan::Body::Bytes(b"hello".to_vec());
         let mut empty = Request::get("/");
         empty.body = volley_plan::Body::Generated(0);
-        let f = Frames::new(&[r, empty]).unwrap();
-        assert_eq!(f.get(0), &frame(b"hello")[..]);
-        assert_eq!(f.get(1), &[0, 0, 0, 0][..]);
+        let mut templated = Request::get("/");
+        templated.body = volley_plan::Body::Template("id={{seq}}".into());
+        let f = frames(vec![r, empty, templated]);
+        assert_eq!(written(&f, 0, 0), frame(b"hello"));
+        assert_eq!(written(&f, 1, 0), [0, 0, 0, 0]);
+        assert_eq!(written(&f, 2, 7), frame(b"id=7"));
+        assert_eq!(written(&f, 2, 123456), frame(b"id=123456"));
+    }
+
+    #[test]
+    fn payloads_are_kept_only_for_frames_that_start_while_asked() {
+        let mut r = FrameReader::default();
+        let mut data = frame(b"abc");
+        data.extend(frame(b"de"));
+        r.buf = data.clone();
+        r.end = data.len();
+        r.keep = true;
+        assert_eq!(r.try_frame().unwrap(), Some(3));
+        assert_eq!((r.payload.len(), r.payload.is_empty()), (3, false));
+        r.keep = false;
+        assert_eq!(r.try_frame().unwrap(), Some(2));
+        assert_eq!(r.payload.len(), 3, "not kept: the last kept payload stays");
     }
 
     #[tokio::test]
