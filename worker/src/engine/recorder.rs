@@ -32,22 +32,12 @@ pub struct IntervalData {
     pub check_failures: Vec<CheckCount>,
     /// Per request definition, when the plan has more than one (else empty).
     pub requests: Vec<RequestData>,
-    /// Requests that failed a response check, per (request, check).
-    pub check_failures: Vec<CheckCount>,
     /// Latency from the scheduled send time of ok requests.
     pub latency: Hist,
     /// Service time from the actual send of ok requests.
     pub service: Hist,
     /// Requests of later seconds still outstanding when this one closed.
     pub in_flight: u64,
-}
-
-/// Failed response checks of one request definition's check in a second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckCount {
-    pub req: u16,
-    pub check: u16,
-    pub count: u64,
 }
 
 /// One request definition's share of a second.
