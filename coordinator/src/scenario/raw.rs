@@ -348,14 +348,19 @@ fn hint(path: &str, key: &str, allowed: &[&str]) -> String {
             )
         };
     }
-    if let Some(home) = home_of(key) {
-        return format!("; `{key}` belongs in {home}");
-    }
     let close = allowed
         .iter()
         .map(|a| (edit_distance(a, key), *a))
         .filter(|(d, _)| *d <= 2)
         .min();
+    // One letter off a key of this very table (`headers` in an expect
+    // table) is a typo, wherever else the key would belong.
+    if let Some((1, a)) = close {
+        return format!("; did you mean `{a}`?");
+    }
+    if let Some(home) = home_of(key) {
+        return format!("; `{key}` belongs in {home}");
+    }
     match close {
         Some((_, a)) => format!("; did you mean `{a}`?"),
         None => String::new(),

@@ -159,6 +159,9 @@ fn request(
                     http_path(sec, p)?;
                     let v = sec.get("path").expect("read above");
                     templates.check_value(&sec.field("path"), p, v)?;
+                    if is_template(p.as_bytes()) {
+                        rendered_path(sec, &templates.sample(p))?;
+                    }
                     match at {
                         At::Target => join_path(&shared.path, p),
                         At::Table { .. } => p.to_owned(),
@@ -327,6 +330,23 @@ fn http_path(sec: &Section<'_, '_>, p: &str) -> Result<(), Fail> {
         ));
     }
     Ok(())
+}
+
+/// What a templated path renders must be a path too (checked on arrival
+/// 0; what varies per arrival is checked again on the compiled plan).
+fn rendered_path(sec: &Section<'_, '_>, sample: &[u8]) -> Result<(), Fail> {
+    let bad = |b: &u8| *b <= b' ' || *b == 0x7f || *b == b'#';
+    if sample.starts_with(b"/") && !sample.iter().any(bad) {
+        return Ok(());
+    }
+    Err(sec.fail(
+        "path",
+        format!(
+            "expected the template to render a path starting with / without spaces or #; \
+             arrival 0 renders {}",
+            quote(&String::from_utf8_lossy(sample))
+        ),
+    ))
 }
 
 /// The byte offset of the `?` starting a path's query, outside `{{ … }}`.

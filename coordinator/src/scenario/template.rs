@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 
 use volley_plan::data::DataSet;
-use volley_plan::template::{Scope, Template};
+use volley_plan::template::{Context, Scope, Template};
 
 use super::error::Fail;
 use super::raw::Value;
@@ -148,6 +148,28 @@ impl<'t> Templates<'t> {
         self.compile(src).map_err(|(offset, message)| {
             let line = super::error::line_of(src.as_bytes(), offset);
             Fail::new(field, format!("{} line {line}: {message}", quote(name))).at(span)
+        })
+    }
+
+    /// What `src` (already checked) renders for arrival 0: a templated
+    /// path must still be a path, even when only constants (`vars.NAME`)
+    /// fill it.
+    pub fn sample(&self, src: &str) -> Vec<u8> {
+        let scope = Scope {
+            vars: &self.vars,
+            env: &self.env,
+            data: &self.data,
+        };
+        let Ok(t) = Template::compile(src, &scope, &mut 0) else {
+            return src.as_bytes().to_vec();
+        };
+        t.render_to_vec(&Context {
+            seq: 0,
+            seed: 0,
+            now: std::time::SystemTime::UNIX_EPOCH,
+            worker: "worker",
+            stage: "stage",
+            data: &self.data,
         })
     }
 
