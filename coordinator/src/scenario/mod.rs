@@ -33,7 +33,8 @@
 //! - `units`: durations, rates ("10k"), sizes ("1KiB"), percentages.
 //! - `files`: referenced files, with their size limits.
 //! - `target`: the `[target]` table: URL or built-in, protocol, TLS.
-//! - `requests`: what is sent, from `[target]` or `[[requests]]`; path joining.
+//! - `requests`: what is sent, from `[target]` or `[[requests]]`.
+//! - `path`: request paths, and how `[target]`'s joins the URL's base path.
 //! - `template`: templates compiled during the walk, `env.NAME` resolution.
 //! - `vars`: `[vars]` and `--set`.
 //! - `data`: `[[data]]` files.
@@ -47,6 +48,7 @@ mod data;
 mod error;
 mod expect;
 mod files;
+mod path;
 mod raw;
 mod requests;
 mod stages;
@@ -231,6 +233,9 @@ pub struct Loaded {
     pub scenario: Scenario,
     pub text: String,
     /// Every file the scenario references, by the name it is written under.
+    /// (A coordinator re-parsing the text also needs the `--set` overrides
+    /// and the environment the client read, `scenario.plan.env`, through
+    /// [`parse_with`].)
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
