@@ -1,5 +1,9 @@
 //! The `volley` command line (clap derive). Doc comments are the help; every
 //! flag has a `VOLLEY_*` environment variable for Kubernetes.
+//!
+//! `run --set NAME=VALUE` (repeatable) lands in [`RunArgs::set`], checked by
+//! `scenario::parse_set`; the scenario is then read with
+//! `scenario::load_with(path, &set, &scenario::process_env)`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
@@ -79,8 +83,17 @@ pub struct RunArgs {
     /// Local mode: serve Prometheus metrics on this address at /metrics
     #[arg(long, env = "VOLLEY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Set a template variable, overriding the scenario's [vars] (repeat for
+    /// more; templates read it as {{vars.NAME}}). VOLLEY_SET holds one
+    /// NAME=VALUE
+    #[arg(long = "set", value_name = "NAME=VALUE", env = "VOLLEY_SET", value_parser = parse_set)]
+    pub set: Vec<(String, String)>,
     #[command(flatten)]
     pub verdict: VerdictArgs,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    volley_coordinator::scenario::parse_set(s)
 }
 
 /// How a run is judged for CI.
@@ -221,6 +234,21 @@ mod tests {
         assert!(parse_rate("-1").is_err());
         assert!(parse_rate("fast").is_err());
         assert!(parse_rate("0").is_err());
+    }
+
+    #[test]
+    fn set_is_repeatable() {
+        let cli =
+            Cli::try_parse_from(["volley", "run", "s.toml", "--set", "a=1", "--set", "b=x=y"])
+                .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("expected run");
+        };
+        assert_eq!(
+            run.set,
+            [("a".into(), "1".into()), ("b".into(), "x=y".into())]
+        );
+        assert!(Cli::try_parse_from(["volley", "run", "s.toml", "--set", "novalue"]).is_err());
     }
 
     #[test]

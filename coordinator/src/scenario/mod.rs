@@ -1,18 +1,31 @@
 //! Scenario files: TOML in, a validated [`Scenario`] out.
 //!
 //! A scenario says what to hit (`[target]`), what to send (the single
-//! request of `[target]`, or weighted `[[requests]]`), how (`[load]`), the
-//! load shape (`[[stages]]`) and what counts as a pass (`thresholds`).
+//! request of `[target]`, or weighted `[[requests]]`, whose paths, headers
+//! and bodies may be templates fed by `[vars]` and `[[data]]` files), what a
+//! good reply looks like (`expect`), how (`[load]`), the load shape
+//! (`[[stages]]`) and what counts as a pass (`thresholds`).
 //! Parsing is strict on purpose: a typo in a load test silently changes what
 //! is measured, so unknown keys, bare numbers where a unit is needed, keys
 //! that do not apply to the protocol and absurd values are errors, and every
 //! error names the file, the field path and the line.
 //!
-//! Files a scenario references (`body_file`, `tls_ca`) are read through a
-//! resolver ([`ReadFile`]): [`load`] reads them from disk, relative to the
-//! scenario file's directory, and hands back their bytes so the CLI can send
-//! them to a coordinator that may run elsewhere; the coordinator resolves
-//! them from what was sent.
+//! Files a scenario references (`body_file`, `tls_ca`, `[[data]]` files)
+//! are read through a resolver ([`ReadFile`]): [`load`] reads them from
+//! disk, relative to the scenario file's directory, and hands back their
+//! bytes so the CLI can send them to a coordinator that may run elsewhere;
+//! the coordinator resolves them from what was sent.
+//!
+//! What comes from outside the file, `--set NAME=VALUE` overrides of
+//! `[vars]` and the environment variables templates read (`env.NAME`), is
+//! given through [`Inputs`] ([`parse_with`], [`load_with`]). Only the
+//! variables a template names are read; the plan records them
+//! (`Plan.env`), so a coordinator re-parsing the scenario must be handed
+//! the same values, not its own environment.
+//!
+//! Besides errors a parse yields [`Scenario::warnings`] (a `--set` no
+//! template reads) and [`Scenario::notices`] (a data set with
+//! `on_end = "stop"` that ends the run early), for the CLI to print.
 //!
 //! - `error`: [`ScenarioError`] and span → line conversion.
 //! - `raw`: a typed walk over `toml::de::DeTable` (which keeps spans) that
@@ -21,18 +34,28 @@
 //! - `files`: referenced files, with their size limits.
 //! - `target`: the `[target]` table: URL or built-in, protocol, TLS.
 //! - `requests`: what is sent, from `[target]` or `[[requests]]`.
+//! - `path`: request paths, and how `[target]`'s joins the URL's base path.
+//! - `template`: templates compiled during the walk, `env.NAME` resolution.
+//! - `vars`: `[vars]` and `--set`.
+//! - `data`: `[[data]]` files.
+//! - `expect`: `[target.expect]` and `[requests.expect]` response checks.
 //! - `stages`: `[load]` and `[[stages]]`.
 //!
 //! The result always ends in [`Plan::validate`], the same check a plan
 //! arriving over the wire goes through.
 
+mod data;
 mod error;
+mod expect;
 mod files;
+mod path;
 mod raw;
 mod requests;
 mod stages;
 mod target;
+mod template;
 mod units;
+mod vars;
 
 #[cfg(test)]
 mod tests;
@@ -44,14 +67,16 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use volley_plan::model::MAX_INLINE_BODY;
+use volley_plan::data::MAX_DATA_BYTES;
 use volley_plan::{Plan, Protocol};
 
 pub use error::ScenarioError;
 use error::{column_of, line_of, Fail};
 pub use files::MAX_FILES_TOTAL;
 use raw::Section;
+use template::Templates;
 use units::{quote, show};
+pub use vars::parse_set;
 
 /// URL a built-in HTTP (http1, http2, grpc) target's plan carries until the
 /// runner has started the target and knows its port. Port 0 does not
@@ -84,6 +109,32 @@ pub fn builtin_url(protocol: Protocol, addr: SocketAddr) -> String {
 /// (`body_file = "payload.bin"`); the error is a sentence naming the cause.
 pub type ReadFile<'r> = &'r dyn Fn(&str) -> Result<Vec<u8>, String>;
 
+/// Reads an environment variable a template names (`{{env.NAME}}`);
+/// `None` when unset.
+pub type Env<'r> = &'r dyn Fn(&str) -> Option<String>;
+
+/// What a scenario is parsed with besides its text.
+#[derive(Clone, Copy)]
+pub struct Inputs<'r> {
+    /// Reads the files the scenario references.
+    pub files: ReadFile<'r>,
+    /// `--set NAME=VALUE` overrides of `[vars]`, in order (a later one wins).
+    pub vars: &'r [(String, String)],
+    /// The environment templates read: the process's on the client
+    /// ([`load`]), the values the client sent on a coordinator.
+    pub env: Env<'r>,
+}
+
+/// An environment with no variables set.
+pub fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+/// The process's environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 /// Largest scenario file read (a 1000-stage scenario is well under this).
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 
@@ -96,6 +147,8 @@ const ROOT_KEYS: &[&str] = &[
     "requests",
     "load",
     "stages",
+    "vars",
+    "data",
 ];
 const MAX_THRESHOLDS: usize = 100;
 const MAX_TEXT: usize = 256;
@@ -113,6 +166,13 @@ pub struct Scenario {
     /// [`builtin_url`].
     pub plan: Plan,
     pub recovery: RecoveryOptions,
+    /// Things that are probably mistakes but not errors, one sentence each
+    /// (a `--set` no template reads).
+    pub warnings: Vec<String>,
+    /// What the user should know about how the file was read, one
+    /// sentence each (a data set with `on_end = "stop"` ending the run
+    /// early: the plan's stages are already cut).
+    pub notices: Vec<String>,
 }
 
 /// Which target the plan's requests go to.
@@ -173,14 +233,27 @@ pub struct Loaded {
     pub scenario: Scenario,
     pub text: String,
     /// Every file the scenario references, by the name it is written under.
+    /// (A coordinator re-parsing the text also needs the `--set` overrides
+    /// and the environment the client read, `scenario.plan.env`, through
+    /// [`parse_with`].)
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
 /// Reads and parses a scenario file, and the files it references (relative
-/// to its directory). Read errors (missing file, not UTF-8, too large) are
-/// [`ScenarioError`]s too: with an empty field for the scenario file itself,
-/// naming the field (`target.body_file`) for a referenced one.
+/// to its directory), with no `--set` and the process's environment. Read
+/// errors (missing file, not UTF-8, too large) are [`ScenarioError`]s too:
+/// with an empty field for the scenario file itself, naming the field
+/// (`target.body_file`) for a referenced one.
 pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
+    load_with(path, &[], &process_env)
+}
+
+/// [`load`] with `--set` overrides (`vars`) and an environment.
+pub fn load_with(
+    path: &Path,
+    vars: &[(String, String)],
+    env: Env<'_>,
+) -> Result<Loaded, ScenarioError> {
     let file = path.display().to_string();
     let whole = |message: String, line: Option<usize>| ScenarioError {
         file: file.clone(),
@@ -209,8 +282,10 @@ pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
             return Ok(data.clone());
         }
         let full = dir.join(name);
-        // One byte past the limit is enough for the parser to refuse it.
-        let data = read_capped(&full, MAX_INLINE_BODY).map_err(|e| {
+        // One byte past the largest file the parser takes (a data file) is
+        // enough for it to refuse a larger one; smaller limits (1 MiB for a
+        // body file) are the parser's, so its error names the field.
+        let data = read_capped(&full, MAX_DATA_BYTES as usize).map_err(|e| {
             let at = if full.as_os_str() == name {
                 String::new()
             } else {
@@ -221,7 +296,12 @@ pub fn load(path: &Path) -> Result<Loaded, ScenarioError> {
         read.borrow_mut().insert(name.to_owned(), data.clone());
         Ok(data)
     };
-    let scenario = parse(&text, &file, &resolve)?;
+    let inputs = Inputs {
+        files: &resolve,
+        vars,
+        env,
+    };
+    let scenario = parse_with(&text, &file, &inputs)?;
     Ok(Loaded {
         scenario,
         text,
@@ -240,17 +320,32 @@ fn read_capped(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
 }
 
 /// Parses scenario text; `file` names it in errors and gives the default
-/// name, `files` reads the files it references.
+/// name, `files` reads the files it references. No `--set`, and no
+/// environment variables (a template reading one is an error): see
+/// [`parse_with`].
 pub fn parse(text: &str, file: &str, files: ReadFile<'_>) -> Result<Scenario, ScenarioError> {
+    parse_with(
+        text,
+        file,
+        &Inputs {
+            files,
+            vars: &[],
+            env: &no_env,
+        },
+    )
+}
+
+/// Parses scenario text with `--set` overrides and an environment.
+pub fn parse_with(text: &str, file: &str, inputs: &Inputs<'_>) -> Result<Scenario, ScenarioError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    build(text, file, files).map_err(|f| f.into_error(file, text))
+    build(text, file, inputs).map_err(|f| f.into_error(file, text))
 }
 
 fn too_large() -> String {
     format!("expected a scenario file of at most {MAX_FILE_BYTES} bytes (1 MiB)")
 }
 
-fn build(text: &str, file: &str, read: ReadFile<'_>) -> Result<Scenario, Fail> {
+fn build(text: &str, file: &str, inputs: &Inputs<'_>) -> Result<Scenario, Fail> {
     if text.len() > MAX_FILE_BYTES {
         return Err(Fail::new("", too_large()));
     }
@@ -294,16 +389,20 @@ fn build(text: &str, file: &str, read: ReadFile<'_>) -> Result<Scenario, Fail> {
     };
     let thresholds = thresholds(&root)?;
     let recovery = recovery(&root)?;
-    let mut files = files::Files::new(read);
-    let (target_settings, target) = target::target(&root, &mut files)?;
+    let mut files = files::Files::new(inputs.files);
+    // What templates read comes first, so they compile where they are read.
+    let vars = vars::vars(&root, inputs.vars)?;
+    let data = data::data(&root, &mut files)?;
+    let mut templates = Templates::new(text, vars, data, inputs.env);
+    let (target_settings, target) = target::target(&root, &mut files, &mut templates)?;
     let protocol = target_settings.protocol;
-    let plan = Plan {
+    let mut plan = Plan {
         target: target_settings,
         load: stages::load(&root, protocol)?,
         stages: stages::stages(&root)?,
-        vars: Vec::new(),
-        env: Vec::new(),
-        data: Vec::new(),
+        vars: templates.vars,
+        env: templates.env,
+        data: templates.data,
     };
 
     // The placeholder's port 0 is deliberately invalid; check the rest of a
@@ -313,7 +412,8 @@ fn build(text: &str, file: &str, read: ReadFile<'_>) -> Result<Scenario, Fail> {
         check.target.url = builtin_url(protocol, SocketAddr::from(([127, 0, 0, 1], 1)));
     }
     check.validate().map_err(|e| {
-        let field = scenario_field(&e.field, root.has("requests"), protocol);
+        let has_path = raw::span_of(doc.get_ref(), "target.path").is_some();
+        let field = scenario_field(&e.field, root.has("requests"), has_path, protocol);
         let span = raw::span_of(doc.get_ref(), &field);
         Fail::new(field, e.message).at(span)
     })?;
@@ -328,24 +428,63 @@ fn build(text: &str, file: &str, read: ReadFile<'_>) -> Result<Scenario, Fail> {
         }
     }
 
+    let notices = plan_notices(&mut plan);
+    let warnings = inputs
+        .vars
+        .iter()
+        .filter(|(name, _)| !templates.used_vars.contains(name))
+        .map(|(name, _)| {
+            format!(
+                "--set {name}=…: no template reads vars.{name}, so it changes nothing \
+                 (templates write {{{{vars.{name}}}}})"
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+
     Ok(Scenario {
         name,
         thresholds,
         target,
         plan,
         recovery,
+        warnings,
+        notices,
     })
+}
+
+/// Cuts the run where a data set with `on_end = "stop"` runs out of rows
+/// ([`Plan::end_at_arrival_limit`]), saying so.
+fn plan_notices(plan: &mut Plan) -> Vec<String> {
+    let Some(limit) = plan.arrival_limit() else {
+        return Vec::new();
+    };
+    let Some((before, after)) = plan.end_at_arrival_limit() else {
+        return Vec::new();
+    };
+    let set = plan
+        .data
+        .iter()
+        .filter(|d| d.on_end == volley_plan::data::OnEnd::Stop)
+        .min_by_key(|d| d.rows())
+        .map_or_else(String::new, |d| format!("data set {:?} ", d.name));
+    vec![format!(
+        "{set}has {limit} rows and on_end = \"stop\": the run ends after {limit} arrivals, \
+         at {after:.1} s instead of {before:.1} s"
+    )]
 }
 
 /// The scenario key a [`Plan::validate`] field path stands for: the single
 /// request of `[target]` is `requests[0]` in the plan, and
 /// `load.per_connection` is spelled per protocol.
-fn scenario_field(field: &str, has_requests: bool, protocol: Protocol) -> String {
+fn scenario_field(field: &str, has_requests: bool, has_path: bool, protocol: Protocol) -> String {
     if let Some(rest) = field.strip_prefix("requests[0].").filter(|_| !has_requests) {
-        let key = match rest {
-            // The single request's path is the URL's.
-            "path" => "url",
-            "method" | "body_size" | "body_file" | "headers" => rest,
+        let key = rest.split(['.', '[']).next().unwrap_or(rest);
+        let key = match key {
+            // Without `path`, the single request's path is the URL's.
+            "path" if !has_path => "url",
+            "path" | "method" | "body" | "body_size" | "body_file" | "headers" | "expect" => rest,
             _ => return "target".into(),
         };
         return format!("target.{key}");

@@ -33,10 +33,13 @@ fn home_of(key: &str) -> Option<&'static str> {
         "url" | "builtin" | "protocol" | "timeout" | "tls_ca" | "insecure_skip_verify" => {
             "the [target] table"
         }
-        "method" | "headers" | "body_size" | "body_file" => {
+        "method" | "path" | "headers" | "body" | "body_size" | "body_file" | "expect" => {
             "the [target] table or a [[requests]] table"
         }
-        "weight" | "path" => "a [[requests]] table",
+        "weight" => "a [[requests]] table",
+        "status" | "header" | "body_contains" | "body_regex" | "json" | "grpc_status"
+        | "max_body_bytes" => "a [target.expect] or [requests.expect] table",
+        "file" | "format" | "order" | "on_end" => "a [[data]] table",
         "delay" | "error_rate" | "capacity" => "the [target.builtin] table",
         "connections"
         | "streams_per_connection"
@@ -128,6 +131,11 @@ impl<'a, 'i> Section<'a, 'i> {
             .iter()
             .find(|(k, _)| k.get_ref().as_ref() == key)
             .map(|(_, v)| v)
+    }
+
+    /// The table's keys and values in file order, with each key's span.
+    pub fn entries(&self) -> Vec<(&'a str, Range<usize>, &'a Value<'i>)> {
+        entries(self.table)
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -292,6 +300,19 @@ impl<'a, 'i> Section<'a, 'i> {
     }
 }
 
+/// A table's keys and values in file order (the parsed table is sorted by
+/// key), with each key's span.
+pub(super) fn entries<'a, 'i>(
+    table: &'a DeTable<'i>,
+) -> Vec<(&'a str, Range<usize>, &'a Value<'i>)> {
+    let mut out: Vec<_> = table
+        .iter()
+        .map(|(k, v)| (k.get_ref().as_ref(), k.span(), v))
+        .collect();
+    out.sort_by_key(|(_, span, _)| span.start);
+    out
+}
+
 /// Span of the value at a field path such as `stages[2].rate`, for errors
 /// found after the walk (by `Plan::validate`).
 pub(super) fn span_of(root: &DeTable<'_>, field: &str) -> Option<Range<usize>> {
@@ -327,14 +348,19 @@ fn hint(path: &str, key: &str, allowed: &[&str]) -> String {
             )
         };
     }
-    if let Some(home) = home_of(key) {
-        return format!("; `{key}` belongs in {home}");
-    }
     let close = allowed
         .iter()
         .map(|a| (edit_distance(a, key), *a))
         .filter(|(d, _)| *d <= 2)
         .min();
+    // One letter off a key of this very table (`headers` in an expect
+    // table) is a typo, wherever else the key would belong.
+    if let Some((1, a)) = close {
+        return format!("; did you mean `{a}`?");
+    }
+    if let Some(home) = home_of(key) {
+        return format!("; `{key}` belongs in {home}");
+    }
     match close {
         Some((_, a)) => format!("; did you mean `{a}`?"),
         None => String::new(),

@@ -1,6 +1,10 @@
 //! The `[target]` table: where requests go (a URL, or the built-in target
 //! and its settings), the protocol, the timeout and TLS. What is sent, the
-//! single request of `[target]` or `[[requests]]`, is `requests`'s part.
+//! single request of `[target]` or `[[requests]]`, is `requests`'s part;
+//! what the target's headers and `expect` say is shared by every request.
+//!
+//! The URL is not a template (its host decides where connections go);
+//! templated parts belong in `path`, `headers` and `body`.
 
 use std::time::Duration;
 
@@ -9,9 +13,11 @@ use volley_plan::model::{url_parts, validate_url, MAX_BODY, MAX_RPS};
 use volley_plan::{Protocol, Target, Tls};
 
 use super::error::Fail;
+use super::expect::expect;
 use super::files::Files;
 use super::raw::Section;
 use super::requests::{self, Shared};
+use super::template::Templates;
 use super::units::{describe, quote, show};
 use super::{builtin_placeholder_url, BuiltinTarget, ScenarioTarget};
 
@@ -24,8 +30,11 @@ const TARGET_KEYS: &[&str] = &[
     "tls_ca",
     "insecure_skip_verify",
     "method",
+    "path",
+    "body",
     "body_size",
     "body_file",
+    "expect",
 ];
 const BUILTIN_KEYS: &[&str] = &["delay", "error_rate", "body_size", "capacity"];
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -37,6 +46,7 @@ const PEM_END: &str = "-----END CERTIFICATE-----";
 pub(super) fn target(
     root: &Section<'_, '_>,
     files: &mut Files<'_>,
+    templates: &mut Templates<'_>,
 ) -> Result<(Target, ScenarioTarget), Fail> {
     let sec = root.table("target", TARGET_KEYS)?.ok_or_else(|| {
         Fail::new(
@@ -95,13 +105,14 @@ pub(super) fn target(
 
     let builtin = matches!(kind, ScenarioTarget::Builtin(_));
     let tls = tls(&sec, &url, builtin, files)?;
-    let headers = requests::headers(&sec, protocol)?;
+    let headers = requests::headers(&sec, protocol, templates)?;
     let shared = Shared {
         protocol,
         path: url_parts(&url).map_or_else(|| "/".to_owned(), |p| p.path),
         headers: &headers,
+        expect: expect(&sec, protocol)?,
     };
-    let requests = requests::requests(root, &sec, &shared, files)?;
+    let requests = requests::requests(root, &sec, &shared, files, templates)?;
 
     let target = Target {
         url,
@@ -133,6 +144,16 @@ fn protocol(sec: &Section<'_, '_>) -> Result<Protocol, Fail> {
 }
 
 fn check_url(sec: &Section<'_, '_>, protocol: Protocol, url: &str) -> Result<(), Fail> {
+    if volley_plan::template::is_template(url.as_bytes()) {
+        let hint = match protocol {
+            Protocol::Tcp => "",
+            _ => " (write the base URL here and the templated part in `path`)",
+        };
+        return Err(sec.fail(
+            "url",
+            format!("expected a URL without templates{hint}, got {}", quote(url)),
+        ));
+    }
     validate_url(protocol, url).map_err(|m| {
         let hint = if protocol != Protocol::Tcp && url.starts_with("tcp://") {
             " (a tcp:// URL needs `protocol = \"tcp\"`)"

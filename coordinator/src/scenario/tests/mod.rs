@@ -1,5 +1,7 @@
 //! End-to-end tests of [`parse`](super::parse) and [`load`](super::load).
 
+mod checks;
+mod data;
 mod files;
 mod invalid;
 mod invalid_stages;
@@ -7,11 +9,12 @@ mod invalid_target;
 mod props;
 mod protocols;
 mod requests;
+mod templates;
 mod valid;
 
 use volley_plan::model::MAX_INLINE_BODY;
 
-use super::{Scenario, ScenarioError};
+use super::{Inputs, Scenario, ScenarioError};
 
 /// Directory of the checked-in example scenarios (`examples/` at the
 /// workspace root).
@@ -37,8 +40,48 @@ fn test_files(name: &str) -> Result<Vec<u8>, String> {
         "not-pem.txt" => Ok(b"hello".to_vec()),
         "begin-only.pem" => Ok(b"-----BEGIN CERTIFICATE-----\nMIIB\n".to_vec()),
         "der.crt" => Ok(vec![0x30, 0x82, 0xff, 0xfe]),
+        "users.csv" => Ok(USERS_CSV.as_bytes().to_vec()),
+        "users.jsonl" => {
+            Ok(b"{\"id\": 1, \"name\": \"ann\"}\n{\"id\": 2, \"name\": \"bob\"}\n".to_vec())
+        }
+        "users.txt" => Ok(b"{\"id\": 7}\n".to_vec()),
+        "ragged.csv" => Ok(b"id,name\n1,ann\n2,bob\n3,cy,extra\n".to_vec()),
+        "empty.csv" => Ok(Vec::new()),
+        "header-only.csv" => Ok(b"id,name\n".to_vec()),
+        "order-tpl.json" => {
+            Ok(b"{\n  \"id\": {{seq}},\n  \"user\": \"{{data.users.name}}\"\n}\n".to_vec())
+        }
+        "bad-tpl.json" => Ok(b"{\n  \"id\": {{seq}},\n  \"x\": {{ nope }}\n}\n".to_vec()),
+        "binary-braces.bin" => Ok(vec![0xff, b'{', b'{', 0xfe, b'}', b'}']),
         _ => Err("No such file or directory (os error 2)".to_owned()),
     }
+}
+
+/// The rows of `users.csv`: three users.
+const USERS_CSV: &str = "id,name\n1,ann\n2,bob\n3,cy\n";
+
+/// Parses with [`test_files`], `--set` overrides and an environment of
+/// `(name, value)` pairs.
+fn parse_in(
+    src: &str,
+    set: &[(&str, &str)],
+    env: &[(&str, &str)],
+) -> Result<Scenario, ScenarioError> {
+    let set: Vec<(String, String)> = set
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let inputs = Inputs {
+        files: &test_files,
+        vars: &set,
+        env: &lookup,
+    };
+    super::parse_with(src, "t.toml", &inputs)
 }
 
 /// Parses with [`test_files`].

@@ -411,35 +411,47 @@ fn builtin_body_size_is_for_http_only() {
 #[test]
 fn plan_fields_map_back_to_scenario_keys() {
     assert_eq!(
-        scenario_field("requests[0].method", false, Protocol::Http1),
+        scenario_field("requests[0].method", false, false, Protocol::Http1),
         "target.method"
     );
     assert_eq!(
-        scenario_field("requests[0].path", false, Protocol::Http1),
+        scenario_field("requests[0].path", false, false, Protocol::Http1),
         "target.url"
     );
     assert_eq!(
-        scenario_field("requests[0].weight", false, Protocol::Http1),
+        scenario_field("requests[0].path", false, true, Protocol::Http1),
+        "target.path"
+    );
+    assert_eq!(
+        scenario_field("requests[0].headers.X-Id", false, false, Protocol::Http1),
+        "target.headers.X-Id"
+    );
+    assert_eq!(
+        scenario_field("requests[0].expect[2]", false, false, Protocol::Http1),
+        "target.expect[2]"
+    );
+    assert_eq!(
+        scenario_field("requests[0].weight", false, false, Protocol::Http1),
         "target"
     );
     assert_eq!(
-        scenario_field("requests[0].method", true, Protocol::Http1),
+        scenario_field("requests[0].method", true, false, Protocol::Http1),
         "requests[0].method"
     );
     assert_eq!(
-        scenario_field("requests[3].path", true, Protocol::Http1),
+        scenario_field("requests[3].path", true, false, Protocol::Http1),
         "requests[3].path"
     );
     assert_eq!(
-        scenario_field("load.per_connection", false, Protocol::Tcp),
+        scenario_field("load.per_connection", false, false, Protocol::Tcp),
         "load.pipeline"
     );
     assert_eq!(
-        scenario_field("load.per_connection", false, Protocol::Grpc),
+        scenario_field("load.per_connection", false, false, Protocol::Grpc),
         "load.streams_per_connection"
     );
     assert_eq!(
-        scenario_field("stages[1].rate", false, Protocol::Http1),
+        scenario_field("stages[1].rate", false, false, Protocol::Http1),
         "stages[1].rate"
     );
 }

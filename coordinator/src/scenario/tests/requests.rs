@@ -284,7 +284,7 @@ fn request_values() {
     expect(
         &one("timeout = \"1s\""),
         "requests[1].timeout",
-        "unknown key; expected one of name, weight, method, path, headers, body_size, body_file",
+        "unknown key; expected one of name, weight, method, path, headers, body, body_size, body_file, expect",
     );
     expect(
         &with_requests("builtin = true", &["weigth = 2"]),
