@@ -39,16 +39,37 @@ pub struct SubmitOptions {
 
 /// Reads and validates a scenario file: exit 2 with file, field and
 /// expectation on any problem.
-pub fn load_scenario(path: &std::path::Path) -> Result<(scenario::Scenario, String), CliError> {
-    let loaded = read_scenario(path)?;
+pub fn load_scenario(
+    path: &std::path::Path,
+    vars: &[(String, String)],
+) -> Result<(scenario::Scenario, String), CliError> {
+    let loaded = read_scenario(path, vars)?;
     Ok((loaded.scenario, loaded.text))
 }
 
 /// Reads and validates a scenario file and the files it references (sent
 /// with it, since the coordinator may run elsewhere): exit 2 with file,
 /// field and expectation on any problem.
-pub fn read_scenario(path: &std::path::Path) -> Result<scenario::Loaded, CliError> {
-    scenario::load(path).map_err(|e| CliError::bad_input(e.to_string()))
+/// `vars` are the `--set` overrides; the warnings (a `--set` no template
+/// reads) and notices (data that ends the run early) are printed on stderr,
+/// whatever `--quiet` says: they change what the run measures.
+pub fn read_scenario(
+    path: &std::path::Path,
+    vars: &[(String, String)],
+) -> Result<scenario::Loaded, CliError> {
+    let loaded = scenario::load_with(path, vars, &scenario::process_env)
+        .map_err(|e| CliError::bad_input(e.to_string()))?;
+    Ok(loaded)
+}
+
+/// Prints what parsing the scenario had to say beyond errors.
+pub fn print_scenario_notes(s: &scenario::Scenario) {
+    for w in &s.warnings {
+        eprintln!("warning: {w}");
+    }
+    for n in &s.notices {
+        eprintln!("note: {n}");
+    }
 }
 
 /// How long the client keeps trying to reach its coordinator again after the
@@ -167,7 +188,8 @@ pub async fn submit(
         scenario,
         text,
         files,
-    } = read_scenario(&opts.scenario)?;
+    } = read_scenario(&opts.scenario, &opts.vars)?;
+    print_scenario_notes(&scenario);
     if matches!(scenario.target, ScenarioTarget::Builtin(_)) && opts.builtin_target_url.is_none() {
         return Err(CliError::bad_input(format!(
             "{}: target.builtin: the built-in target runs only in local mode (without --coordinator); set target.url",

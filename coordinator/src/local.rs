@@ -39,7 +39,7 @@ pub async fn run(
     opts: LocalOptions,
     interrupt: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) -> Result<(Exit, Option<Report>), CliError> {
-    let (scenario, _) = client::load_scenario(&opts.scenario)?;
+    let (scenario, _) = client::load_scenario(&opts.scenario, &opts.vars)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;

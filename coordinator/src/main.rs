@@ -119,7 +119,7 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                     live,
                     baseline: baseline.clone(),
                     strict,
-                    vars: Vec::new(),
+                    vars: a.set.clone(),
                 },
                 ctrl_c,
             )
@@ -134,7 +134,7 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                     live,
                     baseline: baseline.clone(),
                     strict,
-                    vars: Vec::new(),
+                    vars: a.set.clone(),
                     metrics_listen: a.metrics_listen,
                 },
                 ctrl_c,

@@ -182,7 +182,9 @@ pub fn load_files(
     let mut out = std::collections::BTreeMap::new();
     for f in &meta.files {
         let data = match &f.path {
-            Some(p) if !p.contains(['/', '\\']) && !p.starts_with('.') => std::fs::read(dir.join(p))?,
+            Some(p) if !p.contains(['/', '\\']) && !p.starts_with('.') => {
+                std::fs::read(dir.join(p))?
+            }
             Some(p) => return Err(io::Error::other(format!("bad stored file path {p:?}"))),
             None => f.data.clone(),
         };

@@ -142,7 +142,10 @@ mod tests {
     fn out_of_order_short_and_oversized_uploads_are_refused() {
         let mut u = Upload::default();
         u.add(chunk("a", 0, 10, b"abc")).unwrap();
-        assert!(u.add(chunk("a", 4, 10, b"x")).unwrap_err().contains("does not follow"));
+        assert!(u
+            .add(chunk("a", 4, 10, b"x"))
+            .unwrap_err()
+            .contains("does not follow"));
         assert!(u.finish().unwrap_err().contains("incomplete"));
         let mut u = Upload::default();
         assert!(u.add(chunk("a", 0, 2, b"abc")).is_err());

@@ -80,9 +80,7 @@ fn check_from_wire(c: pb::ExpectCheck, field: &str) -> Result<Check, PlanError> 
         W::Status(l) => Rule::Status(
             l.allowed
                 .iter()
-                .map(|s| {
-                    StatusMatch::parse(s).ok_or_else(|| bad(format!("bad status {s:?}")))
-                })
+                .map(|s| StatusMatch::parse(s).ok_or_else(|| bad(format!("bad status {s:?}"))))
                 .collect::<Result<_, _>>()?,
         ),
         W::GrpcStatus(l) => Rule::GrpcStatus(l.allowed),
@@ -360,9 +358,11 @@ mod tests {
         let mut p = plan();
         p.vars = vec![("tenant".into(), "acme".into())];
         p.env = vec![("TOKEN".into(), "t".into())];
-        p.data = vec![DataSet::parse("users", Format::Csv, Order::Sequential, OnEnd::Stop, &csv)
-            .unwrap()
-            .with_file("users.csv")];
+        p.data = vec![
+            DataSet::parse("users", Format::Csv, Order::Sequential, OnEnd::Stop, &csv)
+                .unwrap()
+                .with_file("users.csv"),
+        ];
         let r = &mut p.target.requests[0];
         r.path = "/o/{{seq}}/{{vars.tenant}}".into();
         r.headers.push(("x-id".into(), "{{uuid}}".into()));

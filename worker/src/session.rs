@@ -9,7 +9,9 @@
 
 use crate::config::WorkerConfig;
 use crate::engine::{self, recorder::IntervalData, EngineEvent, EngineHandle, EngineSetup};
+use crate::inbox::Inbox;
 use hdrhistogram::serialization::V2DeflateSerializer;
+use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,8 +22,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::Code;
 use tracing::{debug, info, warn};
-use crate::inbox::Inbox;
-use std::collections::BTreeMap;
 use volley_plan::{ErrorKind, Share};
 use volley_proto::convert::plan_from_wire;
 use volley_proto::pb::worker_message::Msg as Out;

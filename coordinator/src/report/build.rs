@@ -622,8 +622,9 @@ mod tests {
             named("order ok", Rule::BodyContains("ok".into())),
         ];
         p.target.requests[1].expect.checks = vec![named("status", Rule::Status(vec![]))];
-        let checks: BTreeMap<(u32, u32), u64> =
-            [((0, 0), 3), ((1, 0), 2), ((0, 1), 600)].into_iter().collect();
+        let checks: BTreeMap<(u32, u32), u64> = [((0, 0), 3), ((1, 0), 2), ((0, 1), 600)]
+            .into_iter()
+            .collect();
         let all = errors_by_check(&p, &checks, None);
         assert_eq!(all["status"], 5, "one name, two requests: summed");
         assert_eq!(all["order ok"], 600);

@@ -95,8 +95,21 @@ impl Source {
                 .cloned()
                 .ok_or_else(|| "the client did not send this file with the scenario".to_owned())
         };
-        let mut scenario =
-            crate::scenario::parse(&self.scenario_toml, file, &read).map_err(|e| e.to_string())?;
+        // The environment is the one the client read, not the
+        // coordinator's own.
+        let env = |name: &str| {
+            self.env
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let inputs = crate::scenario::Inputs {
+            files: &read,
+            vars: &self.vars,
+            env: &env,
+        };
+        let mut scenario = crate::scenario::parse_with(&self.scenario_toml, file, &inputs)
+            .map_err(|e| e.to_string())?;
         if let crate::scenario::ScenarioTarget::Builtin(_) = scenario.target {
             if self.builtin_target_url.is_empty() {
                 return Err(format!(
@@ -173,9 +186,11 @@ async fn run(
     let data = setup::data_payload(&spec.scenario.plan, &source.files).map_err(fail)?;
     let idle = setup::wait_for_workers(coord, spec, events).await?;
     let started = setup::start(coord, run_id, spec, events, idle, &data).await?;
-    collect::Collector::new(coord, run_id, spec, source, events, started, data)
-        .run(stop)
-        .await
+    let mut collector = collect::Collector::new(coord, run_id, spec, source, events, started, data);
+    for n in &spec.scenario.notices {
+        collector.note_at_start(n);
+    }
+    collector.run(stop).await
 }
 
 /// `20261127-101500-1a2b3c`: sortable, and unique enough with the suffix.

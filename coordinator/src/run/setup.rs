@@ -46,14 +46,14 @@ pub fn to_worker(m: &Member, msg: Out) {
 pub type DataPayload = Arc<Vec<(String, Vec<u8>)>>;
 
 /// The bytes of `plan`'s data sets, taken from the files the client sent.
-pub fn data_payload(
-    plan: &Plan,
-    files: &BTreeMap<String, Vec<u8>>,
-) -> Result<DataPayload, String> {
+pub fn data_payload(plan: &Plan, files: &BTreeMap<String, Vec<u8>>) -> Result<DataPayload, String> {
     let mut out = Vec::with_capacity(plan.data.len());
     for d in &plan.data {
         let bytes = files.get(&d.file).ok_or_else(|| {
-            format!("data file {:?} of data set {:?} did not arrive", d.file, d.name)
+            format!(
+                "data file {:?} of data set {:?} did not arrive",
+                d.file, d.name
+            )
         })?;
         out.push((d.file.clone(), bytes.clone()));
     }

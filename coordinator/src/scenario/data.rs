@@ -117,7 +117,7 @@ fn data_set(sec: &Section<'_, '_>, files: &mut Files<'_>) -> Result<DataSet, Fai
         .read_data(sec, "file")?
         .expect("checked to be present");
     let format = format.unwrap_or_else(|| Format::of_file(&file));
-    DataSet::parse(name, format, order, on_end, &bytes).map_err(|e| {
+    let parsed = DataSet::parse(name, format, order, on_end, &bytes).map_err(|e| {
         let at = match e.line {
             Some(l) => format!("{} line {l}", quote(&file)),
             None => quote(&file),
@@ -130,5 +130,7 @@ fn data_set(sec: &Section<'_, '_>, files: &mut Files<'_>) -> Result<DataSet, Fai
                 e.message
             ),
         )
-    })
+    })?;
+    // Its bytes travel to the workers under the name the scenario gives.
+    Ok(parsed.with_file(file))
 }

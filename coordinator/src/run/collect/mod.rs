@@ -167,6 +167,20 @@ impl<'a> Collector<'a> {
             .as_secs_f64()
     }
 
+    /// A fact of the plan worth reading in the report (a data set that
+    /// ends the run early), dated at t = 0.
+    pub fn note_at_start(&mut self, text: &str) {
+        let e = Event {
+            t_s: 0.0,
+            level: "info".into(),
+            text: text.to_owned(),
+        };
+        if let Some(st) = self.store.as_mut() {
+            let _ = st.append_event(&e);
+        }
+        self.log.push(e);
+    }
+
     fn note(&mut self, level: &str, text: String) {
         let e = Event {
             t_s: self.now_s(),
