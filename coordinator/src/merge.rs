@@ -72,6 +72,10 @@ impl Counts {
     }
 }
 
+/// How often one check of one request definition failed:
+/// ((request, check), count).
+pub type CheckFailures = ((u32, u32), u64);
+
 /// Counters of one request definition. Errors are not split by kind: a
 /// worker reports only their total per request definition (the kinds are in
 /// the interval's [`Counts`]).
@@ -167,7 +171,7 @@ pub struct WorkerInterval {
     pub requests: Vec<RequestInterval>,
     /// Failed response checks: ((request, check), count), adding up to the
     /// `check` errors.
-    pub checks: Vec<((u32, u32), u64)>,
+    pub checks: Vec<CheckFailures>,
     pub latency: Decoded,
     pub service: Decoded,
     pub in_flight: u64,

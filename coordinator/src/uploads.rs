@@ -83,10 +83,13 @@ impl Upload {
     }
 }
 
+/// Files by the name the scenario gives them.
+pub type Files = BTreeMap<String, Vec<u8>>;
+
 /// Finished uploads waiting for their run.
 #[derive(Default)]
 pub struct Uploads {
-    waiting: Mutex<HashMap<String, (Instant, BTreeMap<String, Vec<u8>>)>>,
+    waiting: Mutex<HashMap<String, (Instant, Files)>>,
 }
 
 impl Uploads {

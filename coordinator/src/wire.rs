@@ -2,7 +2,7 @@
 //! this one place. A report that fails here is rejected with a status and
 //! never reaches the merge.
 
-use crate::merge::{Counts, RequestCounts, RequestInterval, WorkerInterval};
+use crate::merge::{CheckFailures, Counts, RequestCounts, RequestInterval, WorkerInterval};
 use volley_plan::ErrorKind;
 use volley_proto::{histogram, pb};
 
@@ -158,14 +158,14 @@ fn check_failures(
     entries: &[pb::CheckCount],
     bounds: Bounds,
     counts: &Counts,
-) -> Result<Vec<((u32, u32), u64)>, WireError> {
+) -> Result<Vec<CheckFailures>, WireError> {
     if entries.len() > MAX_CODES * 4 {
         return Err(WireError::ImpossibleCount(format!(
             "check_failures: more than {} entries",
             MAX_CODES * 4
         )));
     }
-    let mut out: Vec<((u32, u32), u64)> = Vec::with_capacity(entries.len());
+    let mut out: Vec<CheckFailures> = Vec::with_capacity(entries.len());
     let mut sum = 0u64;
     for (i, e) in entries.iter().enumerate() {
         if e.request as usize >= bounds.requests || e.check as usize >= bounds.checks {
