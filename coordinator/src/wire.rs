@@ -418,16 +418,16 @@ mod tests {
         };
         let bounds = Bounds {
             max_index: 100,
-            requests: 2,
+            requests: 1,
             checks: 3,
         };
-        let w = worker_interval(with(5, vec![(0, 2, 4), (1, 0, 1)]), bounds).unwrap();
+        let w = worker_interval(with(5, vec![(0, 2, 4), (0, 0, 1)]), bounds).unwrap();
         assert_eq!(w.counts.by_kind[ErrorKind::Check.index()], 5);
-        assert_eq!(w.checks, vec![((0, 2), 4), ((1, 0), 1)]);
+        assert_eq!(w.checks, vec![((0, 2), 4), ((0, 0), 1)]);
         for (bad, why) in [
             (with(5, vec![(0, 2, 4)]), "check errors are 5"),
             (with(1, vec![(0, 3, 1)]), "not in the plan"),
-            (with(1, vec![(2, 0, 1)]), "not in the plan"),
+            (with(1, vec![(1, 0, 1)]), "not in the plan"),
             (with(2, vec![(0, 0, 1), (0, 0, 1)]), "twice"),
         ] {
             let e = worker_interval(bad, bounds).unwrap_err().to_string();
