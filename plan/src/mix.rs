@@ -14,6 +14,8 @@
 //!   arrival does not keep landing on the same table entry: each worker sees
 //!   the whole mix, not one request type.
 
+use crate::template::splitmix64;
+
 /// The request of each arrival, built once from the weights.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestMix {
@@ -74,15 +76,6 @@ fn gcd(a: u32, b: u32) -> u32 {
     } else {
         gcd(b, a % b)
     }
-}
-
-/// A 64-bit finaliser (SplitMix64): a cheap, well-mixed hash of a counter.
-#[inline]
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

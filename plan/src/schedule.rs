@@ -10,6 +10,7 @@
 use crate::model::Arrival;
 use crate::partition::Share;
 use crate::rate::RateCurve;
+use crate::template::splitmix64;
 
 /// Iterator over `(global index k, due time in seconds since t = 0)` of one
 /// share, in time order. Allocation-free after construction.
@@ -213,15 +214,6 @@ pub fn due_time(curve: &RateCurve, arrival: Arrival, seed: u64, k: u64) -> Optio
         }
     };
     curve.time_of(x, &mut 0)
-}
-
-/// SplitMix64: a fast, well-mixed hash of a counter.
-#[inline]
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The i-th Exp(1) gap for `seed`.

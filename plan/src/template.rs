@@ -293,8 +293,11 @@ pub fn draw(seed: u64, seq: u64, salt: u64) -> u64 {
     splitmix64(seed ^ splitmix64(seq ^ splitmix64(salt)))
 }
 
+/// SplitMix64's finaliser: a cheap, well-mixed hash of a counter (the
+/// plan's one source of seeded randomness: request mix, Poisson gaps,
+/// template values, random data rows).
 #[inline]
-fn splitmix64(x: u64) -> u64 {
+pub(crate) fn splitmix64(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -322,8 +325,9 @@ fn write_i64(out: &mut Vec<u8>, v: i64) {
     write_u64(out, v.unsigned_abs());
 }
 
-/// The offset of the `}}` closing an expression, skipping string literals.
-fn find_close(s: &str) -> Option<usize> {
+/// The offset of the `}}` closing an expression (`s` starts right after
+/// its `{{`), skipping string literals, where `}}` is text.
+pub fn find_close(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut in_str = false;

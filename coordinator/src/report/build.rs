@@ -5,35 +5,12 @@ use crate::merge::{Acc, Counts, MergedInterval, RequestAcc, Resources, SoakWindo
 use volley_plan::{Plan, RateCurve};
 use volley_proto::histogram::Hist;
 
-/// The canonical names of the non-OK gRPC status codes 1 ..= 16.
-const GRPC_CODES: [&str; 16] = [
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// A `grpc-status` as the report names it: "UNAVAILABLE" for 14, "code N"
 /// for one beyond the canonical codes.
 pub fn grpc_code_name(code: u32) -> String {
-    match code {
-        0 => "OK".to_string(),
-        c => GRPC_CODES
-            .get(c as usize - 1)
-            .map_or_else(|| format!("code {c}"), |n| n.to_string()),
-    }
+    volley_plan::expect::GRPC_CODES
+        .get(code as usize)
+        .map_or_else(|| format!("code {code}"), |n| n.to_string())
 }
 
 /// The URL without a `user:password@` part: a report is shared more widely

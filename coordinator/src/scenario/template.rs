@@ -58,7 +58,7 @@ pub(super) fn pieces(src: &str) -> Vec<Piece<'_>> {
     while let Some(open) = rest.find("{{") {
         out.push(Piece::Lit(&rest[..open]));
         let start = open + 2;
-        let Some(close) = find_close(&rest[start..]) else {
+        let Some(close) = volley_plan::template::find_close(&rest[start..]) else {
             return out;
         };
         out.push(Piece::Expr(offset + start, &rest[start..start + close]));
@@ -68,23 +68,6 @@ pub(super) fn pieces(src: &str) -> Vec<Piece<'_>> {
     }
     out.push(Piece::Lit(rest));
     out
-}
-
-/// The offset of the `}}` closing an expression, skipping string literals.
-fn find_close(s: &str) -> Option<usize> {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut in_str = false;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if in_str => i += 1,
-            b'"' => in_str = !in_str,
-            b'}' if !in_str && b.get(i + 1) == Some(&b'}') => return Some(i),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
 }
 
 /// `NAME` when the expression is `PREFIX.NAME` (`env.HOME`, `vars.tenant`).
