@@ -137,30 +137,27 @@ fn request<T>(msg: T, opts: &SubmitOptions) -> Result<tonic::Request<T>, CliErro
 async fn upload(
     client: &mut Client,
     opts: &SubmitOptions,
-    files: &std::collections::BTreeMap<String, Vec<u8>>,
+    files: std::collections::BTreeMap<String, Vec<u8>>,
 ) -> Result<String, CliError> {
     if files.is_empty() {
         return Ok(String::new());
     }
-    let mut chunks = Vec::new();
-    for (name, data) in files {
-        if data.is_empty() {
-            chunks.push(pb::FileChunk {
+    // Chunks are cut as the stream is polled, each file dropped once sent:
+    // a 256 MiB data file is not copied whole a second time.
+    const CHUNK: usize = volley_proto::CHUNK_BYTES;
+    let chunks = files.into_iter().flat_map(|(name, data)| {
+        let total = data.len();
+        let pieces = total.div_ceil(CHUNK).max(1);
+        (0..pieces).map(move |i| {
+            let at = i * CHUNK;
+            pb::FileChunk {
                 name: name.clone(),
-                offset: 0,
-                total_size: 0,
-                data: Vec::new(),
-            });
-        }
-        for (i, piece) in data.chunks(volley_proto::CHUNK_BYTES).enumerate() {
-            chunks.push(pb::FileChunk {
-                name: name.clone(),
-                offset: (i * volley_proto::CHUNK_BYTES) as u64,
-                total_size: data.len() as u64,
-                data: piece.to_vec(),
-            });
-        }
-    }
+                offset: at as u64,
+                total_size: total as u64,
+                data: data[at..(at + CHUNK).min(total)].to_vec(),
+            }
+        })
+    });
     let stream = tokio_stream::iter(chunks);
     match client.upload_files(request(stream, opts)?).await {
         Ok(r) => Ok(r.into_inner().upload_id),
@@ -197,7 +194,7 @@ pub async fn submit(
         )));
     }
     let mut client = connect(&opts, opts.wait.min(Duration::from_secs(60))).await?;
-    let upload_id = upload(&mut client, &opts, &files).await?;
+    let upload_id = upload(&mut client, &opts, files).await?;
     let pairs = |list: &[(String, String)]| -> Vec<pb::Header> {
         list.iter()
             .map(|(name, value)| pb::Header {
