@@ -361,4 +361,38 @@ mod tests {
         let back: RunMeta = serde_json::from_value(old).unwrap();
         assert!(back.files.is_empty());
     }
+
+    #[test]
+    fn files_sit_beside_run_json_once_and_come_back_after_a_restart() {
+        let dir = std::env::temp_dir().join(format!("volley-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = RunStore::open(&dir, "r1").unwrap();
+        let mut files = std::collections::BTreeMap::new();
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        files.insert("users.csv".to_owned(), big.clone());
+        files.insert("body.bin".to_owned(), vec![0, 1, 2]);
+        let stored = s.save_files(&files).unwrap();
+        let mut m = meta("running");
+        m.files = stored;
+        s.save_meta(&m).unwrap();
+        let json = std::fs::read_to_string(dir.join("runs/r1/run.json")).unwrap();
+        assert!(
+            json.len() < 10_000,
+            "run.json names the files, it does not hold them"
+        );
+        // A restarted coordinator reads them back, and old inline files too.
+        let back = unfinished(&dir).pop().unwrap();
+        let loaded = load_files(&dir, &back).unwrap();
+        assert_eq!(loaded["users.csv"], big);
+        assert_eq!(loaded["body.bin"], vec![0, 1, 2]);
+        assert_eq!(
+            load_files(&dir, &meta("running")).unwrap()["body.bin"],
+            vec![0, 1, 2, 255]
+        );
+        // A stored path cannot leave the run's directory.
+        let mut evil = back.clone();
+        evil.files[0].path = Some("../../etc/passwd".into());
+        assert!(load_files(&dir, &evil).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

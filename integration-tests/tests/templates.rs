@@ -411,6 +411,51 @@ fn on_end_stop_ends_the_run_after_the_last_row_with_a_complete_report() {
     assert_eq!(users.len(), 500, "every row exactly once");
 }
 
+/// A data file larger than a gRPC message (4 MiB) reaches every worker:
+/// the CLI uploads it in chunks and the coordinator sends each worker its
+/// chunks before the assignment. Each worker must then hold every row,
+/// since any of them may draw any row: arrival k uses row k.
+#[test]
+fn a_data_file_larger_than_a_message_reaches_every_worker_in_chunks() {
+    let _serial = serial();
+    let server = start_recording_server(&[]);
+    const ROWS: usize = 120_000;
+    let mut csv = String::from("id,pad\n");
+    let pad = "p".repeat(40);
+    for i in 0..ROWS {
+        csv.push_str(&format!("r{i:07},{pad}\n"));
+    }
+    assert!(
+        csv.len() > 5 << 20,
+        "{} bytes: more than one message",
+        csv.len()
+    );
+    let target = format!(
+        "url = \"{}\"\npath = \"/orders/{{{{seq}}}}\"\nheaders = {{ \"x-row\" = \"{{{{data.users.id}}}}\" }}",
+        server.url("")
+    );
+    let toml = scenario(
+        &target,
+        3,
+        400,
+        2,
+        "[[data]]\nname = \"users\"\nfile = \"users.csv\"\n",
+    );
+    let mut s = local_submission("tpl-big-data", &toml, THREE_WORKERS);
+    s.dir.write("users.csv", &csv);
+    let (out, _) = run_bounded(s.cmd, Duration::from_secs(90));
+    assert!(out.status.success(), "{}", describe(&out));
+    let r = read_report(&s.out);
+    assert_all_sent(&r, 800, "a 5 MiB data file");
+    assert_eq!(u(&r, "requests.ok"), 800, "{}", r["errors_by_kind"]);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 800);
+    for q in &reqs {
+        let k = seq_of(q);
+        assert_eq!(q.header("x-row"), format!("r{k:07}"), "arrival {k}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Response checks
 // ---------------------------------------------------------------------------
