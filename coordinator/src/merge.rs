@@ -10,99 +10,11 @@
 use std::collections::BTreeMap;
 use volley_proto::histogram::{self, Decoded, Hist, HistError};
 
-use volley_plan::ErrorKind;
-
-/// Request counters. Errors are split by kind in `by_kind` (indexed by
-/// [`ErrorKind::index`]) plus the coordinator's own kind, `lost`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub intended: u64,
-    pub sent: u64,
-    pub ok: u64,
-    pub dropped: u64,
-    pub by_kind: [u64; ErrorKind::COUNT],
-    /// Errors of kind "lost": in flight on a worker that was lost, so their
-    /// outcome is unknown.
-    pub lost: u64,
-    /// Part of `dropped`: requests a lost worker owned but never reported
-    /// as sent (unsent, or sent in the second it died before reporting it).
-    pub unsent: u64,
-}
-
-impl Counts {
-    pub fn errors(&self) -> u64 {
-        self.by_kind.iter().sum::<u64>() + self.lost
-    }
-
-    /// The worker-reported error kinds with their counts (`lost` apart).
-    pub fn kinds(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
-        ErrorKind::ALL.iter().map(|k| k.as_str()).zip(self.by_kind)
-    }
-
-    /// Requests not yet ended (in flight).
-    pub fn outstanding(&self) -> u64 {
-        self.intended
-            .saturating_sub(self.ok + self.errors() + self.dropped)
-    }
-
-    pub fn add(&mut self, o: &Counts) {
-        self.intended += o.intended;
-        self.sent += o.sent;
-        self.ok += o.ok;
-        self.dropped += o.dropped;
-        for (a, b) in self.by_kind.iter_mut().zip(o.by_kind) {
-            *a += b;
-        }
-        self.lost += o.lost;
-        self.unsent += o.unsent;
-    }
-
-    /// Closes the books of a lost worker: what it had in flight ends as a
-    /// "lost" error, what it owned and never sent as dropped.
-    pub fn settle_lost(&mut self, unsent: u64) -> Counts {
-        let delta = Counts {
-            intended: unsent,
-            dropped: unsent,
-            unsent,
-            lost: self.outstanding(),
-            ..Counts::default()
-        };
-        self.add(&delta);
-        delta
-    }
-}
+use volley_plan::{Counts, RequestCounts};
 
 /// How often one check of one request definition failed:
 /// ((request, check), count).
 pub type CheckFailures = ((u32, u32), u64);
-
-/// Counters of one request definition. Errors are not split by kind: a
-/// worker reports only their total per request definition (the kinds are in
-/// the interval's [`Counts`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RequestCounts {
-    pub intended: u64,
-    pub sent: u64,
-    pub ok: u64,
-    pub errors: u64,
-    pub dropped: u64,
-}
-
-impl RequestCounts {
-    pub fn add(&mut self, o: &RequestCounts) {
-        self.intended += o.intended;
-        self.sent += o.sent;
-        self.ok += o.ok;
-        self.errors += o.errors;
-        self.dropped += o.dropped;
-    }
-
-    /// Requests not yet ended (in flight).
-    pub fn outstanding(&self) -> u64 {
-        self.intended
-            .saturating_sub(self.ok + self.errors + self.dropped)
-    }
-}
 
 /// One request definition's share of a worker's second, decoded and
 /// validated (see `wire`).
@@ -632,6 +544,7 @@ impl Merger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use volley_plan::ErrorKind;
 
     fn wi(index: u32, ok: u64, latency_us: u64) -> WorkerInterval {
         let mut latency = histogram::new_hist();
@@ -847,23 +760,6 @@ mod tests {
     }
 
     #[test]
-    fn settling_a_lost_worker_accounts_for_everything() {
-        let mut c = Counts {
-            intended: 100,
-            sent: 95,
-            ok: 80,
-            dropped: 5,
-            by_kind: [0, 3, 0, 0, 0, 0],
-            ..Counts::default()
-        };
-        let d = c.settle_lost(40);
-        assert_eq!((d.lost, d.unsent), (12, 40));
-        assert_eq!(c.intended, 140);
-        assert_eq!(c.intended, c.ok + c.errors() + c.dropped);
-        assert_eq!(c.outstanding(), 0);
-    }
-
-    #[test]
     fn flush_emits_gaps_and_stragglers() {
         let mut m = Merger::new(2, vec![0; 10], &[(0.0, 10.0)]);
         m.add(0, wi(0, 1, 10)).unwrap();
@@ -888,7 +784,7 @@ mod tests {
             }
             h
         };
-        w.counts.by_kind[4] = errors;
+        w.counts.by_kind[ErrorKind::Reset] = errors;
         w.counts.intended += errors + in_flight;
         w.counts.sent += errors + in_flight;
         w.requests = vec![
@@ -958,7 +854,11 @@ mod tests {
         assert_requests_add_up(&m, &total);
         assert_eq!(m.requests[0].counts.ok, 8 * 15 + 3);
         assert_eq!(m.requests[1].counts.errors, 2 * 6 + 2);
-        assert_eq!(total.counts.by_kind[4], 2 * 6 + 2, "resets counted by kind");
+        assert_eq!(
+            total.counts.by_kind[ErrorKind::Reset],
+            2 * 6 + 2,
+            "resets counted by kind"
+        );
         // One definition's latency is that of its own requests only.
         assert_eq!(m.requests[0].latency.max(), total.latency.max());
         assert!(m.requests[1].latency.len() < total.latency.len());
@@ -1013,7 +913,7 @@ mod tests {
         let mut m = Merger::new(2, vec![0; 2], &[(0.0, 2.0)]);
         for w in 0..2usize {
             let mut x = wi(0, 5, 10);
-            x.counts.by_kind[2] = 3;
+            x.counts.by_kind[ErrorKind::Status] = 3;
             x.status_codes = vec![(503, 1)];
             x.grpc_status_codes = vec![(14, 2)];
             m.add(w, x).unwrap();
