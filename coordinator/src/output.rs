@@ -1,7 +1,7 @@
 //! The run directory (`report.json`, `report.md`, `report.html`,
 //! `latency.hlog`, `workers.hlog`) and the lines printed while a run goes.
 
-use crate::report::{html, markdown, Report};
+use crate::report::{html, markdown, Report, ThresholdStatus};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -216,8 +216,8 @@ pub fn summary(r: &Report, dir: &Path) -> String {
     for t in &r.thresholds {
         o.push_str(&format!(
             "  {} {}\n",
-            match t.status.as_str() {
-                "warn" => "WARN",
+            match t.status {
+                ThresholdStatus::Warn => "WARN",
                 _ if t.pass => "PASS",
                 _ => "FAIL",
             },

@@ -45,11 +45,11 @@ fn pct(v: f64) -> String {
     format!("{:.2} %", v * 100.0)
 }
 
-fn mark(status: &str) -> &'static str {
+fn mark(status: ThresholdStatus) -> &'static str {
     match status {
-        "pass" => "✅",
-        "warn" => "⚠️",
-        _ => "❌",
+        ThresholdStatus::Pass => "✅",
+        ThresholdStatus::Warn => "⚠️",
+        ThresholdStatus::Fail => "❌",
     }
 }
 
@@ -82,9 +82,13 @@ pub fn render(r: &Report) -> String {
     let fails = r
         .thresholds
         .iter()
-        .filter(|t| t.status == "fail" || !t.pass)
+        .filter(|t| t.status == ThresholdStatus::Fail || !t.pass)
         .count();
-    let warns = r.thresholds.iter().filter(|t| t.status == "warn").count();
+    let warns = r
+        .thresholds
+        .iter()
+        .filter(|t| t.status == ThresholdStatus::Warn)
+        .count();
     let regress = r.regressions.iter().filter(|x| !x.pass).count();
     if r.thresholds.is_empty() {
         let _ = writeln!(o, "- No thresholds set");
@@ -140,17 +144,8 @@ pub fn render(r: &Report) -> String {
             "\n## Thresholds\n\n| | Threshold | Actual |\n| --- | --- | --- |"
         );
         for t in &r.thresholds {
-            let status = if t.status.is_empty() {
-                if t.pass {
-                    "pass"
-                } else {
-                    "fail"
-                }
-            } else {
-                &t.status
-            };
             let actual = t.actual.map_or("–".to_string(), |v| format!("{v:.4}"));
-            let _ = writeln!(o, "| {} | `{}` | {} |", mark(status), t.expr, actual);
+            let _ = writeln!(o, "| {} | `{}` | {} |", mark(t.status), t.expr, actual);
         }
     }
     if !r.regressions.is_empty() {
@@ -165,7 +160,7 @@ pub fn render(r: &Report) -> String {
                 x.change_pct,
                 match &x.note {
                     Some(note) => format!("– ({note})"),
-                    None => mark(if x.pass { "pass" } else { "fail" }).to_string(),
+                    None => mark(ThresholdStatus::from_pass(x.pass)).to_string(),
                 }
             );
         }

@@ -59,21 +59,13 @@ fn pct(v: f64) -> String {
     format!("{:.2} %", v * 100.0)
 }
 
-fn status(t: &ThresholdVerdict) -> &str {
-    match t.status.as_str() {
-        "" if t.pass => "pass",
-        "" => "fail",
-        s => s,
-    }
-}
-
-fn pill(status: &str) -> String {
-    let (class, text) = match status {
-        "pass" => ("pass", "✓ pass"),
-        "warn" => ("warn", "! warn"),
-        _ => ("fail", "✗ fail"),
+fn pill(status: ThresholdStatus) -> String {
+    let text = match status {
+        ThresholdStatus::Pass => "✓ pass",
+        ThresholdStatus::Warn => "! warn",
+        ThresholdStatus::Fail => "✗ fail",
     };
-    format!("<span class=\"pill {class}\">{text}</span>")
+    format!("<span class=\"pill {}\">{text}</span>", status.as_str())
 }
 
 pub fn render(r: &Report) -> String {
@@ -129,8 +121,8 @@ fn target(t: &TargetInfo) -> String {
 
 /// The banner: did the run pass, and what went wrong if not.
 fn verdict(o: &mut String, r: &Report) {
-    let fails = r.thresholds.iter().filter(|t| status(t) == "fail").count();
-    let warns = r.thresholds.iter().filter(|t| status(t) == "warn").count();
+    let count = |s| r.thresholds.iter().filter(|t| t.status == s).count();
+    let (fails, warns) = (count(ThresholdStatus::Fail), count(ThresholdStatus::Warn));
     let regress = r.regressions.iter().filter(|x| !x.pass).count();
     let problems: Vec<&Event> = r.events.iter().filter(|e| e.level != "info").collect();
     let class = if fails == 0 && regress == 0 && r.complete {

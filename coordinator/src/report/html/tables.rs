@@ -2,9 +2,9 @@
 //! throughput, latency, errors, requests, stages, recovery and workers, as in
 //! `report.md`.
 
-use super::{esc, ms, pct, pill, rate, status};
+use super::{esc, ms, pct, pill, rate};
 use crate::report::markdown::group;
-use crate::report::{Latency, Report};
+use crate::report::{Latency, Report, ThresholdStatus};
 use std::fmt::Write;
 
 /// A table whose first `left` columns are text and the rest numbers. Cells
@@ -38,7 +38,7 @@ pub(super) fn judgements(o: &mut String, r: &Report) {
         let rows = r.thresholds.iter().map(|t| {
             let actual = t.actual.map_or("–".to_string(), |v| format!("{v:.4}"));
             vec![
-                pill(status(t)),
+                pill(t.status),
                 format!("<code>{}</code>", esc(&t.expr)),
                 actual,
             ]
@@ -51,7 +51,7 @@ pub(super) fn judgements(o: &mut String, r: &Report) {
             vec![
                 match &x.note {
                     Some(note) => esc(&format!("– ({note})")),
-                    None => pill(if x.pass { "pass" } else { "fail" }),
+                    None => pill(ThresholdStatus::from_pass(x.pass)),
                 },
                 esc(&x.metric),
                 format!("{:.2}", x.baseline),
@@ -184,7 +184,7 @@ pub(super) fn tables(o: &mut String, r: &Report) {
                 esc(&x.stage),
                 ms(x.baseline_p99_ms),
                 ms(x.peak_p99_ms),
-                pill(if x.recovered { "pass" } else { "fail" }),
+                pill(ThresholdStatus::from_pass(x.recovered)),
                 format!(
                     "{}{:.0} s",
                     if x.recovered { "" } else { "&gt; " },

@@ -14,7 +14,7 @@ use crate::analysis::{self, Threshold};
 use crate::merge::{MergedInterval, Merger};
 use crate::registry::RunInput;
 use crate::report::build::{self, WorkerInfo};
-use crate::report::{Event, IntervalReport, Report};
+use crate::report::{Event, IntervalReport, Report, ThresholdStatus, ThresholdVerdict};
 use crate::state::Coordinator;
 use crate::store::RunStore;
 use std::collections::HashMap;
@@ -536,8 +536,7 @@ impl<'a> Collector<'a> {
         if let Some(expr) = self.aborted_by.take() {
             // It failed second by second even if the whole run's figure passes.
             for v in report.thresholds.iter_mut().filter(|v| v.expr == expr) {
-                v.pass = false;
-                v.status = "fail".into();
+                *v = ThresholdVerdict::new(v.expr.clone(), v.actual, ThresholdStatus::Fail);
             }
         }
         info!(run = %self.run_id, ok = report.requests.ok, errors = report.requests.errors,
