@@ -7,7 +7,8 @@
 //!   concept per file (merger, accumulators, resources, soak windows,
 //!   apportioning).
 //! - [`report`]: the report model (the JSON contract), its building from
-//!   merged data, and its Markdown rendering.
+//!   merged data, its tables (built once), and its Markdown and HTML
+//!   renderings, which only draw them.
 //! - [`wire`]: worker reports from the wire into domain types, validated.
 //! - [`registry`]: the connected workers and their run routes.
 //! - [`analysis`]: judging a run: threshold verdicts (with warn tiers and

@@ -1,12 +1,19 @@
 //! The report: its model (the JSON contract of DESIGN.md), how it is built
 //! from merged data, and its renderings.
 //!
+//! - [`build`]: the report from the merger's books.
+//! - [`table`]: its tables as headers plus rows of cells, built once;
+//!   [`format`]: how figures are written. Both renderings draw from them.
+//! - [`markdown`]: `report.md`; [`html`]: the self-contained `report.html`.
+//!
 //! Field names are the contract users, the chart and CI scripts build on:
 //! add fields, never rename them.
 
 pub mod build;
+pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod table;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
