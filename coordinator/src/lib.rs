@@ -3,9 +3,12 @@
 //! Pure logic (no tokio, no tonic):
 //! - [`scenario`]: the TOML scenario file, parsed and validated into a plan;
 //!   every error names the file, the field and what was expected.
-//! - [`merge`]: exact merge of the workers' per-second histograms.
+//! - [`merge`]: exact merge of the workers' per-second histograms, one
+//!   concept per file (merger, accumulators, resources, soak windows,
+//!   apportioning).
 //! - [`report`]: the report model (the JSON contract), its building from
-//!   merged data, and its Markdown rendering.
+//!   merged data, its tables (built once), and its Markdown and HTML
+//!   renderings, which only draw them.
 //! - [`wire`]: worker reports from the wire into domain types, validated.
 //! - [`registry`]: the connected workers and their run routes.
 //! - [`analysis`]: judging a run: threshold verdicts (with warn tiers and

@@ -17,6 +17,7 @@ use std::future::Future;
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use volley_plan::{ErrorKind, KindCounts};
 use volley_proto::histogram::Hist;
 
 /// Upper bounds of the latency buckets, seconds.
@@ -30,7 +31,7 @@ struct Series {
     ok: u64,
     errors: u64,
     dropped: u64,
-    by_kind: BTreeMap<String, u64>,
+    by_kind: KindCounts,
     buckets: [u64; BUCKETS.len()],
     count: u64,
     sum_s: f64,
@@ -66,7 +67,7 @@ impl Metrics {
 
     /// Adds one merged second: its counts, its latency histogram and its
     /// errors by kind.
-    pub fn observe(&self, run: &str, i: &IntervalReport, latency: &Hist, by_kind: &[(&str, u64)]) {
+    pub fn observe(&self, run: &str, i: &IntervalReport, latency: &Hist, by_kind: &KindCounts) {
         let mut st = self.lock();
         let s = st
             .series
@@ -75,9 +76,7 @@ impl Metrics {
         s.ok += i.ok;
         s.errors += i.errors;
         s.dropped += i.dropped;
-        for (k, n) in by_kind {
-            *s.by_kind.entry(k.to_string()).or_default() += n;
-        }
+        s.by_kind.add(by_kind);
         for (b, le) in s.buckets.iter_mut().zip(BUCKETS) {
             *b += latency.count_between(0, (le * 1e6) as u64);
         }
@@ -113,8 +112,10 @@ impl Metrics {
         let _ = writeln!(o, "# HELP volley_errors_total Failed requests by kind.\n# TYPE volley_errors_total counter");
         for ((run, stage), s) in &st.series {
             let l = format!("run=\"{}\",stage=\"{}\"", esc(run), esc(stage));
-            for (k, n) in &s.by_kind {
-                let _ = writeln!(o, "volley_errors_total{{{l},kind=\"{}\"}} {n}", esc(k));
+            let mut kinds: Vec<(ErrorKind, u64)> = s.by_kind.iter().collect();
+            kinds.sort_by_key(|(k, _)| k.as_str());
+            for (k, n) in kinds {
+                let _ = writeln!(o, "volley_errors_total{{{l},kind=\"{}\"}} {n}", k.as_str());
             }
         }
         let _ = writeln!(
@@ -255,8 +256,14 @@ mod tests {
         for us in [300u64, 800, 4_000, 20_000, 20_000] {
             h.record(us).unwrap();
         }
-        m.observe("r1", &second("steady"), &h, &[("status", 2), ("reset", 0)]);
-        m.observe("r1", &second("steady"), &h, &[("status", 1), ("reset", 1)]);
+        let kinds = |status, reset| {
+            let mut k = KindCounts::default();
+            k[ErrorKind::Status] = status;
+            k[ErrorKind::Reset] = reset;
+            k
+        };
+        m.observe("r1", &second("steady"), &h, &kinds(2, 0));
+        m.observe("r1", &second("steady"), &h, &kinds(1, 1));
         let text = m.render();
         assert!(text.contains("volley_workers 3"));
         assert!(

@@ -1,7 +1,8 @@
 //! The run directory (`report.json`, `report.md`, `report.html`,
 //! `latency.hlog`, `workers.hlog`) and the lines printed while a run goes.
 
-use crate::report::{html, markdown, Report};
+use crate::report::format::group;
+use crate::report::{html, markdown, Report, ThresholdStatus};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -128,17 +129,17 @@ pub fn live_line(s: &pb::IntervalSummary) -> String {
     let mut line = format!(
         "{:<10} target {:>8}/s  sent {:>8}/s  ok {:>8}  err {:>6}  drop {:>6}  p50 {:>8}  p99 {:>8}  workers {}",
         truncate(&s.stage, 10),
-        markdown::group(s.target_rps.round() as u64),
-        markdown::group(s.achieved_rps.round() as u64),
-        markdown::group(s.ok),
-        markdown::group(s.errors),
-        markdown::group(s.dropped),
+        group(s.target_rps.round() as u64),
+        group(s.achieved_rps.round() as u64),
+        group(s.ok),
+        group(s.errors),
+        group(s.dropped),
         lat(s.p50_ms, has),
         lat(s.p99_ms, has),
         s.workers
     );
     if s.check_errors > 0 {
-        line.push_str(&format!("  (check {})", markdown::group(s.check_errors)));
+        line.push_str(&format!("  (check {})", group(s.check_errors)));
     }
     if s.dropped > 0 {
         line.push_str(
@@ -162,11 +163,11 @@ pub fn summary(r: &Report, dir: &Path) -> String {
         "\n{} — {}\n  requests  intended {}  sent {}  ok {}  errors {}  dropped {}  success {:.2}%\n  rate      target {:.1}/s  achieved {:.1}/s  throughput {:.1}/s\n  latency   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}\n",
         r.scenario,
         if r.complete { "complete" } else { "INCOMPLETE" },
-        markdown::group(r.requests.intended),
-        markdown::group(r.requests.sent),
-        markdown::group(r.requests.ok),
-        markdown::group(r.requests.errors),
-        markdown::group(r.requests.dropped),
+        group(r.requests.intended),
+        group(r.requests.sent),
+        group(r.requests.ok),
+        group(r.requests.errors),
+        group(r.requests.dropped),
         r.success_rate * 100.0,
         r.target_rps,
         r.achieved_rps,
@@ -190,7 +191,7 @@ pub fn summary(r: &Report, dir: &Path) -> String {
         .errors_by_check
         .iter()
         .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| format!("{k} {}", markdown::group(*n)))
+        .map(|(k, n)| format!("{k} {}", group(*n)))
         .collect();
     if !failed.is_empty() {
         o.push_str(&format!("  checks    {}\n", failed.join(", ")));
@@ -206,9 +207,9 @@ pub fn summary(r: &Report, dir: &Path) -> String {
         o.push_str(&format!(
             "  request   {:<width$}  ok {}  errors {}  dropped {}  p50 {}  p99 {}\n",
             q.name,
-            markdown::group(q.ok),
-            markdown::group(q.errors),
-            markdown::group(q.dropped),
+            group(q.ok),
+            group(q.errors),
+            group(q.dropped),
             ms(q.latency_ms.p50),
             ms(q.latency_ms.p99),
         ));
@@ -216,8 +217,8 @@ pub fn summary(r: &Report, dir: &Path) -> String {
     for t in &r.thresholds {
         o.push_str(&format!(
             "  {} {}\n",
-            match t.status.as_str() {
-                "warn" => "WARN",
+            match t.status {
+                ThresholdStatus::Warn => "WARN",
                 _ if t.pass => "PASS",
                 _ => "FAIL",
             },

@@ -3,7 +3,7 @@
 
 use crate::analysis;
 use crate::exit::{CliError, Exit};
-use crate::report::Report;
+use crate::report::{Report, ThresholdStatus};
 use std::path::Path;
 
 /// A saved baseline report and the allowed change.
@@ -38,9 +38,15 @@ pub fn apply_baseline(r: &mut Report, b: &Baseline) {
 /// The exit code a report warrants: 1 for a failed threshold or regression
 /// (or a warning under `strict`), 3 for a run that did not complete, else 0.
 pub fn exit_code(r: &Report, strict: bool) -> Exit {
-    let failed = r.thresholds.iter().any(|t| !t.pass || t.status == "fail")
+    let failed = r
+        .thresholds
+        .iter()
+        .any(|t| !t.pass || t.status == ThresholdStatus::Fail)
         || r.regressions.iter().any(|x| !x.pass);
-    let warned = r.thresholds.iter().any(|t| t.status == "warn");
+    let warned = r
+        .thresholds
+        .iter()
+        .any(|t| t.status == ThresholdStatus::Warn);
     if failed {
         Exit::Failed
     } else if !r.complete {
@@ -61,26 +67,21 @@ mod tests {
         serde_json::from_str(include_str!("../tests/data/report.json")).unwrap()
     }
 
-    fn verdict(status: &str) -> ThresholdVerdict {
-        ThresholdVerdict {
-            expr: "p99 < 1s".into(),
-            actual: Some(1.0),
-            pass: status != "fail",
-            status: status.into(),
-        }
+    fn verdict(status: ThresholdStatus) -> ThresholdVerdict {
+        ThresholdVerdict::new("p99 < 1s".into(), Some(1.0), status)
     }
 
     #[test]
     fn exit_codes_follow_the_contract() {
         let mut r = report();
-        r.thresholds = vec![verdict("pass")];
+        r.thresholds = vec![verdict(ThresholdStatus::Pass)];
         assert_eq!(exit_code(&r, false), Exit::Ok);
-        r.thresholds.push(verdict("warn"));
+        r.thresholds.push(verdict(ThresholdStatus::Warn));
         assert_eq!(exit_code(&r, false), Exit::Ok, "a warning keeps exit 0");
         assert_eq!(exit_code(&r, true), Exit::Failed, "unless --strict");
         r.complete = false;
         assert_eq!(exit_code(&r, false), Exit::Incomplete);
-        r.thresholds.push(verdict("fail"));
+        r.thresholds.push(verdict(ThresholdStatus::Fail));
         assert_eq!(
             exit_code(&r, false),
             Exit::Failed,

@@ -2,8 +2,8 @@
 //! this one place. A report that fails here is rejected with a status and
 //! never reaches the merge.
 
-use crate::merge::{CheckFailures, Counts, RequestCounts, RequestInterval, WorkerInterval};
-use volley_plan::ErrorKind;
+use crate::merge::{CheckFailures, RequestInterval, WorkerInterval};
+use volley_plan::{Counts, ErrorKind, KindCounts, RequestCounts};
 use volley_proto::{histogram, pb};
 
 /// Largest count any interval may claim (10⁹ requests in one second from one
@@ -99,7 +99,7 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
         }
     })?;
     let status_sum = http_sum.saturating_add(grpc_sum);
-    let status_errors = counts.by_kind[ErrorKind::Status.index()];
+    let status_errors = counts.by_kind[ErrorKind::Status];
     if status_sum > status_errors {
         return Err(WireError::ImpossibleCount(format!(
             "status codes count {status_sum} but status errors are {status_errors}"
@@ -139,9 +139,9 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
     })
 }
 
-/// The error counts by kind, in the order of [`ErrorKind::ALL`].
-fn kinds(e: &pb::ErrorCounts) -> [u64; ErrorKind::COUNT] {
-    ErrorKind::ALL.map(|k| match k {
+/// The error counts by kind.
+fn kinds(e: &pb::ErrorCounts) -> KindCounts {
+    KindCounts::from_fn(|k| match k {
         ErrorKind::Connect => e.connect,
         ErrorKind::Timeout => e.timeout,
         ErrorKind::Status => e.status,
@@ -184,7 +184,7 @@ fn check_failures(
         sum = sum.saturating_add(e.count);
         out.push((key, e.count));
     }
-    let check_errors = counts.by_kind[ErrorKind::Check.index()];
+    let check_errors = counts.by_kind[ErrorKind::Check];
     if sum != check_errors {
         return Err(WireError::ImpossibleCount(format!(
             "check failures count {sum} but check errors are {check_errors}"
@@ -422,7 +422,7 @@ mod tests {
             checks: 3,
         };
         let w = worker_interval(with(5, vec![(0, 2, 4), (0, 0, 1)]), bounds).unwrap();
-        assert_eq!(w.counts.by_kind[ErrorKind::Check.index()], 5);
+        assert_eq!(w.counts.by_kind[ErrorKind::Check], 5);
         assert_eq!(w.checks, vec![((0, 2), 4), ((0, 0), 1)]);
         for (bad, why) in [
             (with(5, vec![(0, 2, 4)]), "check errors are 5"),
@@ -528,7 +528,14 @@ mod tests {
             pb::StatusCount { code: 99, count: 1 },
         ];
         let w = worker_interval(r.clone(), ONE).unwrap();
-        assert_eq!(w.counts.by_kind, [0, 0, 3, 0, 2, 0]);
+        assert_eq!(
+            w.counts.by_kind,
+            KindCounts::from_fn(|k| match k {
+                ErrorKind::Status => 3,
+                ErrorKind::Reset => 2,
+                _ => 0,
+            })
+        );
         assert_eq!(w.counts.errors(), 5);
         assert_eq!(w.grpc_status_codes, vec![(14, 1), (99, 1)]);
         // HTTP and gRPC codes together cannot outnumber status errors.

@@ -18,8 +18,9 @@
 //! - [`data`]: `[[data]]` sets (CSV, JSON Lines) that templates draw rows
 //!   from.
 //! - [`expect`]: response checks and their compiled form.
-//! - [`outcome`]: how a request ended (the error kinds), the one vocabulary
-//!   of workers and coordinator.
+//! - [`outcome`]: how a request ended (the error kinds) and how endings are
+//!   counted (per kind, per span, per request definition): the one
+//!   vocabulary of workers and coordinator.
 //! - [`schedule`]: the send times of one worker's share, uniform or Poisson,
 //!   identical to what a single perfect generator would send.
 
@@ -39,7 +40,7 @@ pub use mix::RequestMix;
 pub use model::{
     Arrival, Body, CompiledRequest, Load, Plan, PlanError, Protocol, Request, Stage, Target, Tls,
 };
-pub use outcome::ErrorKind;
+pub use outcome::{Counts, ErrorKind, KindCounts, RequestCounts};
 pub use partition::{Partition, PartitionError, Share};
 pub use rate::RateCurve;
 pub use schedule::ShareSchedule;

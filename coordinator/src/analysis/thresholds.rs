@@ -36,7 +36,9 @@ mod parse;
 
 pub use parse::parse;
 
-use crate::report::{IntervalReport, Latency, Recovery, Report, StageReport, ThresholdVerdict};
+use crate::report::{
+    IntervalReport, Latency, Recovery, Report, StageReport, ThresholdStatus, ThresholdVerdict,
+};
 
 /// A report figure a threshold can test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,17 +325,12 @@ pub fn evaluate(t: &Threshold, r: &Report) -> ThresholdVerdict {
     };
     let status = match m.actual {
         Some(a) if !m.unrecovered && t.op.holds(a, t.limit.resolve(m.target_rps)) => match t.warn {
-            Some(w) if !t.op.holds(a, w.resolve(m.target_rps)) => "warn",
-            _ => "pass",
+            Some(w) if !t.op.holds(a, w.resolve(m.target_rps)) => ThresholdStatus::Warn,
+            _ => ThresholdStatus::Pass,
         },
-        _ => "fail",
+        _ => ThresholdStatus::Fail,
     };
-    ThresholdVerdict {
-        expr: t.expr.clone(),
-        actual: m.actual,
-        pass: status != "fail",
-        status: status.to_owned(),
-    }
+    ThresholdVerdict::new(t.expr.clone(), m.actual, status)
 }
 
 /// Parses every expression against the report's stage names, then judges

@@ -1,8 +1,9 @@
 //! Turning merged data into the report model. Pure: no I/O.
 
 use super::*;
-use crate::merge::{Acc, Counts, MergedInterval, RequestAcc, Resources, SoakWindows};
-use volley_plan::{Plan, RateCurve};
+use crate::merge::{Acc, MergedInterval, RequestAcc, Resources, SoakWindows};
+use volley_plan::outcome::LOST_KIND;
+use volley_plan::{Counts, Plan, RateCurve};
 use volley_proto::histogram::Hist;
 
 /// A `grpc-status` as the report names it: "UNAVAILABLE" for 14, "code N"
@@ -269,9 +270,11 @@ pub fn report(i: Inputs<'_>) -> Report {
     // Rates of a run stopped early are over the time it actually ran.
     let duration = i.ran_s.map_or(curve.end(), |r| r.clamp(0.0, curve.end()));
     let c = &i.total.counts;
-    let mut errors_by_kind: BTreeMap<String, u64> =
-        c.kinds().map(|(k, n)| (k.to_string(), n)).collect();
-    errors_by_kind.insert("lost".to_string(), c.lost);
+    let mut errors_by_kind: BTreeMap<String, u64> = c
+        .kinds()
+        .map(|(k, n)| (k.as_str().to_string(), n))
+        .collect();
+    errors_by_kind.insert(LOST_KIND.to_string(), c.lost);
     let errors_by_status = i
         .total
         .status_codes
@@ -504,7 +507,8 @@ mod tests {
     /// A worker's second: `ok[i]` successes of definition i at `us`, one
     /// reset on the last definition, and one UNAVAILABLE call on the first.
     fn second(index: u32, ok: &[u64], us: u64) -> crate::merge::WorkerInterval {
-        use crate::merge::{RequestCounts, RequestInterval, WorkerInterval};
+        use crate::merge::{RequestInterval, WorkerInterval};
+        use volley_plan::{ErrorKind, KindCounts, RequestCounts};
         let hist = |n: u64| {
             let mut h = new_hist();
             for _ in 0..n {
@@ -538,7 +542,9 @@ mod tests {
                 intended: total_ok + 2,
                 sent: total_ok + 2,
                 ok: total_ok,
-                by_kind: [0, 0, 1, 0, 1, 0],
+                by_kind: KindCounts::from_fn(|k| {
+                    u64::from(matches!(k, ErrorKind::Status | ErrorKind::Reset))
+                }),
                 ..Counts::default()
             },
             status_codes: vec![],

@@ -2,38 +2,10 @@
 //! a summary with pass / warn / fail marks, then throughput, latency,
 //! errors, stages, workers, recovery, thresholds and regressions.
 
+use super::format::{group, ms, pct, rate};
+use super::table::{Cell, Table, Tables};
 use super::*;
 use std::fmt::Write;
-
-fn ms(v: Option<f64>) -> String {
-    match v {
-        Some(v) if v >= 100.0 => format!("{v:.0} ms"),
-        Some(v) if v >= 10.0 => format!("{v:.1} ms"),
-        Some(v) => format!("{v:.2} ms"),
-        None => "–".to_string(),
-    }
-}
-
-fn rate(v: f64) -> String {
-    if v >= 100.0 {
-        group(v.round() as u64)
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-/// 1234567 → "1,234,567".
-pub fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// Text for a Markdown table cell: a `|` would end the cell, a newline the
 /// row.
@@ -41,15 +13,47 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\r', '\n'], " ")
 }
 
-fn pct(v: f64) -> String {
-    format!("{:.2} %", v * 100.0)
+fn mark(status: ThresholdStatus) -> &'static str {
+    match status {
+        ThresholdStatus::Pass => "✅",
+        ThresholdStatus::Warn => "⚠️",
+        ThresholdStatus::Fail => "❌",
+    }
 }
 
-fn mark(status: &str) -> &'static str {
-    match status {
-        "pass" => "✅",
-        "warn" => "⚠️",
-        _ => "❌",
+fn draw_cell(c: &Cell) -> String {
+    match c {
+        Cell::Text(s) => cell(s),
+        Cell::Code(s) => format!("`{}`", cell(s)),
+        Cell::Tagged(s, tag) => format!("{} ({tag})", cell(s)),
+        Cell::Mark(status) => mark(*status).to_string(),
+        Cell::YesNo(true) => "✅ yes".to_string(),
+        Cell::YesNo(false) => "❌ no".to_string(),
+    }
+}
+
+/// One table row: `| a | b |`, an empty cell as `| |`.
+fn line(o: &mut String, cells: impl IntoIterator<Item = String>) {
+    o.push('|');
+    for c in cells {
+        if c.is_empty() {
+            o.push_str(" |");
+        } else {
+            let _ = write!(o, " {c} |");
+        }
+    }
+    o.push('\n');
+}
+
+/// A table, without its page-only columns.
+fn draw(o: &mut String, t: &Table) {
+    let shown: Vec<usize> = (0..t.columns.len())
+        .filter(|&i| !t.columns[i].page_only)
+        .collect();
+    line(o, shown.iter().map(|&i| t.columns[i].head.to_string()));
+    line(o, shown.iter().map(|_| "---".to_string()));
+    for row in &t.rows {
+        line(o, shown.iter().map(|&i| draw_cell(&row[i])));
     }
 }
 
@@ -82,9 +86,13 @@ pub fn render(r: &Report) -> String {
     let fails = r
         .thresholds
         .iter()
-        .filter(|t| t.status == "fail" || !t.pass)
+        .filter(|t| t.status == ThresholdStatus::Fail || !t.pass)
         .count();
-    let warns = r.thresholds.iter().filter(|t| t.status == "warn").count();
+    let warns = r
+        .thresholds
+        .iter()
+        .filter(|t| t.status == ThresholdStatus::Warn)
+        .count();
     let regress = r.regressions.iter().filter(|x| !x.pass).count();
     if r.thresholds.is_empty() {
         let _ = writeln!(o, "- No thresholds set");
@@ -134,212 +142,49 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "- ⚠️ at {:.1} s: {}", e.t_s, e.text);
     }
 
-    if !r.thresholds.is_empty() {
-        let _ = writeln!(
-            o,
-            "\n## Thresholds\n\n| | Threshold | Actual |\n| --- | --- | --- |"
-        );
-        for t in &r.thresholds {
-            let status = if t.status.is_empty() {
-                if t.pass {
-                    "pass"
-                } else {
-                    "fail"
-                }
-            } else {
-                &t.status
-            };
-            let actual = t.actual.map_or("–".to_string(), |v| format!("{v:.4}"));
-            let _ = writeln!(o, "| {} | `{}` | {} |", mark(status), t.expr, actual);
-        }
+    let t = Tables::new(r);
+    if let Some(t) = &t.thresholds {
+        let _ = writeln!(o, "\n## Thresholds\n");
+        draw(&mut o, t);
     }
-    if !r.regressions.is_empty() {
-        let _ = writeln!(o, "\n## Regressions\n\n| Metric | Baseline | Current | Change | |\n| --- | --- | --- | --- | --- |");
-        for x in &r.regressions {
-            let _ = writeln!(
-                o,
-                "| {} | {:.2} | {:.2} | {:+.1} % | {} |",
-                x.metric,
-                x.baseline,
-                x.current,
-                x.change_pct,
-                match &x.note {
-                    Some(note) => format!("– ({note})"),
-                    None => mark(if x.pass { "pass" } else { "fail" }).to_string(),
-                }
-            );
-        }
+    if let Some(t) = &t.regressions {
+        let _ = writeln!(o, "\n## Regressions\n");
+        draw(&mut o, t);
     }
-
-    let _ = writeln!(o, "\n## Throughput\n\n| Metric | Value |\n| --- | --- |");
-    let _ = writeln!(o, "| Target rate | {} req/s |", rate(r.target_rps));
-    let _ = writeln!(
-        o,
-        "| Achieved rate (sent) | {} req/s |",
-        rate(r.achieved_rps)
-    );
-    let _ = writeln!(o, "| Throughput (ok) | {} req/s |", rate(r.throughput_rps));
-    let _ = writeln!(o, "| Intended | {} |", group(r.requests.intended));
-    let _ = writeln!(o, "| Sent | {} |", group(r.requests.sent));
-    let _ = writeln!(o, "| Ok | {} |", group(r.requests.ok));
-    let _ = writeln!(o, "| Errors | {} |", group(r.requests.errors));
-    let _ = writeln!(o, "| Dropped | {} |", group(r.requests.dropped));
-    let _ = writeln!(o, "| Success rate | {} |", pct(r.success_rate));
-
+    let _ = writeln!(o, "\n## Throughput\n");
+    draw(&mut o, &t.throughput);
     let _ = writeln!(
         o,
         "\n## Latency\n\nFrom the scheduled send time (coordinated-omission correct); service time is from the actual send.\n"
     );
-    let _ = writeln!(o, "| | p50 | p90 | p95 | p99 | p99.9 | max | mean |\n| --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (name, l) in [
-        ("Latency", &r.latency_ms),
-        ("Service time", &r.service_time_ms),
-    ] {
+    draw(&mut o, &t.latency);
+    if let Some(t) = &t.errors {
+        let _ = writeln!(o, "\n## Errors\n");
+        draw(&mut o, t);
+    }
+    if let Some(t) = &t.requests {
+        let _ = writeln!(o, "\n## Requests\n");
+        draw(&mut o, t);
+    }
+    let _ = writeln!(o, "\n## Stages\n");
+    draw(&mut o, &t.stages);
+    if let Some(t) = &t.recovery {
+        let _ = writeln!(o, "\n## Recovery\n");
+        draw(&mut o, t);
+    }
+    let _ = writeln!(o, "\n## Workers\n");
+    draw(&mut o, &t.workers);
+    if let Some(t) = &t.resources {
         let _ = writeln!(
             o,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
-            ms(l.p50),
-            ms(l.p90),
-            ms(l.p95),
-            ms(l.p99),
-            ms(l.p999),
-            ms(l.max),
-            ms(l.mean)
+            "\n## Resource usage\n\nThe generator's own memory and CPU: a growing RSS is a leak in the workers, a CPU near 100 % a worker that cannot keep up.\n"
         );
+        draw(&mut o, t);
     }
-
-    if r.requests.errors > 0 {
-        let _ = writeln!(o, "\n## Errors\n\n| Kind | Count |\n| --- | --- |");
-        for (k, n) in r.errors_by_kind.iter().filter(|(_, n)| **n > 0) {
-            let _ = writeln!(o, "| {k} | {} |", group(*n));
-        }
-        for (code, n) in &r.errors_by_status {
-            let _ = writeln!(o, "| HTTP {code} | {} |", group(*n));
-        }
-        for (name, n) in &r.errors_by_grpc_status {
-            let _ = writeln!(o, "| gRPC {name} | {} |", group(*n));
-        }
-        for (name, n) in r.errors_by_check.iter().filter(|(_, n)| **n > 0) {
-            let _ = writeln!(o, "| check: {} | {} |", cell(name), group(*n));
-        }
-    }
-
-    if !r.per_request.is_empty() {
-        let _ = writeln!(
-            o,
-            "\n## Requests\n\n| Request | Weight | Sent | OK | Errors | Dropped | p50 | p99 | max |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-        );
-        for q in &r.per_request {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                cell(&q.name),
-                q.weight,
-                group(q.sent),
-                group(q.ok),
-                group(q.errors),
-                group(q.dropped),
-                ms(q.latency_ms.p50),
-                ms(q.latency_ms.p99),
-                ms(q.latency_ms.max)
-            );
-        }
-    }
-
-    let _ = writeln!(
-        o,
-        "\n## Stages\n\n| Stage | Target | Achieved | Ok | Errors | Dropped | Success | p50 | p99 | max |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    );
-    for s in &r.stages {
-        let _ = writeln!(
-            o,
-            "| {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            s.name,
-            if s.burst { " (burst)" } else { "" },
-            rate(s.target_rps),
-            rate(s.achieved_rps),
-            group(s.requests.ok),
-            group(s.requests.errors),
-            group(s.requests.dropped),
-            pct(s.success_rate),
-            ms(s.latency_ms.p50),
-            ms(s.latency_ms.p99),
-            ms(s.latency_ms.max)
-        );
-    }
-
-    if !r.recovery.is_empty() {
-        let _ = writeln!(o, "\n## Recovery\n\n| Burst | Baseline p99 | Peak p99 | Recovered | Time |\n| --- | --- | --- | --- | --- |");
-        for x in &r.recovery {
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {}{:.0} s |",
-                x.stage,
-                ms(x.baseline_p99_ms),
-                ms(x.peak_p99_ms),
-                if x.recovered { "✅ yes" } else { "❌ no" },
-                if x.recovered { "" } else { "> " },
-                x.recovery_time_s
-            );
-        }
-    }
-
-    let _ = writeln!(
-        o,
-        "\n## Workers\n\n| Worker | Host | Weight | Assigned | Intended | Ok | Errors | Dropped | p99 | Lost at |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
-    );
-    for w in &r.workers {
-        let _ = writeln!(
-            o,
-            "| `{}` | {} | {} | {} req/s | {} | {} | {} | {} | {} | {} |",
-            w.id.get(..8).unwrap_or(&w.id),
-            if w.hostname.is_empty() {
-                "–"
-            } else {
-                &w.hostname
-            },
-            w.weight,
-            rate(w.assigned_rps),
-            group(w.requests.intended),
-            group(w.requests.ok),
-            group(w.requests.errors),
-            group(w.requests.dropped),
-            ms(w.latency_ms.p99),
-            w.lost_at_s.map_or("–".to_string(), |t| format!("{t:.1} s"))
-        );
-    }
-    if r.workers.iter().any(|w| w.rss_mb_peak.is_some()) {
-        let _ = writeln!(
-            o,
-            "\n## Resource usage\n\nThe generator's own memory and CPU: a growing RSS is a leak in the workers, a CPU near 100 % a worker that cannot keep up.\n\n| Worker | RSS first | RSS last | RSS peak | CPU (mean, % of a core) |\n| --- | --- | --- | --- | --- |"
-        );
-        let mb = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} MB"));
-        for w in &r.workers {
-            let _ = writeln!(
-                o,
-                "| `{}` | {} | {} | {} | {} |",
-                w.id.get(..8).unwrap_or(&w.id),
-                mb(w.rss_mb_first),
-                mb(w.rss_mb_last),
-                mb(w.rss_mb_peak),
-                w.cpu_pct_mean
-                    .map_or("–".to_string(), |c| format!("{c:.0} %"))
-            );
-        }
-    }
-    for s in r.stages.iter() {
-        if let Some(k) = s.soak {
-            let _ = writeln!(
-                o,
-                "\n## Soak: {}\n\n| | First tenth | Last tenth |\n| --- | --- | --- |\n| Achieved rate | {} req/s | {} req/s |\n| p99 | {} | {} |\n\nDegradation: {:.1} %",
-                s.name,
-                rate(k.first_achieved_rps),
-                rate(k.last_achieved_rps),
-                ms(k.first_p99_ms),
-                ms(k.last_p99_ms),
-                k.degradation * 100.0
-            );
-        }
+    for s in &t.soak {
+        let _ = writeln!(o, "\n## Soak: {}\n", s.stage);
+        draw(&mut o, &s.table);
+        let _ = writeln!(o, "\nDegradation: {:.1} %", s.degradation);
     }
     o
 }
@@ -391,7 +236,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains(
-            "## Requests\n\n| Request | Weight | Sent | OK | Errors | Dropped | p50 | p99 | max |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n\
+            "## Requests\n\n| Request | Weight | Sent | Ok | Errors | Dropped | p50 | p99 | max |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n\
              | a\\|b | 3 | 1,201 | 1,200 | 1 | 0 | 1.50 ms | 12.4 ms | 140 ms |\n\
              | c | 1 | 401 | 400 | 1 | 0 | 1.50 ms | 12.4 ms | 140 ms |\n"
         ), "{md}");
@@ -403,10 +248,23 @@ mod tests {
     }
 
     #[test]
-    fn grouping() {
-        assert_eq!(group(0), "0");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(1000), "1,000");
-        assert_eq!(group(1234567), "1,234,567");
+    fn regressions_lead_with_their_mark_as_thresholds_do() {
+        let mut r = crate::analysis::fixture::report();
+        r.regressions = vec![Regression {
+            metric: "p99_ms".into(),
+            baseline: 70.0,
+            current: 80.0,
+            change_pct: 14.3,
+            pass: false,
+            note: None,
+        }];
+        let md = render(&r);
+        assert!(
+            md.contains(
+                "## Regressions\n\n| | Metric | Baseline | Current | Change |\n\
+                 | --- | --- | --- | --- | --- |\n| ❌ | p99_ms | 70.00 | 80.00 | +14.3 % |\n"
+            ),
+            "{md}"
+        );
     }
 }

@@ -1,12 +1,19 @@
 //! The report: its model (the JSON contract of DESIGN.md), how it is built
 //! from merged data, and its renderings.
 //!
+//! - [`build`]: the report from the merger's books.
+//! - [`table`]: its tables as headers plus rows of cells, built once;
+//!   [`format`]: how figures are written. Both renderings draw from them.
+//! - [`markdown`]: `report.md`; [`html`]: the self-contained `report.html`.
+//!
 //! Field names are the contract users, the chart and CI scripts build on:
 //! add fields, never rename them.
 
 pub mod build;
+pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod table;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -249,13 +256,90 @@ pub struct Recovery {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "ThresholdVerdictJson")]
 pub struct ThresholdVerdict {
     pub expr: String,
     pub actual: Option<f64>,
+    /// False only for [`ThresholdStatus::Fail`] (a warning passes); kept
+    /// beside `status` because it is the older field of the contract.
     pub pass: bool,
-    /// "pass" | "warn" | "fail".
+    pub status: ThresholdStatus,
+}
+
+impl ThresholdVerdict {
+    pub fn new(expr: String, actual: Option<f64>, status: ThresholdStatus) -> ThresholdVerdict {
+        ThresholdVerdict {
+            expr,
+            actual,
+            pass: status != ThresholdStatus::Fail,
+            status,
+        }
+    }
+}
+
+/// A verdict as saved, before `status` is known for sure: reports written
+/// before it existed (or with it empty) get it from `pass`.
+#[derive(Deserialize)]
+struct ThresholdVerdictJson {
+    expr: String,
+    actual: Option<f64>,
+    pass: bool,
     #[serde(default)]
-    pub status: String,
+    status: String,
+}
+
+impl From<ThresholdVerdictJson> for ThresholdVerdict {
+    fn from(j: ThresholdVerdictJson) -> ThresholdVerdict {
+        ThresholdVerdict {
+            status: ThresholdStatus::parse(&j.status)
+                .unwrap_or_else(|| ThresholdStatus::from_pass(j.pass)),
+            expr: j.expr,
+            actual: j.actual,
+            pass: j.pass,
+        }
+    }
+}
+
+/// How a threshold was judged: met, met but in the warning band, or not
+/// met. The lower-case names are the report's `status` strings. Regressions
+/// and recoveries, which have no warning band, are marked with `Pass` or
+/// `Fail` alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl ThresholdStatus {
+    pub const ALL: [ThresholdStatus; 3] = [
+        ThresholdStatus::Pass,
+        ThresholdStatus::Warn,
+        ThresholdStatus::Fail,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThresholdStatus::Pass => "pass",
+            ThresholdStatus::Warn => "warn",
+            ThresholdStatus::Fail => "fail",
+        }
+    }
+
+    /// The status named `s` in a report.
+    pub fn parse(s: &str) -> Option<ThresholdStatus> {
+        ThresholdStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// `Pass` or `Fail`, for a verdict without a warning band.
+    pub fn from_pass(pass: bool) -> ThresholdStatus {
+        if pass {
+            ThresholdStatus::Pass
+        } else {
+            ThresholdStatus::Fail
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,5 +365,42 @@ pub struct Event {
 impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("a report always serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_status_keeps_its_report_strings() {
+        for s in ThresholdStatus::ALL {
+            let v = ThresholdVerdict::new("p99 < 1s".into(), Some(1.0), s);
+            let json = serde_json::to_value(&v).unwrap();
+            assert_eq!(json["status"], s.as_str());
+            assert_eq!(json["pass"], s != ThresholdStatus::Fail);
+            assert_eq!(serde_json::from_value::<ThresholdVerdict>(json).unwrap(), v);
+        }
+        assert_eq!(
+            serde_json::to_string(&ThresholdStatus::ALL).unwrap(),
+            r#"["pass","warn","fail"]"#
+        );
+    }
+
+    #[test]
+    fn a_verdict_saved_without_status_gets_it_from_pass() {
+        for (json, status) in [
+            (
+                r#"{"expr":"e","actual":null,"pass":true}"#,
+                ThresholdStatus::Pass,
+            ),
+            (
+                r#"{"expr":"e","actual":1.0,"pass":false,"status":""}"#,
+                ThresholdStatus::Fail,
+            ),
+        ] {
+            let v: ThresholdVerdict = serde_json::from_str(json).unwrap();
+            assert_eq!(v.status, status, "{json}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::analysis::fixture;
+use ThresholdStatus::{Fail, Pass, Warn};
 
 const STAGES: &[&str] = &["steady", "burst"];
 
@@ -20,14 +21,14 @@ fn limit(expr: &str) -> f64 {
     }
 }
 
-fn status(expr: &str, r: &Report) -> (String, Option<f64>) {
+fn status(expr: &str, r: &Report) -> (ThresholdStatus, Option<f64>) {
     let v = evaluate(&p(expr), r);
     assert_eq!(v.expr, expr);
-    assert_eq!(v.pass, v.status != "fail");
+    assert_eq!(v.pass, v.status != Fail);
     (v.status, v.actual)
 }
 
-fn st(expr: &str, r: &Report) -> String {
+fn st(expr: &str, r: &Report) -> ThresholdStatus {
     status(expr, r).0
 }
 
@@ -166,19 +167,16 @@ fn stages_are_checked_only_when_known() {
 #[test]
 fn tiers_give_pass_warn_and_fail() {
     let r = fixture::report(); // p99 80 ms
-    assert_eq!(
-        status("p99 < 100ms warn 50ms", &r),
-        ("warn".into(), Some(80.0))
-    );
-    assert_eq!(st("p99 < 100ms warn 90ms", &r), "pass");
-    assert_eq!(st("p99 < 100ms warn 80ms", &r), "warn");
-    assert_eq!(st("p99 <= 100ms warn 80ms", &r), "pass");
-    assert_eq!(st("p99 < 80ms warn 50ms", &r), "fail");
-    assert_eq!(st("p99 < 0.08s", &r), "fail");
-    assert_eq!(st("p99 <= 0.08s", &r), "pass");
-    assert_eq!(st("success_rate > 99% warn 99.95%", &r), "warn");
-    assert_eq!(st("success_rate >= 0.999", &r), "pass");
-    assert_eq!(st("success_rate != 0.999", &r), "fail");
+    assert_eq!(status("p99 < 100ms warn 50ms", &r), (Warn, Some(80.0)));
+    assert_eq!(st("p99 < 100ms warn 90ms", &r), Pass);
+    assert_eq!(st("p99 < 100ms warn 80ms", &r), Warn);
+    assert_eq!(st("p99 <= 100ms warn 80ms", &r), Pass);
+    assert_eq!(st("p99 < 80ms warn 50ms", &r), Fail);
+    assert_eq!(st("p99 < 0.08s", &r), Fail);
+    assert_eq!(st("p99 <= 0.08s", &r), Pass);
+    assert_eq!(st("success_rate > 99% warn 99.95%", &r), Warn);
+    assert_eq!(st("success_rate >= 0.999", &r), Pass);
+    assert_eq!(st("success_rate != 0.999", &r), Fail);
 }
 
 #[test]
@@ -192,22 +190,19 @@ fn run_metrics_come_from_the_report() {
     assert_eq!(actual("error_rate > 0"), Some(0.0005));
     assert_eq!(actual("throughput_rps > 0"), Some(999.0));
     assert_eq!(actual("dropped > 0"), Some(30.0));
-    assert_eq!(st("errors == 30", &r), "pass");
-    assert_eq!(st("errors == 0", &r), "fail");
-    assert_eq!(st("error_rate < 0.1%", &r), "pass");
+    assert_eq!(st("errors == 30", &r), Pass);
+    assert_eq!(st("errors == 0", &r), Fail);
+    assert_eq!(st("error_rate < 0.1%", &r), Pass);
 }
 
 #[test]
 fn achieved_rps_in_percent_is_relative_to_the_target() {
     let r = fixture::report(); // 999.5 of 1000
-    assert_eq!(
-        status("achieved_rps >= 99%", &r),
-        ("pass".into(), Some(999.5))
-    );
-    assert_eq!(st("achieved_rps >= 99.96%", &r), "fail");
-    assert_eq!(st("achieved_rps >= 99% warn 99.99%", &r), "warn");
-    assert_eq!(st("achieved_rps >= 1000", &r), "fail");
-    assert_eq!(st("throughput_rps < 100%", &r), "pass");
+    assert_eq!(status("achieved_rps >= 99%", &r), (Pass, Some(999.5)));
+    assert_eq!(st("achieved_rps >= 99.96%", &r), Fail);
+    assert_eq!(st("achieved_rps >= 99% warn 99.99%", &r), Warn);
+    assert_eq!(st("achieved_rps >= 1000", &r), Fail);
+    assert_eq!(st("throughput_rps < 100%", &r), Pass);
 }
 
 #[test]
@@ -215,7 +210,7 @@ fn no_successful_response_fails_every_latency_threshold() {
     let mut r = fixture::report();
     r.latency_ms = Latency::default();
     for e in ["p99 < 100ms", "p50 > 0", "max != 1", "mean <= 1s"] {
-        assert_eq!(status(e, &r), ("fail".into(), None), "{e}");
+        assert_eq!(status(e, &r), (Fail, None), "{e}");
     }
 }
 
@@ -224,28 +219,19 @@ fn stage_scope_uses_that_stages_figures() {
     let mut r = fixture::report();
     r.stages[1].requests = fixture::requests(10_000, 9_000, 500);
     r.stages[1].achieved_rps = 900.0;
-    assert_eq!(
-        status("burst.p99 < 200ms", &r),
-        ("fail".into(), Some(300.0))
-    );
-    assert_eq!(
-        status("steady.p99 < 200ms", &r),
-        ("pass".into(), Some(40.0))
-    );
-    assert_eq!(
-        status("burst.error_rate < 1%", &r),
-        ("fail".into(), Some(0.05))
-    );
-    assert_eq!(status("burst.dropped == 500", &r).0, "pass");
-    assert_eq!(status("burst.errors < 1000", &r).0, "pass");
-    assert_eq!(status("steady.success_rate >= 0.99", &r).0, "pass");
-    assert_eq!(status("burst.throughput_rps == 990", &r).0, "pass");
+    assert_eq!(status("burst.p99 < 200ms", &r), (Fail, Some(300.0)));
+    assert_eq!(status("steady.p99 < 200ms", &r), (Pass, Some(40.0)));
+    assert_eq!(status("burst.error_rate < 1%", &r), (Fail, Some(0.05)));
+    assert_eq!(status("burst.dropped == 500", &r).0, Pass);
+    assert_eq!(status("burst.errors < 1000", &r).0, Pass);
+    assert_eq!(status("steady.success_rate >= 0.99", &r).0, Pass);
+    assert_eq!(status("burst.throughput_rps == 990", &r).0, Pass);
     // Percent of the stage's own target (1000), not the run's.
     r.stages[1].target_rps = 900.0;
-    assert_eq!(st("burst.achieved_rps >= 100%", &r), "pass");
+    assert_eq!(st("burst.achieved_rps >= 100%", &r), Pass);
     // A scope the report does not have fails (parsed without stage names).
     let t = parse("warmup.p99 < 1s", &[]).unwrap();
-    assert_eq!(evaluate(&t, &r).status, "fail");
+    assert_eq!(evaluate(&t, &r).status, Fail);
 }
 
 fn rec(stage: &str, recovered: bool, t: f64) -> Recovery {
@@ -263,29 +249,20 @@ fn recovery_time_takes_the_worst_burst_and_fails_an_unrecovered_one() {
     let mut r = fixture::report();
     assert_eq!(
         status("recovery_time < 30s", &r),
-        ("fail".into(), None),
+        (Fail, None),
         "no bursts measured"
     );
     r.recovery = vec![rec("burst", true, 12.0), rec("b2", true, 3.0)];
-    assert_eq!(
-        status("recovery_time < 30s", &r),
-        ("pass".into(), Some(12.0))
-    );
-    assert_eq!(st("recovery_time < 2m warn 10s", &r), "warn");
-    assert_eq!(st("recovery_time < 10000ms", &r), "fail");
-    assert_eq!(
-        status("burst.recovery_time < 10s", &r),
-        ("fail".into(), Some(12.0))
-    );
-    assert_eq!(st("steady.recovery_time < 1m", &r), "fail", "not a burst");
+    assert_eq!(status("recovery_time < 30s", &r), (Pass, Some(12.0)));
+    assert_eq!(st("recovery_time < 2m warn 10s", &r), Warn);
+    assert_eq!(st("recovery_time < 10000ms", &r), Fail);
+    assert_eq!(status("burst.recovery_time < 10s", &r), (Fail, Some(12.0)));
+    assert_eq!(st("steady.recovery_time < 1m", &r), Fail, "not a burst");
     r.recovery[1] = rec("b2", false, 5.0);
     // Not recovered within the 5 s observed: fails whatever the bound.
-    assert_eq!(
-        status("recovery_time < 30s", &r),
-        ("fail".into(), Some(12.0))
-    );
-    assert_eq!(st("recovery_time > 0", &r), "fail");
-    assert_eq!(st("burst.recovery_time < 30s", &r), "pass");
+    assert_eq!(status("recovery_time < 30s", &r), (Fail, Some(12.0)));
+    assert_eq!(st("recovery_time > 0", &r), Fail);
+    assert_eq!(st("burst.recovery_time < 30s", &r), Pass);
 }
 
 #[test]

@@ -50,14 +50,9 @@ fn burst_report() -> Report {
         recovery_time_s: 4.0,
     }];
     r.workers = vec![worker("0123456789abcdef", "host-a"), worker("fedcba98", "")];
-    r.thresholds = ["pass", "warn", "fail"]
-        .iter()
-        .map(|s| ThresholdVerdict {
-            expr: format!("p99 < 100ms # {s}"),
-            actual: Some(80.0),
-            pass: *s != "fail",
-            status: s.to_string(),
-        })
+    r.thresholds = ThresholdStatus::ALL
+        .into_iter()
+        .map(|s| ThresholdVerdict::new(format!("p99 < 100ms # {}", s.as_str()), Some(80.0), s))
         .collect();
     r.regressions = vec![Regression {
         metric: "p99_ms".into(),
@@ -226,7 +221,7 @@ fn marks_and_verdict_follow_the_thresholds() {
     assert!(html.contains("<section class=\"verdict fail\">"));
     assert!(html.contains("1 of 3 thresholds failed"));
     assert!(html.contains("1 regression(s) against the baseline"));
-    for s in ["pass", "warn", "fail"] {
+    for s in ThresholdStatus::ALL.map(ThresholdStatus::as_str) {
         assert!(
             html.contains(&format!("<span class=\"pill {s}\">")),
             "{s} pill"
@@ -240,7 +235,7 @@ fn marks_and_verdict_follow_the_thresholds() {
     assert!(html.contains("<code>01234567</code>"), "short worker id");
 
     let mut r = burst_report();
-    r.thresholds.retain(|t| t.status == "pass");
+    r.thresholds.retain(|t| t.status == ThresholdStatus::Pass);
     r.regressions.clear();
     r.events.clear();
     assert!(render(&r).contains("<section class=\"verdict pass\">All 1 thresholds met"));

@@ -14,7 +14,7 @@ use crate::analysis::{self, Threshold};
 use crate::merge::{MergedInterval, Merger};
 use crate::registry::RunInput;
 use crate::report::build::{self, WorkerInfo};
-use crate::report::{Event, IntervalReport, Report};
+use crate::report::{Event, IntervalReport, Report, ThresholdStatus, ThresholdVerdict};
 use crate::state::Coordinator;
 use crate::store::RunStore;
 use std::collections::HashMap;
@@ -406,10 +406,9 @@ impl<'a> Collector<'a> {
 
     async fn publish(&self, m: &MergedInterval) -> IntervalReport {
         let summary = build::interval(&self.curve, self.plan, m);
-        let kinds: Vec<(&str, u64)> = m.acc.counts.kinds().collect();
         self.coord
             .metrics
-            .observe(self.run_id, &summary, &m.acc.latency, &kinds);
+            .observe(self.run_id, &summary, &m.acc.latency, &m.acc.counts.by_kind);
         let start = Duration::from_secs(u64::from(m.index));
         let second = Duration::from_secs(1);
         let hlog_line = histogram::interval_log_line(&m.acc.latency, start, second);
@@ -441,7 +440,7 @@ impl<'a> Collector<'a> {
             worker_hlog_lines,
             intended: summary.intended,
             sent: m.acc.counts.sent,
-            check_errors: m.acc.counts.by_kind[volley_plan::ErrorKind::Check.index()],
+            check_errors: m.acc.counts.by_kind[volley_plan::ErrorKind::Check],
         };
         send(self.events, Ev::Interval(s)).await;
         summary
@@ -537,8 +536,7 @@ impl<'a> Collector<'a> {
         if let Some(expr) = self.aborted_by.take() {
             // It failed second by second even if the whole run's figure passes.
             for v in report.thresholds.iter_mut().filter(|v| v.expr == expr) {
-                v.pass = false;
-                v.status = "fail".into();
+                *v = ThresholdVerdict::new(v.expr.clone(), v.actual, ThresholdStatus::Fail);
             }
         }
         info!(run = %self.run_id, ok = report.requests.ok, errors = report.requests.errors,

@@ -1,0 +1,381 @@
+//! The merger over whole runs: ordering, duplicates, late reports, lost
+//! workers and per-request books.
+
+use super::*;
+use volley_plan::ErrorKind;
+use volley_proto::histogram;
+
+fn wi(index: u32, ok: u64, latency_us: u64) -> WorkerInterval {
+    let mut latency = histogram::new_hist();
+    let mut service = histogram::new_hist();
+    for _ in 0..ok {
+        latency.record(latency_us).unwrap();
+        service.record(latency_us / 2).unwrap();
+    }
+    WorkerInterval {
+        index,
+        counts: Counts {
+            intended: ok + 1,
+            sent: ok,
+            ok,
+            dropped: 1,
+            ..Counts::default()
+        },
+        status_codes: vec![],
+        grpc_status_codes: vec![],
+        requests: vec![],
+        checks: vec![],
+        latency_encoded: histogram::encode(&latency),
+        latency: latency.into(),
+        service: service.into(),
+        in_flight: 0,
+        rss_bytes: 0,
+        cpu_nanos: 0,
+    }
+}
+
+#[test]
+fn per_worker_percentiles_are_within_one_percent() {
+    let mut m = Merger::new(1, vec![0; 3], &[(0.0, 3.0)]);
+    let mut exact = histogram::new_hist();
+    for (second, us) in [(0u32, 1234u64), (1, 56_789), (2, 987_654)] {
+        let mut w = wi(second, 0, 0);
+        let mut h = histogram::new_hist();
+        for k in 0..100 {
+            h.record(us + k * 7).unwrap();
+            exact.record(us + k * 7).unwrap();
+        }
+        w.counts.ok = 100;
+        w.counts.sent = 100;
+        w.counts.intended = 101;
+        w.latency = histogram::Decoded::Full(h.clone());
+        w.service = histogram::Decoded::Full(h);
+        m.add(0, w).unwrap();
+    }
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        let want = exact.value_at_quantile(q) as f64;
+        let worker = m.workers[0].latency.value_at_quantile(q) as f64;
+        assert!(
+            (worker - want).abs() / want <= 0.01,
+            "worker p{q}: {worker} vs {want}"
+        );
+    }
+    assert_eq!(m.workers[0].latency.len(), 300);
+}
+
+#[test]
+fn waits_for_every_worker_then_emits_in_order() {
+    let mut m = Merger::new(2, vec![0, 0, 1], &[(0.0, 2.0), (2.0, 1.0)]);
+    assert_eq!(m.add(0, wi(0, 10, 1000)).unwrap(), Added::Merged);
+    assert_eq!(m.add(0, wi(1, 10, 1000)).unwrap(), Added::Merged);
+    assert!(
+        m.ready().unwrap().is_empty(),
+        "worker 1 has not reported second 0"
+    );
+    m.add(1, wi(0, 5, 3000)).unwrap();
+    let out = m.ready().unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].index, 0);
+    assert_eq!(out[0].acc.counts.ok, 15);
+    assert_eq!(out[0].workers, 2);
+    m.add(1, wi(1, 5, 3000)).unwrap();
+    m.add(1, wi(2, 5, 3000)).unwrap();
+    let out = m.ready().unwrap();
+    assert_eq!(out.iter().map(|i| i.index).collect::<Vec<_>>(), vec![1]);
+    m.finish_worker(0);
+    let out = m.ready().unwrap();
+    assert_eq!(out.iter().map(|i| i.index).collect::<Vec<_>>(), vec![2]);
+    m.finish_worker(1);
+    assert!(m.ready().unwrap().is_empty());
+    let total = m.total().unwrap();
+    assert_eq!(total.counts.ok, 35);
+    assert_eq!(total.counts.intended, 35 + 5);
+    assert_eq!(m.stages[1].counts.ok, 5);
+    assert_eq!(m.workers[0].counts.ok + m.workers[1].counts.ok, 35);
+}
+
+#[test]
+fn duplicates_are_ignored_and_late_reports_still_count() {
+    let mut m = Merger::new(2, vec![0; 10], &[(0.0, 10.0)]);
+    m.add(0, wi(0, 10, 1000)).unwrap();
+    assert_eq!(m.add(0, wi(0, 10, 1000)).unwrap(), Added::Duplicate);
+    m.finish_worker(1); // say it was declared lost
+    assert_eq!(m.ready().unwrap().len(), 1);
+    assert_eq!(m.add(1, wi(0, 7, 1000)).unwrap(), Added::Late);
+    assert_eq!(m.total().unwrap().counts.ok, 17);
+    assert_eq!(m.late, 1);
+}
+
+#[test]
+fn merged_percentiles_equal_one_big_histogram() {
+    let mut m = Merger::new(3, vec![0; 4], &[(0.0, 4.0)]);
+    let mut all = histogram::new_hist();
+    for w in 0..3usize {
+        for i in 0..4u32 {
+            let x = wi(
+                i,
+                100 * (w as u64 + 1),
+                1000 * (w as u64 + 1) + u64::from(i) * 7919,
+            );
+            x.latency.add_to(&mut all).unwrap();
+            m.add(w, x).unwrap();
+        }
+        m.finish_worker(w);
+    }
+    assert_eq!(m.ready().unwrap().len(), 4);
+    let total = m.total().unwrap();
+    for q in [0.5, 0.9, 0.99, 0.999] {
+        assert_eq!(total.latency.value_at_quantile(q), all.value_at_quantile(q));
+    }
+    assert_eq!(total.latency.len(), all.len());
+}
+
+#[test]
+fn worker_resources_track_memory_and_cpu() {
+    let mut m = Merger::new(1, vec![0; 10], &[(0.0, 10.0)]);
+    for (i, (rss, cpu)) in [
+        (10u64, 1_000_000_000u64),
+        (12, 1_500_000_000),
+        (11, 2_500_000_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut x = wi(i as u32, 1, 10);
+        x.rss_bytes = rss << 20;
+        x.cpu_nanos = cpu;
+        m.add(0, x).unwrap();
+    }
+    m.finish_worker(0);
+    let out = m.ready().unwrap();
+    assert_eq!(
+        out[0].cpu_pct_max, None,
+        "no CPU rate before a second sample"
+    );
+    assert_eq!(out[1].cpu_pct_max, Some(50.0));
+    assert_eq!(out[2].cpu_pct_max, Some(100.0));
+    assert_eq!(out[1].rss_max_bytes, 12 << 20);
+    let r = m.resources[0];
+    assert_eq!(
+        (r.rss_first, r.rss_last, r.rss_peak),
+        (10 << 20, 11 << 20, 12 << 20)
+    );
+    assert_eq!(r.cpu_pct_mean(), Some(75.0));
+}
+
+#[test]
+fn soak_windows_accumulate_the_first_and_last_tenth() {
+    let mut m = Merger::new(1, vec![0; 20], &[(0.0, 20.0)]);
+    for i in 0..20u32 {
+        m.add(
+            0,
+            wi(
+                i,
+                10,
+                if i < 2 {
+                    1000
+                } else if i >= 18 {
+                    3000
+                } else {
+                    2000
+                },
+            ),
+        )
+        .unwrap();
+    }
+    m.finish_worker(0);
+    m.ready().unwrap();
+    let w = m.soak[0].as_ref().unwrap();
+    assert_eq!(w.first_acc.counts.ok, 20);
+    assert_eq!(w.last_acc.counts.ok, 20);
+    assert!(w
+        .last_acc
+        .latency
+        .equivalent(w.last_acc.latency.value_at_quantile(0.99), 3000));
+}
+
+#[test]
+fn a_joiner_is_waited_for_only_once_active() {
+    let mut m = Merger::new(1, vec![0; 10], &[(0.0, 10.0)]);
+    let j = m.add_worker();
+    m.add(0, wi(0, 5, 10)).unwrap();
+    assert_eq!(
+        m.ready().unwrap().len(),
+        1,
+        "an inactive joiner holds nothing up"
+    );
+    m.activate(j);
+    m.add(0, wi(1, 5, 10)).unwrap();
+    assert!(
+        m.ready().unwrap().is_empty(),
+        "now second 1 waits for the joiner"
+    );
+    assert_eq!(m.add(j, wi(0, 0, 10)).unwrap(), Added::Duplicate);
+    m.add(j, wi(1, 3, 10)).unwrap();
+    assert_eq!(m.ready().unwrap()[0].acc.counts.ok, 8);
+}
+
+#[test]
+fn flush_emits_gaps_and_stragglers() {
+    let mut m = Merger::new(2, vec![0; 10], &[(0.0, 10.0)]);
+    m.add(0, wi(0, 1, 10)).unwrap();
+    m.add(0, wi(3, 1, 10)).unwrap();
+    let out = m.flush().unwrap();
+    assert_eq!(
+        out.iter().map(|i| i.index).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!(out[1].workers, 0);
+}
+
+/// A worker's second over two request definitions: `ok` successes split
+/// `ok0` / rest, `errors` failures of kind `kind` on definition 1, one
+/// drop on definition 0, and `in_flight` still out (on definition 1).
+fn wi2(index: u32, ok: u64, ok0: u64, errors: u64, in_flight: u64, us: u64) -> WorkerInterval {
+    let mut w = wi(index, ok, us);
+    let hist = |n: u64| {
+        let mut h = histogram::new_hist();
+        for _ in 0..n {
+            h.record(us).unwrap();
+        }
+        h
+    };
+    w.counts.by_kind[ErrorKind::Reset] = errors;
+    w.counts.intended += errors + in_flight;
+    w.counts.sent += errors + in_flight;
+    w.requests = vec![
+        RequestInterval {
+            index: 0,
+            counts: RequestCounts {
+                intended: ok0 + 1,
+                sent: ok0,
+                ok: ok0,
+                errors: 0,
+                dropped: 1,
+            },
+            latency: hist(ok0).into(),
+        },
+        RequestInterval {
+            index: 1,
+            counts: RequestCounts {
+                intended: ok - ok0 + errors + in_flight,
+                sent: ok - ok0 + errors + in_flight,
+                ok: ok - ok0,
+                errors,
+                dropped: 0,
+            },
+            latency: hist(ok - ok0).into(),
+        },
+    ];
+    w
+}
+
+fn sum_requests(m: &Merger) -> RequestCounts {
+    let mut t = RequestCounts::default();
+    for r in &m.requests {
+        t.add(&r.counts);
+    }
+    t
+}
+
+fn assert_requests_add_up(m: &Merger, total: &Acc) {
+    let s = sum_requests(m);
+    let c = &total.counts;
+    assert_eq!(
+        (s.intended, s.sent, s.ok, s.errors, s.dropped),
+        (c.intended, c.sent, c.ok, c.errors(), c.dropped)
+    );
+    let latencies: u64 = m.requests.iter().map(|r| r.latency.len()).sum();
+    assert_eq!(latencies, total.latency.len());
+}
+
+#[test]
+fn per_request_totals_add_up_over_workers_late_and_duplicates() {
+    let mut m = Merger::new(3, vec![0, 0, 1, 1], &[(0.0, 2.0), (2.0, 2.0)]).with_requests(&[3, 1]);
+    for w in 0..2usize {
+        for i in 0..4u32 {
+            let x = wi2(i, 20 + w as u64, 15, u64::from(i), 0, 1000 * (w as u64 + 1));
+            m.add(w, x.clone()).unwrap();
+            assert_eq!(m.add(w, x).unwrap(), Added::Duplicate);
+        }
+        m.finish_worker(w);
+    }
+    m.finish_worker(2);
+    assert_eq!(m.ready().unwrap().len(), 4);
+    // Worker 2 turns out not to be lost after all: its reports come late.
+    m.add(2, wi2(0, 7, 3, 2, 0, 5000)).unwrap();
+    assert_eq!(m.late, 1);
+    let total = m.total().unwrap();
+    assert_requests_add_up(&m, &total);
+    assert_eq!(m.requests[0].counts.ok, 8 * 15 + 3);
+    assert_eq!(m.requests[1].counts.errors, 2 * 6 + 2);
+    assert_eq!(
+        total.counts.by_kind[ErrorKind::Reset],
+        2 * 6 + 2,
+        "resets counted by kind"
+    );
+    // One definition's latency is that of its own requests only.
+    assert_eq!(m.requests[0].latency.max(), total.latency.max());
+    assert!(m.requests[1].latency.len() < total.latency.len());
+}
+
+#[test]
+fn a_lost_worker_keeps_per_request_sums_exact() {
+    let mut m = Merger::new(2, vec![0; 10], &[(0.0, 10.0)]).with_requests(&[3, 1]);
+    for i in 0..3u32 {
+        m.add(0, wi2(i, 10, 6, 1, 0, 1000)).unwrap();
+        // Worker 1 has 4 requests of definition 1 in flight when lost.
+        m.add(1, wi2(i, 10, 6, 1, u64::from(i == 2) * 4, 1000))
+            .unwrap();
+    }
+    m.finish_worker(0);
+    m.finish_worker(1);
+    m.ready().unwrap();
+    let delta = m.settle_lost(1, 9);
+    assert_eq!((delta.lost, delta.unsent), (4, 9));
+    m.stages[0].counts.add(&delta);
+    let total = m.total().unwrap();
+    assert_eq!(total.counts.outstanding(), 0);
+    assert_requests_add_up(&m, &total);
+    // In flight: exactly where it was; never sent: split 3 : 1.
+    assert_eq!(m.requests[1].counts.errors, 6 + 4);
+    assert_eq!(m.requests[0].counts.dropped, 6 + 7);
+    assert_eq!(m.requests[1].counts.dropped, 2);
+    assert!(m.requests.iter().all(|r| r.counts.outstanding() == 0));
+}
+
+#[test]
+fn one_request_definition_keeps_no_breakdown() {
+    let mut m = Merger::new(1, vec![0; 2], &[(0.0, 2.0)]).with_requests(&[5]);
+    m.add(0, wi2(0, 10, 6, 1, 0, 1000)).unwrap();
+    assert!(m.requests.is_empty());
+    assert_eq!(m.settle_lost(0, 3).unsent, 3);
+}
+
+#[test]
+fn a_joiner_gets_per_request_books() {
+    let mut m = Merger::new(1, vec![0; 10], &[(0.0, 10.0)]).with_requests(&[1, 1]);
+    let j = m.add_worker();
+    m.activate(j);
+    m.add(j, wi2(0, 4, 2, 0, 3, 10)).unwrap();
+    let d = m.settle_lost(j, 0);
+    assert_eq!(d.lost, 3);
+    assert_eq!(m.requests[1].counts.errors, 3);
+}
+
+#[test]
+fn grpc_status_codes_merge_like_http_ones() {
+    let mut m = Merger::new(2, vec![0; 2], &[(0.0, 2.0)]);
+    for w in 0..2usize {
+        let mut x = wi(0, 5, 10);
+        x.counts.by_kind[ErrorKind::Status] = 3;
+        x.status_codes = vec![(503, 1)];
+        x.grpc_status_codes = vec![(14, 2)];
+        m.add(w, x).unwrap();
+    }
+    let out = m.ready().unwrap();
+    assert_eq!(out[0].acc.grpc_status_codes.get(&14), Some(&4));
+    assert_eq!(out[0].acc.status_codes.get(&503), Some(&2));
+    assert_eq!(m.total().unwrap().grpc_status_codes.get(&14), Some(&4));
+    assert_eq!(m.workers[1].grpc_status_codes.get(&14), Some(&2));
+}
