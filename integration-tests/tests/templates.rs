@@ -441,7 +441,7 @@ fn a_data_file_larger_than_a_message_reaches_every_worker_in_chunks() {
         2,
         "[[data]]\nname = \"users\"\nfile = \"users.csv\"\n",
     );
-    let mut s = local_submission("tpl-big-data", &toml, THREE_WORKERS);
+    let s = local_submission("tpl-big-data", &toml, THREE_WORKERS);
     s.dir.write("users.csv", &csv);
     let (out, _) = run_bounded(s.cmd, Duration::from_secs(90));
     assert!(out.status.success(), "{}", describe(&out));
