@@ -15,7 +15,7 @@ use super::check::{self, BodyKeeper, Failure};
 use super::conn::{Job, Shared, Wire};
 use super::deadline::Deadline;
 use super::net::Io;
-use super::outcome::ErrorKind;
+use super::outcome::{is_reset, ErrorKind};
 use super::render::{clean_header_value, escape_path};
 use std::io::{self, Write};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -371,17 +371,6 @@ async fn serve(
             }
         }
     }
-}
-
-/// Whether an I/O error means the peer reset or closed the connection.
-pub fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-    )
 }
 
 /// Why a response could not be read.

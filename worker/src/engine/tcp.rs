@@ -21,9 +21,8 @@
 
 use super::check::{BodyKeeper, Failure};
 use super::conn::{Job, Shared, Wire};
-use super::http1::is_reset;
 use super::net::Io;
-use super::outcome::ErrorKind;
+use super::outcome::{is_reset, ErrorKind};
 use std::collections::VecDeque;
 use std::io;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
