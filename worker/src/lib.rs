@@ -4,15 +4,25 @@
 //! - [`engine`]: open-model, coordinated-omission-correct traffic with
 //!   per-second HdrHistograms.
 //! - [`session`]: the gRPC session a worker holds with its coordinator
-//!   (hello, heartbeats, clock pings, assignments, interval reports).
+//!   (hello, heartbeats, clock pings, assignments, interval reports): the
+//!   connection loop and the dispatch of the coordinator's messages.
+//! - [`assignment`]: accepting an assignment: plan and share checked, the
+//!   target probed before any load starts.
+//! - [`inbox`]: a run's data files, as they arrive in chunks.
+//! - [`outbox`]: a run's reports kept while the coordinator is away and
+//!   resent after a reconnect (free of tokio and tonic).
+//! - [`encode`]: the engine's per-second data as wire reports.
 //! - [`config`]: the worker's settings, free of clap.
 //! - [`resources`]: the worker's own memory and CPU, reported each second.
 //! - [`target`]: the built-in target server (`volley target`) used by the
 //!   quickstart, the tests and cluster self-checks.
 
+pub mod assignment;
 pub mod config;
+pub mod encode;
 pub mod engine;
 pub mod inbox;
+pub mod outbox;
 pub mod resources;
 pub mod session;
 pub mod target;

@@ -6,15 +6,20 @@
 //! from pods and behind NAT. It reconnects by itself with backoff; a refusal
 //! (wrong token, protocol mismatch) is final and ends the process with an
 //! error, since retrying cannot fix it.
+//!
+//! This module is the connection loop and the dispatch of the coordinator's
+//! messages; what it delegates: accepting an assignment and probing the
+//! target ([`crate::assignment`]), the data files of a run
+//! ([`crate::inbox`]), keeping and resending reports across outages
+//! ([`crate::outbox`]), and their wire encoding ([`crate::encode`]).
 
 use crate::config::WorkerConfig;
-use crate::engine::{self, recorder::IntervalData, EngineEvent, EngineHandle, EngineSetup};
+use crate::engine::{self, EngineEvent, EngineHandle, EngineSetup};
 use crate::inbox::Inbox;
+use crate::outbox::Outbox;
+use crate::{assignment, encode};
 use hdrhistogram::serialization::V2DeflateSerializer;
-use std::collections::BTreeMap;
-use std::collections::VecDeque;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{interval, Instant, MissedTickBehavior};
@@ -22,16 +27,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::Code;
 use tracing::{debug, info, warn};
-use volley_plan::{ErrorKind, Share};
-use volley_proto::convert::plan_from_wire;
+use volley_plan::Share;
 use volley_proto::pb::worker_message::Msg as Out;
 use volley_proto::pb::{
     self, coordinator_message::Msg as In, worker_session_client::WorkerSessionClient,
 };
-use volley_proto::{auth, clock, histogram, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
-
-/// Reports kept while the coordinator is unreachable (one per second).
-const MAX_BUFFERED: usize = 3600;
+use volley_proto::{auth, clock, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -48,12 +49,8 @@ struct Run {
     engine: Option<EngineHandle>,
     events: Option<mpsc::UnboundedReceiver<EngineEvent>>,
     intervals_sent: u32,
-    /// Messages not yet delivered (coordinator unreachable).
-    pending: VecDeque<pb::WorkerMessage>,
-    /// The last messages handed to the stream: a coordinator killed before it
-    /// processed them never saw them, so they go again after a reconnect
-    /// (the coordinator drops what it already has).
-    recent: VecDeque<pb::WorkerMessage>,
+    /// The run's reports not yet delivered, and the last ones sent.
+    outbox: Outbox<pb::WorkerMessage>,
 }
 
 /// Runs the worker until `shutdown` completes or the coordinator refuses it.
@@ -156,14 +153,7 @@ async fn session(
     // Deliver what the coordinator may have missed, then what piled up
     // while it was away.
     if let Some(r) = run.as_mut() {
-        let again: Vec<pb::WorkerMessage> = r.recent.iter().cloned().collect();
-        for m in again {
-            if tx.send(m).await.is_err() {
-                return Err(SessionEnd::Lost("stream closed".into()));
-            }
-        }
-        while let Some(m) = r.pending.pop_front() {
-            remember(r, &m);
+        for m in r.outbox.replay() {
             if tx.send(m).await.is_err() {
                 return Err(SessionEnd::Lost("stream closed".into()));
             }
@@ -188,7 +178,7 @@ async fn session(
                 match ev {
                     Some(ev) => {
                         let m = event_message(r, ev, ser);
-                        remember(r, &m);
+                        let m = r.outbox.sending(m);
                         if tx.send(m).await.is_err() {
                             return Err(SessionEnd::Lost("stream closed".into()));
                         }
@@ -279,7 +269,9 @@ async fn handle(
                 }
             }
             let prepared = match inbox.take(&a.run_id) {
-                Ok(files) => prepare(a.plan, &files, a.share, a.share_from_s, worker_id).await,
+                Ok(files) => {
+                    assignment::prepare(a.plan, &files, a.share, a.share_from_s, worker_id).await
+                }
                 Err(e) => Err(e),
             };
             let (ok, error, setup) = match prepared {
@@ -293,8 +285,7 @@ async fn handle(
                 engine: None,
                 events: None,
                 intervals_sent: 0,
-                pending: VecDeque::new(),
-                recent: VecDeque::new(),
+                outbox: Outbox::default(),
             });
             send(Out::Ready(pb::Ready {
                 run_id: a.run_id,
@@ -353,80 +344,7 @@ async fn handle(
     Ok(())
 }
 
-/// Validates an assignment and checks the target is reachable, so that a
-/// wrong URL fails the run before any load starts.
-async fn prepare(
-    plan: Option<pb::Plan>,
-    files: &BTreeMap<String, Vec<u8>>,
-    share: Option<pb::Share>,
-    share_from: f64,
-    worker_id: &str,
-) -> Result<EngineSetup, String> {
-    let lookup = |name: &str| files.get(name).map(Vec::as_slice);
-    let plan = plan_from_wire(plan.ok_or("assignment without a plan")?, &lookup)
-        .map_err(|e| format!("bad plan: {e}"))?;
-    let share = Share::try_from(share.ok_or("assignment without a share")?)
-        .map_err(|e| format!("bad share: {e}"))?;
-    let parts = volley_plan::model::url_parts(&plan.target.url)
-        .ok_or_else(|| format!("bad target URL {:?}", plan.target.url))?;
-    let authority = format!("{}:{}", parts.host, parts.port);
-    let addr = resolve(&authority).await?;
-    // The same connect (and TLS handshake) the engine will make, so a wrong
-    // address or certificate fails the run before any load starts.
-    let connector = engine::net::Connector::new(&plan.target, addr)?;
-    match tokio::time::timeout(Duration::from_secs(3), connector.connect()).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            let what = if connector.is_tls() {
-                "is unreachable or failed the TLS handshake"
-            } else {
-                "is unreachable"
-            };
-            return Err(format!("target {} ({addr}) {what}: {e}", plan.target.url));
-        }
-        Err(_) => {
-            return Err(format!(
-                "target {} ({addr}) did not accept a connection within 3s",
-                plan.target.url
-            ))
-        }
-    }
-    if !share_from.is_finite() || share_from < 0.0 {
-        return Err(format!("bad share start {share_from}"));
-    }
-    let setup = EngineSetup {
-        plan,
-        share,
-        share_from,
-        addr,
-        worker_id: worker_id.to_owned(),
-    };
-    // Builds the requests once here too, so one the engine could not send
-    // is reported now rather than as an empty run.
-    engine::prepare(&setup)?;
-    Ok(setup)
-}
-
-async fn resolve(authority: &str) -> Result<SocketAddr, String> {
-    tokio::net::lookup_host(authority)
-        .await
-        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority} resolves to no address"))
-}
-
-/// Reports sent again after a reconnect: enough to cover what a coordinator
-/// that died had received but not yet written down.
-const RESEND: usize = 10;
-
-fn remember(r: &mut Run, m: &pb::WorkerMessage) {
-    if r.recent.len() >= RESEND {
-        r.recent.pop_front();
-    }
-    r.recent.push_back(m.clone());
-}
-
-/// Moves engine events into the pending buffer while disconnected.
+/// Moves the engine's reports into the outbox while disconnected.
 fn drain_events(r: &mut Run, ser: &mut V2DeflateSerializer) {
     loop {
         let ev = match r.events.as_mut().map(|rx| rx.try_recv()) {
@@ -434,18 +352,16 @@ fn drain_events(r: &mut Run, ser: &mut V2DeflateSerializer) {
             _ => return,
         };
         let m = event_message(r, ev, ser);
-        if r.pending.len() >= MAX_BUFFERED {
-            r.pending.pop_front();
-        }
-        r.pending.push_back(m);
+        r.outbox.hold(m);
     }
 }
 
+/// The message an engine event becomes.
 fn event_message(r: &mut Run, ev: EngineEvent, ser: &mut V2DeflateSerializer) -> pb::WorkerMessage {
     match ev {
         EngineEvent::Interval(d) => {
             r.intervals_sent += 1;
-            msg(Out::Interval(interval_report(&r.id, &d, ser)))
+            msg(Out::Interval(encode::interval_report(&r.id, &d, ser)))
         }
         EngineEvent::Finished(t) => {
             debug!(
@@ -462,83 +378,4 @@ fn event_message(r: &mut Run, ev: EngineEvent, ser: &mut V2DeflateSerializer) ->
             }))
         }
     }
-}
-
-fn interval_report(
-    run_id: &str,
-    d: &IntervalData,
-    ser: &mut V2DeflateSerializer,
-) -> pb::IntervalReport {
-    let mut latency = Vec::new();
-    let mut service = Vec::new();
-    histogram::encode_into(&d.latency, ser, &mut latency);
-    histogram::encode_into(&d.service, ser, &mut service);
-    pb::IntervalReport {
-        run_id: run_id.to_string(),
-        index: d.index,
-        intended: d.intended,
-        sent: d.sent,
-        ok: d.ok,
-        dropped: d.dropped,
-        errors: Some(error_counts(&d.errors)),
-        check_failures: d
-            .check_failures
-            .iter()
-            .map(|c| pb::CheckCount {
-                request: u32::from(c.req),
-                check: u32::from(c.check),
-                count: c.count,
-            })
-            .collect(),
-        status_codes: d
-            .status_codes
-            .iter()
-            .map(|&(code, count)| pb::StatusCount { code, count })
-            .collect(),
-        grpc_status_codes: d
-            .grpc_codes
-            .iter()
-            .map(|&(code, count)| pb::StatusCount { code, count })
-            .collect(),
-        requests: d
-            .requests
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let mut hist = Vec::new();
-                histogram::encode_into(&r.latency, ser, &mut hist);
-                pb::RequestInterval {
-                    index: i as u32,
-                    intended: r.intended,
-                    sent: r.sent,
-                    ok: r.ok,
-                    errors: r.errors,
-                    dropped: r.dropped,
-                    latency_hist: hist,
-                }
-            })
-            .collect(),
-        latency_hist: latency,
-        service_hist: service,
-        in_flight: d.in_flight,
-        rss_bytes: crate::resources::rss_bytes(),
-        cpu_nanos: crate::resources::cpu_nanos(),
-    }
-}
-
-/// The error counts by kind, named on the wire.
-fn error_counts(by_kind: &[u64; ErrorKind::COUNT]) -> pb::ErrorCounts {
-    let mut e = pb::ErrorCounts::default();
-    for k in ErrorKind::ALL {
-        let n = by_kind[k.index()];
-        match k {
-            ErrorKind::Connect => e.connect = n,
-            ErrorKind::Timeout => e.timeout = n,
-            ErrorKind::Status => e.status = n,
-            ErrorKind::Protocol => e.protocol = n,
-            ErrorKind::Reset => e.reset = n,
-            ErrorKind::Check => e.check = n,
-        }
-    }
-    e
 }

@@ -7,6 +7,11 @@
 //! is *idle* when it has room for another request (HTTP/1.1: none in
 //! flight; HTTP/2: a free stream; framed TCP: room in the pipeline) and is
 //! waiting for a job.
+//!
+//! The pool knows no protocol: what a connection does with its jobs is the
+//! [`Client`] of the run's protocol, chosen once when the plan is prepared
+//! (`engine::prepare`) and called only to open a connection, never per
+//! request.
 
 use super::check::Failure;
 use super::deadline::Deadlines;
@@ -14,9 +19,9 @@ use super::net::Connector;
 use super::outcome::ErrorKind;
 use super::recorder::{Recorder, Tag};
 use super::render::Renderer;
-use super::{http1, http2, tcp};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -36,14 +41,21 @@ pub struct Job {
     pub stage: u16,
 }
 
-/// What the connections of one protocol send, prepared once per run.
-pub enum Wire {
-    Http1(Vec<http1::Prepared>),
-    Http2(http2::Requests),
-    Tcp(tcp::Frames),
+/// A protocol's client: its requests, prepared once per run, and what one
+/// of its connections does with the pool's jobs (HTTP/1.1, HTTP/2 and gRPC,
+/// framed TCP).
+pub trait Client: 'static {
+    /// One connection: takes jobs from `pool` (`next_job`, `try_job`) and
+    /// records how each ended, until the pool stops.
+    fn connection(&self, pool: &Rc<Pool>) -> impl Future<Output = ()>;
 }
 
-pub struct Shared {
+/// Opens one connection task of the run's client.
+type Open = Box<dyn Fn(&Rc<Pool>)>;
+
+/// The job queue, the connections serving it and what they share: one per
+/// run, on the engine's thread.
+pub struct Pool {
     pub queue: RefCell<VecDeque<Job>>,
     pub rec: RefCell<Recorder>,
     notify: Notify,
@@ -54,8 +66,10 @@ pub struct Shared {
     /// frames).
     pub per_conn: usize,
     stopping: Cell<bool>,
+    /// Spawns a connection of the run's client; called only when the pool
+    /// grows (at most `max_conns` times while connections stay up).
+    open_one: Open,
     pub connector: Connector,
-    pub wire: Wire,
     pub timeout: Duration,
     /// Every connection's request deadline, swept by the scheduler.
     pub deadlines: Deadlines,
@@ -65,17 +79,26 @@ pub struct Shared {
     checkers: Vec<Checker>,
 }
 
-impl Shared {
-    pub fn new(
+impl Pool {
+    /// A pool whose connections are `client`'s.
+    pub fn new<C: Client>(
+        client: C,
         connector: Connector,
-        wire: Wire,
         timeout: Duration,
         max_conns: usize,
         per_conn: usize,
         renderer: Renderer,
         checkers: Vec<Checker>,
-    ) -> Rc<Shared> {
-        Rc::new(Shared {
+    ) -> Rc<Pool> {
+        let client = Rc::new(client);
+        let open_one: Open = Box::new(move |pool: &Rc<Pool>| {
+            let (client, pool) = (client.clone(), pool.clone());
+            tokio::task::spawn_local(async move {
+                client.connection(&pool).await;
+                pool.open.set(pool.open.get() - 1);
+            });
+        });
+        Rc::new(Pool {
             queue: RefCell::new(VecDeque::with_capacity(1024)),
             rec: RefCell::new(Recorder::new(checkers.len())),
             notify: Notify::new(),
@@ -84,8 +107,8 @@ impl Shared {
             max_conns,
             per_conn: per_conn.max(1),
             stopping: Cell::new(false),
+            open_one,
             connector,
-            wire,
             timeout,
             deadlines: Deadlines::default(),
             renderer,
@@ -112,7 +135,7 @@ impl Shared {
             self.notify.notify_one();
         } else if self.open.get() < self.max_conns {
             self.open.set(self.open.get() + 1);
-            tokio::task::spawn_local(connection(self.clone()));
+            (self.open_one)(self);
         }
         // Otherwise every connection is busy; the first to finish takes it.
     }
@@ -184,14 +207,4 @@ impl Shared {
             Err(Failure::Check(i)) => rec.check_failed(job.tag, i),
         }
     }
-}
-
-/// One connection task, for as long as there are jobs.
-async fn connection(sh: Rc<Shared>) {
-    match &sh.wire {
-        Wire::Http1(_) => http1::connection(&sh).await,
-        Wire::Http2(_) => http2::connection(&sh).await,
-        Wire::Tcp(_) => tcp::connection(&sh).await,
-    }
-    sh.open.set(sh.open.get() - 1);
 }

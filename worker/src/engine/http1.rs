@@ -12,12 +12,13 @@
 //! before.
 
 use super::check::{self, BodyKeeper, Failure};
-use super::conn::{Job, Shared, Wire};
+use super::conn::{Client, Job, Pool};
 use super::deadline::Deadline;
 use super::net::Io;
-use super::outcome::ErrorKind;
+use super::outcome::{is_reset, ErrorKind};
 use super::render::{clean_header_value, escape_path};
 use std::io::{self, Write};
+use std::rc::Rc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 use volley_plan::model::{url_parts, CompiledRequest};
@@ -27,6 +28,32 @@ use volley_plan::{Checker, Request, Template};
 /// Largest response head accepted; anything bigger is a protocol error.
 const MAX_HEAD: usize = 64 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Every request definition, ready to send: the HTTP/1.1 [`Client`].
+#[derive(Debug)]
+pub struct Requests(Vec<Prepared>);
+
+impl Requests {
+    /// `compiled` holds the templates of `requests`, in order.
+    pub fn new(
+        url: &str,
+        requests: &[Request],
+        compiled: &[CompiledRequest],
+    ) -> Result<Requests, String> {
+        requests
+            .iter()
+            .zip(compiled)
+            .map(|(r, c)| Prepared::new(url, r, c))
+            .collect::<Result<_, _>>()
+            .map(Requests)
+    }
+}
+
+impl Client for Requests {
+    async fn connection(&self, pool: &Rc<Pool>) {
+        connection(pool, &self.0).await
+    }
+}
 
 /// How one request definition goes on the wire.
 #[derive(Debug)]
@@ -251,10 +278,7 @@ impl Templated {
 
 /// One keep-alive connection: sends queued jobs one at a time until the pool
 /// stops.
-pub async fn connection(sh: &Shared) {
-    let Wire::Http1(prepared) = &sh.wire else {
-        return;
-    };
+async fn connection(sh: &Pool, prepared: &[Prepared]) {
     let mut stream: Option<Io> = None;
     let mut reader = Reader::default();
     // Where templated requests are rendered (empty for static ones).
@@ -291,7 +315,7 @@ struct Conn<'a> {
 
 /// Sends one request and records how it ended, exactly once.
 async fn serve(
-    sh: &Shared,
+    sh: &Pool,
     request: &[u8],
     is_head: bool,
     checker: Option<&Checker>,
@@ -371,17 +395,6 @@ async fn serve(
             }
         }
     }
-}
-
-/// Whether an I/O error means the peer reset or closed the connection.
-pub fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof
-    )
 }
 
 /// Why a response could not be read.

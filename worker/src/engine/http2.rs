@@ -20,7 +20,7 @@
 //! only when a check reads it) and the gRPC status.
 
 use super::check::{self, BodyKeeper, Failure};
-use super::conn::{Job, Shared, Wire};
+use super::conn::{Client, Job, Pool};
 use super::deadline::Deadline;
 use super::net::{Connector, Io};
 use super::outcome::ErrorKind;
@@ -267,12 +267,15 @@ async fn open(connector: &Connector) -> Result<Conn, String> {
     })
 }
 
+impl Client for Requests {
+    async fn connection(&self, pool: &Rc<Pool>) {
+        connection(pool, self).await
+    }
+}
+
 /// One connection: opens streams for queued jobs while it has room, until
 /// the pool stops.
-pub async fn connection(sh: &Rc<Shared>) {
-    let Wire::Http2(requests) = &sh.wire else {
-        return;
-    };
+async fn connection(sh: &Rc<Pool>, requests: &Requests) {
     let mut conn: Option<Conn> = None;
     let timer = sh.deadlines.slot();
     loop {
@@ -344,7 +347,7 @@ enum Started {
 
 /// Opens a stream for `job` and leaves its reply to a task of its own.
 async fn start(
-    sh: &Rc<Shared>,
+    sh: &Rc<Pool>,
     requests: &Requests,
     c: &mut Conn,
     job: Job,

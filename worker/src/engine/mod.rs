@@ -10,16 +10,18 @@
 //! worker already has `max_in_flight` outstanding is counted as dropped,
 //! never silently skipped.
 //!
-//! - [`conn`]: the job queue and the connection pool, shared by all
-//!   protocols.
+//! - [`conn`]: the job queue and the connection pool. The pool knows no
+//!   protocol: it opens connections of a [`conn::Client`], chosen once per
+//!   run in [`prepare`], the only place the engine looks at the protocol.
 //! - [`http1`], [`http2`] (HTTP/2 and gRPC), [`tcp`] (framed messages): one
-//!   connection loop and codec per protocol.
+//!   `Client` per protocol (its prepared requests, connection loop and
+//!   codec); they depend on `conn`, never on each other.
 //! - [`net`]: connecting, TLS.
 //! - [`render`]: the per-arrival context of templated requests.
 //! - [`check`]: the order response checks are judged in, and what is kept
 //!   of a reply body for them.
 //! - [`recorder`]: per-second counters and histograms.
-//! - [`outcome`]: the error kinds.
+//! - [`outcome`]: the error kinds, and which one an I/O failure is.
 //! - [`timer`]: a sub-millisecond wake-up for the scheduler.
 //! - [`deadline`]: request timeouts, swept by the scheduler.
 
@@ -35,14 +37,16 @@ pub mod render;
 pub mod tcp;
 pub mod timer;
 
-use conn::{Job, Shared, Wire};
+use conn::{Client, Job, Pool};
 use recorder::{IntervalData, Tag, Totals};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{sleep_until, Instant};
+use volley_plan::model::CompiledRequest;
 use volley_plan::{Plan, Protocol, RateCurve, RequestMix, Share, ShareSchedule};
 
 /// Longest the scheduler sleeps, so a stop request is seen quickly even in a
@@ -148,7 +152,7 @@ async fn run(
     let sh = match prepare(&setup) {
         Ok(sh) => sh,
         Err(_) => {
-            // Validated before the engine starts (session::prepare); there
+            // Validated before the engine starts (assignment::prepare); there
             // is nothing to send.
             let _ = events.send(EngineEvent::Finished(Totals::default()));
             return;
@@ -179,7 +183,7 @@ async fn run(
     let second_at =
         |at: Instant| (at.saturating_duration_since(start).as_secs() as u32).min(end_second);
     // Reports every second whose requests have all ended.
-    let flush = |sh: &Shared, now_second: u32, force: bool| {
+    let flush = |sh: &Pool, now_second: u32, force: bool| {
         for data in sh.rec.borrow_mut().close(now_second, force) {
             let _ = events.send(EngineEvent::Interval(Box::new(data)));
         }
@@ -284,35 +288,53 @@ async fn run(
 
 /// The connection pool and prepared requests of a plan: templates and
 /// checks compiled, and every request whose bytes do not depend on the
-/// arrival built once.
-pub fn prepare(setup: &EngineSetup) -> Result<std::rc::Rc<Shared>, String> {
-    let plan = &setup.plan;
-    let target = &plan.target;
-    let compiled = plan.compile_requests().map_err(|e| e.to_string())?;
-    let wire = match target.protocol {
-        Protocol::Http1 => Wire::Http1(
-            target
-                .requests
-                .iter()
-                .zip(&compiled)
-                .map(|(r, c)| http1::Prepared::new(&target.url, r, c))
-                .collect::<Result<_, _>>()?,
+/// arrival built once. The one place the engine dispatches on the protocol.
+pub fn prepare(setup: &EngineSetup) -> Result<Rc<Pool>, String> {
+    let target = &setup.plan.target;
+    let compiled = setup.plan.compile_requests().map_err(|e| e.to_string())?;
+    let per_conn = setup.plan.load.per_connection as usize;
+    match target.protocol {
+        Protocol::Http1 => {
+            let requests = http1::Requests::new(&target.url, &target.requests, &compiled)?;
+            pool(requests, 1, setup, compiled)
+        }
+        Protocol::Http2 => pool(
+            http2::Requests::new(target, &compiled, false)?,
+            per_conn,
+            setup,
+            compiled,
         ),
-        Protocol::Http2 => Wire::Http2(http2::Requests::new(target, &compiled, false)?),
-        Protocol::Grpc => Wire::Http2(http2::Requests::new(target, &compiled, true)?),
-        Protocol::Tcp => Wire::Tcp(tcp::Frames::new(&target.requests, &compiled)?),
-    };
+        Protocol::Grpc => pool(
+            http2::Requests::new(target, &compiled, true)?,
+            per_conn,
+            setup,
+            compiled,
+        ),
+        Protocol::Tcp => pool(
+            tcp::Frames::new(&target.requests, &compiled)?,
+            per_conn,
+            setup,
+            compiled,
+        ),
+    }
+}
+
+/// A pool of `client`'s connections, each with up to `per_conn` requests in
+/// flight.
+fn pool<C: Client>(
+    client: C,
+    per_conn: usize,
+    setup: &EngineSetup,
+    compiled: Vec<CompiledRequest>,
+) -> Result<Rc<Pool>, String> {
+    let plan = &setup.plan;
     let renderer = render::Renderer::new(plan, &setup.worker_id, &compiled);
     let checkers = compiled.into_iter().map(|c| c.checker).collect();
-    let per_conn = match target.protocol {
-        Protocol::Http1 => 1,
-        _ => setup.plan.load.per_connection as usize,
-    };
-    Ok(Shared::new(
-        net::Connector::new(target, setup.addr)?,
-        wire,
-        target.timeout,
-        setup.plan.load.connections as usize,
+    Ok(Pool::new(
+        client,
+        net::Connector::new(&plan.target, setup.addr)?,
+        plan.target.timeout,
+        plan.load.connections as usize,
         per_conn,
         renderer,
         checkers,

@@ -20,12 +20,12 @@
 //! message, [`FrameReader`] decodes one reply.
 
 use super::check::{BodyKeeper, Failure};
-use super::conn::{Job, Shared, Wire};
-use super::http1::is_reset;
+use super::conn::{Client, Job, Pool};
 use super::net::Io;
-use super::outcome::ErrorKind;
+use super::outcome::{is_reset, ErrorKind};
 use std::collections::VecDeque;
 use std::io;
+use std::rc::Rc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout_at, Instant};
 use volley_plan::model::CompiledRequest;
@@ -202,13 +202,16 @@ struct Outstanding {
     sent: Instant,
 }
 
+impl Client for Frames {
+    async fn connection(&self, pool: &Rc<Pool>) {
+        connection(pool, self).await
+    }
+}
+
 /// One pipelined connection: takes up to `pipeline` queued messages, writes
 /// them in one go, and completes them as replies arrive, until the pool
 /// stops.
-pub async fn connection(sh: &Shared) {
-    let Wire::Tcp(frames) = &sh.wire else {
-        return;
-    };
+async fn connection(sh: &Pool, frames: &Frames) {
     let mut stream: Option<Io> = None;
     let mut reader = FrameReader::default();
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
@@ -327,19 +330,14 @@ fn kind_of(e: &FrameError) -> ErrorKind {
 
 /// Whether the reply to `o` must be kept: a check reads its payload.
 #[inline]
-fn keeps_payload(sh: &Shared, o: &Outstanding) -> bool {
+fn keeps_payload(sh: &Pool, o: &Outstanding) -> bool {
     sh.checker(o.job.tag.req).is_some_and(|c| c.needs_body())
 }
 
 /// The oldest message got its reply, of `len` payload bytes (kept in
 /// `reader.payload` when [`keeps_payload`]).
 #[inline]
-fn complete_oldest(
-    sh: &Shared,
-    flight: &mut VecDeque<Outstanding>,
-    reader: &FrameReader,
-    len: u32,
-) {
+fn complete_oldest(sh: &Pool, flight: &mut VecDeque<Outstanding>, reader: &FrameReader, len: u32) {
     if let Some(o) = flight.pop_front() {
         let now = Instant::now();
         let verdict = match sh.checker(o.job.tag.req) {
@@ -353,14 +351,14 @@ fn complete_oldest(
 
 /// The oldest message fails as `kind`; the ones behind it lost their
 /// connection with it.
-fn fail_oldest_then_reset(sh: &Shared, flight: &mut VecDeque<Outstanding>, kind: ErrorKind) {
+fn fail_oldest_then_reset(sh: &Pool, flight: &mut VecDeque<Outstanding>, kind: ErrorKind) {
     if let Some(o) = flight.pop_front() {
         sh.fail(&o.job, kind);
     }
     fail_all(sh, flight, ErrorKind::Reset);
 }
 
-fn fail_all(sh: &Shared, flight: &mut VecDeque<Outstanding>, kind: ErrorKind) {
+fn fail_all(sh: &Pool, flight: &mut VecDeque<Outstanding>, kind: ErrorKind) {
     for o in flight.drain(..) {
         sh.fail(&o.job, kind);
     }
