@@ -590,7 +590,7 @@ impl Drop for TestServer {
 }
 
 /// An address that accepts one connection, the worker's reachability
-/// check before the run starts (`prepare` in worker/src/session.rs), and
+/// check before the run starts (`probe` in worker/src/assignment.rs), and
 /// refuses every connection after it: the run's own connects all fail.
 /// Use with one worker (one check).
 fn refusing_after_probe() -> String {
