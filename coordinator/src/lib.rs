@@ -18,8 +18,11 @@
 //! - [`service`]: the gRPC services (worker sessions, run control).
 //! - [`run`]: one run, from submission to report.
 //! - [`client`]: `volley run --coordinator`: submit, follow, write outputs.
-//! - [`local`]: the embedded default, coordinator, workers and target in one
-//!   process, talking gRPC over loopback exactly as in a cluster.
+//! - `local` (cargo feature `local`, on by default): the embedded default,
+//!   coordinator, workers and the built-in target (`volley-target`) in one
+//!   process, talking gRPC over loopback exactly as in a cluster. Without
+//!   the feature the crate depends on neither `volley-worker` nor
+//!   `volley-target`.
 //! - [`output`]: the run directory and the live lines.
 //! - [`metrics`]: Prometheus `/metrics`.
 //! - [`exit`]: exit codes of the contract.
@@ -28,6 +31,7 @@
 pub mod analysis;
 pub mod client;
 pub mod exit;
+#[cfg(feature = "local")]
 pub mod local;
 pub mod merge;
 pub mod metrics;

@@ -5,10 +5,11 @@ mod cli;
 use clap::Parser;
 use cli::{Cli, Command};
 use std::process::ExitCode;
-use std::sync::Arc;
+#[cfg(feature = "local")]
+use volley_coordinator::local;
 use volley_coordinator::report::{html, markdown, Report};
 use volley_coordinator::{
-    client, local, service, verdict, CliError, Coordinator, CoordinatorConfig, Exit,
+    client, service, verdict, CliError, Coordinator, CoordinatorConfig, Exit,
 };
 
 fn main() -> ExitCode {
@@ -125,6 +126,7 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
             )
             .await?
         }
+        #[cfg(feature = "local")]
         None => {
             local::run(
                 local::LocalOptions {
@@ -140,6 +142,12 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
                 ctrl_c,
             )
             .await?
+        }
+        #[cfg(not(feature = "local"))]
+        None => {
+            return Err(needs_local(
+                "`volley run` without --coordinator (local mode)",
+            ))
         }
     };
     Ok(exit)
@@ -204,8 +212,9 @@ async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
+#[cfg(feature = "local")]
 async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
-    use volley_worker::target::{Target, TargetConfig, TargetStats};
+    use volley_target::{Listeners, TargetConfig};
     let listener = tokio::net::TcpListener::bind(a.listen)
         .await
         .map_err(|e| CliError::bad_input(format!("--listen {}: {e}", a.listen)))?;
@@ -226,7 +235,6 @@ async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
     if let Some(l) = &tcp_listener {
         println!("volley: target listening on tcp://{}", local(l)?);
     }
-    let stats = Arc::new(TargetStats::default());
     let config = TargetConfig {
         delay: a.delay,
         error_rate: a.error_rate,
@@ -234,24 +242,12 @@ async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
         capacity: a.capacity,
     };
     // One target behind both listeners: one error fraction, one queue.
-    let target = Target::new(&config, stats.clone());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
+    let listeners = Listeners {
+        http: Some(listener),
+        tcp: tcp_listener,
     };
-    let signal = async {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    };
-    let http = target.serve(listener, wait(stopped.clone()));
-    let tcp = async {
-        match tcp_listener {
-            Some(l) => target.serve_tcp(l, wait(stopped.clone())).await,
-            None => Ok(()),
-        }
-    };
-    let ((), http, tcp) = tokio::join!(signal, http, tcp);
-    http.and(tcp)
+    let stats = volley_target::run(config, listeners, shutdown_signal())
+        .await
         .map_err(|e| CliError::incomplete(format!("target stopped: {e}")))?;
     println!(
         "volley: target served {} requests ({} ok, {} errors) on {} connections",
@@ -261,6 +257,21 @@ async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
         stats.connections()
     );
     Ok(Exit::Ok)
+}
+
+#[cfg(not(feature = "local"))]
+async fn target(_: cli::TargetArgs) -> Result<Exit, CliError> {
+    Err(needs_local("`volley target`"))
+}
+
+/// Local mode and the built-in target are embedded only with the `local`
+/// cargo feature (on by default).
+#[cfg(not(feature = "local"))]
+fn needs_local(what: &str) -> CliError {
+    CliError::bad_input(format!(
+        "{what} needs the `local` cargo feature, and this volley was built without it \
+         (build it with default features)"
+    ))
 }
 
 fn report(a: cli::ReportArgs) -> Result<Exit, CliError> {
