@@ -1,6 +1,10 @@
 //! The `volley` command line (clap derive). Doc comments are the help; every
 //! flag has a `VOLLEY_*` environment variable for Kubernetes.
 //!
+//! The flags become the library's settings here, checked (`TryFrom<ServeArgs>
+//! for ServeConfig`, [`RunArgs::submit_options`]), so the library never sees
+//! clap.
+//!
 //! `run --set NAME=VALUE` (repeatable) lands in [`RunArgs::set`], checked by
 //! `scenario::parse_set`; the scenario is then read with
 //! `scenario::load_with(path, &set, &scenario::process_env)`.
@@ -9,6 +13,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use volley_coordinator::client::SubmitOptions;
+#[cfg(feature = "local")]
+use volley_coordinator::local::LocalOptions;
+use volley_coordinator::server::{self, ServeConfig};
+use volley_coordinator::verdict::Baseline;
+use volley_coordinator::{CliError, CoordinatorConfig};
 
 /// Volley: distributed, open-model, coordinated-omission-correct load
 /// testing with exact merged percentiles.
@@ -173,6 +183,93 @@ pub struct TargetArgs {
     pub threads: Option<usize>,
 }
 
+/// `volley serve`'s flags, checked: the token rule and the TLS files.
+impl TryFrom<ServeArgs> for ServeConfig {
+    type Error = CliError;
+
+    fn try_from(a: ServeArgs) -> Result<Self, CliError> {
+        let token = a.token.filter(|t| !t.is_empty());
+        server::check_exposure(a.listen, token.as_deref(), a.insecure_no_auth)?;
+        let tls = match (a.tls_cert.as_deref(), a.tls_key.as_deref()) {
+            (Some(cert), Some(key)) => Some(server::read_tls(cert, key)?),
+            _ => None,
+        };
+        Ok(ServeConfig {
+            listen: a.listen,
+            coordinator: CoordinatorConfig {
+                token,
+                heartbeat_timeout: a.heartbeat_timeout,
+                data_dir: a.data_dir,
+                ..CoordinatorConfig::default()
+            },
+            tls,
+            metrics_listen: a.metrics_listen,
+        })
+    }
+}
+
+impl RunArgs {
+    /// `--coordinator URL`: what to submit, and where.
+    pub fn submit_options(
+        self,
+        coordinator: &str,
+        baseline: Option<Baseline>,
+    ) -> Result<SubmitOptions, CliError> {
+        let tls_ca = match self.tls_ca.as_deref() {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| CliError::bad_input(format!("--tls-ca {}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+        Ok(SubmitOptions {
+            coordinator: if coordinator.contains("://") {
+                coordinator.to_string()
+            } else {
+                format!("http://{coordinator}")
+            },
+            token: self.token.filter(|t| !t.is_empty()),
+            scenario: self.scenario,
+            min_workers: self.min_workers.max(1),
+            wait: self.wait,
+            out: self.out,
+            builtin_target_url: None,
+            tls_ca,
+            live: !self.quiet,
+            baseline,
+            strict: self.verdict.strict,
+            vars: self.set,
+        })
+    }
+
+    /// Without `--coordinator`: the embedded default.
+    #[cfg(feature = "local")]
+    pub fn local_options(self, baseline: Option<Baseline>, cores: usize) -> LocalOptions {
+        LocalOptions {
+            scenario: self.scenario,
+            local_workers: self.local_workers.unwrap_or(cores),
+            out: self.out,
+            live: !self.quiet,
+            baseline,
+            strict: self.verdict.strict,
+            vars: self.set,
+            metrics_listen: self.metrics_listen,
+        }
+    }
+}
+
+#[cfg(feature = "local")]
+impl From<&TargetArgs> for volley_target::TargetConfig {
+    fn from(a: &TargetArgs) -> Self {
+        volley_target::TargetConfig {
+            delay: a.delay,
+            error_rate: a.error_rate,
+            body_size: a.body_size,
+            capacity: a.capacity,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
     Md,
@@ -249,6 +346,68 @@ mod tests {
             [("a".into(), "1".into()), ("b".into(), "x=y".into())]
         );
         assert!(Cli::try_parse_from(["volley", "run", "s.toml", "--set", "novalue"]).is_err());
+    }
+
+    fn serve_args(listen: &str) -> ServeArgs {
+        ServeArgs {
+            listen: listen.parse().unwrap(),
+            token: None,
+            heartbeat_timeout: Duration::from_secs(3),
+            insecure_no_auth: false,
+            metrics_listen: None,
+            data_dir: None,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+
+    #[test]
+    fn serve_on_loopback_needs_no_token() {
+        let config = ServeConfig::try_from(serve_args("127.0.0.1:7700")).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7700".parse().unwrap());
+        assert_eq!(config.coordinator.token, None);
+        assert!(config.tls.is_none());
+    }
+
+    #[test]
+    fn serve_beyond_loopback_without_a_token_is_refused() {
+        let err = ServeConfig::try_from(serve_args("0.0.0.0:7700")).unwrap_err();
+        assert_eq!(err.exit, volley_coordinator::Exit::BadInput);
+        assert!(
+            err.message.contains("refusing to listen beyond loopback"),
+            "{err}"
+        );
+        // An empty token is no token.
+        let mut args = serve_args("0.0.0.0:7700");
+        args.token = Some(String::new());
+        assert!(ServeConfig::try_from(args).is_err());
+    }
+
+    #[test]
+    fn serve_beyond_loopback_with_a_token_or_insecure_no_auth() {
+        let mut args = serve_args("0.0.0.0:7700");
+        args.token = Some("s3cret".into());
+        let config = ServeConfig::try_from(args).unwrap();
+        assert_eq!(config.coordinator.token.as_deref(), Some("s3cret"));
+
+        let mut args = serve_args("0.0.0.0:7700");
+        args.insecure_no_auth = true;
+        let config = ServeConfig::try_from(args).unwrap();
+        assert_eq!(config.coordinator.token, None);
+    }
+
+    #[test]
+    fn serve_with_an_unreadable_tls_file_says_which() {
+        let mut args = serve_args("127.0.0.1:7700");
+        args.tls_cert = Some("/nonexistent/volley/cert.pem".into());
+        args.tls_key = Some("/nonexistent/volley/key.pem".into());
+        let err = ServeConfig::try_from(args).unwrap_err();
+        assert_eq!(err.exit, volley_coordinator::Exit::BadInput);
+        assert!(
+            err.message
+                .starts_with("--tls-cert /nonexistent/volley/cert.pem: "),
+            "{err}"
+        );
     }
 
     #[test]

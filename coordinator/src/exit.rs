@@ -42,6 +42,15 @@ impl CliError {
             message: message.into(),
         }
     }
+
+    /// `what` is embedded only with the `local` cargo feature (on by
+    /// default), and this binary was built without it: bad input, exit 2.
+    pub fn needs_local(what: &str) -> Self {
+        CliError::bad_input(format!(
+            "{what} needs the `local` cargo feature, and this volley was built without it \
+             (build it with default features)"
+        ))
+    }
 }
 
 impl fmt::Display for CliError {

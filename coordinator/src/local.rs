@@ -12,12 +12,11 @@ use crate::scenario::{builtin_url, ScenarioTarget};
 use crate::service;
 use crate::state::{Coordinator, CoordinatorConfig};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use volley_plan::Protocol;
-use volley_worker::target::{Target, TargetConfig, TargetStats};
+use volley_target::{Listeners, TargetConfig};
 use volley_worker::WorkerConfig;
 
 #[derive(Debug, Clone)]
@@ -78,12 +77,18 @@ pub async fn run(
                     .set_nonblocking(true)
                     .expect("nonblocking listener");
                 let listener = TcpListener::from_std(std_listener).expect("tokio listener");
-                let target = Target::new(&config, Arc::new(TargetStats::default()));
-                let _ = if protocol == Protocol::Tcp {
-                    target.serve_tcp(listener, stopped(rx)).await
+                let listeners = if protocol == Protocol::Tcp {
+                    Listeners {
+                        tcp: Some(listener),
+                        ..Listeners::default()
+                    }
                 } else {
-                    target.serve(listener, stopped(rx)).await
+                    Listeners {
+                        http: Some(listener),
+                        ..Listeners::default()
+                    }
                 };
+                let _ = volley_target::run(config, listeners, stopped(rx)).await;
             });
         }));
     }

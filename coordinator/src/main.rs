@@ -5,11 +5,8 @@ mod cli;
 use clap::Parser;
 use cli::{Cli, Command};
 use std::process::ExitCode;
-use std::sync::Arc;
 use volley_coordinator::report::{html, markdown, Report};
-use volley_coordinator::{
-    client, local, service, verdict, CliError, Coordinator, CoordinatorConfig, Exit,
-};
+use volley_coordinator::{client, verdict, CliError, Exit, ServeConfig};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -90,177 +87,43 @@ fn baseline(v: &cli::VerdictArgs) -> Result<Option<verdict::Baseline>, CliError>
 }
 
 async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
-    let live = !a.quiet;
     // Checked before any traffic: a bad baseline must not cost a run.
     let baseline = baseline(&a.verdict)?;
-    let strict = a.verdict.strict;
-    let (exit, _) = match a.coordinator {
-        Some(url) => {
-            let coordinator = if url.contains("://") {
-                url
-            } else {
-                format!("http://{url}")
-            };
-            client::submit(
-                client::SubmitOptions {
-                    coordinator,
-                    token: a.token.filter(|t| !t.is_empty()),
-                    scenario: a.scenario,
-                    min_workers: a.min_workers.max(1),
-                    wait: a.wait,
-                    out: a.out,
-                    builtin_target_url: None,
-                    tls_ca: match a.tls_ca.as_deref() {
-                        Some(p) => Some(std::fs::read(p).map_err(|e| {
-                            CliError::bad_input(format!("--tls-ca {}: {e}", p.display()))
-                        })?),
-                        None => None,
-                    },
-                    live,
-                    baseline: baseline.clone(),
-                    strict,
-                    vars: a.set.clone(),
-                },
-                ctrl_c,
-            )
-            .await?
-        }
+    let (exit, _) = match a.coordinator.clone() {
+        Some(url) => client::submit(a.submit_options(&url, baseline)?, ctrl_c).await?,
+        #[cfg(feature = "local")]
+        None => volley_coordinator::local::run(a.local_options(baseline, cores()), ctrl_c).await?,
+        #[cfg(not(feature = "local"))]
         None => {
-            local::run(
-                local::LocalOptions {
-                    scenario: a.scenario,
-                    local_workers: a.local_workers.unwrap_or_else(cores),
-                    out: a.out,
-                    live,
-                    baseline: baseline.clone(),
-                    strict,
-                    vars: a.set.clone(),
-                    metrics_listen: a.metrics_listen,
-                },
-                ctrl_c,
-            )
-            .await?
+            let what = "`volley run` without --coordinator (local mode)";
+            return Err(CliError::needs_local(what));
         }
     };
     Ok(exit)
 }
 
 async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
-    let token = a.token.filter(|t| !t.is_empty());
-    if token.is_none() && !a.listen.ip().is_loopback() && !a.insecure_no_auth {
-        return Err(CliError::bad_input(format!(
-            "--listen {}: refusing to listen beyond loopback without --token (or VOLLEY_TOKEN); \
-             pass --insecure-no-auth to do it anyway",
-            a.listen
-        )));
-    }
-    let read = |flag: &str, p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| CliError::bad_input(format!("{flag} {}: {e}", p.display())))
-    };
-    let tls = match (a.tls_cert.as_deref(), a.tls_key.as_deref()) {
-        (Some(c), Some(k)) => Some(service::Tls {
-            cert_pem: read("--tls-cert", c)?,
-            key_pem: read("--tls-key", k)?,
-        }),
-        _ => None,
-    };
-    let listener = tokio::net::TcpListener::bind(a.listen)
+    let config = ServeConfig::try_from(a)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .map_err(|e| CliError::bad_input(format!("--listen {}: {e}", a.listen)))?;
+        .map_err(|e| CliError::bad_input(format!("--listen {}: {e}", config.listen)))?;
     let addr = listener
         .local_addr()
         .map_err(|e| CliError::incomplete(e.to_string()))?;
     // Scripts and tests read this line to learn the port of --listen :0.
     println!("volley: coordinator listening on {addr}");
-    if let Some(d) = a.data_dir.as_deref() {
-        std::fs::create_dir_all(d)
-            .map_err(|e| CliError::bad_input(format!("--data-dir {}: {e}", d.display())))?;
-    }
-    let coord = Coordinator::new(CoordinatorConfig {
-        token,
-        heartbeat_timeout: a.heartbeat_timeout,
-        data_dir: a.data_dir.clone(),
-        ..CoordinatorConfig::default()
-    });
-    if let Some(m) = a.metrics_listen {
-        let l = tokio::net::TcpListener::bind(m)
-            .await
-            .map_err(|e| CliError::bad_input(format!("--metrics-listen {m}: {e}")))?;
-        println!(
-            "volley: metrics on http://{}/metrics",
-            l.local_addr()
-                .map_err(|e| CliError::incomplete(e.to_string()))?
-        );
-        tokio::spawn(volley_coordinator::metrics::serve(
-            coord.metrics.clone(),
-            l,
-            std::future::pending(),
-        ));
-    }
-    volley_coordinator::run::resume::resume_unfinished(coord.clone());
-    service::serve(coord, listener, tls, shutdown_signal())
-        .await
-        .map_err(|e| CliError::incomplete(format!("coordinator stopped: {e}")))?;
-    Ok(Exit::Ok)
+    volley_coordinator::serve(config, listener, shutdown_signal()).await
 }
 
+#[cfg(feature = "local")]
 async fn target(a: cli::TargetArgs) -> Result<Exit, CliError> {
-    use volley_worker::target::{Target, TargetConfig, TargetStats};
-    let listener = tokio::net::TcpListener::bind(a.listen)
-        .await
-        .map_err(|e| CliError::bad_input(format!("--listen {}: {e}", a.listen)))?;
-    let tcp_listener = match a.tcp_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| CliError::bad_input(format!("--tcp-listen {addr}: {e}")))?,
-        ),
-        None => None,
-    };
-    let local = |l: &tokio::net::TcpListener| {
-        l.local_addr()
-            .map_err(|e| CliError::incomplete(e.to_string()))
-    };
-    // Scripts and tests read these lines to learn the ports of :0.
-    println!("volley: target listening on http://{}/", local(&listener)?);
-    if let Some(l) = &tcp_listener {
-        println!("volley: target listening on tcp://{}", local(l)?);
-    }
-    let stats = Arc::new(TargetStats::default());
-    let config = TargetConfig {
-        delay: a.delay,
-        error_rate: a.error_rate,
-        body_size: a.body_size,
-        capacity: a.capacity,
-    };
-    // One target behind both listeners: one error fraction, one queue.
-    let target = Target::new(&config, stats.clone());
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let signal = async {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    };
-    let http = target.serve(listener, wait(stopped.clone()));
-    let tcp = async {
-        match tcp_listener {
-            Some(l) => target.serve_tcp(l, wait(stopped.clone())).await,
-            None => Ok(()),
-        }
-    };
-    let ((), http, tcp) = tokio::join!(signal, http, tcp);
-    http.and(tcp)
-        .map_err(|e| CliError::incomplete(format!("target stopped: {e}")))?;
-    println!(
-        "volley: target served {} requests ({} ok, {} errors) on {} connections",
-        stats.requests(),
-        stats.ok(),
-        stats.errors(),
-        stats.connections()
-    );
-    Ok(Exit::Ok)
+    let config = (&a).into();
+    volley_coordinator::builtin::run(config, a.listen, a.tcp_listen, shutdown_signal()).await
+}
+
+#[cfg(not(feature = "local"))]
+async fn target(_: cli::TargetArgs) -> Result<Exit, CliError> {
+    Err(CliError::needs_local("`volley target`"))
 }
 
 fn report(a: cli::ReportArgs) -> Result<Exit, CliError> {

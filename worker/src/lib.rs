@@ -1,5 +1,6 @@
-//! The Volley worker: the traffic engine, its session with the coordinator,
-//! and the built-in target server.
+//! The Volley worker: the traffic engine and its session with the
+//! coordinator. (The built-in target server is the `volley-target` crate: a
+//! worker only sends load, so it does not carry one.)
 //!
 //! - [`engine`]: open-model, coordinated-omission-correct traffic with
 //!   per-second HdrHistograms.
@@ -14,8 +15,6 @@
 //! - [`encode`]: the engine's per-second data as wire reports.
 //! - [`config`]: the worker's settings, free of clap.
 //! - [`resources`]: the worker's own memory and CPU, reported each second.
-//! - [`target`]: the built-in target server (`volley target`) used by the
-//!   quickstart, the tests and cluster self-checks.
 
 pub mod assignment;
 pub mod config;
@@ -25,7 +24,6 @@ pub mod inbox;
 pub mod outbox;
 pub mod resources;
 pub mod session;
-pub mod target;
 
 pub use config::WorkerConfig;
 pub use session::run;

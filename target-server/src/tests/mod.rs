@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
-use super::{serve, Target, TargetConfig, TargetStats};
+use super::{serve, Listeners, Target, TargetConfig, TargetStats};
 use client::{Client, PATIENCE};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
@@ -74,21 +74,16 @@ async fn start_both(config: TargetConfig) -> Both {
     let stats = Arc::new(TargetStats::default());
     let target = Target::new(&config, Arc::clone(&stats));
     let (stop, stopped) = oneshot::channel::<()>();
+    let listeners = Listeners {
+        http: Some(http),
+        tcp: Some(tcp),
+    };
     tokio::spawn(async move {
-        let (stop_http, stopped_http) = oneshot::channel::<()>();
-        let (stop_tcp, stopped_tcp) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = stopped.await;
-            let _ = stop_http.send(());
-            let _ = stop_tcp.send(());
-        });
-        let http = target.serve(http, async {
-            let _ = stopped_http.await;
-        });
-        let tcp = target.serve_tcp(tcp, async {
-            let _ = stopped_tcp.await;
-        });
-        let _ = tokio::join!(http, tcp);
+        target
+            .run(listeners, async {
+                let _ = stopped.await;
+            })
+            .await
     });
     Both {
         http: addrs.0,
@@ -96,6 +91,36 @@ async fn start_both(config: TargetConfig) -> Both {
         stats,
         _stop: stop,
     }
+}
+
+/// `run`, the one start-up of `volley target` and local mode: both
+/// listeners answer, and it returns their counts once shut down.
+#[tokio::test]
+async fn run_serves_every_listener_until_shutdown() {
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (http_addr, tcp_addr) = (http.local_addr().unwrap(), tcp.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let listeners = Listeners {
+        http: Some(http),
+        tcp: Some(tcp),
+    };
+    let running = tokio::spawn(super::run(TargetConfig::default(), listeners, async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(
+        Client::connect(http_addr).await.request(GET).await.status,
+        200
+    );
+    let mut framed = tcp::Framed::connect(tcp_addr).await;
+    framed.send(&[b"hi"]).await;
+    assert_eq!(framed.reply().await, b"hi");
+    stop.send(()).unwrap();
+    let stats = timeout(PATIENCE, running).await.unwrap().unwrap().unwrap();
+    assert_eq!((stats.ok(), stats.errors(), stats.connections()), (2, 0, 2));
+    // Both listeners are closed.
+    assert!(TcpStream::connect(http_addr).await.is_err());
+    assert!(TcpStream::connect(tcp_addr).await.is_err());
 }
 
 async fn stats_json(addr: SocketAddr) -> String {

@@ -1,5 +1,7 @@
-//! The built-in target server: the endpoint used by the quickstart, the
-//! tests and the benchmarks, for every protocol Volley speaks.
+//! `volley-target`: the built-in target server, the endpoint used by the
+//! quickstart, the tests, the benchmarks and `helm test`, for every protocol
+//! Volley speaks. `volley target` and local mode both start it through
+//! [`run`]; it shares nothing with the worker, so neither carries the other.
 //!
 //! One listener ([`serve`]) answers HTTP/1.1 and HTTP/2 with prior knowledge
 //! (h2c): the first bytes of a connection tell them apart (`preface.rs`), at
@@ -53,6 +55,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
@@ -174,6 +177,63 @@ impl Target {
     ) -> io::Result<()> {
         accept_loop(listener, &self.shared, shutdown, tcp::serve_connection).await
     }
+
+    /// Serves every listener in `listeners` until `shutdown` completes, like
+    /// [`run`], counting into this target's statistics.
+    pub async fn run(
+        &self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        // One shutdown for both accept loops.
+        let (stop, stopped) = watch::channel(false);
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let signal = async {
+            shutdown.await;
+            let _ = stop.send(true);
+        };
+        let http = async {
+            match listeners.http {
+                Some(l) => self.serve(l, wait(stopped.clone())).await,
+                None => Ok(()),
+            }
+        };
+        let tcp = async {
+            match listeners.tcp {
+                Some(l) => self.serve_tcp(l, wait(stopped.clone())).await,
+                None => Ok(()),
+            }
+        };
+        let ((), http, tcp) = tokio::join!(signal, http, tcp);
+        http.and(tcp)
+    }
+}
+
+/// The listeners one target serves; either may be absent.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    /// HTTP/1.1, HTTP/2 with prior knowledge (h2c) and gRPC.
+    pub http: Option<TcpListener>,
+    /// The framed-TCP echo.
+    pub tcp: Option<TcpListener>,
+}
+
+/// Runs one target with `config` on every listener in `listeners` until
+/// `shutdown` completes, and returns what it answered. The listeners share
+/// one error fraction, one queue and one [`TargetStats`]. This is how
+/// `volley target` and local mode start the built-in target.
+pub async fn run(
+    config: TargetConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<Arc<TargetStats>> {
+    let stats = Arc::new(TargetStats::default());
+    Target::new(&config, Arc::clone(&stats))
+        .run(listeners, shutdown)
+        .await?;
+    Ok(stats)
 }
 
 /// Serves HTTP/1.1, HTTP/2 with prior knowledge and gRPC on `listener` until

@@ -9,7 +9,7 @@ use tokio::time::timeout;
 
 use super::client::PATIENCE;
 use super::{Server, TargetConfig};
-use crate::target::serve_tcp;
+use crate::serve_tcp;
 
 /// A client that speaks length-prefixed frames.
 pub(super) struct Framed {
