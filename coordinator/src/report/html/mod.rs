@@ -318,7 +318,7 @@ fn charts(o: &mut String, r: &Report) {
         "Errors and dropped per second",
         charts::time_chart(r, &failures),
         &format!(
-            "Stacked: errors (connect, reset, timeout, status, protocol, lost), then \
+            "Stacked: errors (connect, reset, timeout, status, protocol, check, lost), then \
              requests dropped because the generator fell behind.{quiet}"
         ),
     );
