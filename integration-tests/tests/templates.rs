@@ -411,6 +411,92 @@ fn on_end_stop_ends_the_run_after_the_last_row_with_a_complete_report() {
     assert_eq!(users.len(), 500, "every row exactly once");
 }
 
+/// A re-split does not change what an arrival sends: a worker killed mid-run
+/// hands its share to the survivors from the next second on, and every
+/// arrival any worker sent carries the same bytes as in an undisturbed run
+/// with the same seed (values are functions of (seed, seq), never of who
+/// sends).
+#[test]
+fn a_worker_lost_mid_run_changes_no_bytes_of_any_arrival() {
+    let _serial = serial();
+    const RATE: u64 = 500;
+    const SECS: u64 = 8;
+    let target = |url: &str| {
+        format!(
+            r#"url = "{url}"
+method = "POST"
+path = "/orders/{{{{seq}}}}"
+headers = {{ "x-id" = "{{{{uuid}}}}", "x-rand" = "{{{{rand_hex(12)}}}}" }}
+body = '{{"n":{{{{rand_int(1, 1000000)}}}},"c":"{{{{pick("a", "b", "c")}}}}"}}'
+timeout = "2s""#
+        )
+    };
+    // The reference: one undisturbed run, two local workers.
+    let reference = {
+        let server = start_recording_server(&[]);
+        let toml = scenario(&target(&server.url("")), 21, RATE as u32, SECS as u32, "");
+        let (r, _dir) = run_local_to_report("tpl-resplit-ref", &toml, &["--local-workers", "2"]);
+        assert_all_sent(&r, RATE * SECS, "reference");
+        by_seq(&server.requests())
+    };
+
+    // The same scenario on three workers, one of them killed mid-run.
+    let server = start_recording_server(&[]);
+    let (_coord, coord_url) = start_coordinator(&["--heartbeat-timeout", "2s"]);
+    let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
+    let toml = scenario(&target(&server.url("")), 21, RATE as u32, SECS as u32, "");
+    let Submission {
+        dir: _dir,
+        out,
+        cmd,
+    } = submission(&coord_url, "tpl-resplit", &toml, &["--min-workers", "3"]);
+    let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(90)));
+    // Kill once the run is well under way (a condition, not a guess at the
+    // setup time): about 3 s of traffic has arrived.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.count() < (3 * RATE) as usize {
+        assert!(Instant::now() < deadline, "the run never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let victim = workers.remove(1);
+    victim.signal("KILL");
+    let (output, _) = run.join().unwrap();
+    drop(victim);
+    assert!(output.status.success(), "{}", describe(&output));
+    let r = read_report(&out);
+    let lost: Vec<f64> = r["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| !w["lost_at_s"].is_null())
+        .map(|w| f(w, "lost_at_s"))
+        .collect();
+    assert_eq!(lost.len(), 1, "{}", r["workers"]);
+
+    let sent = by_seq(&server.requests());
+    assert!(
+        sent.len() as u64 > RATE * SECS / 2,
+        "{} arrivals sent",
+        sent.len()
+    );
+    for (seq, q) in &sent {
+        assert_eq!(
+            wire_bytes(q),
+            wire_bytes(&reference[seq]),
+            "seq {seq}: another worker sent other bytes"
+        );
+    }
+    // The survivors sent every arrival due after the re-split.
+    let resplit = (lost[0] + 1.0).ceil();
+    let missing: Vec<u64> = (0..RATE * SECS)
+        .filter(|&k| k as f64 / RATE as f64 >= resplit && !sent.contains_key(&k))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "due after the re-split at {resplit} s and never sent: {missing:?}"
+    );
+}
+
 /// A data file larger than a gRPC message (4 MiB) reaches every worker:
 /// the CLI uploads it in chunks and the coordinator sends each worker its
 /// chunks before the assignment. Each worker must then hold every row,
