@@ -258,3 +258,30 @@ fn workers_stop_sending_when_the_coordinator_is_gone_too_long() {
         "the worker must stop sending once the coordinator is gone too long"
     );
 }
+
+/// A target that answers every request with HTTP 500 from the first second
+/// is reachable: the run measures it to the end (a service failing its
+/// warm-up is what a load test is for), rather than stopping with "target
+/// unreachable" as it did when any error of the first seconds counted as
+/// one. The server is not Volley's: the Python recording server.
+#[test]
+fn a_target_answering_only_5xx_is_measured_not_called_unreachable() {
+    let _serial = serial();
+    let server = start_recording_server(&["--status", "500"]);
+    let toml = format!(
+        "[target]\nurl = \"{}\"\n[[stages]]\nname = \"main\"\nrate = 200\nduration = \"5s\"\n",
+        server.url("/")
+    );
+    let s = local_submission("only-5xx", &toml, &["--local-workers", "1"]);
+    let (out, _) = run_bounded(s.cmd, Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("unreachable"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = read_report(&s.out);
+    assert_eq!(r["complete"], true, "{}", r["incomplete_reason"]);
+    assert_eq!(u(&r, "requests.intended"), 1000);
+    assert_eq!(u(&r, "requests.errors"), 1000);
+    assert_eq!(r["errors_by_kind"]["status"], 1000);
+    assert_eq!(r["errors_by_status"]["500"], 1000);
+    assert_eq!(server.count(), 1000, "the server answered every request");
+}

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 use tracing::{info, warn};
-use volley_plan::{Arrival, Plan, RateCurve};
+use volley_plan::{Arrival, ErrorKind, KindCounts, Plan, RateCurve};
 use volley_proto::pb::coordinator_message::Msg as Out;
 use volley_proto::pb::run_event::Event as Ev;
 use volley_proto::{histogram, pb};
@@ -65,6 +65,9 @@ pub struct Collector<'a> {
     aborts: Vec<Threshold>,
     joins: HashMap<usize, Join>,
     intervals: Vec<IntervalReport>,
+    /// Errors by kind of the first seconds, to tell an unreachable target
+    /// from one that answers with errors.
+    early_errors: KindCounts,
     log: Vec<Event>,
     incomplete: Option<String>,
     failure: Option<String>,
@@ -148,6 +151,7 @@ impl<'a> Collector<'a> {
             aborts,
             joins: HashMap::new(),
             intervals: Vec::new(),
+            early_errors: KindCounts::default(),
             log: Vec::new(),
             incomplete: None,
             failure: None,
@@ -369,6 +373,9 @@ impl<'a> Collector<'a> {
     async fn publish_ready(&mut self) {
         let ready = self.merger.ready().unwrap_or_default();
         for m in ready {
+            if (m.index as usize) < UNREACHABLE_AFTER_S {
+                self.early_errors.add(&m.acc.counts.by_kind);
+            }
             let summary = self.publish(&m).await;
             if !self.stopped {
                 let failed = self
@@ -394,9 +401,13 @@ impl<'a> Collector<'a> {
             }
             self.intervals.push(summary);
         }
-        if !self.stopped && target_unreachable(&self.intervals) {
+        if self.stopped {
+            return;
+        }
+        if let Some(seen) = target_unreachable(&self.intervals, &self.early_errors) {
             let why = format!(
-                "target unreachable: every request of the first {UNREACHABLE_AFTER_S} s failed to connect to {}",
+                "target unreachable: every request of the first {UNREACHABLE_AFTER_S} s failed \
+                 to connect to {} ({seen})",
                 self.plan.target.url
             );
             self.failure = Some(why.clone());
@@ -440,7 +451,7 @@ impl<'a> Collector<'a> {
             worker_hlog_lines,
             intended: summary.intended,
             sent: m.acc.counts.sent,
-            check_errors: m.acc.counts.by_kind[volley_plan::ErrorKind::Check],
+            check_errors: m.acc.counts.by_kind[ErrorKind::Check],
         };
         send(self.events, Ev::Interval(s)).await;
         summary
@@ -557,10 +568,87 @@ impl<'a> Collector<'a> {
     }
 }
 
-fn target_unreachable(intervals: &[IntervalReport]) -> bool {
+/// Whether the first seconds show a target that cannot be reached, and
+/// then the error kinds seen (`"connect 6,004"`): nothing succeeded and
+/// every request failed to connect (refused, unreachable, TLS handshake).
+/// A target that answers, even only with 5xx or resets, is reachable: that
+/// is what a load test measures, and `abort` thresholds are the way to stop
+/// such a run. `early` holds the errors by kind of the first
+/// [`UNREACHABLE_AFTER_S`] seconds.
+fn target_unreachable(intervals: &[IntervalReport], early: &KindCounts) -> Option<String> {
     let n = UNREACHABLE_AFTER_S;
-    intervals.len() >= n
+    let judged = intervals.len() >= n
         && intervals.len() <= n + 1
         && intervals.iter().all(|i| i.ok == 0)
-        && intervals[..n].iter().map(|i| i.errors).sum::<u64>() > 0
+        && early.total() > 0
+        && early.total() == early[ErrorKind::Connect];
+    judged.then(|| {
+        early
+            .iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|(k, c)| format!("{} {}", k.as_str(), crate::report::format::group(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(t_s: u32, ok: u64, errors: u64) -> IntervalReport {
+        IntervalReport {
+            t_s,
+            stage: "main".into(),
+            target_rps: 100.0,
+            achieved_rps: 100.0,
+            intended: ok + errors,
+            ok,
+            errors,
+            dropped: 0,
+            p50_ms: None,
+            p90_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            workers: 1,
+            worker_rss_mb_max: None,
+            worker_cpu_pct_max: None,
+        }
+    }
+
+    fn kinds(pairs: &[(ErrorKind, u64)]) -> KindCounts {
+        KindCounts::from_fn(|k| pairs.iter().find(|(p, _)| *p == k).map_or(0, |(_, n)| *n))
+    }
+
+    #[test]
+    fn only_a_target_that_never_accepted_a_connection_is_unreachable() {
+        let failing: Vec<IntervalReport> = (0..3).map(|t| second(t, 0, 2000)).collect();
+        let refused = kinds(&[(ErrorKind::Connect, 6004)]);
+        assert_eq!(
+            target_unreachable(&failing, &refused).as_deref(),
+            Some("connect 6,004")
+        );
+        // A target answering 5xx (or resetting, or timing out) is reachable:
+        // the run measures it.
+        for kind in [
+            ErrorKind::Status,
+            ErrorKind::Reset,
+            ErrorKind::Timeout,
+            ErrorKind::Protocol,
+            ErrorKind::Check,
+        ] {
+            let answered = kinds(&[(kind, 6004)]);
+            assert_eq!(target_unreachable(&failing, &answered), None, "{kind:?}");
+            let mixed = kinds(&[(ErrorKind::Connect, 10), (kind, 5994)]);
+            assert_eq!(target_unreachable(&failing, &mixed), None, "{kind:?}");
+        }
+        // One success, too few seconds, or a later second: no verdict.
+        let mut one_ok = failing.clone();
+        one_ok[1].ok = 1;
+        assert_eq!(target_unreachable(&one_ok, &refused), None);
+        assert_eq!(target_unreachable(&failing[..2], &refused), None);
+        let late: Vec<IntervalReport> = (0..6).map(|t| second(t, 0, 2000)).collect();
+        assert_eq!(target_unreachable(&late, &refused), None);
+        assert_eq!(target_unreachable(&failing, &KindCounts::default()), None);
+    }
 }
