@@ -16,6 +16,7 @@ use std::time::Duration;
 use volley_coordinator::client::SubmitOptions;
 #[cfg(feature = "local")]
 use volley_coordinator::local::LocalOptions;
+use volley_coordinator::scenario;
 use volley_coordinator::server::{self, ServeConfig};
 use volley_coordinator::verdict::Baseline;
 use volley_coordinator::{CliError, CoordinatorConfig};
@@ -73,7 +74,7 @@ pub struct RunArgs {
     #[arg(long, env = "VOLLEY_MIN_WORKERS", default_value_t = 1)]
     pub min_workers: u32,
     /// With --coordinator: how long to wait for --min-workers
-    #[arg(long, env = "VOLLEY_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VOLLEY_WAIT", default_value = "30s", value_parser = scenario::parse_duration)]
     pub wait: Duration,
     /// Local mode: number of in-process workers (default: one per core)
     #[arg(long, env = "VOLLEY_LOCAL_WORKERS")]
@@ -134,7 +135,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// A worker silent this long is declared lost
-    #[arg(long, env = "VOLLEY_HEARTBEAT_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VOLLEY_HEARTBEAT_TIMEOUT", default_value = "3s", value_parser = scenario::parse_duration)]
     pub heartbeat_timeout: Duration,
     /// Listen beyond loopback without a token (anyone who can reach the port
     /// can run load from your workers)
@@ -164,7 +165,7 @@ pub struct TargetArgs {
     #[arg(long, env = "VOLLEY_TARGET_TCP_LISTEN")]
     pub tcp_listen: Option<SocketAddr>,
     /// Fixed extra latency per request
-    #[arg(long, env = "VOLLEY_TARGET_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "VOLLEY_TARGET_DELAY", default_value = "0s", value_parser = scenario::parse_duration)]
     pub delay: Duration,
     /// Fraction of requests failed (exact, deterministic): HTTP 500,
     /// grpc-status 14, or a closed TCP connection
@@ -291,17 +292,8 @@ pub struct ReportArgs {
 
 /// "5000", "5k", "1.5M" → requests per second.
 pub fn parse_rate(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1e3),
-        Some((i, 'M' | 'm')) => (&t[..i], 1e6),
-        _ => (t, 1.0),
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("expected a rate such as 5000 or 5k, got {s:?}"))?;
-    let v = v * mult;
+    let v = scenario::parse_rate(s)
+        .ok_or_else(|| format!("expected a rate such as 5000, 5k or 1.5M, got {s:?}"))?;
     if !v.is_finite() || v <= 0.0 || v > 1e8 {
         return Err(format!("expected a positive rate up to 100M, got {s:?}"));
     }
@@ -330,6 +322,9 @@ mod tests {
         assert_eq!(parse_rate("1.5M"), Ok(1_500_000.0));
         assert!(parse_rate("-1").is_err());
         assert!(parse_rate("fast").is_err());
+        // The same reading as a scenario's: "5m" is not 5 million.
+        assert!(parse_rate("5m").is_err());
+        assert!(parse_rate("0").is_err());
         assert!(parse_rate("0").is_err());
     }
 

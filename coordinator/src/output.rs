@@ -68,8 +68,13 @@ impl RunDir {
 /// a report.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        // A full disk leaves a partial `.tmp`: take it away, the error says
+        // what happened.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// The per-second progress: on a terminal one status line redrawn in place
@@ -238,6 +243,23 @@ pub fn summary(r: &Report, dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_atomic_write_leaves_no_tmp_file_behind() {
+        let dir = std::env::temp_dir().join(format!("volley-atomic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = dir.join("report.json");
+        write_atomic(&ok, b"{}").unwrap();
+        assert_eq!(std::fs::read(&ok).unwrap(), b"{}");
+        // The rename onto a directory fails after the .tmp was written, as
+        // a write fails on a full disk after the file was created.
+        let blocked = dir.join("blocked.json");
+        std::fs::create_dir_all(blocked.join("inside")).unwrap();
+        assert!(write_atomic(&blocked, b"{}").is_err());
+        assert!(!dir.join("blocked.tmp").exists(), "the partial file is removed");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     use crate::report::{Latency, RequestReport};
 
     #[test]

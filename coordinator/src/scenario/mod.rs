@@ -135,6 +135,20 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// A rate as scenarios and command-line flags both read it: "5000", "2.5",
+/// "10k", "1.5M" (capital M: "5m" is refused, not read as 5 million,
+/// since a duration would use it for minutes). One reading for both, so a
+/// value means the same wherever it is written.
+pub fn parse_rate(s: &str) -> Option<f64> {
+    units::parse_rate(s)
+}
+
+/// A duration as scenarios and command-line flags both read it ("500ms",
+/// "10s", "1h30m"; a bare number is refused with the unit to add).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    units::parse_duration(s)
+}
+
 /// Largest scenario file read (a 1000-stage scenario is well under this).
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
 
