@@ -257,7 +257,10 @@ mod tests {
         let blocked = dir.join("blocked.json");
         std::fs::create_dir_all(blocked.join("inside")).unwrap();
         assert!(write_atomic(&blocked, b"{}").is_err());
-        assert!(!dir.join("blocked.tmp").exists(), "the partial file is removed");
+        assert!(
+            !dir.join("blocked.tmp").exists(),
+            "the partial file is removed"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
     use crate::report::{Latency, RequestReport};

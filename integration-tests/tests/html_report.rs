@@ -64,6 +64,18 @@ fn a_burst_report_draws_its_charts_in_chromium_and_fetches_nothing() {
         assert!(n > 150, "{what} {colour:?}: only {n} pixels of it");
     }
 
+    // No word of a table is broken over lines (a squeezed first column once
+    // put "Latency" one letter per line at this window's width). A copy of
+    // the page runs a measuring script; a control proves the detector sees
+    // a broken word.
+    assert_eq!(broken_words(&browser, &html, dir.path(), "layout"), "[]");
+    let squeezed = "<!doctype html><meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\
+         <table style=\"width:8px\"><tr><td class=\"l\" style=\"overflow-wrap:anywhere\">Latency</td></tr></table>";
+    assert!(
+        broken_words(&browser, squeezed, dir.path(), "squeezed").contains("Latency"),
+        "the detector sees a word broken over lines"
+    );
+
     // No request from the page, none refused by its policy; and the file
     // itself names nothing to fetch.
     assert_eq!(page_requests(&seen.netlog), Vec::<String>::new());
@@ -106,6 +118,51 @@ fn a_burst_report_draws_its_charts_in_chromium_and_fetches_nothing() {
         1,
         "the policy stopped the fetch"
     );
+}
+
+/// The words of table cells that the browser broke over more than one line,
+/// as a JSON list, measured in `html` (the page's policy is relaxed in the
+/// copy only so that the measuring script may run).
+fn broken_words(browser: &Path, html: &str, dir: &Path, tag: &str) -> String {
+    const SCRIPT: &str = r#"<script>
+addEventListener('load', () => {
+  const broken = [];
+  for (const cell of document.querySelectorAll('th, td')) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      for (const m of n.data.matchAll(/\S+/g)) {
+        const r = document.createRange();
+        r.setStart(n, m.index);
+        r.setEnd(n, m.index + m[0].length);
+        const lines = new Set([...r.getClientRects()].map(x => Math.round(x.top)));
+        if (lines.size > 1) broken.push(m[0]);
+      }
+    }
+  }
+  document.body.setAttribute('data-broken', JSON.stringify(broken));
+});
+</script>"#;
+    let relaxed = html
+        .replacen(
+            "default-src 'none'",
+            "default-src 'none'; script-src 'unsafe-inline'",
+            1,
+        )
+        .replacen("</body>", &format!("{SCRIPT}</body>"), 1);
+    let relaxed = if relaxed.contains(SCRIPT) {
+        relaxed
+    } else {
+        format!("{relaxed}{SCRIPT}")
+    };
+    let page = dir.join(format!("{tag}.html"));
+    std::fs::write(&page, relaxed).unwrap();
+    let seen = visit(browser, &page, dir, tag);
+    let at = seen
+        .dom
+        .find("data-broken=\"")
+        .unwrap_or_else(|| panic!("{tag}: the measuring script did not run:\n{}", seen.log));
+    let rest = &seen.dom[at + "data-broken=\"".len()..];
+    rest[..rest.find('"').unwrap()].replace("&quot;", "\"")
 }
 
 /// Runs a short burst against a target that serves at most 400 requests/s,
