@@ -73,10 +73,11 @@ async fn shutdown_signal() {
     }
 }
 
-fn ctrl_c() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+/// `volley run`'s interrupt: SIGINT (Ctrl-C) and SIGTERM (`timeout`, CI
+/// cancellation, Kubernetes) alike. The first stops the load and writes the
+/// partial report; the client waits for a second one to quit at once.
+fn interrupt() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(shutdown_signal())
 }
 
 fn baseline(v: &cli::VerdictArgs) -> Result<Option<verdict::Baseline>, CliError> {
@@ -90,9 +91,11 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
     // Checked before any traffic: a bad baseline must not cost a run.
     let baseline = baseline(&a.verdict)?;
     let (exit, _) = match a.coordinator.clone() {
-        Some(url) => client::submit(a.submit_options(&url, baseline)?, ctrl_c).await?,
+        Some(url) => client::submit(a.submit_options(&url, baseline)?, interrupt).await?,
         #[cfg(feature = "local")]
-        None => volley_coordinator::local::run(a.local_options(baseline, cores()), ctrl_c).await?,
+        None => {
+            volley_coordinator::local::run(a.local_options(baseline, cores()), interrupt).await?
+        }
         #[cfg(not(feature = "local"))]
         None => {
             let what = "`volley run` without --coordinator (local mode)";

@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -284,4 +285,61 @@ fn a_target_answering_only_5xx_is_measured_not_called_unreachable() {
     assert_eq!(r["errors_by_kind"]["status"], 1000);
     assert_eq!(r["errors_by_status"]["500"], 1000);
     assert_eq!(server.count(), 1000, "the server answered every request");
+}
+
+/// `timeout -s TERM` (also CI cancellation, `kubectl delete`, a Job's
+/// deadline) is an interrupt like Ctrl-C: `volley run` in local mode stops
+/// the load and writes the partial report (every finished second, report.md,
+/// report.html, latency.hlog), then exits 3. It used to die with 143 and
+/// write nothing.
+#[test]
+fn sigterm_from_timeout_stops_a_local_run_and_keeps_what_it_measured() {
+    let _serial = serial();
+    let toml = "name = \"term\"\n[target]\nbuiltin = true\n[[stages]]\nname = \"main\"\nrate = 200\nduration = \"20s\"\n";
+    let dir = TempDir::new("sigterm");
+    let file = dir.write("s.toml", toml);
+    let out = dir.path().join("out");
+    let mut cmd = Command::new("timeout");
+    cmd.args(["--preserve-status", "-s", "TERM", "4"])
+        .arg(bin("volley"))
+        .args([
+            "run",
+            file.to_str().unwrap(),
+            "--quiet",
+            "--local-workers",
+            "1",
+        ])
+        .args(["--out", out.to_str().unwrap()]);
+    let (output, took) = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "an interrupted run exits 3: {}",
+        describe(&output)
+    );
+    assert!(
+        took < Duration::from_secs(9),
+        "took {took:?} after a TERM at 4 s"
+    );
+    let r = read_report(&out);
+    assert_eq!(r["complete"], false);
+    assert!(
+        r["incomplete_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{}",
+        r["incomplete_reason"]
+    );
+    let seconds = r["intervals"].as_array().unwrap().len();
+    assert!(
+        (1..=5).contains(&seconds),
+        "{seconds} finished seconds kept"
+    );
+    assert_accounted(&r["requests"], "terminated run");
+    assert!(u(&r, "requests.ok") > 0);
+    for f in ["report.md", "report.html", "latency.hlog"] {
+        let len = std::fs::metadata(out.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0, "{f} written");
+    }
 }
