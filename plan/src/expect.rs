@@ -134,6 +134,19 @@ pub struct Expect {
 }
 
 impl Expect {
+    /// Checks under their default names (`status`, `json $.status`, …).
+    pub fn from_rules(rules: impl IntoIterator<Item = Rule>) -> Expect {
+        Expect {
+            checks: rules
+                .into_iter()
+                .map(|rule| Check {
+                    name: rule.default_name(),
+                    rule,
+                })
+                .collect(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.checks.is_empty()
     }
@@ -417,10 +430,7 @@ mod tests {
     }
 
     fn checker(rules: Vec<Rule>) -> Checker {
-        Checker::new(&Expect {
-            checks: rules.into_iter().map(check).collect(),
-        })
-        .unwrap()
+        Checker::new(&Expect::from_rules(rules)).unwrap()
     }
 
     #[test]

@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use volley_plan::data::{Format, OnEnd, Order};
 use volley_plan::{
-    Body, Check, DataSet, Expect, Load, Plan, Protocol, Request, Rule, Share, Stage, StatusMatch,
-    Target, Tls,
+    Body, DataSet, Expect, Load, Plan, Protocol, Request, Rule, Share, Stage, StatusMatch, Target,
+    Tls,
 };
 use volley_worker::engine::{self, EngineEvent, EngineSetup};
 
@@ -697,15 +697,7 @@ fn ok_json(_: &Seen) -> (u16, &'static str) {
 }
 
 fn checks(rules: Vec<Rule>) -> Expect {
-    Expect {
-        checks: rules
-            .into_iter()
-            .map(|rule| Check {
-                name: rule.default_name(),
-                rule,
-            })
-            .collect(),
-    }
+    Expect::from_rules(rules)
 }
 
 fn data(name: &str, csv: &str, on_end: OnEnd) -> DataSet {

@@ -98,19 +98,10 @@ impl BodyKeeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use volley_plan::expect::{Check, Expect, Rule, StatusMatch};
+    use volley_plan::expect::{Expect, Rule, StatusMatch};
 
     fn checker(rules: Vec<Rule>) -> Checker {
-        Checker::new(&Expect {
-            checks: rules
-                .into_iter()
-                .map(|rule| Check {
-                    name: rule.default_name(),
-                    rule,
-                })
-                .collect(),
-        })
-        .unwrap()
+        Checker::new(&Expect::from_rules(rules)).unwrap()
     }
 
     #[test]

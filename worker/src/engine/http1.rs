@@ -693,7 +693,7 @@ mod tests {
     use crate::engine::recorder::Status;
     use crate::engine::render::testing;
     use tokio::io::duplex;
-    use volley_plan::expect::{Check, Expect, Rule, StatusMatch};
+    use volley_plan::expect::{Expect, Rule, StatusMatch};
     use volley_plan::{Body, Protocol};
 
     fn prepared(request: Request) -> Prepared {
@@ -780,16 +780,7 @@ mod tests {
     }
 
     fn checker(rules: Vec<Rule>) -> Checker {
-        Checker::new(&Expect {
-            checks: rules
-                .into_iter()
-                .map(|rule| Check {
-                    name: rule.default_name(),
-                    rule,
-                })
-                .collect(),
-        })
-        .unwrap()
+        Checker::new(&Expect::from_rules(rules)).unwrap()
     }
 
     async fn judged(chunks: Vec<&'static [u8]>, c: &Checker) -> Vec<Result<(), Failure>> {
