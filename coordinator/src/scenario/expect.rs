@@ -48,7 +48,6 @@ const EXPECT_KEYS: &[&str] = &[
     "max_body_bytes",
 ];
 const NAMED_KEYS: &[&str] = &["value", "name"];
-const MAX_NAME: usize = 128;
 const STATUS: &str = "an HTTP status such as 200, a class such as \"2xx\", or an array of them";
 const GRPC: &str = "a gRPC status name such as \"OK\" or \"NOT_FOUND\", or an array of them";
 
@@ -189,25 +188,7 @@ fn named<'a, 'i>(
             "the checked value; a named check is written { value = …, name = \"…\" }",
         )
     })?;
-    let name = match sec.str("name")? {
-        None => None,
-        Some(n)
-            if !n.trim().is_empty()
-                && n.chars().count() <= MAX_NAME
-                && !n.chars().any(char::is_control) =>
-        {
-            Some(n.to_owned())
-        }
-        Some(n) => {
-            return Err(sec.fail(
-                "name",
-                format!(
-                    "expected 1 to {MAX_NAME} characters with no control characters, got {}",
-                    quote(n)
-                ),
-            ))
-        }
-    };
+    let name = super::requests::display_name(&sec)?;
     Ok((name, value))
 }
 

@@ -191,17 +191,8 @@ fn request(
         At::Table { .. } => expect(sec, protocol)?.or_else(|| shared.expect.clone()),
     };
 
-    let name = match sec.str("name")? {
-        Some(n) if valid_name(n) => n.to_owned(),
-        Some(n) => {
-            return Err(sec.fail(
-                "name",
-                format!(
-                    "expected 1 to {MAX_NAME} characters with no control characters, got {}",
-                    quote(n)
-                ),
-            ))
-        }
+    let name = match display_name(sec)? {
+        Some(n) => n,
         None => match protocol {
             Protocol::Tcp => match at {
                 At::Table { i, n } if n > 1 => format!("message {}", i + 1),
@@ -221,6 +212,22 @@ fn request(
         body,
         expect: expect.unwrap_or_default(),
     })
+}
+
+/// The `name` key of a table (a request or a named check): what the report
+/// shows, so 1 to [`MAX_NAME`] characters and no control characters.
+pub(super) fn display_name(sec: &Section<'_, '_>) -> Result<Option<String>, Fail> {
+    match sec.str("name")? {
+        None => Ok(None),
+        Some(n) if valid_name(n) => Ok(Some(n.to_owned())),
+        Some(n) => Err(sec.fail(
+            "name",
+            format!(
+                "expected 1 to {MAX_NAME} characters with no control characters, got {}",
+                quote(n)
+            ),
+        )),
+    }
 }
 
 fn valid_name(n: &str) -> bool {
