@@ -719,3 +719,41 @@ def test_dockerfile_matches_the_chart(chart: helm.Chart) -> None:
             argv = c.get("command", []) + c.get("args", [])
             programs.add(argv[0] if argv[0] != "/bin/sh" else shlex.split(c["args"][0])[0])
     assert programs == {"volley", "volley-worker"}
+
+
+def rust_secs(path: str, name: str) -> int:
+    """The seconds of `const NAME: Duration = ...from_secs(N)` in a Rust file,
+    so the chart's timings follow the code's."""
+    text = (REPO / path).read_text()
+    m = re.search(rf"const {name}: [\w:]*Duration = [\w:]*Duration::from_secs\((\d+)\)", text)
+    assert m, f"{name} not found in {path}"
+    return int(m.group(1))
+
+
+def test_grace_periods_fit_the_shutdown_timings(chart: helm.Chart) -> None:
+    """SIGTERM is followed by SIGKILL after terminationGracePeriodSeconds: the
+    coordinator must have time to stop the run and write its report, a
+    leaving worker to hand over its share and report its last requests."""
+    objs = objects(render(chart))
+    coord = pod_spec(one(objs, "Deployment", f"{FULL}-coordinator"))
+    worker = pod_spec(one(objs, "Deployment", f"{FULL}-worker"))
+    run_end = rust_secs("coordinator/src/server.rs", "RUN_END_WAIT")
+    close = rust_secs("coordinator/src/service/mod.rs", "CLOSE_WAIT")
+    assert coord["terminationGracePeriodSeconds"] > run_end + close
+    # The hand-over boundary is under 2 s away; the drain is at most twice
+    # the request timeout plus a second; then the worker closes its session.
+    timeout_s = 5  # the default scenario's target.timeout
+    assert 'timeout = "5s"' in (CHART / "values.yaml").read_text()
+    worker_close = rust_secs("worker/src/session.rs", "CLOSE_WAIT")
+    assert worker["terminationGracePeriodSeconds"] >= 2 + 2 * timeout_s + 1 + worker_close
+    objs = objects(
+        render(
+            chart,
+            {
+                "coordinator": {"terminationGracePeriodSeconds": 90},
+                "workers": {"terminationGracePeriodSeconds": 45},
+            },
+        )
+    )
+    assert pod_spec(one(objs, "Deployment", f"{FULL}-coordinator"))["terminationGracePeriodSeconds"] == 90
+    assert pod_spec(one(objs, "Deployment", f"{FULL}-worker"))["terminationGracePeriodSeconds"] == 45

@@ -115,7 +115,17 @@ async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {
         .map_err(|e| CliError::incomplete(e.to_string()))?;
     // Scripts and tests read this line to learn the port of --listen :0.
     println!("volley: coordinator listening on {addr}");
-    volley_coordinator::serve(config, listener, shutdown_signal()).await
+    // The first signal stops the running run and waits for its report; a
+    // second one quits at once.
+    let shutdown = async {
+        shutdown_signal().await;
+        tokio::spawn(async {
+            shutdown_signal().await;
+            eprintln!("volley: second signal; quitting without waiting for the run's report");
+            std::process::exit(3);
+        });
+    };
+    volley_coordinator::serve(config, listener, shutdown).await
 }
 
 #[cfg(feature = "local")]

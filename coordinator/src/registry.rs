@@ -39,6 +39,11 @@ pub enum RunInput {
         slot: usize,
         reason: String,
     },
+    /// The worker is shutting down and asks to leave the run gracefully.
+    Leaving {
+        slot: usize,
+        reason: String,
+    },
     /// A worker a resumed run waited for is back, with a new session.
     Rejoined {
         slot: usize,
@@ -108,6 +113,20 @@ impl Registry {
             .get(id)
             .filter(|w| w.conn == conn)
             .and_then(|w| w.route.clone())
+    }
+
+    /// Where the messages to the worker go, if `conn` is still its current
+    /// connection.
+    pub fn outbound(&self, id: &Uuid, conn: u64) -> Option<Outbound> {
+        self.workers
+            .get(id)
+            .filter(|w| w.conn == conn)
+            .map(|w| w.tx.clone())
+    }
+
+    /// Where the messages to every connected worker go.
+    pub fn outbounds(&self) -> Vec<Outbound> {
+        self.workers.values().map(|w| w.tx.clone()).collect()
     }
 
     /// Removes the worker if `conn` is still its current connection, and

@@ -89,11 +89,35 @@ pub async fn serve(
         ));
     }
     crate::run::resume::resume_unfinished(coord.clone());
-    service::serve(coord, listener, config.tls, shutdown)
+    // A signal stops the running load and waits for its report (sent to its
+    // client, written to the data dir) before the server closes.
+    let graceful = {
+        let coord = coord.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: stopping the running load");
+            if !coord.shut_down(SHUTDOWN_REASON, RUN_END_WAIT).await {
+                tracing::warn!(
+                    wait_s = RUN_END_WAIT.as_secs(),
+                    "the running run did not end in time; its report may be incomplete"
+                );
+            }
+        }
+    };
+    service::serve(coord, listener, config.tls, graceful)
         .await
         .map_err(|e| CliError::incomplete(format!("coordinator stopped: {e}")))?;
     Ok(Exit::Ok)
 }
+
+/// Why a run stopped by a coordinator shutdown ended early (its report's
+/// `incomplete_reason`).
+const SHUTDOWN_REASON: &str = "the coordinator was shut down (SIGTERM or SIGINT)";
+
+/// How long a shutting-down coordinator waits for the running run to
+/// stop and write its report: workers stop within a second and drain for at
+/// most 2 s; the rest is margin. The chart's grace period covers it.
+const RUN_END_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 #[cfg(test)]
 mod tests {

@@ -49,6 +49,10 @@ pub struct Coordinator {
     /// Signalled whenever a worker joins or leaves.
     pub changed: Notify,
     run_active: AtomicBool,
+    /// Signalled when the run slot is free again.
+    run_ended: Notify,
+    /// Set once the coordinator shuts down: no new run is accepted.
+    shutting_down: AtomicBool,
     /// The running run: its id, the switch that stops it early, and its
     /// events for clients that attach.
     current: Mutex<Option<CurrentRun>>,
@@ -68,6 +72,8 @@ impl Coordinator {
             registry: Mutex::new(Registry::default()),
             changed: Notify::new(),
             run_active: AtomicBool::new(false),
+            run_ended: Notify::new(),
+            shutting_down: AtomicBool::new(false),
             current: Mutex::new(None),
             expected: Mutex::new(HashMap::new()),
             reports: Mutex::new(VecDeque::new()),
@@ -86,6 +92,48 @@ impl Coordinator {
         !self.run_active.swap(true, Ordering::AcqRel)
     }
 
+    /// Whether the coordinator is shutting down (no new runs).
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Shuts the coordinator down gracefully (SIGTERM, SIGINT): refuses new
+    /// runs, stops the running one like `volley stop` would (its partial
+    /// report goes to its client and to the data dir), waits up to `within`
+    /// for it to end, then ends every worker's session so the workers know.
+    /// Returns whether the run (if any) ended in time.
+    pub async fn shut_down(&self, reason: &str, within: Duration) -> bool {
+        self.shutting_down.store(true, Ordering::Release);
+        let current = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|(id, _, _)| id.clone());
+        if let Some(id) = current {
+            self.request_stop(&id, reason);
+        }
+        let ended = tokio::time::timeout(within, async {
+            loop {
+                let notified = self.run_ended.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if !self.run_active.load(Ordering::Acquire) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .is_ok();
+        for tx in self.registry().outbounds() {
+            let _ = tx.try_send(Err(tonic::Status::unavailable(
+                "the coordinator is shutting down",
+            )));
+        }
+        ended
+    }
+
     pub fn end_run(&self) {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.expected
@@ -93,6 +141,7 @@ impl Coordinator {
             .unwrap_or_else(|e| e.into_inner())
             .clear();
         self.run_active.store(false, Ordering::Release);
+        self.run_ended.notify_waiters();
     }
 
     /// Registers the running run and its event sink; the receiver yields a

@@ -38,6 +38,8 @@ pub struct MemberMeta {
     pub started: bool,
     pub done: bool,
     pub lost_at_s: Option<f64>,
+    #[serde(default)]
+    pub left_at_s: Option<f64>,
     pub joined_at_s: Option<f64>,
     pub owned_until_k: Option<u64>,
     pub epochs: Vec<EpochMeta>,
@@ -283,6 +285,7 @@ mod tests {
                 started: true,
                 done: false,
                 lost_at_s: None,
+                left_at_s: None,
                 joined_at_s: None,
                 owned_until_k: None,
                 epochs: vec![EpochMeta {

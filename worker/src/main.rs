@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(volley_worker::run(config, shutdown_signal())) {
+    match rt.block_on(volley_worker::run(config, shutdown())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("volley-worker: {e}");
@@ -40,6 +40,17 @@ fn init_tracing(json: bool) {
     } else {
         fmt.init();
     }
+}
+
+/// The first SIGTERM or SIGINT: the worker leaves its run gracefully (see
+/// `volley_worker::session::run`). A second one quits at once.
+async fn shutdown() {
+    shutdown_signal().await;
+    tokio::spawn(async {
+        shutdown_signal().await;
+        eprintln!("volley-worker: second signal; quitting without finishing the run");
+        std::process::exit(3);
+    });
 }
 
 async fn shutdown_signal() {

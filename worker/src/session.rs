@@ -21,7 +21,7 @@ use crate::{assignment, encode};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use std::future::Future;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -54,23 +54,56 @@ struct Run {
 }
 
 /// Runs the worker until `shutdown` completes or the coordinator refuses it.
+///
+/// A shutdown while the worker takes part in a run is a graceful leave:
+/// the worker tells the coordinator ([`pb::Leaving`]), which re-splits its
+/// share over the others from the next second and answers with the instant
+/// its share ends; the worker sends what is due until then, reports every
+/// second and `Done`, and only then returns. Without an answer within
+/// [`LEAVE_ANSWER`] (a gone coordinator) it stops its load at once and
+/// still reports what it measured. Outside a run it returns at once.
 pub async fn run(
     config: WorkerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), WorkerError> {
     let endpoint = volley_proto::channel::endpoint(&config.coordinator, config.tls_ca.as_deref())
         .map_err(|e| WorkerError::BadAddress(config.coordinator.clone(), e))?;
-    tokio::pin!(shutdown);
+    // The signal, as a flag every part of the session can wait on.
+    let (asked_tx, asked) = watch::channel(false);
+    let signal = async {
+        shutdown.await;
+        info!("asked to shut down");
+        let _ = asked_tx.send(true);
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        () = signal => unreachable!("pending never completes"),
+        r = serve(&endpoint, &config, asked) => r,
+    }
+}
+
+async fn serve(
+    endpoint: &Endpoint,
+    config: &WorkerConfig,
+    asked: watch::Receiver<bool>,
+) -> Result<(), WorkerError> {
+    let mut leave = Leave::Staying;
     let mut run: Option<Run> = None;
     let mut inbox = Inbox::default();
     let mut backoff = Duration::from_millis(100);
     let mut lost_since: Option<Instant> = None;
     let mut ser = V2DeflateSerializer::new();
     loop {
-        let session = tokio::select! {
-            _ = &mut shutdown => break,
-            s = session(&endpoint, &config, &mut run, &mut inbox, &mut ser) => s,
-        };
+        let session = Session {
+            config,
+            run: &mut run,
+            inbox: &mut inbox,
+            ser: &mut ser,
+            leave: &mut leave,
+            asked: asked.clone(),
+        }
+        .connect(endpoint)
+        .await;
         match session {
             Err(SessionEnd::Refused(msg)) => {
                 if let Some(r) = run.as_ref().and_then(|r| r.engine.as_ref()) {
@@ -80,6 +113,12 @@ pub async fn run(
             }
             Err(SessionEnd::Shutdown) => break,
             Err(SessionEnd::Lost(why)) => {
+                if *asked.borrow() {
+                    // Shutting down, and the coordinator is gone: nobody is
+                    // left to hand the share to or to report to.
+                    warn!(cause = %why, "coordinator unreachable while shutting down; stopping");
+                    break;
+                }
                 let since = *lost_since.get_or_insert_with(Instant::now);
                 debug!(cause = %why, "coordinator unreachable; retrying");
                 if since.elapsed() > config.max_outage {
@@ -96,7 +135,7 @@ pub async fn run(
                     drain_events(r, &mut ser);
                 }
                 tokio::select! {
-                    _ = &mut shutdown => break,
+                    _ = wait_asked(asked.clone()) => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -113,86 +152,213 @@ pub async fn run(
     Ok(())
 }
 
+/// Completes once the worker is asked to shut down (at once if it was).
+async fn wait_asked(mut asked: watch::Receiver<bool>) {
+    let _ = asked.wait_for(|a| *a).await;
+}
+
+/// How long a leaving worker waits for the coordinator to say where its
+/// share ends before it stops its load on its own.
+const LEAVE_ANSWER: Duration = Duration::from_secs(3);
+
+/// How long a worker that is going waits for the coordinator to read its
+/// last messages and end the session.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Where a worker asked to shut down stands with its run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Leave {
+    /// Not asked, or asked and not yet told the coordinator.
+    Staying,
+    /// Told the coordinator and waiting for its `Stop` until this instant.
+    Announced(Instant),
+    /// The engine is winding down; the session ends after `Done`.
+    Draining,
+}
+
 enum SessionEnd {
     Refused(String),
     Lost(String),
     Shutdown,
 }
 
-/// One connected session; returns when the stream ends.
-async fn session(
-    endpoint: &Endpoint,
-    config: &WorkerConfig,
-    run: &mut Option<Run>,
-    inbox: &mut Inbox,
-    ser: &mut V2DeflateSerializer,
-) -> Result<(), SessionEnd> {
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| SessionEnd::Lost(e.to_string()))?;
-    let mut client = WorkerSessionClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let (tx, rx) = mpsc::channel::<pb::WorkerMessage>(1024);
-    let hello = pb::Hello {
-        worker_id: config.id.to_string(),
-        protocol_version: PROTOCOL_VERSION,
-        weight: config.weight,
-        version: env!("CARGO_PKG_VERSION").to_string(),
-        hostname: config.hostname.clone(),
-    };
-    let _ = tx.send(msg(Out::Hello(hello))).await;
-    let mut req = tonic::Request::new(ReceiverStream::new(rx));
-    auth::attach(&mut req, config.token.as_deref())
-        .map_err(|s| SessionEnd::Refused(s.message().to_string()))?;
-    let mut inbound = match client.session(req).await {
-        Ok(r) => r.into_inner(),
-        Err(s) => return Err(classify(s)),
-    };
-    // Deliver what the coordinator may have missed, then what piled up
-    // while it was away.
-    if let Some(r) = run.as_mut() {
-        for m in r.outbox.replay() {
-            if tx.send(m).await.is_err() {
-                return Err(SessionEnd::Lost("stream closed".into()));
+/// One connected session's state, borrowed from [`run`].
+struct Session<'a> {
+    config: &'a WorkerConfig,
+    run: &'a mut Option<Run>,
+    inbox: &'a mut Inbox,
+    ser: &'a mut V2DeflateSerializer,
+    leave: &'a mut Leave,
+    /// Set when the worker is asked to shut down.
+    asked: watch::Receiver<bool>,
+}
+
+impl Session<'_> {
+    /// Connects and serves one session; returns when the stream ends, or
+    /// with [`SessionEnd::Shutdown`] when the worker may exit.
+    async fn connect(&mut self, endpoint: &Endpoint) -> Result<(), SessionEnd> {
+        let config = self.config;
+        // An idle worker asked to shut down while it connects just goes.
+        let channel = tokio::select! {
+            c = endpoint.connect() => c.map_err(|e| SessionEnd::Lost(e.to_string()))?,
+            _ = wait_asked(self.asked.clone()), if self.sending().is_none() => {
+                return Err(SessionEnd::Shutdown);
             }
-        }
-    }
-    let mut heartbeat = interval(Duration::from_secs(1));
-    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        let engine_events = run.as_mut().and_then(|r| r.events.as_mut());
-        tokio::select! {
-            m = inbound.message() => match m {
-                Ok(Some(m)) => {
-                    if let Some(m) = m.msg {
-                        handle(m, &tx, run, inbox, &config.id.to_string(), &mut heartbeat).await?;
-                    }
-                }
-                Ok(None) => return Err(SessionEnd::Lost("coordinator closed the stream".into())),
-                Err(s) => return Err(classify(s)),
-            },
-            ev = recv_opt(engine_events) => {
-                let r = run.as_mut().expect("events imply a run");
-                match ev {
-                    Some(ev) => {
-                        let m = event_message(r, ev, ser);
-                        let m = r.outbox.sending(m);
-                        if tx.send(m).await.is_err() {
-                            return Err(SessionEnd::Lost("stream closed".into()));
-                        }
-                    }
-                    None => r.events = None,
-                }
-            },
-            _ = heartbeat.tick() => {
-                let hb = pb::Heartbeat { unix_nanos: clock::unix_nanos() };
-                if tx.send(msg(Out::Heartbeat(hb))).await.is_err() {
+        };
+        let mut client = WorkerSessionClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let (tx, rx) = mpsc::channel::<pb::WorkerMessage>(1024);
+        let hello = pb::Hello {
+            worker_id: config.id.to_string(),
+            protocol_version: PROTOCOL_VERSION,
+            weight: config.weight,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            hostname: config.hostname.clone(),
+        };
+        let _ = tx.send(msg(Out::Hello(hello))).await;
+        let mut req = tonic::Request::new(ReceiverStream::new(rx));
+        auth::attach(&mut req, config.token.as_deref())
+            .map_err(|s| SessionEnd::Refused(s.message().to_string()))?;
+        let mut inbound = match client.session(req).await {
+            Ok(r) => r.into_inner(),
+            Err(s) => return Err(classify(s)),
+        };
+        // Deliver what the coordinator may have missed, then what piled up
+        // while it was away.
+        if let Some(r) = self.run.as_mut() {
+            for m in r.outbox.replay() {
+                if tx.send(m).await.is_err() {
                     return Err(SessionEnd::Lost("stream closed".into()));
                 }
             }
         }
+        let mut heartbeat = interval(Duration::from_secs(1));
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            if let Err(end) = self.leave_step(&tx).await {
+                if matches!(end, SessionEnd::Shutdown) {
+                    // Half-close and let the coordinator read everything
+                    // (the last interval, `Done`) before the connection goes:
+                    // it ends its side once it has.
+                    drop(tx);
+                    let drained = async { while let Ok(Some(_)) = inbound.message().await {} };
+                    let _ = tokio::time::timeout(CLOSE_WAIT, drained).await;
+                }
+                return Err(end);
+            }
+            let answer_by = match *self.leave {
+                Leave::Announced(by) => Some(by),
+                _ => None,
+            };
+            let engine_events = self.run.as_mut().and_then(|r| r.events.as_mut());
+            let asked = *self.asked.borrow();
+            tokio::select! {
+                _ = wait_asked(self.asked.clone()), if !asked => {}
+                _ = sleep_until_opt(answer_by) => {
+                    warn!("the coordinator did not answer the leave; stopping load now");
+                    if let Some(e) = self.run.as_ref().and_then(|r| r.engine.as_ref()) {
+                        e.stop();
+                    }
+                    *self.leave = Leave::Draining;
+                }
+                m = inbound.message() => match m {
+                    Ok(Some(m)) => {
+                        if let Some(m) = m.msg {
+                            self.handle(m, &tx, &mut heartbeat).await?;
+                        }
+                    }
+                    Ok(None) => return Err(SessionEnd::Lost("coordinator closed the stream".into())),
+                    Err(s) => return Err(classify(s)),
+                },
+                ev = recv_opt(engine_events) => {
+                    let r = self.run.as_mut().expect("events imply a run");
+                    match ev {
+                        Some(ev) => {
+                            let m = event_message(r, ev, self.ser);
+                            let m = r.outbox.sending(m);
+                            if tx.send(m).await.is_err() {
+                                return Err(SessionEnd::Lost("stream closed".into()));
+                            }
+                        }
+                        None => r.events = None,
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    let hb = pb::Heartbeat { unix_nanos: clock::unix_nanos() };
+                    if tx.send(msg(Out::Heartbeat(hb))).await.is_err() {
+                        return Err(SessionEnd::Lost("stream closed".into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves a shutdown on: announces the leave when a run is under way,
+    /// and ends the session once nothing of the run is left to send.
+    /// The run this worker still has something of to send, if any.
+    fn sending(&self) -> Option<&Run> {
+        self.run
+            .as_ref()
+            .filter(|r| r.events.is_some() || r.engine.as_ref().is_some_and(|e| !e.is_finished()))
+    }
+
+    async fn leave_step(&mut self, tx: &mpsc::Sender<pb::WorkerMessage>) -> Result<(), SessionEnd> {
+        if !*self.asked.borrow() {
+            return Ok(());
+        }
+        match (*self.leave, self.sending()) {
+            (Leave::Staying, Some(r)) => {
+                let leaving = pb::Leaving {
+                    run_id: r.id.clone(),
+                    reason: "shut down (SIGTERM or SIGINT)".into(),
+                };
+                info!(run = %r.id, "leaving the run");
+                tx.send(msg(Out::Leaving(leaving)))
+                    .await
+                    .map_err(|_| SessionEnd::Lost("stream closed".into()))?;
+                *self.leave = Leave::Announced(Instant::now() + LEAVE_ANSWER);
+                Ok(())
+            }
+            (_, Some(_)) => Ok(()),
+            // Idle, or the run's `Done` is sent: give the coordinator the
+            // last messages, then go.
+            (_, None) => Err(SessionEnd::Shutdown),
+        }
+    }
+
+    async fn handle(
+        &mut self,
+        m: In,
+        tx: &mpsc::Sender<pb::WorkerMessage>,
+        heartbeat: &mut tokio::time::Interval,
+    ) -> Result<(), SessionEnd> {
+        if let In::Stop(s) = &m {
+            if let Some(r) = self.run.as_ref().filter(|r| r.id == s.run_id) {
+                if let Some(e) = r.engine.as_ref() {
+                    if s.at_s > 0.0 && s.at_s.is_finite() {
+                        info!(run = %s.run_id, at_s = s.at_s, reason = %s.reason, "share ends");
+                        e.end_at(s.at_s);
+                    } else {
+                        info!(run = %s.run_id, reason = %s.reason, "stop");
+                        e.stop();
+                    }
+                }
+                if *self.asked.borrow() {
+                    *self.leave = Leave::Draining;
+                }
+            }
+            return Ok(());
+        }
+        let id = self.config.id.to_string();
+        handle(m, tx, self.run, self.inbox, &id, heartbeat).await
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -332,14 +498,8 @@ async fn handle(
             }
         }
         In::DataChunk(c) => inbox.add(c),
-        In::Stop(s) => {
-            if let Some(r) = run.as_ref().filter(|r| r.id == s.run_id) {
-                info!(run = %s.run_id, reason = %s.reason, "stop");
-                if let Some(e) = r.engine.as_ref() {
-                    e.stop();
-                }
-            }
-        }
+        // Handled by `Session::handle`, which knows whether it is leaving.
+        In::Stop(_) => {}
     }
     Ok(())
 }

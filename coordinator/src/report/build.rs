@@ -244,6 +244,7 @@ pub struct WorkerInfo {
     pub weight: u32,
     pub share: f64,
     pub lost_at_s: Option<f64>,
+    pub left_at_s: Option<f64>,
     pub joined_at_s: Option<f64>,
 }
 
@@ -333,6 +334,7 @@ pub fn report(i: Inputs<'_>) -> Report {
             requests: requests(&acc.counts),
             latency_ms: latency(&acc.latency),
             lost_at_s: w.lost_at_s,
+            left_at_s: w.left_at_s,
             joined_at_s: w.joined_at_s,
             rss_mb_first: (res.rss_first > 0).then(|| mb(res.rss_first)),
             rss_mb_last: (res.rss_last > 0).then(|| mb(res.rss_last)),

@@ -204,6 +204,11 @@ pub struct WorkerReport {
     pub latency_ms: Latency,
     /// Seconds after t = 0 at which the worker was declared lost.
     pub lost_at_s: Option<f64>,
+    /// Seconds after t = 0 from which a worker that shut down gracefully
+    /// (SIGTERM) had handed its share to the others: it sent and reported
+    /// everything due before then, so nothing of it is lost.
+    #[serde(default)]
+    pub left_at_s: Option<f64>,
     /// Seconds after t = 0 from which a worker that joined mid-run took a
     /// share.
     #[serde(default)]

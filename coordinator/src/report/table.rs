@@ -283,7 +283,7 @@ impl Tables {
                 "p99",
                 "RSS MB first → last (peak)",
                 "CPU",
-                "Lost at",
+                "Lost / left at",
             ],
             2,
         )
@@ -311,7 +311,7 @@ impl Tables {
                     mb(w.rss_mb_peak)
                 )),
                 cpu(w.cpu_pct_mean),
-                text(or_dash(w.lost_at_s.map(|t| format!("{t:.1} s")))),
+                text(or_dash(lost_or_left(w))),
             ]
         }));
         let resources = r.workers.iter().any(|w| w.rss_mb_peak.is_some()).then(|| {
@@ -373,6 +373,17 @@ impl Tables {
             resources,
             soak,
         }
+    }
+}
+
+/// When a worker stopped taking part: lost (its in-flight requests are
+/// errors, what it never sent is dropped) or left gracefully (nothing of it
+/// is missing).
+fn lost_or_left(w: &super::WorkerReport) -> Option<String> {
+    match (w.lost_at_s, w.left_at_s) {
+        (Some(t), _) => Some(format!("lost {t:.1} s")),
+        (None, Some(t)) => Some(format!("left {t:.0} s")),
+        (None, None) => None,
     }
 }
 

@@ -22,6 +22,9 @@ pub struct Member {
     pub offset_nanos: i64,
     pub best_rtt: u64,
     pub lost_at_s: Option<f64>,
+    /// It shut down and left gracefully: its share ended at this second
+    /// boundary and went to the others; it still reports until `Done`.
+    pub left_at_s: Option<f64>,
     pub joined_at_s: Option<f64>,
     /// Reported `Done`: nothing more will come from it.
     pub done: bool,
@@ -29,7 +32,7 @@ pub struct Member {
     pub started: bool,
     pub epochs: Vec<Epoch>,
     /// Global index from which it owns nothing any more (its share went to
-    /// others), when it was lost and re-split.
+    /// others), when it was lost or left and the load was re-split.
     pub owned_until_k: Option<u64>,
 }
 
@@ -40,6 +43,7 @@ impl Member {
             offset_nanos: 0,
             best_rtt: u64::MAX,
             lost_at_s: None,
+            left_at_s: None,
             joined_at_s: None,
             done: false,
             started: false,
@@ -48,9 +52,9 @@ impl Member {
         }
     }
 
-    /// Still sending: started, not lost, not done.
+    /// Still sending its share: started, not lost, not leaving, not done.
     pub fn alive(&self) -> bool {
-        self.started && self.lost_at_s.is_none() && !self.done
+        self.started && self.lost_at_s.is_none() && self.left_at_s.is_none() && !self.done
     }
 
     /// The fraction of the schedule it owned in its first epoch.

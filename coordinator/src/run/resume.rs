@@ -132,6 +132,7 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
             member.started = m.started;
             member.done = m.done;
             member.lost_at_s = m.lost_at_s;
+            member.left_at_s = m.left_at_s;
             member.joined_at_s = m.joined_at_s;
             member.owned_until_k = m.owned_until_k;
             member.epochs = m

@@ -108,6 +108,7 @@ pub fn stop_all(members: &[Member], run_id: &str, reason: &str) {
         let stop = pb::Stop {
             run_id: run_id.to_string(),
             reason: reason.to_string(),
+            at_s: 0.0,
         };
         to_worker(m, Out::Stop(stop));
     }

@@ -42,13 +42,35 @@ pub async fn serve(
         builder =
             builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
-    let result = builder
+    // After the shutdown, open streams get a few seconds to end (the run's
+    // client reads its last event); a peer that holds on is not waited for.
+    let (fired, has_fired) = tokio::sync::oneshot::channel();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = fired.send(());
+    };
+    let server = builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(sessions)
         .add_service(control)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let linger = async {
+        match has_fired.await {
+            Ok(()) => tokio::time::sleep(CLOSE_WAIT).await,
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        r = server => r,
+        () = linger => {
+            tracing::warn!(wait_s = CLOSE_WAIT.as_secs(), "connections still open after the shutdown; closing them");
+            Ok(())
+        }
+    };
     reaper.abort();
     result
 }
+
+/// How long a shutting-down server waits for open streams to end.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -58,6 +58,11 @@ impl pb::run_control_server::RunControl for Control {
         let scenario = source.scenario().map_err(Status::invalid_argument)?;
         let min_workers = req.min_workers.max(1) as usize;
         let wait = Duration::from_nanos(req.wait_nanos).min(Duration::from_secs(3600));
+        if self.coord.is_shutting_down() {
+            return Err(Status::unavailable(
+                "the coordinator is shutting down; submit the run to its successor",
+            ));
+        }
         if !self.coord.try_begin_run() {
             return Err(Status::resource_exhausted(
                 "another run is in progress on this coordinator",

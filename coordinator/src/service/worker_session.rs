@@ -116,7 +116,14 @@ async fn read_loop(
                     forward(&route, msg, recv_nanos);
                 }
             }
-            Ok(None) => break "the worker closed its session".to_string(),
+            Ok(None) => {
+                // Everything it sent is read: end our side too, so a worker
+                // that is shutting down knows and can go.
+                if let Some(tx) = coord.registry().outbound(&id, conn) {
+                    let _ = tx.try_send(Err(Status::cancelled("the worker closed its session")));
+                }
+                break "the worker closed its session".to_string();
+            }
             Err(s) => break format!("session broke: {}", s.message()),
         }
     };
@@ -147,6 +154,10 @@ fn forward(route: &Route, msg: In, recv_nanos: u64) {
             RunInput::Interval { slot, report }
         }
         In::Done(done) if done.run_id == route.run_id => RunInput::Done { slot, done },
+        In::Leaving(leaving) if leaving.run_id == route.run_id => {
+            let reason = leaving.reason.chars().take(200).collect();
+            RunInput::Leaving { slot, reason }
+        }
         In::Hello(_) | In::Heartbeat(_) => return,
         other => {
             warn!(message = ?std::mem::discriminant(&other), "message for another run ignored");

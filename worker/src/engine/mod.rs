@@ -81,10 +81,19 @@ pub struct EngineSetup {
     pub worker_id: String,
 }
 
+/// A change to the engine's part of the schedule while it runs.
+#[derive(Debug)]
+enum Control {
+    /// A new share for requests due from this many seconds on.
+    Reshare(f64, Share),
+    /// Nothing is due from this many seconds on: the worker is leaving.
+    EndAt(f64),
+}
+
 /// A running engine: stop it, or wait for it.
 pub struct EngineHandle {
     stop: Arc<AtomicBool>,
-    reshare: std::sync::mpsc::Sender<(f64, Share)>,
+    control: std::sync::mpsc::Sender<Control>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -92,7 +101,15 @@ impl EngineHandle {
     /// Switches to a new share for requests due from `from` seconds on (a
     /// worker was lost or joined). Must arrive before `from`.
     pub fn reshare(&self, from: f64, share: Share) {
-        let _ = self.reshare.send((from, share));
+        let _ = self.control.send(Control::Reshare(from, share));
+    }
+
+    /// Ends this engine's share at `at` seconds after t = 0 (the worker is
+    /// leaving and its share goes to the others from then): everything due
+    /// before it is sent and answered as in a normal run, then the engine
+    /// drains and reports `Finished`. Must arrive before `at`.
+    pub fn end_at(&self, at: f64) {
+        let _ = self.control.send(Control::EndAt(at));
     }
 
     /// Asks the engine to stop sending; it drains and reports `Finished`.
@@ -120,7 +137,7 @@ pub fn start(
 ) -> std::io::Result<EngineHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
-    let (reshare, reshares) = std::sync::mpsc::channel();
+    let (control, controls) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("volley-engine".into())
         .spawn(move || {
@@ -131,12 +148,12 @@ pub fn start(
             let local = tokio::task::LocalSet::new();
             local.block_on(
                 &rt,
-                run(setup, Instant::from_std(start), stop2, reshares, events),
+                run(setup, Instant::from_std(start), stop2, controls, events),
             );
         })?;
     Ok(EngineHandle {
         stop,
-        reshare,
+        control,
         thread: Some(thread),
     })
 }
@@ -145,7 +162,7 @@ async fn run(
     setup: EngineSetup,
     start: Instant,
     stop: Arc<AtomicBool>,
-    reshares: std::sync::mpsc::Receiver<(f64, Share)>,
+    controls: std::sync::mpsc::Receiver<Control>,
     events: UnboundedSender<EngineEvent>,
 ) {
     let plan = &setup.plan;
@@ -172,11 +189,14 @@ async fn run(
     );
     // Arrivals from `limit` on do not exist (a data set that stops after
     // its last row): the schedule ends there, for this worker as for all.
+    // Arrivals due from `end_at` on are not this worker's: it is leaving.
     let limit = plan.arrival_limit().unwrap_or(u64::MAX);
-    let below_limit = |next: Option<(u64, f64)>| next.filter(|&(k, _)| k < limit);
+    let mut end_at = f64::INFINITY;
+    let within =
+        |next: Option<(u64, f64)>, end_at: f64| next.filter(|&(k, t)| k < limit && t < end_at);
     let uses_stage = sh.renderer.uses_stage();
-    let mut next = below_limit(schedule.next());
-    let end = start + Duration::from_secs_f64(schedule.curve().end());
+    let mut next = within(schedule.next(), end_at);
+    let mut end = start + Duration::from_secs_f64(schedule.curve().end());
     // The second of the run an instant falls in (no further than the run's
     // last: seconds after it only ever hold nothing).
     let end_second = schedule.curve().end().ceil() as u32;
@@ -198,11 +218,19 @@ async fn run(
             aborted = true;
             break;
         }
-        if let Ok((from, share)) = reshares.try_recv() {
-            // Take back the request not yet sent: from `from` on it may be
-            // another worker's.
-            schedule.reshare(from, share);
-            next = below_limit(schedule.next());
+        match controls.try_recv() {
+            Ok(Control::Reshare(from, share)) => {
+                // Take back the request not yet sent: from `from` on it may
+                // be another worker's.
+                schedule.reshare(from, share);
+                next = within(schedule.next(), end_at);
+            }
+            Ok(Control::EndAt(at)) => {
+                end_at = end_at.min(at.max(0.0));
+                end = end.min(start + Duration::from_secs_f64(end_at));
+                next = within(next, end_at);
+            }
+            Err(_) => {}
         }
         let now = Instant::now();
         while let Some((k, t)) = next {
@@ -229,7 +257,7 @@ async fn run(
                     stage,
                 });
             }
-            next = below_limit(schedule.next());
+            next = within(schedule.next(), end_at);
         }
         sh.deadlines.sweep(now);
         let now_second = second_at(now);

@@ -279,6 +279,7 @@ impl<'a> Collector<'a> {
                 }
             }
             RunInput::Lost { slot, reason } => self.on_lost(slot, reason).await,
+            RunInput::Leaving { slot, reason } => self.on_leaving(slot, reason).await,
             RunInput::Pong {
                 slot,
                 pong,
@@ -297,6 +298,11 @@ impl<'a> Collector<'a> {
     }
 
     async fn on_lost(&mut self, slot: usize, reason: String) {
+        if self.members[slot].done {
+            // Everything it had to send is in: a session that ends now
+            // (the worker left, or exits after its share) loses nothing.
+            return;
+        }
         self.merger.finish_worker(slot);
         if self.joins.remove(&slot).is_some() || !self.members[slot].started {
             self.members[slot].done = true;
@@ -312,10 +318,62 @@ impl<'a> Collector<'a> {
         );
         say(self.events, "warn", text.clone()).await;
         self.note("warn", text);
-        if !self.stopped {
+        // A worker that was leaving already handed its share over.
+        if !self.stopped && self.members[slot].left_at_s.is_none() {
             self.reshare("a worker was lost").await;
         }
         self.save_meta("running");
+    }
+
+    /// A worker shutting down (SIGTERM) asks to leave: its share goes to the
+    /// others from the next second boundary, and it is told to send what is
+    /// due until then, report it all and finish. Unlike a lost worker,
+    /// nothing of its share is unaccounted for.
+    async fn on_leaving(&mut self, slot: usize, reason: String) {
+        let m = &self.members[slot];
+        if !m.alive() || self.stopped {
+            // Not sending a share (a joiner not yet started, a run already
+            // stopping): it just stops.
+            let stop = pb::Stop {
+                run_id: self.run_id.to_string(),
+                reason: "leaving".into(),
+                at_s: 0.0,
+            };
+            to_worker(&self.members[slot], Out::Stop(stop));
+            return;
+        }
+        let others = (0..self.members.len())
+            .filter(|&i| i != slot && self.members[i].alive())
+            .count();
+        let from = members::next_boundary(self.now_s(), RESHARE_LEAD_S);
+        let text = format!(
+            "worker {} ({}) left at {from:.0} s: {reason}",
+            short(&m.entry.id),
+            host(&m.entry)
+        );
+        if others == 0 || from >= self.curve.end() {
+            // No one to hand the share to (or nothing left of it): the
+            // worker stops at the boundary like everyone would.
+            say(self.events, "warn", text.clone()).await;
+            self.note("warn", text);
+            if others == 0 && from < self.curve.end() {
+                let why = format!("the last worker left at {from:.0} s");
+                let t = self.now_s();
+                self.stop(&why, format!("stopped early at {t:.1} s: {why}"))
+                    .await;
+            }
+            return;
+        }
+        self.members[slot].left_at_s = Some(from);
+        let stop = pb::Stop {
+            run_id: self.run_id.to_string(),
+            reason: "leaving".into(),
+            at_s: from,
+        };
+        to_worker(&self.members[slot], Out::Stop(stop));
+        say(self.events, "info", text.clone()).await;
+        self.note("info", text);
+        self.reshare("a worker left").await;
     }
 
     /// A new partition over every live worker from the next boundary.
@@ -336,11 +394,9 @@ impl<'a> Collector<'a> {
         }
         let arrival = self.plan.load.arrival;
         let from_k = (arrival == Arrival::Uniform).then(|| self.curve.uniform_due_before(from));
-        for m in self
-            .members
-            .iter_mut()
-            .filter(|m| m.lost_at_s.is_some() && m.owned_until_k.is_none())
-        {
+        for m in self.members.iter_mut().filter(|m| {
+            (m.lost_at_s.is_some() || m.left_at_s.is_some()) && m.owned_until_k.is_none()
+        }) {
             // Whatever it owned from here on goes to the others.
             m.owned_until_k = from_k;
         }
@@ -515,6 +571,7 @@ impl<'a> Collector<'a> {
                     weight: m.entry.weight,
                     share: m.share_fraction(),
                     lost_at_s: m.lost_at_s,
+                    left_at_s: m.left_at_s,
                     joined_at_s: m.joined_at_s,
                 };
                 (info, acc.clone(), *res)

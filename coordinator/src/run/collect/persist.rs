@@ -27,6 +27,7 @@ impl Collector<'_> {
                 started: m.started,
                 done: m.done,
                 lost_at_s: m.lost_at_s,
+                left_at_s: m.left_at_s,
                 joined_at_s: m.joined_at_s,
                 owned_until_k: m.owned_until_k,
                 epochs: m
