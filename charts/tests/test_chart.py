@@ -694,6 +694,8 @@ def test_notes(chart: helm.Chart) -> None:
     assert f"kubectl -n {NAMESPACE} logs -f job/{FULL}-run-1" in text
     assert f"helm test {RELEASE}" in text
     assert f"{FULL}-report" in text and "kubectl -n perf cp" in text
+    # `kubectl cp` needs tar, which the Volley image does not have
+    assert '"image":"busybox:1.36","command":["sleep","600"]' in text
     text = notes(chart)
     assert "port-forward" in text and "--min-workers 3" in text
 
