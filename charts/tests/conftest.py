@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import copy
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import helm_python as helm
 import pytest
 import yaml
+
+if TYPE_CHECKING:
+    from image import Image
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "volley"
@@ -101,3 +104,22 @@ def secret_value(objs: list[dict[str, Any]], name: str, key: str) -> str:
     if "stringData" in secret and key in secret["stringData"]:
         return secret["stringData"][key]
     return base64.b64decode(secret["data"][key]).decode()
+
+
+@pytest.fixture(scope="session")
+def image() -> Iterator["Image"]:
+    """The image built from the repository's Dockerfile (runtime stage, host
+    binaries; see image.py) and its exported root filesystem, shared by the
+    image test and the multi-host test."""
+    import shutil
+
+    from image import build, new_workdir, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    work = new_workdir()
+    try:
+        yield build(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Checks the Helm chart (charts/volley) with Helm's own code and runs its
-# multi-host wiring test. Installs what it needs when missing: the Python
-# packages helm-python-sdk (Helm's Go SDK), kubernetes-validate, pytest and
-# PyYAML, and iproute2 for the network namespaces; builds the binaries.
+# Checks the Helm chart (charts/volley) with Helm's own code, builds the image
+# from the repository's Dockerfile (offline: its runtime stage, with the host's
+# binaries) and runs the chart's multi-host wiring test with the binaries from
+# that image. Installs what it needs when missing: the Python packages
+# helm-python-sdk (Helm's Go SDK), kubernetes-validate, pytest and PyYAML;
+# iproute2 for the network namespaces and podman for the image; builds the
+# binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -13,13 +16,17 @@ if ! "$py" -c "import helm_python, kubernetes_validate, pytest, yaml" >/dev/null
     helm-python-sdk kubernetes-validate pytest pyyaml
 fi
 
-if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  echo "charts/tests/run.sh: installing iproute2 (network namespaces for the multi-host test)" >&2
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)   # network namespaces
+command -v podman >/dev/null 2>&1 || missing+=(podman) # builds the image
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "charts/tests/run.sh: installing ${missing[*]} (the multi-host test and the image)" >&2
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The multi-host test runs the real binaries; cargo rebuilds only what changed.
+# The image holds the debug binaries (stripped), and the multi-host test runs
+# them from it; cargo rebuilds only what changed.
 cargo build --bins --quiet
 
 # -rs prints why a test was skipped (e.g. no network namespaces here).

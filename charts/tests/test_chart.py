@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shlex
 import tomllib
 from typing import Any
 
@@ -417,8 +416,7 @@ def test_security_contexts_on_every_pod(chart: helm.Chart, values: dict[str, Any
             # the working directory (the run directory of `volley run`).
             writable = {m["mountPath"] for m in c.get("volumeMounts", [])
                         if m["name"] in mounts_ok and not m.get("readOnly")}
-            if c["name"] != "wait-for-services":
-                assert "/tmp" in writable, where
+            assert "/tmp" in writable, where
             if "workingDir" in c:
                 assert c["workingDir"] in writable, where
 
@@ -429,6 +427,19 @@ def test_security_contexts_on_every_pod(chart: helm.Chart, values: dict[str, Any
 def job_and_test_pod(objs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [(f"{o['kind']}/{o['metadata']['name']}", pod_spec(o)["containers"][0])
             for o in objs if o["kind"] in ("Job", "Pod")]
+
+
+def wait_for(args: list[str]) -> list[str]:
+    """The addresses of every `--wait-for`."""
+    return [args[i + 1] for i, a in enumerate(args) if a == "--wait-for"]
+
+
+def test_run_waits_for_the_coordinator_only_without_the_builtin_target(chart: helm.Chart) -> None:
+    own = 'name = "own"\n[target]\nurl = "http://shop.default:8080/"\n[[stages]]\nrate = 10\nduration = "1s"\n'
+    objs = objects(render(chart, {"run": {"enabled": True, "scenario": own}, "target": {"enabled": False},
+                                  "coordinator": {"port": 7800}}))
+    (c,) = pod_spec(one(objs, "Job", f"{FULL}-run-1"))["containers"]
+    assert wait_for(c["args"]) == [f"{FULL}-coordinator:7800"]
 
 
 def flag(args: list[str], name: str) -> str:
@@ -444,7 +455,7 @@ def test_min_workers_equals_worker_replicas(chart: helm.Chart, replicas: int) ->
     assert {w for w, _ in submitters} == {f"Job/{FULL}-run-1", f"Pod/{FULL}-test"}
     for what, c in submitters:
         args = c["args"]
-        assert args[:2] == ["volley", "run"], what
+        assert c["command"] == ["volley"] and args[0] == "run", what
         assert flag(args, "--min-workers") == str(replicas), what
         assert flag(args, "--coordinator") == f"http://{FULL}-coordinator:7700", what
 
@@ -562,18 +573,20 @@ def test_run_job(chart: helm.Chart) -> None:
     assert spec["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] == 0
     (c,) = spec["containers"]
-    assert c["command"][:2] == ["/bin/sh", "-c"] and 'cat "$VOLLEY_OUT/report.md"' in c["command"][2]
-    assert c["args"][:3] == ["volley", "run", "/etc/volley/scenario.toml"]
-    assert "--quiet" in c["args"]
+    # `volley run` itself, no shell: it prints report.md to the log.
+    assert c["command"] == ["volley"]
+    assert c["args"][:2] == ["run", "/etc/volley/scenario.toml"]
+    assert "--quiet" in c["args"] and "--print-report" in c["args"]
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["VOLLEY_OUT"] == f"{FULL}-r3"
     assert c["workingDir"] == "/report"
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert "emptyDir" in volumes["report"]
     assert volumes["scenario"]["configMap"]["name"] == f"{FULL}-scenarios"
-    (init,) = spec["initContainers"]
-    assert init["command"][0] == "/bin/bash"
-    assert init["command"][-3:] == ["300", f"{FULL}-coordinator:7700", f"{FULL}-target:8080"]
+    # No init container: `volley run` waits for the Services itself.
+    assert "initContainers" not in spec
+    assert wait_for(c["args"]) == [f"{FULL}-coordinator:7700", f"{FULL}-target:8080"]
+    assert flag(c["args"], "--wait") == "5m"
     # the scenario: valid TOML, aimed at the built-in target's Service
     cm = one(objs, "ConfigMap", f"{FULL}-scenarios")
     scenario = tomllib.loads(cm["data"]["scenario.toml"])
@@ -668,8 +681,12 @@ def test_helm_test_hook(chart: helm.Chart) -> None:
     pod = one(objects(render(chart)), "Pod", f"{FULL}-test")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert pod["spec"]["restartPolicy"] == "Never"
-    args = pod["spec"]["containers"][0]["args"]
-    assert args[:3] == ["volley", "run", "/etc/volley/selfcheck.toml"]
+    (c,) = pod["spec"]["containers"]
+    assert c["command"] == ["volley"]
+    assert c["args"][:2] == ["run", "/etc/volley/selfcheck.toml"]
+    assert "--print-report" in c["args"]
+    assert "initContainers" not in pod["spec"]
+    assert wait_for(c["args"]) == [f"{FULL}-coordinator:7700", f"{FULL}-target:8080"]
 
 
 def test_notes(chart: helm.Chart) -> None:
@@ -677,6 +694,8 @@ def test_notes(chart: helm.Chart) -> None:
     assert f"kubectl -n {NAMESPACE} logs -f job/{FULL}-run-1" in text
     assert f"helm test {RELEASE}" in text
     assert f"{FULL}-report" in text and "kubectl -n perf cp" in text
+    # `kubectl cp` needs tar, which the Volley image does not have
+    assert '"image":"busybox:1.36","command":["sleep","600"]' in text
     text = notes(chart)
     assert "port-forward" in text and "--min-workers 3" in text
 
@@ -685,20 +704,24 @@ def test_notes(chart: helm.Chart) -> None:
 
 
 def test_dockerfile_matches_the_chart(chart: helm.Chart) -> None:
-    """The chart runs `volley` and `volley-worker` from PATH as UID 65532 with
-    /bin/sh and /bin/bash; the Dockerfile's runtime stage must provide that."""
+    """The chart runs `volley` and `volley-worker` from PATH as UID 65532 and
+    nothing else (the image has no shell); the Dockerfile's runtime stage must
+    provide that. test_image.py builds that stage and looks inside."""
     text = (REPO / "Dockerfile").read_text()
-    stages = re.split(r"(?m)^FROM\s", text)
-    assert len(stages) >= 3, "multi-stage: a build stage and a runtime stage"
-    build, runtime = stages[1], stages[-1]
-    assert "cargo build --release --locked" in build
-    assert "--bin volley " in build and "--bin volley-worker" in build
-    assert runtime.split()[0] in ("${RUNTIME_IMAGE}", "debian:bookworm-slim")
-    assert "ARG RUNTIME_IMAGE=debian:bookworm-slim" in text  # has /bin/sh, bash, tar
+    stages = {m.group(2): m.group(1) for m in re.finditer(r"(?ms)^FROM\s+(\S+)\s+AS\s+(\S+)$", text)}
+    assert stages == {"build": "${RUST_IMAGE}", "rootfs": "${DEBIAN_IMAGE}", "runtime": "scratch"}
+    bodies = dict(zip(re.findall(r"(?m)^FROM\s+\S+\s+AS\s+(\S+)$", text),
+                      re.split(r"(?m)^FROM\s.*$", text)[1:]))
+    assert "cargo build --release --locked" in bodies["build"]
+    assert "--bin volley " in bodies["build"] and "--bin volley-worker" in bodies["build"]
+    assert "strip /out/volley /out/volley-worker" in bodies["build"]
+    assert "image/rootfs.sh" in bodies["rootfs"]
+    runtime = bodies["runtime"]
     assert re.search(r"(?m)^USER 65532:65532$", runtime)
-    assert "/usr/local/bin/" in runtime
+    assert "RUN " not in runtime, "the runtime stage has no shell to run anything"
+    assert "COPY --from=build /out/volley /out/volley-worker /usr/local/bin/" in runtime
     uid = chart.values["podSecurityContext"]["runAsUser"]
-    assert uid == 65532
+    assert uid == 65532 and chart.values["podSecurityContext"]["runAsGroup"] == 65532
     # the default image tag is the appVersion, which is Volley's version
     workspace = tomllib.loads((REPO / "Cargo.toml").read_text())
     assert chart.values["image"]["tag"] == ""
@@ -706,19 +729,19 @@ def test_dockerfile_matches_the_chart(chart: helm.Chart) -> None:
     ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
                if line.strip() and not line.lstrip().startswith("#")]
     assert "target" in ignored and ".git" in ignored
-    for needed in ("Cargo.lock", "proto", "plan", "worker", "coordinator", "integration-tests"):
+    for needed in ("Cargo.lock", "proto", "plan", "worker", "coordinator", "integration-tests", "image"):
         assert needed not in ignored
-    # every binary the chart runs is one the image installs
-    objs = objects(render(chart, {"run": {"enabled": True}}))
+    # every program the chart runs is one the image installs: no shell, and
+    # no init container that would need one
+    objs = objects(render(chart, {"run": {"enabled": True}, "metrics": {"enabled": True}}))
     programs = set()
     for o in objs:
         spec = pod_spec(o)
         if spec is None:
             continue
-        for c in spec["containers"]:
-            argv = c.get("command", []) + c.get("args", [])
-            programs.add(argv[0] if argv[0] != "/bin/sh" else shlex.split(c["args"][0])[0])
-    assert programs == {"volley", "volley-worker"}
+        for c in spec["containers"] + spec.get("initContainers", []):
+            programs.add(tuple(c["command"]))
+    assert programs == {("volley",), ("volley-worker",)}
 
 
 def rust_secs(path: str, name: str) -> int:

@@ -11,8 +11,11 @@ pod's UID/GID with no capabilities and no_new_privs, as the securityContext
 asks.
 
 Only two things are substituted, as a container runtime would: the program
-`volley` / `volley-worker` is the locally built binary (target/debug), and a
-`secretKeyRef` becomes the value in the rendered Secret. Volume mount paths
+`volley` / `volley-worker` is the one in the image built from the repository's
+Dockerfile (test_image.py; run with the image's own loader and libraries),
+and a `secretKeyRef` becomes the value in the rendered Secret. With
+VOLLEY_BIN_DIR set, the binaries in that directory are run instead (no image
+build: quicker while working on the chart). Volume mount paths
 map to per-pod directories (ConfigMap volumes filled from the rendered
 ConfigMap, emptyDirs empty).
 
@@ -34,18 +37,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import helm_python as helm
 import pytest
 
-from conftest import CHART, REPO, find, objects, one, pod_spec, render, secret_value
+from conftest import find, objects, one, pod_spec, render, secret_value
 
 RELEASE = "mh"
 NAMESPACE = "loadtest"
 REPLICAS = 3
 SUBNET = "10.213.1"  # inside the test's own namespaces only
-BIN_DIR = Path(os.environ.get("VOLLEY_BIN_DIR", REPO / "target" / "debug"))
 BINARIES = ("volley", "volley-worker")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Names of this run's namespaces and links: random, so that a run killed
@@ -73,16 +75,24 @@ def netns_unavailable() -> str | None:
     return None
 
 
-def binaries() -> Path:
-    if not all((BIN_DIR / b).exists() for b in BINARIES):
-        subprocess.run(["cargo", "build", "--bins"], cwd=REPO, check=True, timeout=1800)
-    for b in BINARIES:
-        assert (BIN_DIR / b).is_file(), f"{BIN_DIR / b} missing after cargo build --bins"
-    return BIN_DIR
+# How to start `volley` or `volley-worker` here: the argv prefix.
+Programs = Callable[[str], list[str]]
 
 
-def metrics_supported(bin_dir: Path) -> bool:
-    r = subprocess.run([bin_dir / "volley", "serve", "--help"], capture_output=True, text=True, timeout=30)
+@pytest.fixture
+def programs(request: pytest.FixtureRequest) -> Programs:
+    """The image's binaries (the `image` fixture builds it), or with
+    VOLLEY_BIN_DIR the binaries in that directory."""
+    if "VOLLEY_BIN_DIR" in os.environ:
+        bin_dir = Path(os.environ["VOLLEY_BIN_DIR"])
+        for b in BINARIES:
+            assert (bin_dir / b).is_file(), f"VOLLEY_BIN_DIR: {bin_dir / b} missing"
+        return lambda name: [str(bin_dir / name)]
+    return request.getfixturevalue("image").exec_argv
+
+
+def metrics_supported(programs: Programs) -> bool:
+    r = subprocess.run([*programs("volley"), "serve", "--help"], capture_output=True, text=True, timeout=30)
     return "--metrics-listen" in r.stdout
 
 
@@ -198,11 +208,11 @@ class Cluster:
 class Pod:
     """A rendered pod spec, made runnable on a Host."""
 
-    def __init__(self, name: str, spec: dict[str, Any], objs: list[dict[str, Any]], bin_dir: Path):
+    def __init__(self, name: str, spec: dict[str, Any], objs: list[dict[str, Any]], programs: Programs):
         self.name = name
         self.spec = spec
         self.objs = objs
-        self.bin_dir = bin_dir
+        self.programs = programs
         psc = spec["securityContext"]
         self.uid = int(psc["runAsUser"])
         self.gid = int(psc.get("runAsGroup", psc["runAsUser"]))
@@ -245,12 +255,10 @@ class Pod:
         # pod's /tmp volume).
         mounts = self._paths(container, host)
         argv = [self._remap(a, mounts) for a in argv]
-        # The program, as the image's PATH would find it.
-        if argv[0] in BINARIES:
-            argv[0] = str(self.bin_dir / argv[0])
-        elif argv[0] in ("/bin/sh", "/bin/bash") and argv[1] == "-c" and len(argv) > 4 and argv[4] in BINARIES:
-            argv[4] = str(self.bin_dir / argv[4])
-        return argv
+        # The program, as the image's PATH would find it: the image has
+        # nothing else (no shell).
+        assert argv[0] in BINARIES, f"{self.name}/{container['name']} runs {argv[0]}, not in the image"
+        return self.programs(argv[0]) + argv[1:]
 
     def env(self, container: dict[str, Any]) -> dict[str, str]:
         env = {"PATH": PATH, "HOSTNAME": self.name, "HOME": "/nonexistent"}
@@ -324,10 +332,9 @@ def service_backend(objs: list[dict[str, Any]], svc: dict[str, Any]) -> str:
     return dep["metadata"]["name"]
 
 
-def test_chart_wiring_on_separate_hosts(cluster: Cluster, chart: helm.Chart,
+def test_chart_wiring_on_separate_hosts(cluster: Cluster, chart: helm.Chart, programs: Programs,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    bin_dir = binaries()
-    with_metrics = metrics_supported(bin_dir)
+    with_metrics = metrics_supported(programs)
     values: dict[str, Any] = {"workers": {"replicas": REPLICAS}, "run": {"enabled": True},
                               "metrics": {"enabled": with_metrics}}
     objs = objects(render(chart, values, name=RELEASE, namespace=NAMESPACE))
@@ -342,13 +349,13 @@ def test_chart_wiring_on_separate_hosts(cluster: Cluster, chart: helm.Chart,
 
     # Pods: names as a ReplicaSet would give them; one host each.
     pods: dict[str, Pod] = {}
-    pods[f"{full}-coordinator-0"] = Pod(f"{full}-coordinator-0", pod_spec(coordinator), objs, bin_dir)
-    pods[f"{full}-target-0"] = Pod(f"{full}-target-0", pod_spec(target), objs, bin_dir)
+    pods[f"{full}-coordinator-0"] = Pod(f"{full}-coordinator-0", pod_spec(coordinator), objs, programs)
+    pods[f"{full}-target-0"] = Pod(f"{full}-target-0", pod_spec(target), objs, programs)
     worker_pods = [f"{full}-worker-{i}" for i in range(REPLICAS)]
     for name in worker_pods:
-        pods[name] = Pod(name, pod_spec(workers), objs, bin_dir)
-    pods[f"{full}-run-1-0"] = Pod(f"{full}-run-1-0", pod_spec(job), objs, bin_dir)
-    pods[f"{full}-test"] = Pod(f"{full}-test", pod_spec(test_pod), objs, bin_dir)
+        pods[name] = Pod(name, pod_spec(workers), objs, programs)
+    pods[f"{full}-run-1-0"] = Pod(f"{full}-run-1-0", pod_spec(job), objs, programs)
+    pods[f"{full}-test"] = Pod(f"{full}-test", pod_spec(test_pod), objs, programs)
 
     services = {s["metadata"]["name"]: service_backend(objs, s) + "-0" for s in find(objs, "Service")}
     assert set(services) == {f"{full}-coordinator", f"{full}-target"}
@@ -360,8 +367,8 @@ def test_chart_wiring_on_separate_hosts(cluster: Cluster, chart: helm.Chart,
         pod.prepare_volumes(hosts[name])
 
     # Start in the worst order a cluster may produce: workers and the Job
-    # before the coordinator and the target. Workers must retry, the Job's
-    # init container must wait.
+    # before the coordinator and the target. Workers must retry, the Job
+    # must wait (--wait-for).
     for name in worker_pods:
         pods[name].start(cluster, hosts[name], container_of(workers))
     run_name = f"{full}-run-1-0"
@@ -384,7 +391,7 @@ def test_chart_wiring_on_separate_hosts(cluster: Cluster, chart: helm.Chart,
 
     t.join(JOB_TIMEOUT_S + 10)
     diagnostics = "\n".join(f"--- {n}.log\n{cluster.log(n)[-3000:]}"
-                            for n in [run_name + "-init-wait-for-services", run_name, coord_name,
+                            for n in [run_name, coord_name,
                                       target_name, *worker_pods])
     assert not t.is_alive(), "the Job did not finish in time\n" + diagnostics
     assert "error" not in job_result, f"{job_result.get('error')!r}\n{diagnostics}"
@@ -398,9 +405,9 @@ def test_chart_wiring_on_separate_hosts(cluster: Cluster, chart: helm.Chart,
     report = json.loads((report_dir / "report.json").read_text())
     for f in ("report.md", "latency.hlog"):
         assert (report_dir / f).is_file(), f
-    # The Job's log carries report.md.
+    # The Job's log carries report.md (--print-report), after the summary.
     job_log = cluster.log(run_name)
-    assert "----- " in job_log and (report_dir / "report.md").read_text().strip() in job_log
+    assert (report_dir / "report.md").read_text() + "----- end of report -----" in job_log, job_log[-3000:]
 
     assert len(report["workers"]) == REPLICAS, diagnostics
     assert len({w["id"] for w in report["workers"]}) == REPLICAS
@@ -416,7 +423,7 @@ def test_chart_wiring_on_separate_hosts(cluster: Cluster, chart: helm.Chart,
         print(f"\nmulti-host: {REPLICAS} workers on {len(hosts)} hosts, "
               f"{report['requests']['intended']} requests intended, {report['requests']['ok']} ok, "
               f"per worker {[w['requests']['intended'] for w in report['workers']]}, "
-              f"p99 {report['latency_ms']['p99']} ms")
+              f"p99 {report['latency_ms']['p99']} ms; volley: {' '.join(programs('volley'))}")
 
     # `helm test`: the self-check pod, against the same running release.
     test_name = f"{full}-test"

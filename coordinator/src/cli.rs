@@ -88,6 +88,15 @@ pub struct RunArgs {
     /// Do not print a line per second
     #[arg(long, env = "VOLLEY_QUIET")]
     pub quiet: bool,
+    /// After the summary, print report.md on stdout too: for logs that
+    /// outlive the run directory (a Kubernetes Job's)
+    #[arg(long, env = "VOLLEY_PRINT_REPORT")]
+    pub print_report: bool,
+    /// Before the run, wait until HOST:PORT accepts TCP connections, up to
+    /// --wait (repeat for more; exit 3 when one never does): the target and
+    /// the coordinator of a fresh Kubernetes install start in any order
+    #[arg(long, value_name = "HOST:PORT", env = "VOLLEY_WAIT_FOR", value_delimiter = ',', value_parser = parse_host_port)]
+    pub wait_for: Vec<String>,
     /// PEM file of the CA that signed an https:// coordinator's certificate
     #[arg(long, env = "VOLLEY_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -101,6 +110,17 @@ pub struct RunArgs {
     pub set: Vec<(String, String)>,
     #[command(flatten)]
     pub verdict: VerdictArgs,
+}
+
+fn parse_host_port(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!(
+            "expected HOST:PORT (a port from 1 to 65535), got {s:?}"
+        )),
+    }
 }
 
 fn parse_set(s: &str) -> Result<(String, String), String> {
@@ -237,6 +257,7 @@ impl RunArgs {
             builtin_target_url: None,
             tls_ca,
             live: !self.quiet,
+            print_report: self.print_report,
             baseline,
             strict: self.verdict.strict,
             vars: self.set,
@@ -251,6 +272,7 @@ impl RunArgs {
             local_workers: self.local_workers.unwrap_or(cores),
             out: self.out,
             live: !self.quiet,
+            print_report: self.print_report,
             baseline,
             strict: self.verdict.strict,
             vars: self.set,
@@ -314,6 +336,24 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_for_takes_host_and_port() {
+        for ok in ["load-volley-target:8080", "10.0.0.1:7700", "[::1]:80"] {
+            assert_eq!(parse_host_port(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "target",
+            "target:",
+            ":8080",
+            "target:0",
+            "target:70000",
+            "target:http",
+        ] {
+            let e = parse_host_port(bad).unwrap_err();
+            assert!(e.contains("expected HOST:PORT"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn rates_with_units() {

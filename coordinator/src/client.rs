@@ -29,6 +29,8 @@ pub struct SubmitOptions {
     pub tls_ca: Option<Vec<u8>>,
     /// Print the live line each second.
     pub live: bool,
+    /// Print report.md after the summary (`--print-report`).
+    pub print_report: bool,
     /// Compare with this saved report (regressions make the exit code 1).
     pub baseline: Option<crate::verdict::Baseline>,
     /// A threshold in its warning band fails the run too.
@@ -108,6 +110,32 @@ async fn connect(opts: &SubmitOptions, within: Duration) -> Result<Client, CliEr
             Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
     }
+}
+
+/// `--wait-for`: waits until every address accepts a TCP connection, all
+/// within `within`. The name is resolved again on each try: a Kubernetes
+/// Service's name may not resolve before its pods exist.
+pub async fn wait_for(addresses: &[String], within: Duration) -> Result<(), CliError> {
+    let deadline = tokio::time::Instant::now() + within;
+    for addr in addresses {
+        loop {
+            let why = match tokio::time::timeout_at(deadline, tokio::net::TcpStream::connect(addr))
+                .await
+            {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "timed out connecting".to_string(),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CliError::incomplete(format!(
+                    "--wait-for {addr}: still unreachable after {}s ({why})",
+                    within.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
 }
 
 /// A certificate the client does not trust will not start being trusted by
@@ -411,6 +439,9 @@ impl Follower<'_> {
                         ))
                     })?;
                     println!("{}", output::summary(r, &d.dir));
+                    if opts.print_report {
+                        println!("{}", output::printed_report(r, &d.dir));
+                    }
                 }
                 if f.outcome != "completed" {
                     return Err(CliError::incomplete(format!(

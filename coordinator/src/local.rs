@@ -25,6 +25,8 @@ pub struct LocalOptions {
     pub local_workers: usize,
     pub out: Option<PathBuf>,
     pub live: bool,
+    /// Print report.md after the summary.
+    pub print_report: bool,
     pub baseline: Option<crate::verdict::Baseline>,
     pub strict: bool,
     /// `--set NAME=VALUE` overrides of the scenario's `[vars]`.
@@ -150,6 +152,7 @@ pub async fn run(
             builtin_target_url,
             tls_ca: None,
             live: opts.live,
+            print_report: opts.print_report,
             baseline: opts.baseline,
             strict: opts.strict,
             vars: opts.vars,

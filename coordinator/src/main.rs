@@ -90,6 +90,11 @@ fn baseline(v: &cli::VerdictArgs) -> Result<Option<verdict::Baseline>, CliError>
 async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
     // Checked before any traffic: a bad baseline must not cost a run.
     let baseline = baseline(&a.verdict)?;
+    if !a.wait_for.is_empty() {
+        // A bad scenario is reported at once, not after the wait.
+        client::read_scenario(&a.scenario, &a.set)?;
+        client::wait_for(&a.wait_for, a.wait).await?;
+    }
     let (exit, _) = match a.coordinator.clone() {
         Some(url) => client::submit(a.submit_options(&url, baseline)?, interrupt).await?,
         #[cfg(feature = "local")]

@@ -240,6 +240,17 @@ pub fn summary(r: &Report, dir: &Path) -> String {
     o
 }
 
+/// report.md as `--print-report` prints it after the summary: between two
+/// marker lines, so that a log reader can cut it out.
+pub fn printed_report(r: &Report, dir: &Path) -> String {
+    let path = dir.join("report.md");
+    format!(
+        "----- {} -----\n{}----- end of report -----",
+        path.display(),
+        markdown::render(r)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

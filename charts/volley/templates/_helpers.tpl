@@ -147,68 +147,16 @@ securityContext:
 {{- end }}
 
 {{/*
-The `sh -c` wrapper of `volley run` in the Job and the test pod: it runs the
-command given as arguments, then prints report.md from $VOLLEY_OUT to the
-log, and exits with volley's own exit code (0 pass, 1 threshold failed,
-2 bad input, 3 incomplete).
+The `--wait-for` arguments of `volley run` in the Job and the test pod: in a
+fresh install the run's pod can start before the coordinator's and the built-in
+target's, and `volley run` then waits (up to its --wait) for their Services to
+accept connections. No init container: the image has no shell.
 */}}
-{{- define "volley.runWrapper" -}}
-- /bin/sh
-- -c
-- |
-  "$@"
-  rc=$?
-  if [ -f "$VOLLEY_OUT/report.md" ]; then
-    echo "----- $VOLLEY_OUT/report.md -----"
-    cat "$VOLLEY_OUT/report.md"
-    echo "----- end of report -----"
-  fi
-  echo "volley run exited with code $rc; the run directory is $(pwd)/$VOLLEY_OUT"
-  exit $rc
-- volley-run
+{{- define "volley.runWaitFor" -}}
+- --wait-for
+- {{ printf "%s:%d" (include "volley.coordinator.fullname" .) (int .Values.coordinator.port) | quote }}
+{{- if .Values.target.enabled }}
+- --wait-for
+- {{ printf "%s:%d" (include "volley.target.fullname" .) (int .Values.target.port) | quote }}
 {{- end }}
-
-{{/*
-Init container of the run Job and the test pod: `volley run` gives up (exit 3)
-when it cannot reach the coordinator, and the run fails when a worker cannot
-reach the target; in a fresh install the Job's pod can start first. Wait for
-the coordinator's Service (and the built-in target's, when deployed) to accept
-connections, at most run.servicesWaitSeconds (bash's /dev/tcp: the image
-has no other network tools).
-*/}}
-{{- define "volley.waitForServices" -}}
-- name: wait-for-services
-  image: {{ include "volley.image" . | quote }}
-  imagePullPolicy: {{ .Values.image.pullPolicy }}
-  command:
-    - /bin/bash
-    - -c
-    - |
-      limit=$1
-      shift
-      for endpoint in "$@"; do
-        host=${endpoint%:*} port=${endpoint##*:}
-        until (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; do
-          if [ "$SECONDS" -ge "$limit" ]; then
-            echo "$endpoint is still unreachable after ${limit}s" >&2
-            exit 3
-          fi
-          sleep 1
-        done
-        echo "$endpoint accepts connections"
-      done
-    - wait-for-services
-    - {{ int .Values.run.servicesWaitSeconds | quote }}
-    - {{ printf "%s:%d" (include "volley.coordinator.fullname" .) (int .Values.coordinator.port) | quote }}
-    {{- if .Values.target.enabled }}
-    - {{ printf "%s:%d" (include "volley.target.fullname" .) (int .Values.target.port) | quote }}
-    {{- end }}
-  resources:
-    requests:
-      cpu: 10m
-      memory: 16Mi
-    limits:
-      cpu: 100m
-      memory: 64Mi
-  {{- include "volley.containerSecurityContext" . | nindent 2 }}
 {{- end }}
