@@ -393,9 +393,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "ID                      SCENARIO       STATE    STARTED               PROGRESS        VERDICT",
-                "20261127-101500-1a2b3c  peak           running  2023-11-14T22:13:20Z  15/60 s (25%)   -",
-                "20261126-090000-ffffff  a longer name  failed   -                     -               incomplete",
+                "ID                      SCENARIO       STATE    STARTED               PROGRESS       VERDICT",
+                "20261127-101500-1a2b3c  peak           running  2023-11-14T22:13:20Z  15/60 s (25%)  -",
+                "20261126-090000-ffffff  a longer name  failed   -                     -              incomplete",
             ]
         );
     }

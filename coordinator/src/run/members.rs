@@ -126,6 +126,7 @@ mod tests {
             tx,
             last_seen: Instant::now(),
             route: None,
+            clock: None,
         });
         m.started = true;
         m
