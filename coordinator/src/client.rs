@@ -478,11 +478,14 @@ impl<'a> Follower<'a> {
                         ))
                     })?)
                 };
+                // As the coordinator wrote it, unless the baseline changed it.
+                let mut json = f.report_json;
                 if let (Some(r), Some(b)) = (report.as_mut(), opts.baseline.as_ref()) {
                     crate::verdict::apply_baseline(r, b);
+                    json = r.to_json();
                 }
                 if let (Some(r), Some(d)) = (report.as_ref(), self.dir.as_ref()) {
-                    d.write_report(r).map_err(|e| {
+                    d.write_report_as(r, &json).map_err(|e| {
                         CliError::incomplete(format!(
                             "cannot write the report to {}: {e}",
                             d.dir.display()

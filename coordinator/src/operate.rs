@@ -17,7 +17,7 @@
 //!   and leaves the run going.
 //!
 //! Exit codes are the contract's: 2 for bad input (a malformed or unknown
-//! run id, a wrong token), 3 when what was asked cannot be done (no
+//! run id, stopping a run that already ended, a wrong token), 3 when what was asked cannot be done (no
 //! coordinator, a run not ended yet), and for `fetch` and `attach` the
 //! verdict of the run's report, as `volley run` would have exited.
 
@@ -136,7 +136,11 @@ pub async fn stop(conn: &Connection, run_id: &str, listing: Listing) -> Result<E
     client
         .stop_run(conn.request(stop)?)
         .await
-        .map_err(|s| refused(&s, &format!("cannot stop run {run_id}")))?;
+        .map_err(|s| match s.code() {
+            // A run that already ended: the id names no run to stop.
+            tonic::Code::FailedPrecondition => CliError::bad_input(s.message().to_string()),
+            _ => refused(&s, &format!("cannot stop run {run_id}")),
+        })?;
     eprintln!("volley: stopping run {run_id}");
     // Follow it to its end without replaying its seconds.
     let attach = pb::AttachRunRequest {
@@ -276,7 +280,11 @@ pub fn workers_table(workers: &[WorkerStatus]) -> String {
         .map(|w| {
             vec![
                 w.id.clone(),
-                w.host.clone(),
+                if w.host.is_empty() {
+                    "-".into()
+                } else {
+                    w.host.clone()
+                },
                 w.version.clone(),
                 w.weight.to_string(),
                 w.clock_offset_ms
