@@ -13,9 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use volley_coordinator::client::SubmitOptions;
+use volley_coordinator::client::{Connection, FollowOptions, SubmitOptions};
 #[cfg(feature = "local")]
 use volley_coordinator::local::LocalOptions;
+use volley_coordinator::operate::Listing;
 use volley_coordinator::scenario;
 use volley_coordinator::server::{self, ServeConfig};
 use volley_coordinator::verdict::Baseline;
@@ -61,15 +62,135 @@ pub enum Command {
     Target(TargetArgs),
     /// Re-render a saved report
     Report(ReportArgs),
+    /// List the workers connected to a coordinator: id, host, version,
+    /// weight, clock offset, last heartbeat and the run each takes part in
+    Workers(ListArgs),
+    /// List the runs a coordinator knows, newest first: the one going now
+    /// and the ended ones it remembers (in memory, and in its --data-dir
+    /// across restarts)
+    Runs(ListArgs),
+    /// Stop a run from any terminal: the load ends within a second and the
+    /// report is kept, marked incomplete, as Ctrl-C on `volley run` does.
+    /// Waits until the run has ended
+    Stop(RunIdArgs),
+    /// Write the run directory of a run that has ended (report.json,
+    /// report.md, report.html, latency.hlog, workers.hlog), as `volley run`
+    /// wrote it; exits as `volley run` did. A run still going is refused
+    /// (exit 3): `volley attach` follows it
+    Fetch(FetchArgs),
+    /// Follow a run under way (a line per second) and write its run
+    /// directory at the end; Ctrl-C detaches and leaves the run going
+    Attach(AttachArgs),
+}
+
+/// How to reach a coordinator: one set of flags (and `VOLLEY_*`
+/// variables) for `run --coordinator` and the operator's commands.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// Coordinator address (http://host:port, or https:// with TLS);
+    /// `volley run` without it runs locally
+    #[arg(long, env = "VOLLEY_COORDINATOR")]
+    pub coordinator: Option<String>,
+    /// Shared token for the coordinator
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// PEM file of the CA that signed an https:// coordinator's certificate
+    #[arg(long, env = "VOLLEY_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    /// The connection to `coordinator`, the CA file read.
+    pub fn connection(&self, coordinator: &str) -> Result<Connection, CliError> {
+        let tls_ca = match self.tls_ca.as_deref() {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| CliError::bad_input(format!("--tls-ca {}: {e}", p.display())))?,
+            ),
+            None => None,
+        };
+        Ok(Connection {
+            coordinator: if coordinator.contains("://") {
+                coordinator.to_string()
+            } else {
+                format!("http://{coordinator}")
+            },
+            token: self.token.clone().filter(|t| !t.is_empty()),
+            tls_ca,
+        })
+    }
+
+    /// For a command that needs a coordinator: bad input without one.
+    pub fn required(&self, command: &str) -> Result<Connection, CliError> {
+        let url = self.coordinator.as_deref().ok_or_else(|| {
+            CliError::bad_input(format!(
+                "`volley {command}` needs --coordinator URL (or VOLLEY_COORDINATOR)"
+            ))
+        })?;
+        self.connection(url)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table (and the usual messages)
+    Table,
+    /// A JSON array, one object per worker or run, for scripts
+    Json,
+}
+
+impl From<OutputFormat> for Listing {
+    fn from(f: OutputFormat) -> Listing {
+        match f {
+            OutputFormat::Table => Listing::Table,
+            OutputFormat::Json => Listing::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Output format
+    #[arg(long, env = "VOLLEY_OUTPUT", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RunIdArgs {
+    /// The run's id (`volley runs` lists them)
+    pub run_id: String,
+    #[command(flatten)]
+    pub list: ListArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub run: RunIdArgs,
+    /// Run directory to write (default runs/<run_id>)
+    #[arg(long, env = "VOLLEY_OUT")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub fetch: FetchArgs,
+    /// Do not print a line per second
+    #[arg(long, env = "VOLLEY_QUIET")]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Scenario file (TOML)
     pub scenario: PathBuf,
-    /// Coordinator address (http://host:port); without it, run locally
-    #[arg(long, env = "VOLLEY_COORDINATOR")]
-    pub coordinator: Option<String>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// With --coordinator: workers required before the run starts
     #[arg(long, env = "VOLLEY_MIN_WORKERS", default_value_t = 1)]
     pub min_workers: u32,
@@ -82,9 +203,6 @@ pub struct RunArgs {
     /// Run directory for report.json, report.md, latency.hlog (default runs/<run_id>)
     #[arg(long, env = "VOLLEY_OUT")]
     pub out: Option<PathBuf>,
-    /// Shared token for the coordinator
-    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// Do not print a line per second
     #[arg(long, env = "VOLLEY_QUIET")]
     pub quiet: bool,
@@ -97,9 +215,6 @@ pub struct RunArgs {
     /// the coordinator of a fresh Kubernetes install start in any order
     #[arg(long, value_name = "HOST:PORT", env = "VOLLEY_WAIT_FOR", value_delimiter = ',', value_parser = parse_host_port)]
     pub wait_for: Vec<String>,
-    /// PEM file of the CA that signed an https:// coordinator's certificate
-    #[arg(long, env = "VOLLEY_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
     /// Local mode: serve Prometheus metrics on this address at /metrics
     #[arg(long, env = "VOLLEY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -236,30 +351,20 @@ impl RunArgs {
         coordinator: &str,
         baseline: Option<Baseline>,
     ) -> Result<SubmitOptions, CliError> {
-        let tls_ca = match self.tls_ca.as_deref() {
-            Some(p) => Some(
-                std::fs::read(p)
-                    .map_err(|e| CliError::bad_input(format!("--tls-ca {}: {e}", p.display())))?,
-            ),
-            None => None,
-        };
         Ok(SubmitOptions {
-            coordinator: if coordinator.contains("://") {
-                coordinator.to_string()
-            } else {
-                format!("http://{coordinator}")
-            },
-            token: self.token.filter(|t| !t.is_empty()),
+            conn: self.connect.connection(coordinator)?,
             scenario: self.scenario,
             min_workers: self.min_workers.max(1),
             wait: self.wait,
-            out: self.out,
             builtin_target_url: None,
-            tls_ca,
-            live: !self.quiet,
-            print_report: self.print_report,
-            baseline,
-            strict: self.verdict.strict,
+            follow: FollowOptions {
+                out: self.out,
+                live: !self.quiet,
+                print_report: self.print_report,
+                baseline,
+                strict: self.verdict.strict,
+                summary: true,
+            },
             vars: self.set,
         })
     }
@@ -443,6 +548,76 @@ mod tests {
                 .starts_with("--tls-cert /nonexistent/volley/cert.pem: "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn every_command_reads_the_same_connection_flags() {
+        let flags = [
+            "--coordinator",
+            "http://c:7700",
+            "--token",
+            "t",
+            "--tls-ca",
+            "ca.pem",
+        ];
+        let with = |args: &[&str]| {
+            let mut v = vec!["volley"];
+            v.extend_from_slice(args);
+            v.extend_from_slice(&flags);
+            Cli::try_parse_from(v).unwrap().command
+        };
+        let connect = |c: &ConnectArgs| {
+            (
+                c.coordinator.clone().unwrap(),
+                c.token.clone().unwrap(),
+                c.tls_ca.clone().unwrap(),
+            )
+        };
+        let want = (
+            "http://c:7700".to_string(),
+            "t".to_string(),
+            PathBuf::from("ca.pem"),
+        );
+        let seen = [
+            match with(&["run", "s.toml"]) {
+                Command::Run(a) => connect(&a.connect),
+                _ => unreachable!(),
+            },
+            match with(&["workers", "--output", "json"]) {
+                Command::Workers(a) => connect(&a.connect),
+                _ => unreachable!(),
+            },
+            match with(&["runs"]) {
+                Command::Runs(a) => connect(&a.connect),
+                _ => unreachable!(),
+            },
+            match with(&["stop", "r1"]) {
+                Command::Stop(a) => connect(&a.list.connect),
+                _ => unreachable!(),
+            },
+            match with(&["fetch", "r1", "--out", "d"]) {
+                Command::Fetch(a) => connect(&a.run.list.connect),
+                _ => unreachable!(),
+            },
+            match with(&["attach", "r1"]) {
+                Command::Attach(a) => connect(&a.fetch.run.list.connect),
+                _ => unreachable!(),
+            },
+        ];
+        for s in seen {
+            assert_eq!(s, want);
+        }
+        let Command::Runs(a) = Cli::try_parse_from(["volley", "runs"]).unwrap().command else {
+            unreachable!()
+        };
+        let err = a.connect.required("runs").unwrap_err();
+        assert_eq!(err.exit, volley_coordinator::Exit::BadInput);
+        assert!(
+            err.message
+                .contains("--coordinator URL (or VOLLEY_COORDINATOR)"),
+            "{err}"
+        );
+        assert!(Cli::try_parse_from(["volley", "runs", "--output", "yaml"]).is_err());
     }
 
     #[test]

@@ -13,20 +13,23 @@ use volley_proto::pb::run_control_client::RunControlClient;
 use volley_proto::pb::run_event::Event as Ev;
 use volley_proto::{auth, pb, MAX_MESSAGE_BYTES, MAX_REPORT_BYTES};
 
+/// Where the coordinator is and how to reach it: what every command that
+/// talks to one shares (`run --coordinator`, `workers`, `runs`, `stop`,
+/// `fetch`, `attach`).
 #[derive(Debug, Clone)]
-pub struct SubmitOptions {
-    /// `http://host:port` of the coordinator.
+pub struct Connection {
+    /// `http://host:port` (or `https://`) of the coordinator.
     pub coordinator: String,
     pub token: Option<String>,
-    pub scenario: PathBuf,
-    pub min_workers: u32,
-    pub wait: Duration,
-    /// Run directory; `runs/<run_id>` when not given.
-    pub out: Option<PathBuf>,
-    /// Set by local mode when it started the built-in target.
-    pub builtin_target_url: Option<String>,
     /// PEM CA to trust for an `https://` coordinator.
     pub tls_ca: Option<Vec<u8>>,
+}
+
+/// What a client following a run does with it.
+#[derive(Debug, Clone, Default)]
+pub struct FollowOptions {
+    /// Run directory; `runs/<run_id>` when not given.
+    pub out: Option<PathBuf>,
     /// Print the live line each second.
     pub live: bool,
     /// Print report.md after the summary (`--print-report`).
@@ -35,6 +38,19 @@ pub struct SubmitOptions {
     pub baseline: Option<crate::verdict::Baseline>,
     /// A threshold in its warning band fails the run too.
     pub strict: bool,
+    /// Print the closing summary on stdout (not under `--output json`).
+    pub summary: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubmitOptions {
+    pub conn: Connection,
+    pub scenario: PathBuf,
+    pub min_workers: u32,
+    pub wait: Duration,
+    /// Set by local mode when it started the built-in target.
+    pub builtin_target_url: Option<String>,
+    pub follow: FollowOptions,
     /// `--set NAME=VALUE` overrides of the scenario's `[vars]`.
     pub vars: Vec<(String, String)>,
 }
@@ -78,37 +94,59 @@ pub fn print_scenario_notes(s: &scenario::Scenario) {
 /// stream broke mid-run (the coordinator restarting on its data dir, say).
 const RECONNECT: Duration = Duration::from_secs(90);
 
-type Client = RunControlClient<tonic::transport::Channel>;
-type Interrupt<'i> =
+pub(crate) type Client = RunControlClient<tonic::transport::Channel>;
+pub(crate) type Interrupt<'i> =
     dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + 'i;
 
-/// Connects, retrying until `within` has passed: a coordinator may still be
-/// starting (a Kubernetes Job racing its Deployment).
-async fn connect(opts: &SubmitOptions, within: Duration) -> Result<Client, CliError> {
-    let endpoint = volley_proto::channel::endpoint(&opts.coordinator, opts.tls_ca.as_deref())
-        .map_err(|e| CliError::bad_input(format!("--coordinator: {e}")))?;
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match endpoint.connect().await {
-            Ok(ch) => {
-                return Ok(RunControlClient::new(ch)
-                    .max_decoding_message_size(MAX_REPORT_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES))
-            }
-            Err(e) if tokio::time::Instant::now() >= deadline || is_tls_failure(&e) => {
-                let mut why = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    why = format!("{why}: {s}");
-                    src = s.source();
+impl Connection {
+    /// Connects, retrying until `within` has passed: a coordinator may
+    /// still be starting (a Kubernetes Job racing its Deployment).
+    pub(crate) async fn connect(&self, within: Duration) -> Result<Client, CliError> {
+        let endpoint = volley_proto::channel::endpoint(&self.coordinator, self.tls_ca.as_deref())
+            .map_err(|e| CliError::bad_input(format!("--coordinator: {e}")))?;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match endpoint.connect().await {
+                Ok(ch) => {
+                    return Ok(RunControlClient::new(ch)
+                        .max_decoding_message_size(MAX_REPORT_BYTES)
+                        .max_encoding_message_size(MAX_MESSAGE_BYTES))
                 }
-                return Err(CliError::incomplete(format!(
-                    "cannot reach the coordinator at {}: {why}",
-                    opts.coordinator
-                )));
+                Err(e) if tokio::time::Instant::now() >= deadline || is_tls_failure(&e) => {
+                    let mut why = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        why = format!("{why}: {s}");
+                        src = s.source();
+                    }
+                    return Err(CliError::incomplete(format!(
+                        "cannot reach the coordinator at {}: {why}",
+                        self.coordinator
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
         }
+    }
+
+    /// `msg` with the token attached.
+    pub(crate) fn request<T>(&self, msg: T) -> Result<tonic::Request<T>, CliError> {
+        let mut req = tonic::Request::new(msg);
+        auth::attach(&mut req, self.token.as_deref())
+            .map_err(|s| CliError::bad_input(s.message().to_string()))?;
+        Ok(req)
+    }
+}
+
+/// A refusal from the coordinator as the exit-code table has it: a wrong
+/// token, a bad or unknown argument is bad input (2); anything else means
+/// the thing asked for could not be done (3), `doing` saying what it was.
+pub(crate) fn refused(s: &tonic::Status, doing: &str) -> CliError {
+    match s.code() {
+        Code::InvalidArgument | Code::Unauthenticated | Code::NotFound => {
+            CliError::bad_input(s.message().to_string())
+        }
+        _ => CliError::incomplete(format!("{doing}: {}", s.message())),
     }
 }
 
@@ -152,19 +190,12 @@ fn is_tls_failure(e: &tonic::transport::Error) -> bool {
     false
 }
 
-fn request<T>(msg: T, opts: &SubmitOptions) -> Result<tonic::Request<T>, CliError> {
-    let mut req = tonic::Request::new(msg);
-    auth::attach(&mut req, opts.token.as_deref())
-        .map_err(|s| CliError::bad_input(s.message().to_string()))?;
-    Ok(req)
-}
-
 /// Sends the scenario's files in chunks ahead of the run (data files reach
 /// 256 MiB; no message may exceed 4 MiB) and returns the upload's id, or
 /// an empty id when there is nothing to send.
 async fn upload(
     client: &mut Client,
-    opts: &SubmitOptions,
+    conn: &Connection,
     files: std::collections::BTreeMap<String, Vec<u8>>,
 ) -> Result<String, CliError> {
     if files.is_empty() {
@@ -187,7 +218,7 @@ async fn upload(
         })
     });
     let stream = tokio_stream::iter(chunks);
-    match client.upload_files(request(stream, opts)?).await {
+    match client.upload_files(conn.request(stream)?).await {
         Ok(r) => Ok(r.into_inner().upload_id),
         Err(s) => Err(match s.code() {
             Code::InvalidArgument | Code::Unauthenticated => {
@@ -221,8 +252,9 @@ pub async fn submit(
             opts.scenario.display()
         )));
     }
-    let mut client = connect(&opts, opts.wait.min(Duration::from_secs(60))).await?;
-    let upload_id = upload(&mut client, &opts, files).await?;
+    let conn = &opts.conn;
+    let mut client = conn.connect(opts.wait.min(Duration::from_secs(60))).await?;
+    let upload_id = upload(&mut client, conn, files).await?;
     let pairs = |list: &[(String, String)]| -> Vec<pb::Header> {
         list.iter()
             .map(|(name, value)| pb::Header {
@@ -242,7 +274,7 @@ pub async fn submit(
         vars: pairs(&opts.vars),
         env: pairs(&scenario.plan.env),
     };
-    let stream = match client.submit_run(request(submit, &opts)?).await {
+    let stream = match client.submit_run(conn.request(submit)?).await {
         Ok(r) => r.into_inner(),
         Err(s) => {
             return Err(match s.code() {
@@ -256,30 +288,64 @@ pub async fn submit(
             })
         }
     };
-    let mut f = Follower {
-        opts: &opts,
-        scenario_name: scenario.name.clone(),
-        dir: None,
-        live: output::Live::new(scenario.plan.duration().as_secs_f64()),
-        run_id: String::new(),
-        next_t: 0,
-    };
+    let mut f = Follower::new(
+        conn,
+        &opts.follow,
+        &scenario.name,
+        scenario.plan.duration().as_secs_f64(),
+        OnInterrupt::Stop,
+    );
     f.follow(client, stream, &interrupt).await
 }
 
-/// Follows one run's events into the run directory.
-struct Follower<'a> {
-    opts: &'a SubmitOptions,
+/// What the first Ctrl-C does to a client following a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnInterrupt {
+    /// Stop the run (its submitter: `volley run`).
+    Stop,
+    /// Leave it running (`volley attach` from another terminal).
+    Detach,
+}
+
+/// Follows one run's events into the run directory: the run's submitter,
+/// and `volley attach` and `volley fetch`, which get the same events.
+pub(crate) struct Follower<'a> {
+    conn: &'a Connection,
+    opts: &'a FollowOptions,
     scenario_name: String,
     dir: Option<RunDir>,
     live: output::Live,
     run_id: String,
     /// The next second not yet seen, to attach again from.
     next_t: u32,
+    on_interrupt: OnInterrupt,
+    /// Say on stderr when the run is accepted and started (not when
+    /// fetching one that ended).
+    pub(crate) announce: bool,
 }
 
-impl Follower<'_> {
-    async fn follow(
+impl<'a> Follower<'a> {
+    pub(crate) fn new(
+        conn: &'a Connection,
+        opts: &'a FollowOptions,
+        scenario_name: &str,
+        total_s: f64,
+        on_interrupt: OnInterrupt,
+    ) -> Self {
+        Follower {
+            conn,
+            opts,
+            scenario_name: scenario_name.to_string(),
+            dir: None,
+            live: output::Live::new(total_s),
+            run_id: String::new(),
+            next_t: 0,
+            on_interrupt,
+            announce: true,
+        }
+    }
+
+    pub(crate) async fn follow(
         &mut self,
         mut client: Client,
         mut stream: tonic::Streaming<pb::RunEvent>,
@@ -294,9 +360,16 @@ impl Follower<'_> {
                     if interrupted > 1 || self.run_id.is_empty() {
                         return Err(CliError::incomplete(format!("interrupted; run {} abandoned", self.run_id)));
                     }
+                    if self.on_interrupt == OnInterrupt::Detach {
+                        self.live.done();
+                        return Err(CliError::incomplete(format!(
+                            "detached from run {}; it goes on (`volley stop {}` ends it)",
+                            self.run_id, self.run_id
+                        )));
+                    }
                     eprintln!("volley: stopping run {} (press Ctrl-C again to quit without the report)", self.run_id);
                     let stop = pb::StopRunRequest { run_id: self.run_id.clone(), reason: "interrupted by the user".into() };
-                    if let Err(s) = client.stop_run(request(stop, self.opts)?).await {
+                    if let Err(s) = client.stop_run(self.conn.request(stop)?).await {
                         eprintln!("volley: could not stop the run: {}", s.message());
                     }
                     continue;
@@ -347,14 +420,15 @@ impl Follower<'_> {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let Ok(mut client) = connect(self.opts, Duration::ZERO).await else {
+            let Ok(mut client) = self.conn.connect(Duration::ZERO).await else {
                 continue;
             };
             let attach = pb::AttachRunRequest {
                 run_id: self.run_id.clone(),
                 from_t_s: self.next_t,
+                only_ended: false,
             };
-            match client.attach_run(request(attach, self.opts)?).await {
+            match client.attach_run(self.conn.request(attach)?).await {
                 Ok(r) => {
                     eprintln!("volley: attached to run {} again", self.run_id);
                     return Ok((client, r.into_inner()));
@@ -385,10 +459,12 @@ impl Follower<'_> {
                             path.display()
                         ))
                     })?);
-                    eprintln!(
-                        "volley: run {} accepted ({})",
-                        self.run_id, self.scenario_name
-                    );
+                    if self.announce {
+                        eprintln!(
+                            "volley: run {} accepted ({})",
+                            self.run_id, self.scenario_name
+                        );
+                    }
                 }
             }
             Ev::Started(s) => {
@@ -396,7 +472,9 @@ impl Follower<'_> {
                     if let Err(e) = d.start(s.start_at_unix_nanos) {
                         eprintln!("volley: warning: cannot write the interval log: {e}");
                     }
-                    eprintln!("volley: started with {} worker(s)", s.workers);
+                    if self.announce {
+                        eprintln!("volley: started with {} worker(s)", s.workers);
+                    }
                 }
             }
             Ev::Interval(i) => {
@@ -428,19 +506,24 @@ impl Follower<'_> {
                         ))
                     })?)
                 };
+                // As the coordinator wrote it, unless the baseline changed it.
+                let mut json = f.report_json;
                 if let (Some(r), Some(b)) = (report.as_mut(), opts.baseline.as_ref()) {
                     crate::verdict::apply_baseline(r, b);
+                    json = r.to_json();
                 }
                 if let (Some(r), Some(d)) = (report.as_ref(), self.dir.as_ref()) {
-                    d.write_report(r).map_err(|e| {
+                    d.write_report_as(r, &json).map_err(|e| {
                         CliError::incomplete(format!(
                             "cannot write the report to {}: {e}",
                             d.dir.display()
                         ))
                     })?;
-                    println!("{}", output::summary(r, &d.dir));
-                    if opts.print_report {
-                        println!("{}", output::printed_report(r, &d.dir));
+                    if opts.summary {
+                        println!("{}", output::summary(r, &d.dir));
+                        if opts.print_report {
+                            println!("{}", output::printed_report(r, &d.dir));
+                        }
                     }
                 }
                 if f.outcome != "completed" {

@@ -27,11 +27,16 @@
 //! - [`server`]: `volley serve`: [`ServeConfig`] (the token rule for
 //!   listening beyond loopback, TLS) and [`serve`], which runs it.
 //! - [`state`]: the coordinator's shared state.
-//! - [`store`]: runs written to `--data-dir` as they happen, for resuming.
+//! - [`store`]: runs written to `--data-dir` as they happen, for resuming
+//!   and for fetching their run directory later.
+//! - [`runs`]: what `volley workers` and `volley runs` show (run states,
+//!   verdicts) and its wire form.
 //! - [`uploads`]: data files uploaded ahead of a run.
 //! - [`service`]: the gRPC services (worker sessions, run control).
 //! - [`run`]: one run, from submission to report.
 //! - [`client`]: `volley run --coordinator`: submit, follow, write outputs.
+//! - [`operate`]: the operator's commands on a running cluster: `volley
+//!   workers`, `runs`, `stop`, `fetch`, `attach`.
 //! - `local` (cargo feature `local`, on by default): the embedded default,
 //!   coordinator, workers and the built-in target (`volley-target`) in one
 //!   process, talking gRPC over loopback exactly as in a cluster; and
@@ -52,10 +57,12 @@ pub mod exit;
 pub mod local;
 pub mod merge;
 pub mod metrics;
+pub mod operate;
 pub mod output;
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod runs;
 pub mod scenario;
 pub mod server;
 pub mod service;

@@ -143,18 +143,23 @@ pub async fn run(
 
     let result = client::submit(
         SubmitOptions {
-            coordinator: url,
-            token: Some(token),
+            conn: client::Connection {
+                coordinator: url,
+                token: Some(token),
+                tls_ca: None,
+            },
             scenario: opts.scenario,
             min_workers: n as u32,
             wait: Duration::from_secs(10),
-            out: opts.out,
             builtin_target_url,
-            tls_ca: None,
-            live: opts.live,
-            print_report: opts.print_report,
-            baseline: opts.baseline,
-            strict: opts.strict,
+            follow: client::FollowOptions {
+                out: opts.out,
+                live: opts.live,
+                print_report: opts.print_report,
+                baseline: opts.baseline,
+                strict: opts.strict,
+                summary: true,
+            },
             vars: opts.vars,
         },
         interrupt,

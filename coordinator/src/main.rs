@@ -5,8 +5,9 @@ mod cli;
 use clap::Parser;
 use cli::{Cli, Command};
 use std::process::ExitCode;
+use volley_coordinator::client::FollowOptions;
 use volley_coordinator::report::{html, markdown, Report};
-use volley_coordinator::{client, verdict, CliError, Exit, ServeConfig};
+use volley_coordinator::{client, operate, verdict, CliError, Exit, ServeConfig};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -29,6 +30,20 @@ fn main() -> ExitCode {
             runtime(Some(threads)).block_on(target(a))
         }
         Command::Report(a) => report(a),
+        Command::Workers(a) => runtime(None).block_on(async {
+            let conn = a.connect.required("workers")?;
+            operate::workers(&conn, a.output.into()).await
+        }),
+        Command::Runs(a) => runtime(None).block_on(async {
+            let conn = a.connect.required("runs")?;
+            operate::runs(&conn, a.output.into()).await
+        }),
+        Command::Stop(a) => runtime(None).block_on(async {
+            let conn = a.list.connect.required("stop")?;
+            operate::stop(&conn, &a.run_id, a.list.output.into()).await
+        }),
+        Command::Fetch(a) => runtime(None).block_on(fetch(a)),
+        Command::Attach(a) => runtime(None).block_on(attach(a)),
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
@@ -95,7 +110,7 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
         client::read_scenario(&a.scenario, &a.set)?;
         client::wait_for(&a.wait_for, a.wait).await?;
     }
-    let (exit, _) = match a.coordinator.clone() {
+    let (exit, _) = match a.connect.coordinator.clone() {
         Some(url) => client::submit(a.submit_options(&url, baseline)?, interrupt).await?,
         #[cfg(feature = "local")]
         None => {
@@ -108,6 +123,26 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
         }
     };
     Ok(exit)
+}
+
+async fn fetch(a: cli::FetchArgs) -> Result<Exit, CliError> {
+    let conn = a.run.list.connect.required("fetch")?;
+    let listing = a.run.list.output.into();
+    operate::fetch(&conn, &a.run.run_id, a.out, listing, &interrupt).await
+}
+
+async fn attach(a: cli::AttachArgs) -> Result<Exit, CliError> {
+    let conn = a.fetch.run.list.connect.required("attach")?;
+    let follow = FollowOptions {
+        out: a.fetch.out,
+        live: !a.quiet,
+        print_report: false,
+        baseline: baseline(&a.verdict)?,
+        strict: a.verdict.strict,
+        summary: true,
+    };
+    let listing = a.fetch.run.list.output.into();
+    operate::attach(&conn, &a.fetch.run.run_id, follow, listing, &interrupt).await
 }
 
 async fn serve(a: cli::ServeArgs) -> Result<Exit, CliError> {

@@ -68,6 +68,9 @@ pub struct WorkerEntry {
     pub tx: Outbound,
     pub last_seen: Instant,
     pub route: Option<Route>,
+    /// The clock offset (worker minus coordinator, nanoseconds) and round
+    /// trip of the pong with the lowest round trip so far.
+    pub clock: Option<(i64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +100,7 @@ impl Registry {
                 tx,
                 last_seen: Instant::now(),
                 route: None,
+                clock: None,
             },
         );
         Ok(conn)
@@ -137,6 +141,33 @@ impl Registry {
         } else {
             None
         }
+    }
+
+    /// Folds a pong into the worker's clock offset: the lowest round trip
+    /// wins, as in a run's setup.
+    pub fn clock_sample(&mut self, id: &Uuid, conn: u64, offset_nanos: i64, rtt_nanos: u64) {
+        if let Some(w) = self.workers.get_mut(id).filter(|w| w.conn == conn) {
+            if w.clock.is_none_or(|(_, best)| rtt_nanos < best) {
+                w.clock = Some((offset_nanos, rtt_nanos));
+            }
+        }
+    }
+
+    /// Every connected worker, as `volley workers` shows it.
+    pub fn statuses(&self) -> Vec<crate::runs::WorkerStatus> {
+        let now = Instant::now();
+        self.workers
+            .values()
+            .map(|w| crate::runs::WorkerStatus {
+                id: w.id.to_string(),
+                host: w.hostname.clone(),
+                version: w.version.clone(),
+                weight: w.weight,
+                clock_offset_ms: w.clock.map(|(off, _)| off as f64 / 1e6),
+                last_heartbeat_ago_ms: now.duration_since(w.last_seen).as_millis() as u64,
+                run: w.route.as_ref().map(|r| r.run_id.clone()),
+            })
+            .collect()
     }
 
     /// The entry of a worker, whatever it is doing.

@@ -2,7 +2,9 @@
 //! slot and the reports of finished runs.
 
 use crate::registry::{Registry, Route};
+use crate::report::Report;
 use crate::run::sink::Sink;
+use crate::runs::{RunState, RunStatus, Verdict};
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,11 +38,53 @@ impl Default for CoordinatorConfig {
     }
 }
 
-/// The running run: its id, the switch that stops it early, its events.
-type CurrentRun = (String, watch::Sender<Option<String>>, Arc<Sink>);
+/// What `volley runs` says of a run before it has a report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// The scenario's `name`.
+    pub scenario: String,
+    /// Planned seconds of load.
+    pub duration_s: f64,
+    /// t = 0, once the workers were started.
+    pub start_unix_nanos: Option<u64>,
+}
 
-/// Reports of finished runs kept for `GetReport`.
+/// The running run: its id, the switch that stops it early, its events.
+struct CurrentRun {
+    id: String,
+    stop: watch::Sender<Option<String>>,
+    sink: Arc<Sink>,
+    info: RunInfo,
+    stopping: bool,
+}
+
+/// A run that ended on this coordinator since it started.
+pub struct EndedRun {
+    pub status: RunStatus,
+    /// Empty when the run ended without a report.
+    pub report_json: String,
+    /// Why it failed, when it did.
+    pub error: String,
+    /// Its events, for clients that fetch it (only the newest few runs keep
+    /// them: an hour of seconds is megabytes).
+    pub sink: Option<Arc<Sink>>,
+}
+
+/// Ended runs kept in memory (their reports, for `GetReport`).
 const KEEP_REPORTS: usize = 32;
+/// Ended runs whose events stay in memory too.
+const KEEP_EVENTS: usize = 4;
+
+/// What the coordinator knows of a run by its id.
+pub enum Known {
+    Live(Arc<Sink>, RunStatus),
+    Ended {
+        status: RunStatus,
+        report_json: String,
+        error: String,
+        sink: Option<Arc<Sink>>,
+    },
+}
 
 pub struct Coordinator {
     pub config: CoordinatorConfig,
@@ -59,7 +103,7 @@ pub struct Coordinator {
     /// Workers a resumed run waits for, and the route each gets back when it
     /// reconnects.
     expected: Mutex<HashMap<Uuid, Route>>,
-    reports: Mutex<VecDeque<(String, String)>>,
+    ended: Mutex<VecDeque<EndedRun>>,
     /// Files uploaded for a run not yet submitted.
     pub uploads: crate::uploads::Uploads,
 }
@@ -76,7 +120,7 @@ impl Coordinator {
             shutting_down: AtomicBool::new(false),
             current: Mutex::new(None),
             expected: Mutex::new(HashMap::new()),
-            reports: Mutex::new(VecDeque::new()),
+            ended: Mutex::new(VecDeque::new()),
             uploads: crate::uploads::Uploads::default(),
         })
     }
@@ -109,7 +153,7 @@ impl Coordinator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|(id, _, _)| id.clone());
+            .map(|c| c.id.clone());
         if let Some(id) = current {
             self.request_stop(&id, reason);
         }
@@ -135,7 +179,7 @@ impl Coordinator {
     }
 
     pub fn end_run(&self) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.current() = None;
         self.expected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -144,31 +188,150 @@ impl Coordinator {
         self.run_ended.notify_waiters();
     }
 
+    fn current(&self) -> MutexGuard<'_, Option<CurrentRun>> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ended(&self) -> MutexGuard<'_, VecDeque<EndedRun>> {
+        self.ended.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Registers the running run and its event sink; the receiver yields a
     /// reason when someone asks it to stop.
-    pub fn register_run(&self, run_id: &str, sink: Arc<Sink>) -> watch::Receiver<Option<String>> {
+    pub fn register_run(
+        &self,
+        run_id: &str,
+        sink: Arc<Sink>,
+        info: RunInfo,
+    ) -> watch::Receiver<Option<String>> {
         let (tx, rx) = watch::channel(None);
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((run_id.to_string(), tx, sink));
+        *self.current() = Some(CurrentRun {
+            id: run_id.to_string(),
+            stop: tx,
+            sink,
+            info,
+            stopping: false,
+        });
         rx
+    }
+
+    /// The running run's workers were started at `start_unix_nanos`.
+    pub fn run_started(&self, run_id: &str, start_unix_nanos: u64) {
+        if let Some(c) = self.current().as_mut().filter(|c| c.id == run_id) {
+            c.info.start_unix_nanos = Some(start_unix_nanos);
+        }
     }
 
     /// Asks the running run to stop; false when no such run is going.
     pub fn request_stop(&self, run_id: &str, reason: &str) -> bool {
-        let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
-            Some((id, tx, _)) if id == run_id => tx.send(Some(reason.to_string())).is_ok(),
+        let mut guard = self.current();
+        match guard.as_mut() {
+            Some(c) if c.id == run_id => {
+                c.stopping = true;
+                c.stop.send(Some(reason.to_string())).is_ok()
+            }
             _ => false,
         }
     }
 
     /// The event sink of the running run `run_id`.
     pub fn sink(&self, run_id: &str) -> Option<Arc<Sink>> {
-        let guard = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.current();
         guard
             .as_ref()
-            .filter(|(id, _, _)| id == run_id)
-            .map(|(_, _, s)| s.clone())
+            .filter(|c| c.id == run_id)
+            .map(|c| c.sink.clone())
+    }
+
+    /// The running run moves to the ended ones, with its report if it has
+    /// one (`failed`: it could not complete), before its `finished` event
+    /// goes out.
+    pub fn record_end(
+        &self,
+        run_id: &str,
+        failed: bool,
+        error: String,
+        report: Option<(&Report, String)>,
+    ) {
+        let current = {
+            let mut c = self.current();
+            match c.as_ref() {
+                Some(r) if r.id == run_id => c.take(),
+                _ => None,
+            }
+        };
+        let (info, sink) = match current {
+            Some(c) => (c.info, Some(c.sink)),
+            None => (
+                RunInfo {
+                    scenario: String::new(),
+                    duration_s: 0.0,
+                    start_unix_nanos: None,
+                },
+                None,
+            ),
+        };
+        let (scenario, verdict, elapsed_s, report_json) = match report {
+            Some((r, json)) => (r.scenario.clone(), Some(Verdict::of(r)), r.duration_s, json),
+            None => (info.scenario, None, 0.0, String::new()),
+        };
+        let status = RunStatus {
+            id: run_id.to_string(),
+            scenario,
+            state: if failed {
+                RunState::Failed
+            } else {
+                RunState::Finished
+            },
+            started_at: info.start_unix_nanos,
+            elapsed_s,
+            duration_s: info.duration_s,
+            verdict,
+        };
+        let mut ended = self.ended();
+        ended.retain(|e| e.status.id != run_id);
+        if ended.len() >= KEEP_REPORTS {
+            ended.pop_front();
+        }
+        ended.push_back(EndedRun {
+            status,
+            report_json,
+            error,
+            sink,
+        });
+        let n = ended.len();
+        for e in ended.iter_mut().take(n.saturating_sub(KEEP_EVENTS)) {
+            e.sink = None;
+        }
+    }
+
+    /// The running run and the ended ones in memory, newest first.
+    pub fn run_statuses(&self) -> Vec<RunStatus> {
+        let mut out: Vec<RunStatus> = self
+            .current()
+            .as_ref()
+            .map(live_status)
+            .into_iter()
+            .collect();
+        out.extend(self.ended().iter().rev().map(|e| e.status.clone()));
+        out
+    }
+
+    /// What is known in memory of run `run_id`.
+    pub fn known(&self, run_id: &str) -> Option<Known> {
+        if let Some(c) = self.current().as_ref().filter(|c| c.id == run_id) {
+            return Some(Known::Live(c.sink.clone(), live_status(c)));
+        }
+        let ended = self.ended();
+        ended
+            .iter()
+            .find(|e| e.status.id == run_id)
+            .map(|e| Known::Ended {
+                status: e.status.clone(),
+                report_json: e.report_json.clone(),
+                error: e.error.clone(),
+                sink: e.sink.clone(),
+            })
     }
 
     /// A resumed run waits for this worker: give it `route` when it says
@@ -188,18 +351,30 @@ impl Coordinator {
             .remove(id)
     }
 
-    pub fn store_report(&self, run_id: &str, json: String) {
-        let mut r = self.reports.lock().unwrap_or_else(|e| e.into_inner());
-        if r.len() >= KEEP_REPORTS {
-            r.pop_front();
-        }
-        r.push_back((run_id.to_string(), json));
-    }
-
     pub fn report(&self, run_id: &str) -> Option<String> {
-        let r = self.reports.lock().unwrap_or_else(|e| e.into_inner());
-        r.iter()
-            .find(|(id, _)| id == run_id)
-            .map(|(_, j)| j.clone())
+        self.ended()
+            .iter()
+            .find(|e| e.status.id == run_id && !e.report_json.is_empty())
+            .map(|e| e.report_json.clone())
+    }
+}
+
+fn live_status(c: &CurrentRun) -> RunStatus {
+    let elapsed_s = c.info.start_unix_nanos.map_or(0.0, |start| {
+        let now = volley_proto::clock::unix_nanos();
+        (now.saturating_sub(start) as f64 / 1e9).min(c.info.duration_s)
+    });
+    RunStatus {
+        id: c.id.clone(),
+        scenario: c.info.scenario.clone(),
+        state: match (c.stopping, c.info.start_unix_nanos) {
+            (true, _) => RunState::Stopping,
+            (false, None) => RunState::Waiting,
+            (false, Some(_)) => RunState::Running,
+        },
+        started_at: c.info.start_unix_nanos,
+        elapsed_s,
+        duration_s: c.info.duration_s,
+        verdict: None,
     }
 }

@@ -9,12 +9,17 @@
 //!   replaying it through a fresh merge rebuilds the run exactly, with
 //!   redeliveries deduplicated by (worker, interval);
 //! - `runs/<run_id>/events.jsonl`: the run's notable events;
+//! - `runs/<run_id>/seconds.bin`: every merged second as published to
+//!   clients (length-prefixed `IntervalSummary`, with the interval-log
+//!   lines), so `volley fetch` writes the same run directory `volley run`
+//!   did, after a restart too;
 //! - `runs/<run_id>/report.json`: the final report, when there is one.
 //!
 //! Appends are flushed to the OS at once (a killed process loses nothing);
 //! they are not fsynced (a machine crash may lose the last seconds).
 
 use crate::report::Event;
+use crate::runs::{RunState, RunStatus, Verdict};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -93,14 +98,59 @@ pub struct RunMeta {
     pub env: Vec<(String, String)>,
     pub start_unix_nanos: u64,
     pub members: Vec<MemberMeta>,
-    /// "running" | "finished".
+    /// "running" | "finished" | "abandoned".
     pub status: String,
+    /// The scenario's `name` and planned seconds of load, for `volley runs`
+    /// (absent in runs stored before it listed them).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default)]
+    pub duration_s: f64,
+    /// Once finished: whether it failed (no report of a completed run) and
+    /// its report's verdict.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// Once finished: seconds of load it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_s: Option<f64>,
+}
+
+impl RunMeta {
+    /// The run as `volley runs` shows it, when no coordinator runs it now.
+    pub fn status(&self) -> RunStatus {
+        let scenario = if self.name.is_empty() {
+            // Stored before the name was: read it from the scenario.
+            toml::from_str::<toml::Table>(&self.scenario_toml)
+                .ok()
+                .and_then(|t| t.get("name")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| self.scenario_name.clone())
+        } else {
+            self.name.clone()
+        };
+        let state = match self.status.as_str() {
+            "finished" if self.failed => RunState::Failed,
+            "finished" => RunState::Finished,
+            _ => RunState::Abandoned,
+        };
+        RunStatus {
+            id: self.run_id.clone(),
+            scenario,
+            state,
+            started_at: (self.start_unix_nanos > 0).then_some(self.start_unix_nanos),
+            elapsed_s: self.ran_s.unwrap_or(0.0),
+            duration_s: self.duration_s,
+            verdict: self.verdict,
+        }
+    }
 }
 
 pub struct RunStore {
     dir: PathBuf,
     intervals: BufWriter<File>,
     events: BufWriter<File>,
+    seconds: BufWriter<File>,
 }
 
 fn run_dir(data_dir: &Path, run_id: &str) -> PathBuf {
@@ -121,6 +171,7 @@ impl RunStore {
         Ok(RunStore {
             intervals: BufWriter::new(append("intervals.bin")?),
             events: BufWriter::new(append("events.jsonl")?),
+            seconds: BufWriter::new(append("seconds.bin")?),
             dir,
         })
     }
@@ -138,6 +189,15 @@ impl RunStore {
         self.intervals.write_all(&(slot as u32).to_be_bytes())?;
         self.intervals.write_all(&bytes)?;
         self.intervals.flush()
+    }
+
+    /// Appends one merged second as clients got it.
+    pub fn append_second(&mut self, s: &pb::IntervalSummary) -> io::Result<()> {
+        let bytes = prost::Message::encode_to_vec(s);
+        self.seconds
+            .write_all(&(bytes.len() as u32).to_be_bytes())?;
+        self.seconds.write_all(&bytes)?;
+        self.seconds.flush()
     }
 
     pub fn append_event(&mut self, e: &Event) -> io::Result<()> {
@@ -193,6 +253,60 @@ pub fn load_files(
         out.insert(f.name.clone(), data);
     }
     Ok(out)
+}
+
+/// The stored run `run_id` (its id checked by the caller), if any.
+pub fn read_meta(data_dir: &Path, run_id: &str) -> Option<RunMeta> {
+    let bytes = std::fs::read(run_dir(data_dir, run_id).join("run.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Every stored run, newest first.
+pub fn all_runs(data_dir: &Path) -> Vec<RunMeta> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("runs")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<RunMeta> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path().join("run.json")).ok())
+        .filter_map(|b| serde_json::from_slice::<RunMeta>(&b).ok())
+        .collect();
+    out.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+    out
+}
+
+/// The stored report of run `run_id`, if it has one.
+pub fn read_report(data_dir: &Path, run_id: &str) -> Option<String> {
+    std::fs::read_to_string(run_dir(data_dir, run_id).join("report.json")).ok()
+}
+
+/// The merged seconds of run `run_id` as they were published, each once
+/// (a resumed run publishes again the seconds it replayed), in order. A
+/// torn last record is ignored; a missing file is no seconds.
+pub fn read_seconds(data_dir: &Path, run_id: &str) -> Vec<pb::IntervalSummary> {
+    let Ok(bytes) = std::fs::read(run_dir(data_dir, run_id).join("seconds.bin")) else {
+        return Vec::new();
+    };
+    let mut out: Vec<pb::IntervalSummary> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut at = 0;
+    while at + 4 <= bytes.len() {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let Some(body) = bytes.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        match <pb::IntervalSummary as prost::Message>::decode(body) {
+            Ok(s) => {
+                if seen.insert(s.t_s) {
+                    out.push(s);
+                }
+            }
+            Err(_) => break,
+        }
+        at += 4 + len;
+    }
+    out.sort_by_key(|s| s.t_s);
+    out
 }
 
 /// Runs left `running` by a coordinator that died.
@@ -296,6 +410,11 @@ mod tests {
                 }],
             }],
             status: status.into(),
+            name: String::new(),
+            duration_s: 0.0,
+            failed: false,
+            verdict: None,
+            ran_s: None,
         }
     }
 
@@ -396,6 +515,47 @@ mod tests {
         let mut evil = back.clone();
         evil.files[0].path = Some("../../etc/passwd".into());
         assert!(load_files(&dir, &evil).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn seconds_come_back_once_each_in_order_and_a_run_lists_under_its_name() {
+        let dir = std::env::temp_dir().join(format!("volley-seconds-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = RunStore::open(&dir, "r1").unwrap();
+        let second = |t: u32, ok: u64| pb::IntervalSummary {
+            t_s: t,
+            ok,
+            hlog_line: format!("line {t}"),
+            ..Default::default()
+        };
+        // A resumed run publishes its replayed seconds again.
+        for (t, ok) in [(0, 1), (1, 2), (0, 99), (1, 99), (2, 3)] {
+            s.append_second(&second(t, ok)).unwrap();
+        }
+        let back = read_seconds(&dir, "r1");
+        assert_eq!(
+            back.iter().map(|s| (s.t_s, s.ok)).collect::<Vec<_>>(),
+            vec![(0, 1), (1, 2), (2, 3)]
+        );
+        assert!(read_seconds(&dir, "nope").is_empty());
+
+        let mut m = meta("finished");
+        m.scenario_toml = "name = \"from the toml\"\n".into();
+        m.verdict = Some(Verdict::Pass);
+        m.ran_s = Some(5.0);
+        s.save_meta(&m).unwrap();
+        let listed = all_runs(&dir);
+        assert_eq!(listed.len(), 1);
+        let st = listed[0].status();
+        assert_eq!(st.scenario, "from the toml", "an old run.json without name");
+        assert_eq!(st.state, RunState::Finished);
+        assert_eq!(st.verdict, Some(Verdict::Pass));
+        m.name = "peak".into();
+        m.failed = true;
+        s.save_meta(&m).unwrap();
+        let st = read_meta(&dir, "r1").unwrap().status();
+        assert_eq!((st.scenario.as_str(), st.state), ("peak", RunState::Failed));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

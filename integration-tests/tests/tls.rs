@@ -39,6 +39,15 @@ fn workers_and_the_cli_talk_to_a_tls_coordinator() {
         "only the worker that trusts the CA took part"
     );
 
+    // The operator's commands take the same TLS flags.
+    let mut runs = volley();
+    runs.args(["runs", "--output", "json", "--coordinator", &https])
+        .args(["--token", "tls-secret", "--tls-ca", &p("ca.pem")]);
+    let (out, _) = run_bounded(runs, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", describe(&out));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["id"], r["run_id"], "{listed}");
+
     // The CLI without the CA cannot submit: exit 3, and says why.
     let s = submission(&https, "tls-no-ca", &toml, &["--token", "tls-secret"]);
     let (output, _) = run_bounded(s.cmd, Duration::from_secs(60));

@@ -290,6 +290,29 @@ impl TryFrom<pb::Share> for Share {
     }
 }
 
+/// Longest run id accepted from the network or the command line.
+pub const MAX_RUN_ID_LEN: usize = 64;
+
+/// A run id from a client: the coordinator names directories after it
+/// (`--data-dir`), so only letters, digits, `-` and `_` pass, at most
+/// [`MAX_RUN_ID_LEN`] of them; the error says what was expected.
+pub fn check_run_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("a run id is required (`volley runs` lists them)".into());
+    }
+    if id.len() > MAX_RUN_ID_LEN
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(format!(
+            "run id {id:?} is not a run id: expected up to {MAX_RUN_ID_LEN} letters, digits, \
+             '-' or '_', such as 20261127-101500-1a2b3c"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,5 +493,15 @@ mod tests {
             worker_count: 0,
         };
         assert!(Share::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn run_ids_are_checked_before_they_name_a_directory() {
+        assert!(super::check_run_id("20261127-101500-1a2b3c").is_ok());
+        for bad in ["", "../etc", "a/b", "x y", &"9".repeat(65)] {
+            assert!(super::check_run_id(bad).is_err(), "{bad:?}");
+        }
+        let err = super::check_run_id("../x").unwrap_err();
+        assert!(err.contains("\"../x\" is not a run id"), "{err}");
     }
 }

@@ -130,6 +130,7 @@ mod tests {
             tx,
             last_seen: Instant::now(),
             route: None,
+            clock: None,
         });
         m.started = true;
         m

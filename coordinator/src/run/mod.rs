@@ -26,6 +26,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{info, warn};
+use volley_plan::RateCurve;
 use volley_proto::pb;
 use volley_proto::pb::run_event::Event as Ev;
 
@@ -138,7 +139,12 @@ pub async fn execute(
     info!(run = %run_id, scenario = %spec.scenario.name, "run submitted");
     let events = Arc::new(sink::Sink::new(Some(client)));
     coord.metrics.run_started();
-    let stop = coord.register_run(&run_id, events.clone());
+    let info = crate::state::RunInfo {
+        scenario: spec.scenario.name.clone(),
+        duration_s: RateCurve::new(&spec.scenario.plan.stages).end(),
+        start_unix_nanos: None,
+    };
+    let stop = coord.register_run(&run_id, events.clone(), info);
     let accepted = pb::RunAccepted {
         run_id: run_id.clone(),
     };
@@ -162,10 +168,13 @@ pub async fn finish(
             ("failed", f.message, f.report.map(|r| *r))
         }
     };
-    let report_json = report.map(|r| r.to_json()).unwrap_or_default();
-    if !report_json.is_empty() {
-        coord.store_report(run_id, report_json.clone());
-    }
+    let report_json = report.as_ref().map(|r| r.to_json()).unwrap_or_default();
+    coord.record_end(
+        run_id,
+        outcome != "completed",
+        error.clone(),
+        report.as_ref().map(|r| (r, report_json.clone())),
+    );
     let finished = pb::RunFinished {
         run_id: run_id.to_string(),
         outcome: outcome.into(),
@@ -186,6 +195,7 @@ async fn run(
     let data = setup::data_payload(&spec.scenario.plan, &source.files).map_err(fail)?;
     let idle = setup::wait_for_workers(coord, spec, events).await?;
     let started = setup::start(coord, run_id, spec, events, idle, &data).await?;
+    coord.run_started(run_id, started.start_nanos);
     let mut collector = collect::Collector::new(coord, run_id, spec, source, events, started, data);
     for n in &spec.scenario.notices {
         collector.note_at_start(n);

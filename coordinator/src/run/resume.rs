@@ -73,7 +73,13 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
         env: meta.env.clone(),
     };
     let events = Arc::new(Sink::new(None));
-    let stop = coord.register_run(&run_id, events.clone());
+    let listed = meta.status();
+    let info = crate::state::RunInfo {
+        scenario: listed.scenario,
+        duration_s: meta.duration_s,
+        start_unix_nanos: listed.started_at,
+    };
+    let stop = coord.register_run(&run_id, events.clone(), info);
     send(
         &events,
         Ev::Accepted(pb::RunAccepted {
@@ -128,6 +134,7 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
                 tx: dead,
                 last_seen: std::time::Instant::now(),
                 route: None,
+                clock: None,
             });
             member.started = m.started;
             member.done = m.done;

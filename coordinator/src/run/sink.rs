@@ -1,6 +1,9 @@
-//! Where a run's events go: to the client following it, if any, and into a
-//! bounded history so a client that lost its stream (or a coordinator that
-//! restarted) can attach again and pick up where it left off.
+//! Where a run's events go: to the clients following it (the one that
+//! submitted it, and any that attached: `volley attach`, `volley stop`
+//! waiting for the end), and into a bounded history so a client that lost
+//! its stream (or a coordinator that restarted) can attach again and pick
+//! up where it left off. A finished run's sink is kept a while, so that a
+//! client can still fetch its seconds and report.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -17,7 +20,7 @@ const HISTORY: usize = 3600;
 
 #[derive(Default)]
 struct Inner {
-    subscriber: Option<Tx>,
+    subscribers: Vec<Tx>,
     detached_since: Option<Instant>,
     accepted: Option<pb::RunEvent>,
     started: Option<pb::RunEvent>,
@@ -35,7 +38,7 @@ impl Sink {
         let detached_since = subscriber.is_none().then(Instant::now);
         Sink {
             inner: Mutex::new(Inner {
-                subscriber,
+                subscribers: subscriber.into_iter().collect(),
                 detached_since,
                 ..Inner::default()
             }),
@@ -46,10 +49,11 @@ impl Sink {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records the event and delivers it to the client, if one follows.
+    /// Records the event and delivers it to every client that follows.
     pub async fn send(&self, e: Ev) {
         let ev = pb::RunEvent { event: Some(e) };
-        let tx = {
+        let last = matches!(ev.event, Some(Ev::Finished(_)));
+        let txs = {
             let mut i = self.lock();
             match &ev.event {
                 Some(Ev::Accepted(_)) => i.accepted = Some(ev.clone()),
@@ -72,14 +76,28 @@ impl Sink {
                 Some(Ev::Finished(_)) => i.finished = Some(ev.clone()),
                 _ => {}
             }
-            i.subscriber.clone()
-        };
-        if let Some(tx) = tx {
-            if tx.send(Ok(ev)).await.is_err() {
-                let mut i = self.lock();
-                i.subscriber = None;
-                i.detached_since.get_or_insert_with(Instant::now);
+            if last {
+                // Nothing follows `finished`: the streams end after it.
+                std::mem::take(&mut i.subscribers)
+            } else {
+                i.subscribers.clone()
             }
+        };
+        let mut gone = false;
+        for tx in &txs {
+            gone |= tx.send(Ok(ev.clone())).await.is_err();
+        }
+        if gone {
+            self.forget_closed();
+        }
+    }
+
+    /// Drops the followers whose stream was closed; notes when none is left.
+    fn forget_closed(&self) {
+        let mut i = self.lock();
+        i.subscribers.retain(|t| !t.is_closed());
+        if i.subscribers.is_empty() {
+            i.detached_since.get_or_insert_with(Instant::now);
         }
     }
 
@@ -96,16 +114,20 @@ impl Sink {
         for e in replay.chain(i.finished.iter()) {
             let _ = tx.try_send(Ok(e.clone()));
         }
-        i.subscriber = Some(tx);
-        i.detached_since = None;
+        // A run that is over sends nothing more: the stream ends after the
+        // replay.
+        if i.finished.is_none() {
+            i.subscribers.push(tx);
+            i.detached_since = None;
+        }
         rx
     }
 
     /// How long no client has followed the run.
     pub fn detached_for(&self) -> Option<Duration> {
         let mut i = self.lock();
-        if i.subscriber.as_ref().is_some_and(|t| t.is_closed()) {
-            i.subscriber = None;
+        if !i.subscribers.is_empty() && i.subscribers.iter().all(|t| t.is_closed()) {
+            i.subscribers.clear();
             i.detached_since = Some(Instant::now());
         }
         i.detached_since.map(|t| t.elapsed())
@@ -155,5 +177,41 @@ mod tests {
             again.recv().await.unwrap().unwrap().event,
             Some(Ev::Interval(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_second_follower_does_not_take_the_stream_from_the_first() {
+        let (tx, mut first) = mpsc::channel(16);
+        let sink = Sink::new(Some(tx));
+        sink.send(Ev::Accepted(pb::RunAccepted { run_id: "r".into() }))
+            .await;
+        let mut second_one = sink.attach(0);
+        sink.send(second(0)).await;
+        let finished = pb::RunFinished {
+            run_id: "r".into(),
+            ..Default::default()
+        };
+        sink.send(Ev::Finished(finished)).await;
+        for rx in [&mut first, &mut second_one] {
+            let mut kinds = Vec::new();
+            while let Some(Ok(e)) = rx.recv().await {
+                kinds.push(match e.event.unwrap() {
+                    Ev::Accepted(_) => "accepted",
+                    Ev::Interval(_) => "interval",
+                    Ev::Finished(_) => "finished",
+                    _ => "other",
+                });
+            }
+            // Both got every event, and the stream ended after `finished`.
+            assert_eq!(kinds, ["accepted", "interval", "finished"]);
+        }
+        assert_eq!(sink.detached_for(), None);
+        // A client attaching after the end gets the replay, then the end.
+        let mut late = sink.attach(0);
+        let mut n = 0;
+        while let Some(Ok(_)) = late.recv().await {
+            n += 1;
+        }
+        assert_eq!(n, 3);
     }
 }

@@ -1,8 +1,12 @@
 //! The CLI's side: submit a scenario, stream its events, attach again after
-//! a broken stream, stop a run, fetch reports.
+//! a broken stream (or from another terminal), stop a run, fetch reports
+//! and the events of ended runs (from memory or the data dir), list the
+//! workers and the runs.
 
 use crate::run::{self, RunSpec, Source};
-use crate::state::Coordinator;
+use crate::runs::{RunState, RunStatus};
+use crate::state::{Coordinator, Known};
+use crate::store::{self, RunMeta};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,33 +111,33 @@ impl pb::run_control_server::RunControl for Control {
     ) -> Result<Response<EventStream>, Status> {
         auth::check(&req, self.coord.config.token.as_deref())?;
         let req = req.into_inner();
-        if let Some(sink) = self.coord.sink(&req.run_id) {
-            return Ok(Response::new(Box::pin(ReceiverStream::new(
-                sink.attach(req.from_t_s),
-            ))));
-        }
-        // Already over: hand out its end.
-        match self.coord.report(&req.run_id) {
-            Some(report_json) => {
-                let (tx, rx) = mpsc::channel(2);
-                let ev = |e| Ok(pb::RunEvent { event: Some(e) });
-                let _ = tx.try_send(ev(Ev::Accepted(pb::RunAccepted {
-                    run_id: req.run_id.clone(),
-                })));
-                let finished = pb::RunFinished {
-                    run_id: req.run_id,
-                    outcome: "completed".into(),
-                    error: String::new(),
-                    report_json,
-                };
-                let _ = tx.try_send(ev(Ev::Finished(finished)));
-                Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        check_run_id(&req.run_id)?;
+        let events = match self.coord.known(&req.run_id) {
+            Some(Known::Live(_, status)) if req.only_ended => {
+                return Err(still_going(&status));
             }
-            None => Err(Status::not_found(format!(
-                "no run {:?} on this coordinator",
-                req.run_id
-            ))),
-        }
+            Some(Known::Live(sink, _)) => sink.attach(req.from_t_s),
+            // The data dir has every second with its per-worker lines; the
+            // memory only the merged ones.
+            Some(Known::Ended { sink, .. })
+                if self.stored(&req.run_id).is_none() && sink.is_some() =>
+            {
+                sink.expect("checked").attach(req.from_t_s)
+            }
+            known => {
+                let ended = match known {
+                    Some(Known::Ended {
+                        status,
+                        report_json,
+                        error,
+                        ..
+                    }) => Some((status, report_json, error)),
+                    _ => None,
+                };
+                self.replay_ended(&req.run_id, req.from_t_s, ended)?
+            }
+        };
+        Ok(Response::new(Box::pin(ReceiverStream::new(events))))
     }
 
     async fn stop_run(
@@ -142,18 +146,21 @@ impl pb::run_control_server::RunControl for Control {
     ) -> Result<Response<pb::StopRunResponse>, Status> {
         auth::check(&req, self.coord.config.token.as_deref())?;
         let req = req.into_inner();
+        check_run_id(&req.run_id)?;
         let reason = if req.reason.is_empty() {
             "stopped on request"
         } else {
             &req.reason
         };
         if self.coord.request_stop(&req.run_id, reason) {
-            Ok(Response::new(pb::StopRunResponse {}))
-        } else {
-            Err(Status::not_found(format!(
-                "no run {:?} is in progress",
-                req.run_id
-            )))
+            return Ok(Response::new(pb::StopRunResponse {}));
+        }
+        match self.status(&req.run_id) {
+            Some(s) => Err(Status::failed_precondition(format!(
+                "run {} is not in progress: it is {}",
+                req.run_id, s.state
+            ))),
+            None => Err(unknown(&req.run_id)),
         }
     }
 
@@ -163,11 +170,174 @@ impl pb::run_control_server::RunControl for Control {
     ) -> Result<Response<pb::GetReportResponse>, Status> {
         auth::check(&req, self.coord.config.token.as_deref())?;
         let id = req.into_inner().run_id;
-        match self.coord.report(&id) {
-            Some(report_json) => Ok(Response::new(pb::GetReportResponse { report_json })),
-            None => Err(Status::not_found(format!(
-                "no finished run {id:?} on this coordinator"
+        check_run_id(&id)?;
+        if let Some(report_json) = self.coord.report(&id).or_else(|| {
+            let dir = self.coord.config.data_dir.as_deref()?;
+            store::read_report(dir, &id)
+        }) {
+            return Ok(Response::new(pb::GetReportResponse { report_json }));
+        }
+        match self.status(&id) {
+            Some(s) if s.state.is_live() => Err(still_going(&s)),
+            Some(s) => Err(Status::failed_precondition(format!(
+                "run {id} ended without a report: it {}",
+                s.state
             ))),
+            None => Err(unknown(&id)),
         }
     }
+
+    async fn list_workers(
+        &self,
+        req: Request<pb::ListWorkersRequest>,
+    ) -> Result<Response<pb::ListWorkersResponse>, Status> {
+        auth::check(&req, self.coord.config.token.as_deref())?;
+        let workers = self.coord.registry().statuses();
+        Ok(Response::new(pb::ListWorkersResponse {
+            workers: workers.iter().map(pb::WorkerStatus::from).collect(),
+        }))
+    }
+
+    async fn list_runs(
+        &self,
+        req: Request<pb::ListRunsRequest>,
+    ) -> Result<Response<pb::ListRunsResponse>, Status> {
+        auth::check(&req, self.coord.config.token.as_deref())?;
+        let mut runs = self.coord.run_statuses();
+        if let Some(dir) = self.coord.config.data_dir.as_deref() {
+            // What memory knows is newer (a run going now is `running` in
+            // its run.json too).
+            let stored: Vec<RunStatus> = store::all_runs(dir)
+                .iter()
+                .map(RunMeta::status)
+                .filter(|s| !runs.iter().any(|r| r.id == s.id))
+                .collect();
+            runs.extend(stored);
+        }
+        // Newest first: run ids start with their submission time.
+        runs.sort_by(|a, b| b.id.cmp(&a.id));
+        Ok(Response::new(pb::ListRunsResponse {
+            runs: runs.iter().map(pb::RunStatus::from).collect(),
+        }))
+    }
+}
+
+impl Control {
+    /// The stored run `id` in the data dir, if there is one.
+    fn stored(&self, id: &str) -> Option<RunMeta> {
+        store::read_meta(self.coord.config.data_dir.as_deref()?, id)
+    }
+
+    /// What `volley runs` would say of run `id`.
+    fn status(&self, id: &str) -> Option<RunStatus> {
+        match self.coord.known(id) {
+            Some(Known::Live(_, s)) | Some(Known::Ended { status: s, .. }) => Some(s),
+            None => self.stored(id).map(|m| m.status()),
+        }
+    }
+
+    /// An ended run's events, as its client got them: accepted, started,
+    /// every second from `from_t_s` on, finished. From the data dir when it
+    /// has the run (the seconds with their per-worker lines), else from
+    /// what memory kept (`ended`: the report alone).
+    fn replay_ended(
+        &self,
+        id: &str,
+        from_t_s: u32,
+        ended: Option<(RunStatus, String, String)>,
+    ) -> Result<mpsc::Receiver<Result<pb::RunEvent, Status>>, Status> {
+        let dir = self.coord.config.data_dir.clone();
+        let stored = self.stored(id);
+        let (started, seconds_from, finished) = match (stored, ended) {
+            (Some(meta), mem) => {
+                let listed = meta.status();
+                if meta.status == "running" && listed.state == RunState::Abandoned {
+                    // A coordinator died during it and this one did not
+                    // resume it: what was measured is there, the report not.
+                    return Err(Status::failed_precondition(format!(
+                        "run {id} was abandoned by a coordinator that stopped during it; \
+                         it has no report"
+                    )));
+                }
+                let report_json = dir
+                    .as_deref()
+                    .and_then(|d| store::read_report(d, id))
+                    .or_else(|| mem.as_ref().map(|(_, r, _)| r.clone()))
+                    .unwrap_or_default();
+                let error = mem.map(|(_, _, e)| e).unwrap_or_default();
+                let started = pb::RunStarted {
+                    run_id: id.to_string(),
+                    workers: meta.members.len() as u32,
+                    start_at_unix_nanos: meta.start_unix_nanos,
+                };
+                (
+                    Some(started),
+                    dir,
+                    finished(id, listed.state, error, report_json),
+                )
+            }
+            (None, Some((status, report_json, error))) => {
+                (None, None, finished(id, status.state, error, report_json))
+            }
+            (None, None) => return Err(unknown(id)),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let ev = |e| Ok(pb::RunEvent { event: Some(e) });
+            let accepted = pb::RunAccepted { run_id: id.clone() };
+            if tx.send(ev(Ev::Accepted(accepted))).await.is_err() {
+                return;
+            }
+            if let Some(s) = started {
+                if tx.send(ev(Ev::Started(s))).await.is_err() {
+                    return;
+                }
+            }
+            if let Some(dir) = seconds_from {
+                let seconds = tokio::task::spawn_blocking(move || store::read_seconds(&dir, &id))
+                    .await
+                    .unwrap_or_default();
+                for s in seconds.into_iter().filter(|s| s.t_s >= from_t_s) {
+                    if tx.send(ev(Ev::Interval(s))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(ev(Ev::Finished(finished))).await;
+        });
+        Ok(rx)
+    }
+}
+
+fn finished(id: &str, state: RunState, error: String, report_json: String) -> pb::RunFinished {
+    pb::RunFinished {
+        run_id: id.to_string(),
+        outcome: if state == RunState::Failed {
+            "failed"
+        } else {
+            "completed"
+        }
+        .into(),
+        error,
+        report_json,
+    }
+}
+
+fn check_run_id(id: &str) -> Result<(), Status> {
+    volley_proto::convert::check_run_id(id).map_err(Status::invalid_argument)
+}
+
+fn unknown(id: &str) -> Status {
+    Status::not_found(format!(
+        "no run {id} on this coordinator (`volley runs` lists the runs it knows)"
+    ))
+}
+
+fn still_going(s: &RunStatus) -> Status {
+    Status::failed_precondition(format!(
+        "run {} is still {} ({:.0} of {:.0} s); `volley attach {}` follows it and writes its \
+         report at the end, `volley stop {}` ends it now",
+        s.id, s.state, s.elapsed_s, s.duration_s, s.id, s.id
+    ))
 }

@@ -15,6 +15,10 @@ use volley_proto::pb::worker_message::Msg as In;
 use volley_proto::pb::{self, coordinator_message::Msg as Out};
 use volley_proto::{auth, clock, PROTOCOL_VERSION};
 
+/// Pings sent to a worker when it says hello (its clock offset for
+/// `volley workers`; a run measures again at its start).
+const HELLO_PINGS: usize = 3;
+
 pub struct Sessions {
     coord: Arc<Coordinator>,
 }
@@ -88,6 +92,16 @@ impl pb::worker_session_server::WorkerSession for Sessions {
         let _ = tx.try_send(Ok(pb::CoordinatorMessage {
             msg: Some(Out::Welcome(welcome)),
         }));
+        // A few pings now, so `volley workers` shows every worker's clock
+        // offset before it takes part in a run.
+        for _ in 0..HELLO_PINGS {
+            let ping = pb::Ping {
+                coordinator_send_nanos: clock::unix_nanos(),
+            };
+            let _ = tx.try_send(Ok(pb::CoordinatorMessage {
+                msg: Some(Out::Ping(ping)),
+            }));
+        }
         info!(worker = %id, weight = hello.weight, host = %hello.hostname, "worker joined");
         self.coord.metrics.set_workers(self.coord.registry().len());
         self.coord.changed.notify_waiters();
@@ -110,6 +124,15 @@ async fn read_loop(
                 let route = {
                     let mut reg = coord.registry();
                     reg.touch(&id, conn);
+                    if let Some(In::Pong(p)) = &m.msg {
+                        let (offset, rtt) = clock::offset_and_rtt(
+                            p.coordinator_send_nanos,
+                            p.worker_recv_nanos,
+                            p.worker_send_nanos,
+                            recv_nanos,
+                        );
+                        reg.clock_sample(&id, conn, offset, rtt);
+                    }
                     reg.route(&id, conn)
                 };
                 if let (Some(msg), Some(route)) = (m.msg, route) {

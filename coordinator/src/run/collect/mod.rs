@@ -81,6 +81,9 @@ pub struct Collector<'a> {
     data: DataPayload,
     /// How run.json names the scenario's files (written once, beside it).
     stored_files: Vec<crate::store::StoredFile>,
+    /// Set when the report is built: whether the run failed, and its
+    /// report's verdict (for run.json, which `volley runs` reads).
+    ended: Option<(bool, crate::runs::Verdict)>,
 }
 
 impl<'a> Collector<'a> {
@@ -160,6 +163,7 @@ impl<'a> Collector<'a> {
             stopped: false,
             store,
             rejoin_by: None,
+            ended: None,
         };
         c.save_meta("running");
         c
@@ -471,7 +475,7 @@ impl<'a> Collector<'a> {
         }
     }
 
-    async fn publish(&self, m: &MergedInterval) -> IntervalReport {
+    async fn publish(&mut self, m: &MergedInterval) -> IntervalReport {
         let summary = build::interval(&self.curve, self.plan, m);
         self.coord
             .metrics
@@ -509,6 +513,11 @@ impl<'a> Collector<'a> {
             sent: m.acc.counts.sent,
             check_errors: m.acc.counts.by_kind[ErrorKind::Check],
         };
+        if let Some(st) = self.store.as_mut() {
+            if let Err(e) = st.append_second(&s) {
+                warn!(cause = %e, "cannot append the second to the data dir");
+            }
+        }
         send(self.events, Ev::Interval(s)).await;
         summary
     }
@@ -614,6 +623,7 @@ impl<'a> Collector<'a> {
                 warn!(cause = %e, "cannot save the report to the data dir");
             }
         }
+        self.ended = Some((self.failure.is_some(), crate::runs::Verdict::of(&report)));
         self.save_meta("finished");
         match self.failure.take() {
             Some(message) => Err(Failure {

@@ -53,6 +53,11 @@ impl Collector<'_> {
             start_unix_nanos: self.start_nanos,
             members,
             status: status.into(),
+            name: self.spec.scenario.name.clone(),
+            duration_s: self.curve.end(),
+            failed: self.ended.is_some_and(|(failed, _)| failed),
+            verdict: self.ended.map(|(_, v)| v),
+            ran_s: self.ended.map(|_| self.ran_s.unwrap_or(self.curve.end())),
         };
         if let Err(e) = st.save_meta(&meta) {
             warn!(cause = %e, "cannot save the run's state");
