@@ -210,6 +210,21 @@ fn sigterm_to_serve_stops_the_run_keeps_its_report_and_a_restart_has_it() {
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("report.json")).unwrap())
             .unwrap();
     assert_eq!(stored_again, stored);
+    // And the new coordinator hands it out: `volley fetch` writes the run
+    // directory the client wrote, every second of it.
+    let fetched = data.path().join("fetched");
+    let mut cmd = volley();
+    cmd.args(["fetch", &run_id, "--coordinator", &coord2_url])
+        .args(["--out", fetched.to_str().unwrap()]);
+    let (output, _) = run_bounded(cmd, Duration::from_secs(60));
+    assert_eq!(output.status.code(), Some(3), "an incomplete run: {}", describe(&output));
+    for file in ["report.json", "latency.hlog"] {
+        assert_eq!(
+            std::fs::read(fetched.join(file)).unwrap(),
+            std::fs::read(out.join(file)).unwrap(),
+            "{file}: fetched after the restart vs what the client wrote"
+        );
+    }
 }
 
 #[test]
