@@ -452,6 +452,7 @@ impl<'a> Collector<'a> {
             intended: summary.intended,
             sent: m.acc.counts.sent,
             check_errors: m.acc.counts.by_kind[ErrorKind::Check],
+            drops: Some(pb::DropCounts::from(&m.acc.counts.drops)),
         };
         send(self.events, Ev::Interval(s)).await;
         summary
@@ -606,6 +607,7 @@ mod tests {
             ok,
             errors,
             dropped: 0,
+            drop_reasons: Default::default(),
             p50_ms: None,
             p90_ms: None,
             p99_ms: None,
