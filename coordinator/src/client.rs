@@ -233,6 +233,7 @@ pub async fn submit(
         scenario_name: scenario.name.clone(),
         dir: None,
         live: output::Live::new(scenario.plan.duration().as_secs_f64()),
+        drops: output::DropNotices::new(crate::report::build::load(&scenario.plan)),
         run_id: String::new(),
         next_t: 0,
     };
@@ -245,6 +246,8 @@ struct Follower<'a> {
     scenario_name: String,
     dir: Option<RunDir>,
     live: output::Live,
+    /// Why requests are dropped, said once per cause.
+    drops: output::DropNotices,
     run_id: String,
     /// The next second not yet seen, to attach again from.
     next_t: u32,
@@ -378,6 +381,11 @@ impl Follower<'_> {
                 self.next_t = i.t_s + 1;
                 if opts.live {
                     self.live.second(&i);
+                }
+                // Whatever --quiet says, like the run's other warnings.
+                for notice in self.drops.second(&i) {
+                    self.live.done();
+                    eprintln!("volley: warn: {notice}");
                 }
                 if let Some(d) = self.dir.as_mut() {
                     if let Err(e) = d.interval(&i) {
