@@ -232,6 +232,9 @@ pub fn summary(r: &Report, dir: &Path) -> String {
     if !errs.is_empty() {
         o.push_str(&format!("  errors    {}\n", errs.join(", ")));
     }
+    if let Some(why) = crate::report::drops::sentence(r) {
+        o.push_str(&format!("  dropped   {why}\n"));
+    }
     let failed: Vec<String> = r
         .errors_by_check
         .iter()

@@ -97,7 +97,7 @@ pub fn sentence(r: &Report) -> Option<String> {
         .map(|(k, n)| (k.as_str(), *n))
         .collect();
     // Largest first; equal counts in the order of the names (stable).
-    causes.sort_by(|a, b| b.1.cmp(&a.1));
+    causes.sort_by_key(|c| std::cmp::Reverse(c.1));
     let clauses: Vec<String> = causes
         .iter()
         .filter_map(|&(k, n)| Advice::of(k, r.load.as_ref()).map(|a| a.clause(n)))
