@@ -408,6 +408,53 @@ mod tests {
         );
     }
 
+    /// Whatever order outcomes arrive in, every second's causes add up to
+    /// its `dropped`, and so do its request definitions' drops.
+    #[test]
+    fn drop_causes_add_up_in_every_second_for_any_sequence() {
+        for seed in 0..200u64 {
+            let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let mut next = |n: u64| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 33) % n
+            };
+            let mut r = Recorder::new(3);
+            let mut dropped = 0;
+            for _ in 0..500 {
+                let tag = Tag::new(next(6) as u32, next(3) as u16);
+                r.intended(tag);
+                match next(5) {
+                    0..=2 => {
+                        r.dropped(tag, DropCause::ALL[next(3) as usize]);
+                        dropped += 1;
+                    }
+                    3 => {
+                        r.sent(tag);
+                        r.ok(tag, Duration::from_millis(1), Duration::from_millis(1));
+                    }
+                    _ => {
+                        r.sent(tag);
+                        r.error(tag, ErrorKind::Timeout, None);
+                    }
+                }
+            }
+            let closed = r.close(6, true);
+            for d in &closed {
+                assert_eq!(d.drops.total(), d.dropped, "seed {seed} second {}", d.index);
+                assert_eq!(
+                    d.requests.iter().map(|q| q.dropped).sum::<u64>(),
+                    d.dropped,
+                    "seed {seed}"
+                );
+            }
+            let mut all = DropCounts::default();
+            closed.iter().for_each(|d| all.add(&d.drops));
+            assert_eq!((all.total(), r.totals.dropped), (dropped, dropped));
+        }
+    }
+
     #[test]
     fn check_failures_count_per_request_and_check_and_add_up() {
         let mut r = Recorder::new(2);
