@@ -134,8 +134,9 @@ pub enum DropCause {
     MaxInFlight,
     /// The generator reached the arrival too late: more than
     /// [`BEHIND_SCHEDULE_LIMIT`] (or the request timeout, when shorter)
-    /// after it was due, because its thread did not get the CPU in time. The
-    /// request could only have ended as a timeout the target did not cause.
+    /// after it was due, because its thread did not get the CPU in time.
+    /// Sent, its latency would be the generator's lateness, not the
+    /// target's (and past the timeout it could only have timed out).
     BehindSchedule,
 }
 

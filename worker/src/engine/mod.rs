@@ -165,8 +165,9 @@ async fn run(
     };
     let max_in_flight = u64::from(plan.load.max_in_flight);
     let timeout = plan.target.timeout;
-    // Past this, an arrival the scheduler only now reaches is dropped: it
-    // could only end as a timeout the target did not cause.
+    // Past this, an arrival the scheduler only now reaches is dropped: the
+    // generator, not the target, made it late (and past the timeout it
+    // could only have timed out).
     let behind_limit = BEHIND_SCHEDULE_LIMIT.min(timeout);
     let weights: Vec<u32> = plan.target.requests.iter().map(|r| r.weight).collect();
     let mix = RequestMix::new(&weights);
@@ -223,9 +224,9 @@ async fn run(
             rec.intended(tag);
             let at_cap = rec.totals.outstanding() > max_in_flight;
             let late = now.saturating_duration_since(due);
-            if let Some(cause) =
-                DropCause::classify(late, behind_limit, at_cap, sh.waiting_for_connection())
-            {
+            // The queue is looked at only when the cap is reached.
+            let queued = at_cap && sh.waiting_for_connection();
+            if let Some(cause) = DropCause::classify(late, behind_limit, at_cap, queued) {
                 rec.dropped(tag, cause);
             } else {
                 drop(rec);
