@@ -52,6 +52,10 @@ fn wire_reports() -> Vec<pb::IntervalReport> {
                 grpc_status_codes: vec![],
                 requests: vec![],
                 check_failures: vec![],
+                drops: Some(pb::DropCounts {
+                    max_in_flight: 2,
+                    ..pb::DropCounts::default()
+                }),
                 latency_hist: histogram::encode(&latency),
                 service_hist: histogram::encode(&service),
                 in_flight: 40,

@@ -572,6 +572,10 @@ fn templates(values: u64) -> Vec<pb::IntervalReport> {
                 // The scenario has one request definition: no breakdown.
                 requests: vec![],
                 check_failures: vec![],
+                drops: Some(pb::DropCounts {
+                    max_in_flight: 2,
+                    ..pb::DropCounts::default()
+                }),
                 latency_hist,
                 service_hist,
                 in_flight: 40,

@@ -293,6 +293,7 @@ pub async fn submit(
         &opts.follow,
         &scenario.name,
         scenario.plan.duration().as_secs_f64(),
+        Some(crate::report::build::load(&scenario.plan)),
         OnInterrupt::Stop,
     );
     f.follow(client, stream, &interrupt).await
@@ -315,6 +316,8 @@ pub(crate) struct Follower<'a> {
     scenario_name: String,
     dir: Option<RunDir>,
     live: output::Live,
+    /// Why requests are dropped, said once per cause.
+    drops: output::DropNotices,
     run_id: String,
     /// The next second not yet seen, to attach again from.
     next_t: u32,
@@ -330,6 +333,7 @@ impl<'a> Follower<'a> {
         opts: &'a FollowOptions,
         scenario_name: &str,
         total_s: f64,
+        load: Option<crate::report::LoadInfo>,
         on_interrupt: OnInterrupt,
     ) -> Self {
         Follower {
@@ -338,6 +342,7 @@ impl<'a> Follower<'a> {
             scenario_name: scenario_name.to_string(),
             dir: None,
             live: output::Live::new(total_s),
+            drops: output::DropNotices::new(load),
             run_id: String::new(),
             next_t: 0,
             on_interrupt,
@@ -484,6 +489,11 @@ impl<'a> Follower<'a> {
                 self.next_t = i.t_s + 1;
                 if opts.live {
                     self.live.second(&i);
+                }
+                // Whatever --quiet says, like the run's other warnings.
+                for notice in self.drops.second(&i) {
+                    self.live.done();
+                    eprintln!("volley: warn: {notice}");
                 }
                 if let Some(d) = self.dir.as_mut() {
                     if let Err(e) = d.interval(&i) {

@@ -238,6 +238,7 @@ mod tests {
             ok: 97,
             errors: 2,
             dropped: 1,
+            drop_reasons: Default::default(),
             p50_ms: None,
             p90_ms: None,
             p99_ms: None,

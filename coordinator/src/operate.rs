@@ -217,7 +217,7 @@ pub async fn fetch(
         summary: listing == Listing::Table,
         ..FollowOptions::default()
     };
-    let mut f = Follower::new(conn, &opts, "", 0.0, OnInterrupt::Detach);
+    let mut f = Follower::new(conn, &opts, "", 0.0, None, OnInterrupt::Detach);
     f.announce = false;
     let (exit, _) = f.follow(client, events, interrupt).await?;
     if listing == Listing::Json {
@@ -259,6 +259,7 @@ pub async fn attach(
         &follow,
         &status.scenario,
         status.duration_s,
+        None,
         OnInterrupt::Detach,
     );
     f.announce = false;

@@ -1,11 +1,13 @@
 //! The run directory (`report.json`, `report.md`, `report.html`,
 //! `latency.hlog`, `workers.hlog`) and the lines printed while a run goes.
 
+use crate::report::drops::Advice;
 use crate::report::format::group;
-use crate::report::{html, markdown, Report, ThresholdStatus};
+use crate::report::{html, markdown, LoadInfo, Report, ThresholdStatus};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use volley_plan::{DropCause, DropCounts};
 use volley_proto::{histogram, pb};
 
 pub struct RunDir {
@@ -153,14 +155,54 @@ pub fn live_line(s: &pb::IntervalSummary) -> String {
     if s.check_errors > 0 {
         line.push_str(&format!("  (check {})", group(s.check_errors)));
     }
-    if s.dropped > 0 {
-        line.push_str(
-            "  ! dropping: workers cannot keep up (raise load.max_in_flight or add workers)",
-        );
-    } else if s.target_rps >= 10.0 && s.achieved_rps < 0.98 * s.target_rps {
+    // Why requests are dropped is said once per cause ([`DropNotices`]),
+    // not on every second's line.
+    if s.dropped == 0 && s.target_rps >= 10.0 && s.achieved_rps < 0.98 * s.target_rps {
         line.push_str("  ! behind target");
     }
     line
+}
+
+/// Says why requests are being dropped, once per cause: the first second a
+/// cause appears in, it is named with the setting to change; later seconds
+/// with the same cause say nothing more (their counts are in the live
+/// line's `drop` and in report.json's `drop_reasons`).
+#[derive(Debug)]
+pub struct DropNotices {
+    told: [bool; DropCause::COUNT],
+    /// The settings the advice names (absent when following a run whose
+    /// scenario this client did not read: `volley attach`).
+    load: Option<LoadInfo>,
+}
+
+impl DropNotices {
+    pub fn new(load: Option<LoadInfo>) -> DropNotices {
+        DropNotices {
+            told: [false; DropCause::COUNT],
+            load,
+        }
+    }
+
+    /// The notices second `s` brings: one per cause not told before.
+    pub fn second(&mut self, s: &pb::IntervalSummary) -> Vec<String> {
+        let drops = s.drops.as_ref().map(DropCounts::from).unwrap_or_default();
+        let mut out = Vec::new();
+        for (cause, n) in drops.iter() {
+            if n == 0 || std::mem::replace(&mut self.told[cause.index()], true) {
+                continue;
+            }
+            if let Some(a) = Advice::of(cause.as_str(), self.load.as_ref()) {
+                out.push(format!(
+                    "dropping requests from second {} on: {} ({}): {}",
+                    s.t_s + 1,
+                    a.why,
+                    cause.as_str(),
+                    a.fix
+                ));
+            }
+        }
+        out
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -198,6 +240,9 @@ pub fn summary(r: &Report, dir: &Path) -> String {
         .collect();
     if !errs.is_empty() {
         o.push_str(&format!("  errors    {}\n", errs.join(", ")));
+    }
+    if let Some(why) = crate::report::drops::sentence(r) {
+        o.push_str(&format!("  dropped   {why}\n"));
     }
     let failed: Vec<String> = r
         .errors_by_check
@@ -282,6 +327,43 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
     use crate::report::{Latency, RequestReport};
+
+    #[test]
+    fn each_drop_cause_is_told_once_with_its_setting() {
+        let mut n = DropNotices::new(Some(LoadInfo {
+            connections: 8,
+            per_connection: 1,
+            max_in_flight: 100,
+        }));
+        let sec = |t_s, busy, cap, late| pb::IntervalSummary {
+            t_s,
+            dropped: busy + cap + late,
+            drops: Some(pb::DropCounts {
+                connections_busy: busy,
+                max_in_flight: cap,
+                behind_schedule: late,
+            }),
+            ..Default::default()
+        };
+        assert!(n.second(&sec(0, 0, 0, 0)).is_empty());
+        assert_eq!(
+            n.second(&sec(1, 40, 0, 0)),
+            vec![
+                "dropping requests from second 2 on: all 8 connections of a worker were busy \
+                 (connections_busy): raise `load.connections` (or add workers)"
+            ]
+        );
+        assert!(
+            n.second(&sec(2, 90, 0, 0)).is_empty(),
+            "said once, not every second"
+        );
+        let later = n.second(&sec(3, 5, 3, 1));
+        assert_eq!(later.len(), 2, "{later:?}");
+        assert!(later[0].contains("`load.max_in_flight` = 100"), "{later:?}");
+        assert!(later[1].contains("add workers or cores"), "{later:?}");
+        assert!(n.second(&sec(4, 5, 3, 1)).is_empty());
+        assert!(!live_line(&sec(4, 5, 3, 1)).contains('!'));
+    }
 
     #[test]
     fn the_summary_has_a_line_per_request_of_a_mix() {

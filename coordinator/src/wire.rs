@@ -3,7 +3,7 @@
 //! never reaches the merge.
 
 use crate::merge::{CheckFailures, RequestInterval, WorkerInterval};
-use volley_plan::{Counts, ErrorKind, KindCounts, RequestCounts};
+use volley_plan::{Counts, DropCounts, ErrorKind, KindCounts, RequestCounts};
 use volley_proto::{histogram, pb};
 
 /// Largest count any interval may claim (10⁹ requests in one second from one
@@ -61,6 +61,7 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
         sent: r.sent,
         ok: r.ok,
         dropped: r.dropped,
+        drops: drops(r.drops.as_ref(), r.dropped)?,
         by_kind: kinds(&e),
         ..Counts::default()
     };
@@ -137,6 +138,27 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
         cpu_nanos: r.cpu_nanos,
         latency_encoded: r.latency_hist,
     })
+}
+
+/// Why the interval's requests were dropped: every drop has exactly one
+/// cause, so the causes add up to `dropped` (and the report's
+/// `drop_reasons` to `requests.dropped`). A report without them is accepted
+/// only when it dropped nothing: the protocol version checked at Hello
+/// already keeps out workers that do not send them, and the data dir's
+/// stored reports of such workers have nothing to attribute.
+fn drops(w: Option<&pb::DropCounts>, dropped: u64) -> Result<DropCounts, WireError> {
+    let d = w.map(DropCounts::from).unwrap_or_default();
+    let sum = d
+        .iter()
+        .try_fold(0u64, |a, (_, n)| a.checked_add(n))
+        .unwrap_or(u64::MAX);
+    if sum != dropped {
+        return Err(WireError::ImpossibleCount(match w {
+            None => format!("{dropped} dropped requests and no drop causes"),
+            Some(_) => format!("drop causes add up to {sum} but dropped is {dropped}"),
+        }));
+    }
+    Ok(d)
 }
 
 /// The error counts by kind.
@@ -338,6 +360,10 @@ mod tests {
             grpc_status_codes: vec![],
             requests: vec![],
             check_failures: vec![],
+            drops: Some(pb::DropCounts {
+                max_in_flight: 1,
+                ..pb::DropCounts::default()
+            }),
             latency_hist: bytes.clone(),
             service_hist: bytes,
             in_flight: 0,
@@ -398,6 +424,49 @@ mod tests {
         assert_eq!(w.counts.ok, 10);
         assert_eq!(w.counts.errors(), 1);
         assert_eq!(w.latency.len(), 10);
+    }
+
+    #[test]
+    fn drop_causes_must_add_up_to_dropped() {
+        let with = |drops: Option<(u64, u64, u64)>, dropped: u64| {
+            let mut r = report(5);
+            r.intended = 5 + 1 + dropped;
+            r.dropped = dropped;
+            r.drops = drops.map(|(c, m, b)| pb::DropCounts {
+                connections_busy: c,
+                max_in_flight: m,
+                behind_schedule: b,
+            });
+            r
+        };
+        let w = worker_interval(with(Some((3, 2, 1)), 6), ONE).unwrap();
+        assert_eq!(
+            w.counts.drops.iter().map(|(_, n)| n).collect::<Vec<_>>(),
+            vec![3, 2, 1]
+        );
+        // Nothing dropped: the causes may be left out.
+        assert_eq!(
+            worker_interval(with(None, 0), ONE).unwrap().counts.drops,
+            DropCounts::default()
+        );
+        for (bad, why) in [
+            (
+                with(Some((3, 2, 0)), 6),
+                "drop causes add up to 5 but dropped is 6",
+            ),
+            (
+                with(Some((3, 2, 2)), 6),
+                "drop causes add up to 7 but dropped is 6",
+            ),
+            (with(None, 2), "2 dropped requests and no drop causes"),
+            (
+                with(Some((u64::MAX, 2, 0)), 6),
+                "drop causes add up to 18446744073709551615",
+            ),
+        ] {
+            let e = worker_interval(bad, ONE).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
     }
 
     #[test]
@@ -498,6 +567,7 @@ mod tests {
             r.intended = counts[0];
             r.sent = counts[1];
             r.dropped = counts[3];
+            r.drops = Some(pb::DropCounts { connections_busy: counts[3] / 3, max_in_flight: counts[3] - counts[3] / 3, behind_schedule: 0 });
             r.errors = Some(pb::ErrorCounts { connect: counts[4], timeout: counts[5], status: counts[6], protocol: counts[7], reset: counts[9], check: 0 });
             r.in_flight = counts[8];
             r.status_codes = codes.into_iter().map(|(code, count)| pb::StatusCount { code, count }).collect();
@@ -509,6 +579,7 @@ mod tests {
                 proptest::prop_assert!(w.index <= 100);
                 proptest::prop_assert_eq!(w.latency.len(), w.counts.ok);
                 proptest::prop_assert!(w.counts.dropped <= w.counts.intended);
+                proptest::prop_assert_eq!(w.counts.drops.total(), w.counts.dropped);
             }
         }
     }
@@ -562,6 +633,7 @@ mod tests {
         let mut idle = report(0);
         (idle.intended, idle.sent, idle.dropped) = (0, 0, 0);
         idle.errors = None;
+        idle.drops = None;
         idle.status_codes.clear();
         assert!(worker_interval(idle.clone(), TWO)
             .unwrap()

@@ -58,6 +58,15 @@ fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
         assert_eq!(sum, u(&r["requests"], k), "workers' {k} sum to the total");
     }
     assert_eq!(u(&r, "requests.intended"), (RATE * 12.0) as u64);
+    // Every drop has a reason; what the dead worker never sent is its own.
+    let reasons = r["drop_reasons"].as_object().unwrap();
+    let told: u64 = reasons.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(told, u(&r, "requests.dropped"), "{reasons:?}");
+    assert_eq!(
+        u(&r, "drop_reasons.worker_lost"),
+        u(&r, "requests.unsent"),
+        "{reasons:?}"
+    );
 
     // After the re-split every second reaches 95 % of the target rate.
     let resplit_from = (lost_at + 0.6).ceil();

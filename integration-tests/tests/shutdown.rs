@@ -217,7 +217,12 @@ fn sigterm_to_serve_stops_the_run_keeps_its_report_and_a_restart_has_it() {
     cmd.args(["fetch", &run_id, "--coordinator", &coord2_url])
         .args(["--out", fetched.to_str().unwrap()]);
     let (output, _) = run_bounded(cmd, Duration::from_secs(60));
-    assert_eq!(output.status.code(), Some(3), "an incomplete run: {}", describe(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "an incomplete run: {}",
+        describe(&output)
+    );
     for file in ["report.json", "latency.hlog"] {
         assert_eq!(
             std::fs::read(fetched.join(file)).unwrap(),

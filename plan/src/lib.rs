@@ -40,7 +40,7 @@ pub use mix::RequestMix;
 pub use model::{
     Arrival, Body, CompiledRequest, Load, Plan, PlanError, Protocol, Request, Stage, Target, Tls,
 };
-pub use outcome::{Counts, ErrorKind, KindCounts, RequestCounts};
+pub use outcome::{Counts, DropCause, DropCounts, ErrorKind, KindCounts, RequestCounts};
 pub use partition::{Partition, PartitionError, Share};
 pub use rate::RateCurve;
 pub use schedule::ShareSchedule;

@@ -3,8 +3,10 @@
 //!
 //! This is the one outcome vocabulary of workers and coordinator: the error
 //! kinds ([`ErrorKind`], whose names are the report's `errors_by_kind` keys),
-//! counters indexed by them ([`KindCounts`]), and the counters of a span of
-//! the run ([`Counts`]) and of one request definition ([`RequestCounts`]).
+//! counters indexed by them ([`KindCounts`]), why a request was dropped
+//! ([`DropCause`], counted in [`DropCounts`]: the report's `drop_reasons`),
+//! and the counters of a span of the run ([`Counts`]) and of one request
+//! definition ([`RequestCounts`]).
 
 use std::ops::{Index, IndexMut};
 
@@ -68,6 +70,11 @@ impl ErrorKind {
 /// not an [`ErrorKind`]: no worker ever reports it.
 pub const LOST_KIND: &str = "lost";
 
+/// The report's `drop_reasons` key of the coordinator's own cause: requests
+/// a lost worker owned and never reported as sent (`Counts::unsent`). It is
+/// not a [`DropCause`]: no worker ever reports it.
+pub const WORKER_LOST_CAUSE: &str = "worker_lost";
+
 /// Error counters by kind, indexed by [`ErrorKind`] (never by a bare number,
 /// so reordering the kinds cannot mislabel a count).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,6 +116,129 @@ impl IndexMut<ErrorKind> for KindCounts {
     }
 }
 
+/// Why a worker dropped a request (did not send it) instead of sending it
+/// late. Decided where the drop happens, in the worker's scheduler; the
+/// names are the report's `drop_reasons` keys. Every drop a worker reports
+/// has exactly one cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropCause {
+    /// The worker already had `load.max_in_flight` requests outstanding and
+    /// requests were waiting for a connection: every one of the
+    /// `load.connections` was busy (at its `per_connection` requests), so
+    /// the connections were the limit. Requests still waiting for a
+    /// connection when a run is interrupted are dropped with this cause too.
+    ConnectionsBusy,
+    /// The worker already had `load.max_in_flight` requests outstanding and
+    /// none was waiting for a connection: the in-flight cap itself was the
+    /// limit.
+    MaxInFlight,
+    /// The generator reached the arrival too late: more than
+    /// [`BEHIND_SCHEDULE_LIMIT`] (or the request timeout, when shorter)
+    /// after it was due, because its thread did not get the CPU in time.
+    /// Sent, its latency would be the generator's lateness, not the
+    /// target's (and past the timeout it could only have timed out).
+    BehindSchedule,
+}
+
+/// How late past its due time the generator may reach an arrival and still
+/// send it. Past this (or past the request timeout, when shorter) the
+/// arrival is dropped as [`DropCause::BehindSchedule`]. Normal scheduling
+/// is at most a few milliseconds late (the scheduler sends in batches a
+/// millisecond apart); a second late means the engine's thread was starved
+/// of CPU.
+pub const BEHIND_SCHEDULE_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl DropCause {
+    pub const COUNT: usize = 3;
+    pub const ALL: [DropCause; DropCause::COUNT] = [
+        DropCause::ConnectionsBusy,
+        DropCause::MaxInFlight,
+        DropCause::BehindSchedule,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropCause::ConnectionsBusy => "connections_busy",
+            DropCause::MaxInFlight => "max_in_flight",
+            DropCause::BehindSchedule => "behind_schedule",
+        }
+    }
+
+    /// The cause named `s` in a report.
+    pub fn parse(s: &str) -> Option<DropCause> {
+        DropCause::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Which of the three a drop is, from the scheduler's state when the
+    /// arrival came due: `late` is how far past due it was reached, `limit`
+    /// how late it may be ([`BEHIND_SCHEDULE_LIMIT`] or the timeout),
+    /// `at_cap` whether `max_in_flight` requests were already outstanding,
+    /// `waiting_for_connection` whether requests were queued with every
+    /// connection open. `None`: not dropped, send it.
+    #[inline]
+    pub fn classify(
+        late: std::time::Duration,
+        limit: std::time::Duration,
+        at_cap: bool,
+        waiting_for_connection: bool,
+    ) -> Option<DropCause> {
+        if late > limit {
+            Some(DropCause::BehindSchedule)
+        } else if !at_cap {
+            None
+        } else if waiting_for_connection {
+            Some(DropCause::ConnectionsBusy)
+        } else {
+            Some(DropCause::MaxInFlight)
+        }
+    }
+}
+
+/// Drop counters by cause, indexed by [`DropCause`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; DropCause::COUNT]);
+
+impl DropCounts {
+    /// Counts with `f(cause)` for each cause.
+    pub fn from_fn(f: impl FnMut(DropCause) -> u64) -> DropCounts {
+        DropCounts(DropCause::ALL.map(f))
+    }
+
+    /// Every cause with its count, in the order of [`DropCause::ALL`].
+    pub fn iter(&self) -> impl Iterator<Item = (DropCause, u64)> + '_ {
+        DropCause::ALL.into_iter().zip(self.0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    pub fn add(&mut self, o: &DropCounts) {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a += b;
+        }
+    }
+}
+
+impl Index<DropCause> for DropCounts {
+    type Output = u64;
+
+    fn index(&self, c: DropCause) -> &u64 {
+        &self.0[c.index()]
+    }
+}
+
+impl IndexMut<DropCause> for DropCounts {
+    fn index_mut(&mut self, c: DropCause) -> &mut u64 {
+        &mut self.0[c.index()]
+    }
+}
+
 /// Request counters. Errors are split by kind in `by_kind` plus the
 /// coordinator's own kind, `lost` ([`LOST_KIND`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -117,6 +247,10 @@ pub struct Counts {
     pub sent: u64,
     pub ok: u64,
     pub dropped: u64,
+    /// `dropped` by the cause the workers reported; what a lost worker
+    /// never sent (`unsent`) is the rest: `drops.total() + unsent ==
+    /// dropped`.
+    pub drops: DropCounts,
     pub by_kind: KindCounts,
     /// Errors of kind "lost": in flight on a worker that was lost, so their
     /// outcome is unknown.
@@ -147,6 +281,7 @@ impl Counts {
         self.sent += o.sent;
         self.ok += o.ok;
         self.dropped += o.dropped;
+        self.drops.add(&o.drops);
         self.by_kind.add(&o.by_kind);
         self.lost += o.lost;
         self.unsent += o.unsent;
@@ -224,6 +359,37 @@ mod tests {
             ErrorKind::parse(LOST_KIND).is_none(),
             "lost is no worker kind"
         );
+    }
+
+    #[test]
+    fn drop_causes_are_named_once_and_classified_in_order() {
+        for (i, c) in DropCause::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i);
+            assert_eq!(DropCause::parse(c.as_str()), Some(*c));
+        }
+        let ms = std::time::Duration::from_millis;
+        let limit = ms(1000);
+        // Lateness wins over any cap: the arrival is already lost.
+        for (cap, queued) in [(false, false), (true, true), (true, false)] {
+            assert_eq!(
+                DropCause::classify(ms(1001), limit, cap, queued),
+                Some(DropCause::BehindSchedule)
+            );
+        }
+        assert_eq!(DropCause::classify(ms(1000), limit, false, true), None);
+        assert_eq!(
+            DropCause::classify(ms(3), limit, true, true),
+            Some(DropCause::ConnectionsBusy)
+        );
+        assert_eq!(
+            DropCause::classify(ms(3), limit, true, false),
+            Some(DropCause::MaxInFlight)
+        );
+        let mut d = DropCounts::from_fn(|c| c.index() as u64 + 1);
+        d[DropCause::MaxInFlight] += 10;
+        let mut e = DropCounts::default();
+        e.add(&d);
+        assert_eq!((e[DropCause::MaxInFlight], e.total()), (12, 16));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::pb;
 use std::time::Duration;
 use volley_plan::data::{Format, OnEnd, Order};
 use volley_plan::{
-    Arrival, Body, Check, DataSet, Expect, Load, Plan, PlanError, Protocol, Request, Rule, Share,
-    Stage, StatusMatch, Target, Tls,
+    Arrival, Body, Check, DataSet, DropCause, DropCounts, Expect, Load, Plan, PlanError, Protocol,
+    Request, Rule, Share, Stage, StatusMatch, Target, Tls,
 };
 
 impl From<&Request> for pb::Request {
@@ -313,9 +313,46 @@ pub fn check_run_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl From<&DropCounts> for pb::DropCounts {
+    fn from(d: &DropCounts) -> Self {
+        let mut w = pb::DropCounts::default();
+        for (cause, n) in d.iter() {
+            match cause {
+                DropCause::ConnectionsBusy => w.connections_busy = n,
+                DropCause::MaxInFlight => w.max_in_flight = n,
+                DropCause::BehindSchedule => w.behind_schedule = n,
+            }
+        }
+        w
+    }
+}
+
+/// The counts as sent; whether they add up to the interval's `dropped` is
+/// the receiver's check (it alone knows the interval).
+impl From<&pb::DropCounts> for DropCounts {
+    fn from(w: &pb::DropCounts) -> Self {
+        DropCounts::from_fn(|cause| match cause {
+            DropCause::ConnectionsBusy => w.connections_busy,
+            DropCause::MaxInFlight => w.max_in_flight,
+            DropCause::BehindSchedule => w.behind_schedule,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drop_counts_keep_each_cause_in_its_own_field() {
+        let d = DropCounts::from_fn(|c| 7 + c.index() as u64);
+        let w = pb::DropCounts::from(&d);
+        assert_eq!(
+            (w.connections_busy, w.max_in_flight, w.behind_schedule),
+            (7, 8, 9)
+        );
+        assert_eq!(DropCounts::from(&w), d);
+    }
 
     fn plan() -> Plan {
         Plan {

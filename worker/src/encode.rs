@@ -26,6 +26,7 @@ pub fn interval_report(
         ok: d.ok,
         dropped: d.dropped,
         errors: Some(error_counts(&d.errors)),
+        drops: Some(pb::DropCounts::from(&d.drops)),
         check_failures: d
             .check_failures
             .iter()

@@ -95,6 +95,16 @@ pub(crate) mod fixture {
             errors_by_status: BTreeMap::new(),
             errors_by_grpc_status: BTreeMap::new(),
             errors_by_check: BTreeMap::new(),
+            drop_reasons: [
+                ("behind_schedule", 0),
+                ("connections_busy", 0),
+                ("max_in_flight", 30),
+                ("worker_lost", 0),
+            ]
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect(),
+            load: None,
             success_rate: 0.999,
             error_rate: 0.0005,
             latency_ms: latency(20.0, 80.0),

@@ -2,7 +2,7 @@
 //! workers and per-request books.
 
 use super::*;
-use volley_plan::ErrorKind;
+use volley_plan::{DropCause, DropCounts, ErrorKind};
 use volley_proto::histogram;
 
 fn wi(index: u32, ok: u64, latency_us: u64) -> WorkerInterval {
@@ -19,6 +19,7 @@ fn wi(index: u32, ok: u64, latency_us: u64) -> WorkerInterval {
             sent: ok,
             ok,
             dropped: 1,
+            drops: DropCounts::from_fn(|c| u64::from(c == DropCause::ConnectionsBusy)),
             ..Counts::default()
         },
         status_codes: vec![],
@@ -287,6 +288,8 @@ fn assert_requests_add_up(m: &Merger, total: &Acc) {
     );
     let latencies: u64 = m.requests.iter().map(|r| r.latency.len()).sum();
     assert_eq!(latencies, total.latency.len());
+    // Every drop has one cause: a worker's, or a lost worker's unsent.
+    assert_eq!(c.drops.total() + c.unsent, c.dropped);
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::merge::{Acc, MergedInterval, RequestAcc, Resources, SoakWindows};
-use volley_plan::outcome::LOST_KIND;
+use volley_plan::outcome::{LOST_KIND, WORKER_LOST_CAUSE};
 use volley_plan::{Counts, Plan, RateCurve};
 use volley_proto::histogram::Hist;
 
@@ -38,6 +38,33 @@ pub fn target(plan: &Plan) -> TargetInfo {
             .map(|r| r.name.clone())
             .collect(),
     }
+}
+
+pub fn load(plan: &Plan) -> LoadInfo {
+    LoadInfo {
+        connections: plan.load.connections,
+        per_connection: plan.load.per_connection,
+        max_in_flight: plan.load.max_in_flight,
+    }
+}
+
+/// `dropped` by cause, named as the report names them: every cause a
+/// worker reports, and `worker_lost` (what a lost worker never sent) when
+/// there is any or `every` is set. Empty when nothing was dropped, unless
+/// `every` (the run's own, which always lists every cause).
+pub fn drop_reasons(c: &Counts, every: bool) -> BTreeMap<String, u64> {
+    if c.dropped == 0 && !every {
+        return BTreeMap::new();
+    }
+    let mut by_cause: BTreeMap<String, u64> = c
+        .drops
+        .iter()
+        .map(|(cause, n)| (cause.as_str().to_string(), n))
+        .collect();
+    if every || c.unsent > 0 {
+        by_cause.insert(WORKER_LOST_CAUSE.to_string(), c.unsent);
+    }
+    by_cause
 }
 
 /// Each request definition's figures, in plan order; empty unless the plan
@@ -192,6 +219,7 @@ pub fn interval(curve: &RateCurve, plan: &Plan, m: &MergedInterval) -> IntervalR
         ok: m.acc.counts.ok,
         errors: m.acc.counts.errors(),
         dropped: m.acc.counts.dropped,
+        drop_reasons: drop_reasons(&m.acc.counts, false),
         p50_ms: q(0.5),
         p90_ms: q(0.9),
         p99_ms: q(0.99),
@@ -332,6 +360,7 @@ pub fn report(i: Inputs<'_>) -> Report {
             share: w.share,
             assigned_rps: target_rps * w.share,
             requests: requests(&acc.counts),
+            drop_reasons: drop_reasons(&acc.counts, false),
             latency_ms: latency(&acc.latency),
             lost_at_s: w.lost_at_s,
             left_at_s: w.left_at_s,
@@ -365,6 +394,8 @@ pub fn report(i: Inputs<'_>) -> Report {
         percentiles: percentiles(&i.total.latency),
         per_request: per_request(i.plan, i.requests, &i.total.checks, duration),
         errors_by_check: errors_by_check(i.plan, &i.total.checks, None),
+        drop_reasons: drop_reasons(c, true),
+        load: Some(load(i.plan)),
         stages,
         workers,
         intervals: i.intervals,

@@ -138,6 +138,9 @@ pub fn render(r: &Report) -> String {
         }),
         ms(r.latency_ms.p99)
     );
+    if let Some(why) = super::drops::sentence(r) {
+        let _ = writeln!(o, "- ⚠️ {why}");
+    }
     for e in r.events.iter().filter(|e| e.level != "info") {
         let _ = writeln!(o, "- ⚠️ at {:.1} s: {}", e.t_s, e.text);
     }

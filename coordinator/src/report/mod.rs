@@ -2,6 +2,8 @@
 //! from merged data, and its renderings.
 //!
 //! - [`build`]: the report from the merger's books.
+//! - [`drops`]: why requests were dropped, in one sentence with the
+//!   setting to change (report.md, report.html and the live notice).
 //! - [`table`]: its tables as headers plus rows of cells, built once;
 //!   [`format`]: how figures are written. Both renderings draw from them.
 //! - [`markdown`]: `report.md`; [`html`]: the self-contained `report.html`.
@@ -10,6 +12,7 @@
 //! add fields, never rename them.
 
 pub mod build;
+pub mod drops;
 pub mod format;
 pub mod html;
 pub mod markdown;
@@ -59,6 +62,16 @@ pub struct Report {
     /// not; empty without checks.
     #[serde(default)]
     pub errors_by_check: BTreeMap<String, u64>,
+    /// Why requests were dropped, by cause (`connections_busy`,
+    /// `max_in_flight`, `behind_schedule`, and `worker_lost`: what a lost
+    /// worker never sent, `requests.unsent`); they add up to
+    /// `requests.dropped`. Empty in reports written before it existed.
+    #[serde(default)]
+    pub drop_reasons: BTreeMap<String, u64>,
+    /// The per-worker limits drops are judged against; absent from reports
+    /// written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadInfo>,
     /// ok / intended.
     pub success_rate: f64,
     /// errors / intended.
@@ -105,6 +118,16 @@ pub struct Requests {
     /// them): nothing unconfirmed is counted as ok.
     #[serde(default)]
     pub unsent: u64,
+}
+
+/// The plan's per-worker limits (`[load]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadInfo {
+    pub connections: u32,
+    /// Requests in flight on one connection (1 for HTTP/1.1; HTTP/2
+    /// streams, TCP pipeline depth).
+    pub per_connection: u32,
+    pub max_in_flight: u32,
 }
 
 /// What the run was aimed at.
@@ -201,6 +224,10 @@ pub struct WorkerReport {
     pub share: f64,
     pub assigned_rps: f64,
     pub requests: Requests,
+    /// This worker's `requests.dropped` by cause (see the run's
+    /// `drop_reasons`); omitted when it dropped nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drop_reasons: BTreeMap<String, u64>,
     pub latency_ms: Latency,
     /// Seconds after t = 0 at which the worker was declared lost.
     pub lost_at_s: Option<f64>,
@@ -236,6 +263,9 @@ pub struct IntervalReport {
     pub ok: u64,
     pub errors: u64,
     pub dropped: u64,
+    /// This second's `dropped` by cause; omitted when nothing was dropped.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drop_reasons: BTreeMap<String, u64>,
     pub p50_ms: Option<f64>,
     #[serde(default)]
     pub p90_ms: Option<f64>,

@@ -257,6 +257,12 @@ pub async fn start(
     let slots: Vec<usize> = (0..members.len()).collect();
     let shares = members::repartition(&mut members, &slots, &curve, plan.load.arrival, 0.0)
         .map_err(|e| fail(format!("cannot partition the load: {e}")))?;
+    // Whether the busiest worker's share fits the per-worker limits: known
+    // only now that the workers are.
+    let largest = shares.iter().map(|(_, s)| s.fraction()).fold(0.0, f64::max);
+    for w in crate::scenario::fit::warnings(plan, spec.scenario.expected_latency, largest) {
+        say(events, "warn", w).await;
+    }
     let wire_plan = pb::Plan::from(plan);
     let count = members.len() as u32;
     for (slot, share) in shares {

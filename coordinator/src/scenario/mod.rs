@@ -40,6 +40,8 @@
 //! - `data`: `[[data]]` files.
 //! - `expect`: `[target.expect]` and `[requests.expect]` response checks.
 //! - `stages`: `[load]` and `[[stages]]`.
+//! - [`fit`]: whether the plan fits its per-worker limits, checked at the
+//!   start of a run once the workers' shares are known.
 //!
 //! The result always ends in [`Plan::validate`], the same check a plan
 //! arriving over the wire goes through.
@@ -48,6 +50,7 @@ mod data;
 mod error;
 mod expect;
 mod files;
+pub mod fit;
 mod path;
 mod raw;
 mod requests;
@@ -180,6 +183,10 @@ pub struct Scenario {
     /// [`builtin_url`].
     pub plan: Plan,
     pub recovery: RecoveryOptions,
+    /// `load.expected_latency`: what the target is expected to answer in,
+    /// for the start-up check that the connections can carry the rate
+    /// ([`fit`]).
+    pub expected_latency: Option<Duration>,
     /// Things that are probably mistakes but not errors, one sentence each
     /// (a `--set` no template reads).
     pub warnings: Vec<String>,
@@ -410,6 +417,7 @@ fn build(text: &str, file: &str, inputs: &Inputs<'_>) -> Result<Scenario, Fail> 
     let mut templates = Templates::new(text, vars, data, inputs.env);
     let (target_settings, target) = target::target(&root, &mut files, &mut templates)?;
     let protocol = target_settings.protocol;
+    let expected_latency = stages::expected_latency(&root)?;
     let mut plan = Plan {
         target: target_settings,
         load: stages::load(&root, protocol)?,
@@ -463,6 +471,7 @@ fn build(text: &str, file: &str, inputs: &Inputs<'_>) -> Result<Scenario, Fail> 
         target,
         plan,
         recovery,
+        expected_latency,
         warnings,
         notices,
     })

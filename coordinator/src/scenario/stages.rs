@@ -18,6 +18,7 @@ const LOAD_KEYS: &[&str] = &[
     "max_in_flight",
     "arrival",
     "seed",
+    "expected_latency",
 ];
 const STAGE_KEYS: &[&str] = &["name", "duration", "rate", "from", "to", "burst"];
 const MAX_NAME: usize = 64;
@@ -76,6 +77,22 @@ pub(super) fn load(root: &Section<'_, '_>, protocol: Protocol) -> Result<Load, F
         load.seed = seed;
     }
     Ok(load)
+}
+
+/// `load.expected_latency`: the mean latency the target is expected to
+/// answer in. Only the start-up check of the connections uses it
+/// (`fit::warnings`); workers never see it.
+pub(super) fn expected_latency(root: &Section<'_, '_>) -> Result<Option<Duration>, Fail> {
+    let Some(sec) = root.table("load", LOAD_KEYS)? else {
+        return Ok(None);
+    };
+    match sec.duration("expected_latency")? {
+        Some(d) if d.is_zero() || d > Duration::from_secs(3600) => Err(sec.fail(
+            "expected_latency",
+            format!("expected a duration between 1µs and 1h, got {}", show(d)),
+        )),
+        d => Ok(d),
+    }
 }
 
 fn in_range(sec: &Section<'_, '_>, key: &str, n: u64, max: u32) -> Result<u32, Fail> {

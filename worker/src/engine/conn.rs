@@ -60,6 +60,10 @@ pub struct Pool {
     pub rec: RefCell<Recorder>,
     notify: Notify,
     idle: Cell<usize>,
+    /// Idle connections woken for a queued job that have not taken it yet
+    /// (the scheduler runs on their thread, so they take it only once it
+    /// yields): those queued jobs have a connection.
+    promised: Cell<usize>,
     open: Cell<usize>,
     max_conns: usize,
     /// Requests in flight on one connection (HTTP/2 streams, pipelined
@@ -103,6 +107,7 @@ impl Pool {
             rec: RefCell::new(Recorder::new(checkers.len())),
             notify: Notify::new(),
             idle: Cell::new(0),
+            promised: Cell::new(0),
             open: Cell::new(0),
             max_conns,
             per_conn: per_conn.max(1),
@@ -132,12 +137,22 @@ impl Pool {
         let idle = self.idle.get();
         if idle > 0 {
             self.idle.set(idle - 1);
+            self.promised.set(self.promised.get() + 1);
             self.notify.notify_one();
         } else if self.open.get() < self.max_conns {
             self.open.set(self.open.get() + 1);
             (self.open_one)(self);
         }
         // Otherwise every connection is busy; the first to finish takes it.
+    }
+
+    /// Whether requests are waiting for a connection with every connection
+    /// open and busy: the pool, not the in-flight cap, holds them back
+    /// (see `DropCause::ConnectionsBusy`). While the pool is still growing,
+    /// each queued job has a connection opening for it.
+    #[inline]
+    pub fn waiting_for_connection(&self) -> bool {
+        self.open.get() >= self.max_conns && self.queue.borrow().len() > self.promised.get()
     }
 
     /// Connections currently open (or opening).
@@ -149,6 +164,7 @@ impl Pool {
     pub fn stop(&self) {
         self.stopping.set(true);
         self.idle.set(0);
+        self.promised.set(0);
         self.notify.notify_waiters();
     }
 
@@ -169,6 +185,7 @@ impl Pool {
             }
             self.idle.set(self.idle.get() + 1);
             self.notify.notified().await;
+            self.promised.set(self.promised.get().saturating_sub(1));
         }
     }
 

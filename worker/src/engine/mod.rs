@@ -6,9 +6,13 @@
 //! *scheduled* time, and never waits for replies (open model). Latency is
 //! measured from that scheduled time, so a stalled target shows in the
 //! latency of every request that was due during the stall (coordinated
-//! omission corrected, as wrk2 and Hyperfoil do). A request due while the
-//! worker already has `max_in_flight` outstanding is counted as dropped,
-//! never silently skipped.
+//! omission corrected, as wrk2 and Hyperfoil do). A request is counted as
+//! dropped, never silently skipped, with its cause ([`DropCause`]): due
+//! while the worker already has `max_in_flight` outstanding (the cause is
+//! `connections_busy` when requests are queued for a connection with every
+//! connection busy, else `max_in_flight`), or reached by the scheduler more
+//! than a second (or the timeout, when shorter) past due: `behind_schedule`,
+//! the generator did not get the CPU in time.
 //!
 //! - [`conn`]: the job queue and the connection pool. The pool knows no
 //!   protocol: it opens connections of a [`conn::Client`], chosen once per
@@ -47,7 +51,8 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{sleep_until, Instant};
 use volley_plan::model::CompiledRequest;
-use volley_plan::{Plan, Protocol, RateCurve, RequestMix, Share, ShareSchedule};
+use volley_plan::outcome::BEHIND_SCHEDULE_LIMIT;
+use volley_plan::{DropCause, Plan, Protocol, RateCurve, RequestMix, Share, ShareSchedule};
 
 /// Longest the scheduler sleeps, so a stop request is seen quickly even in a
 /// stage with no traffic.
@@ -177,6 +182,10 @@ async fn run(
     };
     let max_in_flight = u64::from(plan.load.max_in_flight);
     let timeout = plan.target.timeout;
+    // Past this, an arrival the scheduler only now reaches is dropped: the
+    // generator, not the target, made it late (and past the timeout it
+    // could only have timed out).
+    let behind_limit = BEHIND_SCHEDULE_LIMIT.min(timeout);
     let weights: Vec<u32> = plan.target.requests.iter().map(|r| r.weight).collect();
     let mix = RequestMix::new(&weights);
     let curve = RateCurve::new(&plan.stages);
@@ -241,8 +250,12 @@ async fn run(
             let tag = Tag::new(t as u32, mix.pick(k) as u16);
             let mut rec = sh.rec.borrow_mut();
             rec.intended(tag);
-            if rec.totals.outstanding() > max_in_flight {
-                rec.dropped(tag);
+            let at_cap = rec.totals.outstanding() > max_in_flight;
+            let late = now.saturating_duration_since(due);
+            // The queue is looked at only when the cap is reached.
+            let queued = at_cap && sh.waiting_for_connection();
+            if let Some(cause) = DropCause::classify(late, behind_limit, at_cap, queued) {
+                rec.dropped(tag, cause);
             } else {
                 drop(rec);
                 let stage = if uses_stage {
@@ -287,8 +300,9 @@ async fn run(
     if aborted {
         let jobs = sh.clear_queue();
         let mut rec = sh.rec.borrow_mut();
+        // They were waiting for a connection.
         for job in jobs {
-            rec.dropped(job.tag);
+            rec.dropped(job.tag, DropCause::ConnectionsBusy);
         }
     }
     let grace = if aborted {

@@ -12,6 +12,7 @@
 use super::outcome::ErrorKind;
 use std::collections::VecDeque;
 use std::time::Duration;
+use volley_plan::{DropCause, DropCounts};
 use volley_proto::histogram::{self, Hist};
 
 /// Counters and histograms of one second.
@@ -22,6 +23,8 @@ pub struct IntervalData {
     pub sent: u64,
     pub ok: u64,
     pub dropped: u64,
+    /// `dropped` by cause: they add up to it exactly.
+    pub drops: DropCounts,
     pub errors: [u64; ErrorKind::COUNT],
     /// (HTTP status, count) for failing statuses.
     pub status_codes: Vec<(u32, u64)>,
@@ -81,6 +84,7 @@ impl IntervalData {
             sent: 0,
             ok: 0,
             dropped: 0,
+            drops: DropCounts::default(),
             errors: [0; ErrorKind::COUNT],
             status_codes: Vec::new(),
             grpc_codes: Vec::new(),
@@ -211,9 +215,10 @@ impl Recorder {
     }
 
     #[inline]
-    pub fn dropped(&mut self, tag: Tag) {
+    pub fn dropped(&mut self, tag: Tag, cause: DropCause) {
         let d = self.at(tag.second);
         d.dropped += 1;
+        d.drops[cause] += 1;
         if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
             r.dropped += 1;
         }
@@ -337,7 +342,7 @@ mod tests {
             r.sent(a);
         }
         r.intended(b);
-        r.dropped(b);
+        r.dropped(b, DropCause::MaxInFlight);
         r.intended(b);
         r.sent(b);
         r.ok(a, Duration::from_millis(1), Duration::from_millis(1));
@@ -359,6 +364,95 @@ mod tests {
         );
         assert_eq!(ra.latency.len(), 2);
         assert_eq!(ra.intended + rb.intended, d.intended);
+    }
+
+    #[test]
+    fn drops_count_by_cause_in_their_scheduled_second_and_add_up() {
+        let mut r = Recorder::new(2);
+        let causes = [
+            (T0, DropCause::ConnectionsBusy),
+            (Tag::new(0, 1), DropCause::ConnectionsBusy),
+            (T0, DropCause::MaxInFlight),
+            (T1, DropCause::BehindSchedule),
+            (T1, DropCause::MaxInFlight),
+        ];
+        for (tag, cause) in causes {
+            r.intended(tag);
+            r.dropped(tag, cause);
+        }
+        let closed = r.close(2, false);
+        let (s0, s1) = (&closed[0], &closed[1]);
+        assert_eq!(
+            (
+                s0.drops[DropCause::ConnectionsBusy],
+                s0.drops[DropCause::MaxInFlight],
+                s0.drops[DropCause::BehindSchedule]
+            ),
+            (2, 1, 0)
+        );
+        assert_eq!(
+            (
+                s1.drops[DropCause::MaxInFlight],
+                s1.drops[DropCause::BehindSchedule]
+            ),
+            (1, 1)
+        );
+        for s in [s0, s1] {
+            assert_eq!(s.drops.total(), s.dropped);
+            assert_eq!(s.outstanding(), 0);
+        }
+        assert_eq!(
+            s0.requests.iter().map(|q| q.dropped).sum::<u64>(),
+            s0.dropped,
+            "per request definition, the same drops"
+        );
+    }
+
+    /// Whatever order outcomes arrive in, every second's causes add up to
+    /// its `dropped`, and so do its request definitions' drops.
+    #[test]
+    fn drop_causes_add_up_in_every_second_for_any_sequence() {
+        for seed in 0..200u64 {
+            let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let mut next = |n: u64| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (x >> 33) % n
+            };
+            let mut r = Recorder::new(3);
+            let mut dropped = 0;
+            for _ in 0..500 {
+                let tag = Tag::new(next(6) as u32, next(3) as u16);
+                r.intended(tag);
+                match next(5) {
+                    0..=2 => {
+                        r.dropped(tag, DropCause::ALL[next(3) as usize]);
+                        dropped += 1;
+                    }
+                    3 => {
+                        r.sent(tag);
+                        r.ok(tag, Duration::from_millis(1), Duration::from_millis(1));
+                    }
+                    _ => {
+                        r.sent(tag);
+                        r.error(tag, ErrorKind::Timeout, None);
+                    }
+                }
+            }
+            let closed = r.close(6, true);
+            for d in &closed {
+                assert_eq!(d.drops.total(), d.dropped, "seed {seed} second {}", d.index);
+                assert_eq!(
+                    d.requests.iter().map(|q| q.dropped).sum::<u64>(),
+                    d.dropped,
+                    "seed {seed}"
+                );
+            }
+            let mut all = DropCounts::default();
+            closed.iter().for_each(|d| all.add(&d.drops));
+            assert_eq!((all.total(), r.totals.dropped), (dropped, dropped));
+        }
     }
 
     #[test]
@@ -403,7 +497,7 @@ mod tests {
         for _ in 0..4 {
             r.intended(T0);
         }
-        r.dropped(T0);
+        r.dropped(T0, DropCause::BehindSchedule);
         for _ in 0..3 {
             r.sent(T0);
         }

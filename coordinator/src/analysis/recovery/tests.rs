@@ -20,6 +20,7 @@ fn sec(t: u32, p99: Option<f64>, errors: u64) -> IntervalReport {
         ok,
         errors,
         dropped: N - ok - errors,
+        drop_reasons: Default::default(),
         p50_ms: p99.map(|p| p / 2.0),
         p90_ms: None,
         p99_ms: p99,

@@ -290,6 +290,7 @@ fn second(stage: &str, intended: u64, ok: u64, errors: u64, p99: Option<f64>) ->
         ok,
         errors,
         dropped: intended - ok - errors,
+        drop_reasons: Default::default(),
         p50_ms: p99.map(|v| v / 4.0),
         p90_ms: None,
         p99_ms: p99,
@@ -352,6 +353,7 @@ fn abort_checks_skip_seconds_that_cannot_say() {
     // Nothing finished yet: wait. Everything failed: no latency is a fail.
     let pending = IntervalReport {
         dropped: 0,
+        drop_reasons: Default::default(),
         ..second("steady", 100, 0, 0, None)
     };
     assert_eq!(check_interval(&p("p99 < 100ms"), &pending), None);

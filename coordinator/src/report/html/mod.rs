@@ -101,6 +101,20 @@ fn target(t: &TargetInfo) -> String {
     )
 }
 
+/// Escaped text whose `` `quoted` `` parts are `<code>`.
+fn code_spans(s: &str) -> String {
+    s.split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{}</code>", esc(part))
+            } else {
+                esc(part)
+            }
+        })
+        .collect()
+}
+
 /// The banner: did the run pass, and what went wrong if not.
 fn verdict(o: &mut String, r: &Report) {
     let count = |s| r.thresholds.iter().filter(|t| t.status == s).count();
@@ -140,6 +154,9 @@ fn verdict(o: &mut String, r: &Report) {
         "<section class=\"verdict {class}\">{}",
         lines.join(" · ")
     );
+    if let Some(why) = super::drops::sentence(r) {
+        let _ = write!(o, "<p class=\"drops\">{}</p>", code_spans(&why));
+    }
     if !problems.is_empty() {
         o.push_str("<ul class=\"events\">");
         for e in problems {

@@ -512,6 +512,7 @@ impl<'a> Collector<'a> {
             intended: summary.intended,
             sent: m.acc.counts.sent,
             check_errors: m.acc.counts.by_kind[ErrorKind::Check],
+            drops: Some(pb::DropCounts::from(&m.acc.counts.drops)),
         };
         if let Some(st) = self.store.as_mut() {
             if let Err(e) = st.append_second(&s) {
@@ -673,6 +674,7 @@ mod tests {
             ok,
             errors,
             dropped: 0,
+            drop_reasons: Default::default(),
             p50_ms: None,
             p90_ms: None,
             p99_ms: None,
