@@ -309,18 +309,13 @@ pub fn read_seconds(data_dir: &Path, run_id: &str) -> Vec<pb::IntervalSummary> {
     out
 }
 
-/// Runs left `running` by a coordinator that died.
+/// Runs left `running` by a coordinator that died, oldest first.
 pub fn unfinished(data_dir: &Path) -> Vec<RunMeta> {
-    let Ok(entries) = std::fs::read_dir(data_dir.join("runs")) else {
-        return Vec::new();
-    };
-    let mut out: Vec<RunMeta> = entries
-        .filter_map(Result::ok)
-        .filter_map(|e| std::fs::read(e.path().join("run.json")).ok())
-        .filter_map(|b| serde_json::from_slice::<RunMeta>(&b).ok())
+    let mut out: Vec<RunMeta> = all_runs(data_dir)
+        .into_iter()
         .filter(|m| m.status == "running")
         .collect();
-    out.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+    out.reverse();
     out
 }
 
