@@ -48,7 +48,12 @@ fn assert_all_ok(r: &serde_json::Value, stats: &serde_json::Value, what: &str) {
         r["requests"],
         r["errors_by_kind"]
     );
-    assert_eq!(u(r, "requests.errors"), 0, "{what}: {}", r["errors_by_kind"]);
+    assert_eq!(
+        u(r, "requests.errors"),
+        0,
+        "{what}: {}",
+        r["errors_by_kind"]
+    );
     assert_eq!(u(r, "requests.dropped"), 0, "{what}: {}", r["requests"]);
     assert_eq!(u(stats, "ok"), 900, "{what}: target stats {stats}");
 }
