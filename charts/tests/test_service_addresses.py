@@ -12,9 +12,10 @@ own /etc/hosts is never touched.
 replaced every 20 requests. Each target counts what it answered
 (`GET /__volley/stats`): the two addresses must each get half of the traffic
 within 10 %. Mid-run a third address is added to the hosts file, as when the
-Service scales up: it must start receiving its share of the rest of the run.
-Every request must succeed: a replaced connection or a re-resolution never
-fails one.
+Service scales up: it must start receiving its share. Later the first one is
+removed, as when a pod goes away: once the name is resolved again it must get
+nothing more. Every request must succeed: a replaced connection or a
+re-resolution never fails one.
 
 Needs root and iproute2; without them it skips and says why, except under
 CI (CI=true), where it fails instead: CI runs as root.
@@ -40,8 +41,10 @@ PREFIX = "vs" + secrets.token_hex(3)[:5]
 NAME = "svc.volley.test"
 PORT = 8080
 RATE = 400  # req/s, whole run
-SECONDS = 12
+SECONDS = 15
 ADD_AT_S = 5  # when the third address appears
+REMOVE_AT_S = 10  # when the first one goes away
+SETTLE_S = 2.5  # re-resolution (1 s) and the connections on it finishing
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -138,14 +141,26 @@ duration = "{SECONDS}s"
     wait_for("traffic reached the targets",
              lambda: stats(client, targets[0])["requests"] > 0 or run.poll() is not None, 30, diagnostics)
     assert run.poll() is None, diagnostics()
-    time.sleep(max(0.0, started + ADD_AT_S - time.monotonic()))
-    before = [stats(client, t)["requests"] for t in targets]
+    def counts_at(at_s: float) -> list[int]:
+        time.sleep(max(0.0, started + at_s - time.monotonic()))
+        return [stats(client, t)["requests"] for t in targets]
+
+    before = counts_at(ADD_AT_S)
     assert before[2] == 0, f"the third address got traffic before it was resolvable: {before}"
     # The Service scales up. Appended in place: `ip netns exec` bind-mounted
     # this very file over the run's /etc/hosts, so a new file (a rename)
     # would not be seen; an append never shows a reader an empty file.
     with hosts_file.open("a") as f:
         f.write(f"{targets[2].ip} {NAME}\n")
+    three = counts_at(REMOVE_AT_S)
+    # A pod goes away: its line becomes a comment of the same length,
+    # written in place, so a reader sees the old file or the new one.
+    text = hosts_file.read_text()
+    line = f"{targets[0].ip} {NAME}\n"
+    gone = "#" * (len(line) - 1) + "\n"
+    with hosts_file.open("r+") as f:
+        f.write(text.replace(line, gone))
+    settled = counts_at(REMOVE_AT_S + SETTLE_S)
 
     try:
         rc = run.wait(timeout=SECONDS + 60)
@@ -166,11 +181,17 @@ duration = "{SECONDS}s"
         assert abs(before[i] - half) <= 0.1 * half, f"two addresses, uneven split: {before}"
 
     # The third: resolved within a second, it takes new connections until it
-    # has its share; over the rest of the run, at least 60 % of a fair third.
-    rest = [a - b for a, b in zip(after, before)]
-    fair = sum(rest) / 3
-    assert rest[2] >= 0.6 * fair, f"the new address got {rest[2]} of {sum(rest)} requests after it appeared: {rest}"
-    print(f"\nservice addresses: before {before}, after the third appeared {rest}, "
+    # has its share; while it is there, at least 60 % of a fair third.
+    added = [a - b for a, b in zip(three, before)]
+    fair = sum(added) / 3
+    assert added[2] >= 0.6 * fair, f"the new address got {added[2]} of {sum(added)} requests: {added}"
+
+    # The first, removed: nothing more once the name was resolved again and
+    # the requests on its connections were answered; the others take it all.
+    last = [a - b for a, b in zip(after, settled)]
+    assert last[0] == 0, f"a removed address still got requests: {last}"
+    assert last[1] > 0 and last[2] > 0, last
+    print(f"\nservice addresses: two {before}, three {added}, after removing the first {last}, "
           f"{req['ok']} ok of {req['intended']}")
 
 
