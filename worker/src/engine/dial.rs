@@ -12,12 +12,12 @@
 //! connections stay where they are: `load.connection_lifetime` and
 //! `load.max_requests_per_connection` ([`Lease`]) make them move.
 //!
-//! An address that refused a connection is avoided for [`AVOID`] while
-//! another one works (a name with an IPv6 and an IPv4 address and a target
-//! listening on one of them works as with one address). An address that
-//! drops out of the list takes no new request: its connections close once
-//! the requests on them are answered. A failed resolution keeps the last
-//! good list.
+//! An address that refused a connection (or did not accept it within
+//! [`ATTEMPT`]) is avoided for [`AVOID`] while another one works (a name
+//! with an IPv6 and an IPv4 address and a target listening on one of them
+//! works as with one address). An address that drops out of the list takes
+//! no new request: its connections close once the requests on them are
+//! answered. A failed resolution keeps the last good list.
 
 use super::net::{Connector, Io};
 use std::cell::{Cell, RefCell};
@@ -30,6 +30,11 @@ use tracing::{info, warn};
 
 /// How long an address that refused a connection is tried last.
 pub const AVOID: Duration = Duration::from_secs(5);
+/// How long one address has to accept (and finish the TLS handshake) when
+/// another is left to try: a pod that went away without a reset (its
+/// packets dropped) costs this, not the request's whole timeout. The last
+/// address has what is left of the request's timeout.
+pub const ATTEMPT: Duration = Duration::from_secs(2);
 
 /// One of the target's addresses and the connections to it.
 #[derive(Debug)]
@@ -187,11 +192,13 @@ impl Dialer {
     }
 
     /// Opens a connection to the best address, trying the others in order
-    /// when it is refused.
+    /// when it is refused or does not answer within [`ATTEMPT`].
     pub async fn connect(&self) -> io::Result<Link> {
         let now = Instant::now();
         let mut failed = None;
-        for slot in self.addrs.ranked(now) {
+        let ranked = self.addrs.ranked(now);
+        let last = ranked.len().saturating_sub(1);
+        for (i, slot) in ranked.into_iter().enumerate() {
             // Counted before the connect completes, so connections opened
             // at the same moment spread too.
             slot.live.set(slot.live.get() + 1);
@@ -200,7 +207,15 @@ impl Dialer {
                 left: self.renewal.max_requests.unwrap_or(u32::MAX),
                 slot,
             };
-            match self.connector.connect(lease.slot.addr).await {
+            let attempt = self.connector.connect(lease.slot.addr);
+            let result = if i < last {
+                tokio::time::timeout(ATTEMPT, attempt)
+                    .await
+                    .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+            } else {
+                attempt.await
+            };
+            match result {
                 Ok(io) => {
                     lease.slot.avoid_until.set(None);
                     return Ok(Link { io, lease });
