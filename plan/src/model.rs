@@ -32,6 +32,16 @@ pub const MAX_PER_CONNECTION: u32 = 10_000;
 /// Most connections / in-flight requests per worker.
 pub const MAX_CONNECTIONS: u32 = 65_536;
 pub const MAX_IN_FLIGHT: u32 = 1_000_000;
+/// Shortest and longest time between two resolutions of the target's host
+/// name (`load.resolve_every`).
+pub const MIN_RESOLVE_EVERY: Duration = Duration::from_millis(100);
+pub const MAX_RESOLVE_EVERY: Duration = Duration::from_secs(86_400);
+/// Default `load.resolve_every`: a Service's new pods are used within half
+/// a minute.
+pub const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(30);
+/// Shortest and longest `load.connection_lifetime`.
+pub const MIN_CONNECTION_LIFETIME: Duration = Duration::from_millis(10);
+pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(86_400);
 
 /// A complete, validated description of what to send and when.
 #[derive(Debug, Clone, PartialEq)]
@@ -195,6 +205,17 @@ pub struct Load {
     pub max_in_flight: u32,
     pub arrival: Arrival,
     pub seed: u64,
+    /// How often the target's host name is resolved again, so new
+    /// addresses (the pods behind a headless Service) get connections;
+    /// `None`: never, the addresses found at the start are kept.
+    pub resolve_every: Option<Duration>,
+    /// A connection older than this takes no new request: it is closed
+    /// once the ones on it are answered, and a new one (to whichever
+    /// address has the fewest) replaces it. `None`: kept while it works.
+    pub connection_lifetime: Option<Duration>,
+    /// A connection takes at most this many requests, then is replaced the
+    /// same way. `None`: no limit.
+    pub max_requests_per_connection: Option<u32>,
 }
 
 impl Default for Load {
@@ -205,6 +226,9 @@ impl Default for Load {
             max_in_flight: 10_000,
             arrival: Arrival::Uniform,
             seed: 0,
+            resolve_every: Some(DEFAULT_RESOLVE_EVERY),
+            connection_lifetime: None,
+            max_requests_per_connection: None,
         }
     }
 }
@@ -317,6 +341,28 @@ impl Plan {
             return Err(PlanError::new(
                 "load.max_in_flight",
                 format!("expected 1..={MAX_IN_FLIGHT}, got {}", l.max_in_flight),
+            ));
+        }
+        if let Some(d) = l.resolve_every {
+            if !(MIN_RESOLVE_EVERY..=MAX_RESOLVE_EVERY).contains(&d) {
+                return Err(PlanError::new(
+                    "load.resolve_every",
+                    format!("expected a duration between 100ms and 24h, or never, got {d:?}"),
+                ));
+            }
+        }
+        if let Some(d) = l.connection_lifetime {
+            if !(MIN_CONNECTION_LIFETIME..=MAX_CONNECTION_LIFETIME).contains(&d) {
+                return Err(PlanError::new(
+                    "load.connection_lifetime",
+                    format!("expected a duration between 10ms and 24h, got {d:?}"),
+                ));
+            }
+        }
+        if l.max_requests_per_connection == Some(0) {
+            return Err(PlanError::new(
+                "load.max_requests_per_connection",
+                "expected an integer of at least 1, got 0",
             ));
         }
         if self.stages.is_empty() {
@@ -794,6 +840,25 @@ mod tests {
     #[test]
     fn a_sane_plan_validates() {
         plan().validate().unwrap();
+    }
+
+    #[test]
+    fn connection_renewal_and_resolution_settings_are_bounded() {
+        let mut p = plan();
+        p.load.resolve_every = Some(Duration::from_millis(10));
+        assert_eq!(p.validate().unwrap_err().field, "load.resolve_every");
+        p.load.resolve_every = None;
+        p.validate().unwrap();
+        p.load.connection_lifetime = Some(Duration::ZERO);
+        assert_eq!(p.validate().unwrap_err().field, "load.connection_lifetime");
+        p.load.connection_lifetime = Some(Duration::from_secs(5));
+        p.load.max_requests_per_connection = Some(0);
+        assert_eq!(
+            p.validate().unwrap_err().field,
+            "load.max_requests_per_connection"
+        );
+        p.load.max_requests_per_connection = Some(1);
+        p.validate().unwrap();
     }
 
     #[test]

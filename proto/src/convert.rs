@@ -31,6 +31,15 @@ impl From<&Request> for pb::Request {
     }
 }
 
+/// An optional duration on the wire: 0 is none.
+fn nanos(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn duration(nanos: u64) -> Option<Duration> {
+    Some(Duration::from_nanos(nanos)).filter(|d| !d.is_zero())
+}
+
 fn pairs(list: &[(String, String)]) -> Vec<pb::Header> {
     list.iter()
         .map(|(name, value)| pb::Header {
@@ -144,6 +153,9 @@ impl From<&Plan> for pb::Plan {
                 max_in_flight: p.load.max_in_flight,
                 arrival: p.load.arrival.as_str().to_string(),
                 seed: p.load.seed,
+                resolve_every_nanos: nanos(p.load.resolve_every),
+                connection_lifetime_nanos: nanos(p.load.connection_lifetime),
+                max_requests_per_connection: p.load.max_requests_per_connection.unwrap_or(0),
             }),
             stages: p
                 .stages
@@ -221,6 +233,9 @@ pub fn plan_from_wire(p: pb::Plan, files: DataFiles<'_>) -> Result<Plan, PlanErr
                     PlanError::new("load.arrival", format!("unknown arrival {:?}", l.arrival))
                 })?,
                 seed: l.seed,
+                resolve_every: duration(l.resolve_every_nanos),
+                connection_lifetime: duration(l.connection_lifetime_nanos),
+                max_requests_per_connection: Some(l.max_requests_per_connection).filter(|&n| n > 0),
             },
             stages: p
                 .stages
@@ -391,6 +406,9 @@ mod tests {
                 max_in_flight: 100,
                 arrival: Arrival::Poisson,
                 seed: 9,
+                resolve_every: Some(Duration::from_secs(2)),
+                connection_lifetime: Some(Duration::from_millis(1500)),
+                max_requests_per_connection: Some(10),
             },
             stages: vec![Stage {
                 name: "ramp".into(),

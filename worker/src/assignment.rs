@@ -32,8 +32,8 @@ pub async fn prepare(
     let parts = volley_plan::model::url_parts(&plan.target.url)
         .ok_or_else(|| format!("bad target URL {:?}", plan.target.url))?;
     let authority = format!("{}:{}", parts.host, parts.port);
-    let addr = resolve(&authority).await?;
-    probe(&plan.target, addr).await?;
+    let addrs = resolve(&authority).await?;
+    probe_any(&plan.target, &addrs).await?;
     if !share_from.is_finite() || share_from < 0.0 {
         return Err(format!("bad share start {share_from}"));
     }
@@ -41,7 +41,7 @@ pub async fn prepare(
         plan,
         share,
         share_from,
-        addr,
+        addrs,
         worker_id: worker_id.to_owned(),
     };
     // Builds the requests once here too, so one the engine could not send
@@ -50,19 +50,44 @@ pub async fn prepare(
     Ok(setup)
 }
 
-async fn resolve(authority: &str) -> Result<SocketAddr, String> {
-    tokio::net::lookup_host(authority)
+/// Every address `authority` resolves to, in order, without duplicates.
+async fn resolve(authority: &str) -> Result<Vec<SocketAddr>, String> {
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for a in tokio::net::lookup_host(authority)
         .await
         .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority} resolves to no address"))
+    {
+        if !addrs.contains(&a) {
+            addrs.push(a);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(format!("{authority} resolves to no address"));
+    }
+    Ok(addrs)
+}
+
+/// Probes the addresses in order until one accepts: the target is reachable
+/// when one of them is (a name with IPv6 and IPv4 addresses, a Service with
+/// one pod not ready yet). The error names the first address.
+async fn probe_any(target: &Target, addrs: &[SocketAddr]) -> Result<(), String> {
+    let mut first = None;
+    for &addr in addrs {
+        match probe(target, addr).await {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.unwrap_or_else(|| format!("target {} has no address", target.url)))
 }
 
 /// Makes the same connect (and TLS handshake) the engine will make, so a
 /// wrong address or certificate fails the run before any load starts.
 async fn probe(target: &Target, addr: SocketAddr) -> Result<(), String> {
-    let connector = engine::net::Connector::new(target, addr)?;
-    match tokio::time::timeout(PROBE_TIMEOUT, connector.connect()).await {
+    let connector = engine::net::Connector::new(target)?;
+    match tokio::time::timeout(PROBE_TIMEOUT, connector.connect(addr)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => {
             let what = if connector.is_tls() {

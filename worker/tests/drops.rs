@@ -65,7 +65,7 @@ async fn run(plan: Plan, addr: SocketAddr, start: Instant) -> Outcome {
         plan,
         share: Share::whole(),
         share_from: 0.0,
-        addr,
+        addrs: vec![addr],
         worker_id: "w1".into(),
     };
     let _handle = engine::start(setup, start, tx).unwrap();

@@ -82,7 +82,7 @@ async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
         plan,
         share: Share::whole(),
         share_from: 0.0,
-        addr,
+        addrs: vec![addr],
         worker_id: "w1".into(),
     };
     let _handle = engine::start(setup, Instant::now(), tx).unwrap();

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use volley_plan::model::{
-    MAX_CONNECTIONS, MAX_IN_FLIGHT, MAX_PER_CONNECTION, MAX_RPS, MAX_STAGE, MAX_STAGES,
+    MAX_CONNECTIONS, MAX_CONNECTION_LIFETIME, MAX_IN_FLIGHT, MAX_PER_CONNECTION, MAX_RESOLVE_EVERY,
+    MAX_RPS, MAX_STAGE, MAX_STAGES, MIN_CONNECTION_LIFETIME, MIN_RESOLVE_EVERY,
 };
 use volley_plan::{Arrival, Load, Protocol, Stage};
 
@@ -19,6 +20,9 @@ const LOAD_KEYS: &[&str] = &[
     "arrival",
     "seed",
     "expected_latency",
+    "resolve_every",
+    "connection_lifetime",
+    "max_requests_per_connection",
 ];
 const STAGE_KEYS: &[&str] = &["name", "duration", "rate", "from", "to", "burst"];
 const MAX_NAME: usize = 64;
@@ -75,6 +79,33 @@ pub(super) fn load(root: &Section<'_, '_>, protocol: Protocol) -> Result<Load, F
     }
     if let Some(seed) = sec.uint("seed")? {
         load.seed = seed;
+    }
+    if sec.str("resolve_every").ok().flatten() == Some("never") {
+        load.resolve_every = None;
+    } else if let Some(d) = sec.duration("resolve_every")? {
+        if !(MIN_RESOLVE_EVERY..=MAX_RESOLVE_EVERY).contains(&d) {
+            return Err(sec.fail(
+                "resolve_every",
+                format!(
+                    "expected a duration between 100ms and 24h, or \"never\", got {}",
+                    show(d)
+                ),
+            ));
+        }
+        load.resolve_every = Some(d);
+    }
+    if let Some(d) = sec.duration("connection_lifetime")? {
+        if !(MIN_CONNECTION_LIFETIME..=MAX_CONNECTION_LIFETIME).contains(&d) {
+            return Err(sec.fail(
+                "connection_lifetime",
+                format!("expected a duration between 10ms and 24h, got {}", show(d)),
+            ));
+        }
+        load.connection_lifetime = Some(d);
+    }
+    if let Some(n) = sec.uint("max_requests_per_connection")? {
+        load.max_requests_per_connection =
+            Some(in_range(&sec, "max_requests_per_connection", n, u32::MAX)?);
     }
     Ok(load)
 }

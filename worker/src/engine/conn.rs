@@ -15,7 +15,7 @@
 
 use super::check::Failure;
 use super::deadline::Deadlines;
-use super::net::Connector;
+use super::dial::Dialer;
 use super::outcome::ErrorKind;
 use super::recorder::{Recorder, Tag};
 use super::render::Renderer;
@@ -73,7 +73,8 @@ pub struct Pool {
     /// Spawns a connection of the run's client; called only when the pool
     /// grows (at most `max_conns` times while connections stay up).
     open_one: Open,
-    pub connector: Connector,
+    /// Opens connections, each to the least used of the target's addresses.
+    pub dialer: Dialer,
     pub timeout: Duration,
     /// Every connection's request deadline, swept by the scheduler.
     pub deadlines: Deadlines,
@@ -87,7 +88,7 @@ impl Pool {
     /// A pool whose connections are `client`'s.
     pub fn new<C: Client>(
         client: C,
-        connector: Connector,
+        dialer: Dialer,
         timeout: Duration,
         max_conns: usize,
         per_conn: usize,
@@ -113,7 +114,7 @@ impl Pool {
             per_conn: per_conn.max(1),
             stopping: Cell::new(false),
             open_one,
-            connector,
+            dialer,
             timeout,
             deadlines: Deadlines::default(),
             renderer,

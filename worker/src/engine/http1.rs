@@ -14,7 +14,7 @@
 use super::check::{self, BodyKeeper, Failure};
 use super::conn::{Client, Job, Pool};
 use super::deadline::Deadline;
-use super::net::Io;
+use super::dial::Link;
 use super::outcome::{is_reset, ErrorKind};
 use super::render::{clean_header_value, escape_path};
 use std::io::{self, Write};
@@ -279,7 +279,7 @@ impl Templated {
 /// One keep-alive connection: sends queued jobs one at a time until the pool
 /// stops.
 async fn connection(sh: &Pool, prepared: &[Prepared]) {
-    let mut stream: Option<Io> = None;
+    let mut stream: Option<Link> = None;
     let mut reader = Reader::default();
     // Where templated requests are rendered (empty for static ones).
     let mut out = Vec::new();
@@ -308,7 +308,7 @@ async fn connection(sh: &Pool, prepared: &[Prepared]) {
 
 /// A connection's state that outlives one request.
 struct Conn<'a> {
-    stream: &'a mut Option<Io>,
+    stream: &'a mut Option<Link>,
     reader: &'a mut Reader,
     timer: &'a Deadline,
 }
@@ -334,10 +334,15 @@ async fn serve(
     let deadline = start + sh.timeout;
     let mut retried = false;
     let mut counted_sent = false;
+    // A connection past its lifetime (or whose address is gone) is closed
+    // before it takes this request.
+    if stream.as_ref().is_some_and(|l| l.lease.worn(start)) {
+        *stream = None;
+    }
     loop {
         let reused = stream.is_some();
         if stream.is_none() {
-            match timeout_at(deadline, sh.connector.connect()).await {
+            match timeout_at(deadline, sh.dialer.connect()).await {
                 Ok(Ok(s)) => {
                     *stream = Some(s);
                     *reader = Reader::default();
@@ -348,7 +353,9 @@ async fn serve(
                 }
             }
         }
-        let Some(s) = stream.as_mut() else { return };
+        let Some(link) = stream.as_mut() else { return };
+        link.lease.take();
+        let s = &mut link.io;
         if !counted_sent {
             sh.rec.borrow_mut().sent(job.tag);
             counted_sent = true;
@@ -367,7 +374,10 @@ async fn serve(
         match result {
             Ok(Ok(info)) => {
                 sh.complete(&job, info.verdict, now, send);
-                if info.close {
+                // Replaced after the response that reaches its limit
+                // (`load.max_requests_per_connection`, `connection_lifetime`):
+                // nothing is on it, so nothing fails.
+                if info.close || stream.as_ref().is_some_and(|l| l.lease.worn(now)) {
                     *stream = None;
                 }
                 return;

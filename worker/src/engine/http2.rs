@@ -22,6 +22,7 @@
 use super::check::{self, BodyKeeper, Failure};
 use super::conn::{Client, Job, Pool};
 use super::deadline::Deadline;
+use super::dial::{Dialer, Lease, Link};
 use super::net::{Connector, Io};
 use super::outcome::ErrorKind;
 use super::recorder::Status;
@@ -230,6 +231,10 @@ fn grpc_frame(out: &mut Vec<u8>, message: impl FnOnce(&mut Vec<u8>)) -> Result<(
 /// One HTTP/2 connection and how busy it is.
 struct Conn {
     send: SendRequest<Bytes>,
+    /// When it stops taking streams. Dropping `send` with it closes the
+    /// connection gracefully: h2 lets the streams still open finish, then
+    /// sends GOAWAY.
+    lease: Lease,
     /// Streams of ours in flight.
     active: Rc<Cell<usize>>,
     /// Signalled when a stream ends or the connection breaks.
@@ -238,8 +243,8 @@ struct Conn {
     broken: Rc<Cell<bool>>,
 }
 
-async fn open(connector: &Connector) -> Result<Conn, String> {
-    let io = connector.connect().await.map_err(|e| e.to_string())?;
+async fn open(dialer: &Dialer) -> Result<Conn, String> {
+    let Link { io, lease } = dialer.connect().await.map_err(|e| e.to_string())?;
     if !Connector::negotiated_h2(&io) {
         return Err("the server did not agree to HTTP/2 (ALPN h2)".into());
     }
@@ -261,6 +266,7 @@ async fn open(connector: &Connector) -> Result<Conn, String> {
     });
     Ok(Conn {
         send,
+        lease,
         active: Rc::new(Cell::new(0)),
         room,
         broken,
@@ -294,6 +300,13 @@ async fn connection(sh: &Rc<Pool>, requests: &Requests) {
             continue;
         }
         let deadline = now + sh.timeout;
+        // A worn connection (`load.max_requests_per_connection`,
+        // `connection_lifetime`, its address gone) opens no new stream: it
+        // is dropped here, its streams finish on their own, and a new one
+        // takes this request.
+        if conn.as_ref().is_some_and(|c| c.lease.worn(now)) {
+            conn = None;
+        }
         // A connection the server closed (GOAWAY after its request limit,
         // idle timeout) is replaced once, as HTTP clients do.
         let mut attempts = 0;
@@ -303,7 +316,7 @@ async fn connection(sh: &Rc<Pool>, requests: &Requests) {
                 conn = None;
             }
             if conn.is_none() {
-                match timeout_at(deadline, open(&sh.connector)).await {
+                match timeout_at(deadline, open(&sh.dialer)).await {
                     Ok(Ok(c)) => conn = Some(c),
                     Ok(Err(_)) | Err(_) => {
                         sh.fail(&job, ErrorKind::Connect);
@@ -313,7 +326,14 @@ async fn connection(sh: &Rc<Pool>, requests: &Requests) {
             }
             let Some(c) = conn.as_mut() else { break };
             match start(sh, requests, c, job, deadline, &timer).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    // That was its last request: let it go now rather
+                    // than wait for room on it.
+                    if conn.as_ref().is_some_and(|c| c.lease.worn(now)) {
+                        conn = None;
+                    }
+                    break;
+                }
                 Err(Started::Timeout) => {
                     sh.fail(&job, ErrorKind::Timeout);
                     break;
@@ -377,6 +397,7 @@ async fn start(
     }
     let sent = Instant::now();
     sh.rec.borrow_mut().sent(job.tag);
+    c.lease.take();
     c.active.set(c.active.get() + 1);
     let (sh, active, room, grpc) = (sh.clone(), c.active.clone(), c.room.clone(), requests.grpc);
     tokio::task::spawn_local(async move {

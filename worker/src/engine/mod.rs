@@ -21,6 +21,10 @@
 //!   `Client` per protocol (its prepared requests, connection loop and
 //!   codec); they depend on `conn`, never on each other.
 //! - [`net`]: connecting, TLS.
+//! - [`dial`]: which of the target's addresses a new connection goes to
+//!   (the name resolved again every `load.resolve_every`), and when a
+//!   connection is replaced (`connection_lifetime`,
+//!   `max_requests_per_connection`).
 //! - [`render`]: the per-arrival context of templated requests.
 //! - [`check`]: the order response checks are judged in, and what is kept
 //!   of a reply body for them.
@@ -32,6 +36,7 @@
 pub mod check;
 pub mod conn;
 pub mod deadline;
+pub mod dial;
 pub mod http1;
 pub mod http2;
 pub mod net;
@@ -81,7 +86,9 @@ pub struct EngineSetup {
     /// Seconds after t = 0 from which the share applies (0: from the start;
     /// later for a worker joining a run under way).
     pub share_from: f64,
-    pub addr: SocketAddr,
+    /// What the target's host name resolved to (at least one address);
+    /// resolved again during the run every `load.resolve_every`.
+    pub addrs: Vec<SocketAddr>,
     /// This worker's id, what `{{worker}}` writes.
     pub worker_id: String,
 }
@@ -155,6 +162,10 @@ pub fn start(
                 &rt,
                 run(setup, Instant::from_std(start), stop2, controls, events),
             );
+            // A resolution still running (a slow DNS server) does not hold
+            // the thread.
+            drop(local);
+            rt.shutdown_timeout(Duration::from_millis(100));
         })?;
     Ok(EngineHandle {
         stop,
@@ -180,6 +191,14 @@ async fn run(
             return;
         }
     };
+    if let Some(every) = plan.load.resolve_every {
+        if let Some(parts) = volley_plan::model::url_parts(&plan.target.url) {
+            if dial::is_name(&parts.host) {
+                let authority = format!("{}:{}", parts.host, parts.port);
+                tokio::task::spawn_local(dial::refresh(sh.dialer.addrs.clone(), authority, every));
+            }
+        }
+    }
     let max_in_flight = u64::from(plan.load.max_in_flight);
     let timeout = plan.target.timeout;
     // Past this, an arrival the scheduler only now reaches is dropped: the
@@ -372,9 +391,20 @@ fn pool<C: Client>(
     let plan = &setup.plan;
     let renderer = render::Renderer::new(plan, &setup.worker_id, &compiled);
     let checkers = compiled.into_iter().map(|c| c.checker).collect();
+    if setup.addrs.is_empty() {
+        return Err("the target resolves to no address".into());
+    }
+    let renewal = dial::Renewal {
+        lifetime: plan.load.connection_lifetime,
+        max_requests: plan.load.max_requests_per_connection,
+    };
     Ok(Pool::new(
         client,
-        net::Connector::new(&plan.target, setup.addr)?,
+        dial::Dialer::new(
+            net::Connector::new(&plan.target)?,
+            dial::Addresses::new(&setup.addrs),
+            renewal,
+        ),
         plan.target.timeout,
         plan.load.connections as usize,
         per_conn,

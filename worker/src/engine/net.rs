@@ -92,17 +92,17 @@ impl AsyncWrite for Io {
     }
 }
 
-/// Where and how to connect: resolved once per engine.
+/// How to connect to the target (TLS or not); which address is the
+/// caller's (`dial::Dialer` in the engine).
 #[derive(Clone)]
 pub struct Connector {
-    pub addr: SocketAddr,
     tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 impl Connector {
-    /// A connector for `target` at `addr` (already resolved). Fails when the
-    /// TLS settings are unusable (no CA certificate in `tls_ca`).
-    pub fn new(target: &Target, addr: SocketAddr) -> Result<Connector, String> {
+    /// A connector for `target`. Fails when the TLS settings are unusable
+    /// (no CA certificate in `tls_ca`).
+    pub fn new(target: &Target) -> Result<Connector, String> {
         let parts =
             url_parts(&target.url).ok_or_else(|| format!("bad target URL {:?}", target.url))?;
         let tls = if parts.tls {
@@ -113,16 +113,16 @@ impl Connector {
         } else {
             None
         };
-        Ok(Connector { addr, tls })
+        Ok(Connector { tls })
     }
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
 
-    /// Opens one connection (and completes the TLS handshake).
-    pub async fn connect(&self) -> io::Result<Io> {
-        let tcp = TcpStream::connect(self.addr).await?;
+    /// Opens one connection to `addr` (and completes the TLS handshake).
+    pub async fn connect(&self, addr: SocketAddr) -> io::Result<Io> {
+        let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         match &self.tls {
             None => Ok(Io::Plain(tcp)),

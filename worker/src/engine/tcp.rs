@@ -21,7 +21,7 @@
 
 use super::check::{BodyKeeper, Failure};
 use super::conn::{Client, Job, Pool};
-use super::net::Io;
+use super::dial::Link;
 use super::outcome::{is_reset, ErrorKind};
 use std::collections::VecDeque;
 use std::io;
@@ -212,7 +212,7 @@ impl Client for Frames {
 /// them in one go, and completes them as replies arrive, until the pool
 /// stops.
 async fn connection(sh: &Pool, frames: &Frames) {
-    let mut stream: Option<Io> = None;
+    let mut stream: Option<Link> = None;
     let mut reader = FrameReader::default();
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut flight: VecDeque<Outstanding> = VecDeque::with_capacity(sh.per_conn);
@@ -230,8 +230,13 @@ async fn connection(sh: &Pool, frames: &Frames) {
             if sh.expired(&job, now) {
                 continue;
             }
+            // Nothing is on the wire: a worn connection (see the top-up
+            // below) is replaced here.
+            if stream.as_ref().is_some_and(|l| l.lease.worn(now)) {
+                stream = None;
+            }
             if stream.is_none() {
-                match timeout_at(now + sh.timeout, sh.connector.connect()).await {
+                match timeout_at(now + sh.timeout, sh.dialer.connect()).await {
                     Ok(Ok(s)) => {
                         stream = Some(s);
                         reader = FrameReader::default();
@@ -242,16 +247,26 @@ async fn connection(sh: &Pool, frames: &Frames) {
                     }
                 }
             }
+            if let Some(link) = stream.as_mut() {
+                link.lease.take();
+            }
             flight.push_back(Outstanding { job, sent: now });
         }
         let now = Instant::now();
+        // A worn connection (`load.max_requests_per_connection`,
+        // `connection_lifetime`, its address gone) takes no more messages:
+        // the ones on it finish, then it is replaced above.
         while flight.len() < sh.per_conn {
+            let Some(link) = stream.as_mut().filter(|l| !l.lease.worn(now)) else {
+                break;
+            };
             let Some(job) = sh.try_job() else { break };
             if !sh.expired(&job, now) {
+                link.lease.take();
                 flight.push_back(Outstanding { job, sent: now });
             }
         }
-        let Some(s) = stream.as_mut() else {
+        let Some(link) = stream.as_mut() else {
             fail_all(sh, &mut flight, ErrorKind::Reset);
             continue;
         };
@@ -266,7 +281,9 @@ async fn connection(sh: &Pool, frames: &Frames) {
                 }
             }
             let deadline = flight.front().map_or(now, |o| o.sent) + sh.timeout;
-            let wrote = timer.run(&sh.deadlines, deadline, s.write_all(&out)).await;
+            let wrote = timer
+                .run(&sh.deadlines, deadline, link.io.write_all(&out))
+                .await;
             out.clear();
             match wrote {
                 Ok(Ok(())) => {}
@@ -294,7 +311,7 @@ async fn connection(sh: &Pool, frames: &Frames) {
         let deadline = oldest.sent + sh.timeout;
         reader.keep = keeps_payload(sh, oldest);
         let failed = match timer
-            .run(&sh.deadlines, deadline, reader.read_frame(s))
+            .run(&sh.deadlines, deadline, reader.read_frame(&mut link.io))
             .await
         {
             Ok(Ok(len)) => {

@@ -216,6 +216,36 @@ fn load_settings() {
         "between 1 and 1000000",
     );
     expect(
+        &l("resolve_every = \"0s\""),
+        "load.resolve_every",
+        "expected a duration between 100ms and 24h, or \"never\", got 0s",
+    );
+    expect(
+        &l("resolve_every = 30"),
+        "load.resolve_every",
+        "write \"30s\" for seconds",
+    );
+    expect(
+        &l("resolve_every = \"sometimes\""),
+        "load.resolve_every",
+        "sometimes",
+    );
+    expect(
+        &l("connection_lifetime = \"1ms\""),
+        "load.connection_lifetime",
+        "expected a duration between 10ms and 24h, got 1ms",
+    );
+    expect(
+        &l("max_requests_per_connection = 0"),
+        "load.max_requests_per_connection",
+        "expected an integer between 1 and 4294967295, got 0",
+    );
+    expect(
+        &l("max_requests_per_connection = \"10\""),
+        "load.max_requests_per_connection",
+        "expected a non-negative integer",
+    );
+    expect(
         &l("arrival = \"burst\""),
         "load.arrival",
         "expected \"uniform\" or \"poisson\", got \"burst\"",

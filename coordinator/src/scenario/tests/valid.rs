@@ -199,6 +199,34 @@ fn load_table() {
         (l.connections, l.max_in_flight, l.arrival, l.seed),
         (8, 100, Arrival::Poisson, 42)
     );
+    assert_eq!(
+        (
+            l.resolve_every,
+            l.connection_lifetime,
+            l.max_requests_per_connection
+        ),
+        (Some(Duration::from_secs(30)), None, None),
+        "defaults: resolved every 30 s, connections kept"
+    );
+    let s = ok(&format!(
+        "{MIN}\n[load]\nresolve_every = \"2s\"\nconnection_lifetime = \"1m\"\n\
+         max_requests_per_connection = 1000\n"
+    ));
+    let l = &s.plan.load;
+    assert_eq!(
+        (
+            l.resolve_every,
+            l.connection_lifetime,
+            l.max_requests_per_connection
+        ),
+        (
+            Some(Duration::from_secs(2)),
+            Some(Duration::from_secs(60)),
+            Some(1000)
+        )
+    );
+    let s = ok(&format!("{MIN}\n[load]\nresolve_every = \"never\"\n"));
+    assert_eq!(s.plan.load.resolve_every, None);
 }
 
 #[test]
