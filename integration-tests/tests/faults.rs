@@ -223,7 +223,8 @@ fn a_coordinator_killed_mid_run_resumes_from_its_data_dir_and_loses_nothing() {
         &["--min-workers", "2", "--token", "t"],
     );
     let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(120)));
-    std::thread::sleep(Duration::from_millis(4500));
+    // Kill it once 4 s of load were served (not after an assumed setup).
+    wait_served(&url, 4 * RATE, Duration::from_secs(30));
     coord.signal("KILL");
     drop(coord);
     // Away for about 2 s, then back on the same address and data dir.
@@ -284,8 +285,8 @@ fn ctrl_c_stops_the_load_and_still_writes_the_report() {
         cmd,
     } = submission(&coord_url, "ctrlc", &toml, &[]);
     let mut run = spawn(cmd, "volley run");
-    std::thread::sleep(Duration::from_millis(3000));
-    let before = target_stats(&url)["requests"].as_u64().unwrap();
+    // Interrupt once 2 s of load were served.
+    let before = wait_served(&url, 400, Duration::from_secs(30));
     run.signal("INT");
     let status = run
         .wait_exit(Duration::from_secs(20))
@@ -322,7 +323,8 @@ fn workers_stop_sending_when_the_coordinator_is_gone_too_long() {
     let toml = format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 200\nduration = \"60s\"\n");
     let Submission { dir: _dir, cmd, .. } = submission(&coord_url, "outage", &toml, &[]);
     let _run = spawn(cmd, "volley run");
-    std::thread::sleep(Duration::from_millis(2500));
+    // Kill the coordinator once the load flows (a second of it served).
+    wait_served(&url, 200, Duration::from_secs(30));
     coord.signal("KILL");
     drop(coord);
     // Still sending during the outage …
