@@ -99,9 +99,20 @@ fn three_workers_share_the_rate_and_every_request_is_accounted_for() {
         );
     }
 
-    // 20 ms target delay: p50 between 20 and 22 ms; percentiles monotone.
+    // The target sleeps 20 ms before each answer, and latency counts from
+    // the scheduled send time, so no request can take less: 20 ms is a
+    // floor that holds on any machine. How far above it the p50 lies
+    // depends on the machine's load (a busy core delays the worker and the
+    // target alike), so the ceiling only rules out a measurement that lost
+    // its unit or its clock: 20 in flight per worker (1000 rps × 20 ms) on
+    // 64 connections never queue, so even a loaded machine adds
+    // milliseconds, not the 80 ms that would put the p50 past 100 ms.
     let p = |k: &str| f(&r["latency_ms"], k);
-    assert!((20.0..=22.0).contains(&p("p50")), "p50 {}", p("p50"));
+    assert!(
+        (20.0..100.0).contains(&p("p50")),
+        "p50 {} ms with a 20 ms target",
+        p("p50")
+    );
     let order = ["p50", "p90", "p95", "p99", "p999", "max"];
     for w in order.windows(2) {
         assert!(
@@ -116,6 +127,9 @@ fn three_workers_share_the_rate_and_every_request_is_accounted_for() {
 
     // The merged p99 equals the p99 of one histogram of all workers' data
     // (workers.hlog holds each worker's raw seconds, tagged by worker id).
+    // This reads with the same Rust crate as the coordinator; the
+    // independent check (Python's hdrh merging workers.hlog) is
+    // hlog_python.rs.
     let mut all = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
     let per_worker = read_hlog(&out.join("workers.hlog"));
     assert!(per_worker.iter().all(|(tag, _, _)| tag.is_some()));

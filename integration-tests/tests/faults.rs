@@ -4,13 +4,16 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
     let _serial = serial();
     const RATE: f64 = 900.0;
-    let (_target, url) = start_target(&[]);
+    const SHARE: u64 = 300;
+    // 20 ms per answer: each worker has ~6 requests in flight at any time,
+    // so the dead worker dies with some unanswered.
+    let (_target, url) = start_target(&["--delay", "20ms"]);
     let (_coord, coord_url) = start_coordinator(&["--heartbeat-timeout", "3s"]);
     let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
     let toml = format!("[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"12s\"\n");
@@ -18,32 +21,43 @@ fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
         dir: _dir,
         out,
         cmd,
-    } = submission(&coord_url, "kill", &toml, &["--min-workers", "3"]);
-    let started = Instant::now();
-    let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(90)));
-    // Kill one worker about 4 s into the run (≈0.6 s of setup before t = 0).
-    std::thread::sleep(Duration::from_millis(4600));
+    } = announced_submission(&coord_url, "kill", &toml, &["--min-workers", "3"]);
+    let mut run = spawn(cmd, "volley run");
+    // Kill one worker once the run has started and 4 s of load have been
+    // served (conditions, not an assumed setup time).
+    run.wait_stderr(STARTED, Duration::from_secs(30));
+    wait_served(&url, 4 * RATE as u64, Duration::from_secs(30));
     let victim = workers.remove(1);
     victim.signal("KILL");
-    let killed_at = started.elapsed().as_secs_f64() - 0.6;
-    let (output, _) = run.join().unwrap();
+    let killed_wall = std::time::SystemTime::now();
+    let status = run
+        .wait_exit(Duration::from_secs(90))
+        .expect("volley run ends");
     drop(victim);
     assert!(
-        output.status.success(),
+        status.success(),
         "the survivors completed the run: {}",
-        describe(&output)
+        run.stderr_so_far()
     );
     let r = read_report(&out);
+    // The kill on the run's own clock (t = 0 from the report).
+    let killed_at = run_time_of(&r, killed_wall);
+    assert!(
+        (3.5..8.0).contains(&killed_at),
+        "killed at {killed_at} s, after 4 s of load were served"
+    );
 
-    // The lost worker is marked, within the heartbeat timeout of the kill.
+    // The lost worker is marked within a second of the kill: SIGKILL closes
+    // its connection, and the coordinator does not wait for the heartbeat
+    // timeout to notice.
     let ws = r["workers"].as_array().unwrap();
     assert_eq!(ws.len(), 3);
     let lost: Vec<_> = ws.iter().filter(|w| !w["lost_at_s"].is_null()).collect();
     assert_eq!(lost.len(), 1, "{ws:?}");
     let lost_at = f(lost[0], "lost_at_s");
     assert!(
-        lost_at >= killed_at - 1.0 && lost_at <= killed_at + 3.0 + 1.0,
-        "lost at {lost_at}, killed at ~{killed_at}"
+        lost_at >= killed_at - 0.05 && lost_at <= killed_at + 1.0,
+        "lost at {lost_at} s, killed at {killed_at} s"
     );
 
     // Every intended request ends as exactly one thing, for the run and each
@@ -58,15 +72,48 @@ fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
         assert_eq!(sum, u(&r["requests"], k), "workers' {k} sum to the total");
     }
     assert_eq!(u(&r, "requests.intended"), (RATE * 12.0) as u64);
+
+    // A worker reports a second only once every request of it has ended,
+    // so nothing of a reported second is outstanding: what the dead worker
+    // had in flight lies in seconds it never reported, which count as
+    // unsent below. No request of it ends as an error of kind `lost`, and
+    // the run has no errors at all (the target never fails).
+    let victim_requests = &lost[0]["requests"];
+    let lost_errors = u(&r, "errors_by_kind.lost");
+    assert_eq!(lost_errors, 0, "{}", r["errors_by_kind"]);
+    assert_eq!(u(&r, "requests.errors"), 0, "{}", r["errors_by_kind"]);
+    // What it owned and never reported is `unsent`: the rest of its share
+    // up to the re-split. It reported whole seconds of 300 before the kill
+    // and owned at most up to the second after it was lost (the re-split
+    // applies from the next boundary at least 0.6 s on).
+    let unsent = u(&r, "requests.unsent");
+    assert_eq!(unsent, u(victim_requests, "unsent"), "{victim_requests}");
+    assert_eq!(unsent, u(victim_requests, "dropped"), "{victim_requests}");
+    let reported = u(victim_requests, "intended") - unsent;
+    assert_eq!(
+        reported % SHARE,
+        0,
+        "whole seconds reported: {victim_requests}"
+    );
+    let reported_s = (reported / SHARE) as f64;
+    assert!(
+        reported_s <= killed_at.ceil() && reported_s >= killed_at.floor() - 1.0,
+        "{reported_s} s reported, killed at {killed_at} s"
+    );
+    let owned_until = reported_s + unsent as f64 / SHARE as f64;
+    eprintln!(
+        "killed at {killed_at:.2} s, lost at {lost_at:.2} s, {reported_s} s reported, \
+         {unsent} unsent (owned until {owned_until:.2} s), {lost_errors} lost"
+    );
+    assert!(
+        owned_until > killed_at && owned_until <= (lost_at + 0.6).ceil() + 1e-9,
+        "the dead worker owned its share until {owned_until} s (killed at {killed_at}, lost at {lost_at})"
+    );
     // Every drop has a reason; what the dead worker never sent is its own.
     let reasons = r["drop_reasons"].as_object().unwrap();
     let told: u64 = reasons.values().map(|v| v.as_u64().unwrap()).sum();
     assert_eq!(told, u(&r, "requests.dropped"), "{reasons:?}");
-    assert_eq!(
-        u(&r, "drop_reasons.worker_lost"),
-        u(&r, "requests.unsent"),
-        "{reasons:?}"
-    );
+    assert_eq!(u(&r, "drop_reasons.worker_lost"), unsent, "{reasons:?}");
 
     // After the re-split every second reaches 95 % of the target rate.
     let resplit_from = (lost_at + 0.6).ceil();
@@ -89,20 +136,27 @@ fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
 #[test]
 fn a_worker_that_connects_mid_run_takes_a_share() {
     let _serial = serial();
+    const RATE: u64 = 400;
+    const SECS: u64 = 8;
     let (_target, url) = start_target(&[]);
     let (_coord, coord_url) = start_coordinator(&[]);
     let _first = start_worker(&coord_url, &[]);
-    let toml = format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 400\nduration = \"8s\"\n");
+    let toml =
+        format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = {RATE}\nduration = \"{SECS}s\"\n");
     let Submission {
         dir: _dir,
         out,
         cmd,
-    } = submission(&coord_url, "join", &toml, &[]);
-    let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_millis(2500));
+    } = announced_submission(&coord_url, "join", &toml, &[]);
+    let mut run = spawn(cmd, "volley run");
+    run.wait_stderr(STARTED, Duration::from_secs(30));
+    wait_served(&url, 2 * RATE, Duration::from_secs(30));
     let _second = start_worker(&coord_url, &[]);
-    let (output, _) = run.join().unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
+    let joiner_started = std::time::SystemTime::now();
+    let status = run
+        .wait_exit(Duration::from_secs(60))
+        .expect("volley run ends");
+    assert!(status.success(), "{}", run.stderr_so_far());
     let r = read_report(&out);
     let ws = r["workers"].as_array().unwrap();
     assert_eq!(ws.len(), 2, "{ws:?}");
@@ -110,17 +164,38 @@ fn a_worker_that_connects_mid_run_takes_a_share() {
         .iter()
         .find(|w| !w["joined_at_s"].is_null())
         .expect("a joiner");
+    let first = ws
+        .iter()
+        .find(|w| w["joined_at_s"].is_null())
+        .expect("the first worker");
+    // It joins at a whole second after it was started (connect, clock
+    // pings, setup and the 0.6 s re-split lead), before the run ends.
+    let started_at = run_time_of(&r, joiner_started);
+    let joined_at = f(joiner, "joined_at_s");
+    assert_eq!(joined_at.fract(), 0.0, "a second boundary: {joined_at}");
     assert!(
-        u(&joiner["requests"], "intended") > 0,
-        "the joiner sent part of the load"
+        joined_at >= started_at + 0.6 && joined_at < SECS as f64,
+        "joined at {joined_at} s, started at {started_at} s"
     );
+    // From that second on the two split the rate evenly: the joiner intends
+    // exactly half of every later second, the first worker all of the
+    // earlier ones and half of the later ones.
+    let after = ((SECS as f64 - joined_at) as u64) * RATE / 2;
+    eprintln!("joiner started at {started_at:.2} s, joined at {joined_at} s");
+    assert_eq!(u(&joiner["requests"], "intended"), after, "{joiner}");
+    assert_eq!(
+        u(&first["requests"], "intended"),
+        RATE * SECS - after,
+        "{first}"
+    );
+    assert_eq!(u(&joiner["requests"], "ok"), after, "{joiner}");
     assert_accounted(&r["requests"], "run");
     assert_eq!(
         u(&r, "requests.intended"),
-        3200,
+        RATE * SECS,
         "the schedule is unchanged by the join"
     );
-    assert_eq!(u(&r, "requests.ok"), 3200);
+    assert_eq!(u(&r, "requests.ok"), RATE * SECS);
 }
 
 #[test]
@@ -148,7 +223,8 @@ fn a_coordinator_killed_mid_run_resumes_from_its_data_dir_and_loses_nothing() {
         &["--min-workers", "2", "--token", "t"],
     );
     let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(120)));
-    std::thread::sleep(Duration::from_millis(4500));
+    // Kill it once 4 s of load were served (not after an assumed setup).
+    wait_served(&url, 4 * RATE, Duration::from_secs(30));
     coord.signal("KILL");
     drop(coord);
     // Away for about 2 s, then back on the same address and data dir.
@@ -209,8 +285,8 @@ fn ctrl_c_stops_the_load_and_still_writes_the_report() {
         cmd,
     } = submission(&coord_url, "ctrlc", &toml, &[]);
     let mut run = spawn(cmd, "volley run");
-    std::thread::sleep(Duration::from_millis(3000));
-    let before = target_stats(&url)["requests"].as_u64().unwrap();
+    // Interrupt once 2 s of load were served.
+    let before = wait_served(&url, 400, Duration::from_secs(30));
     run.signal("INT");
     let status = run
         .wait_exit(Duration::from_secs(20))
@@ -247,7 +323,8 @@ fn workers_stop_sending_when_the_coordinator_is_gone_too_long() {
     let toml = format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 200\nduration = \"60s\"\n");
     let Submission { dir: _dir, cmd, .. } = submission(&coord_url, "outage", &toml, &[]);
     let _run = spawn(cmd, "volley run");
-    std::thread::sleep(Duration::from_millis(2500));
+    // Kill the coordinator once the load flows (a second of it served).
+    wait_served(&url, 200, Duration::from_secs(30));
     coord.signal("KILL");
     drop(coord);
     // Still sending during the outage …

@@ -23,7 +23,9 @@ fn a_stalled_target_shows_in_the_latency_of_requests_due_during_the_stall() {
         cmd,
     } = submission(&coord_url, "stall", &toml, &[]);
     let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(60)));
-    std::thread::sleep(Duration::from_millis(3000));
+    // Freeze it once 3 s of load were served (the target's own count), not
+    // after an assumed setup time. The 1 s freeze itself is the stall.
+    wait_served(&url, 1500, Duration::from_secs(30));
     target.signal("STOP");
     std::thread::sleep(Duration::from_millis(1000));
     target.signal("CONT");

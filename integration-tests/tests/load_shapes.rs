@@ -4,10 +4,13 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::time::Duration;
 
 fn run_scenario(coord_url: &str, toml: &str, tag: &str) -> Value {
     run_to_report(coord_url, tag, toml, &[]).0
+}
+
+fn run_on_workers(coord_url: &str, toml: &str, tag: &str, workers: &str) -> Value {
+    run_to_report(coord_url, tag, toml, &["--min-workers", workers]).0
 }
 
 #[test]
@@ -17,14 +20,14 @@ fn the_achieved_rate_follows_a_ramp_second_by_second() {
     let (_coord, coord_url) = start_coordinator(&[]);
     let _w1 = start_worker(&coord_url, &[]);
     let _w2 = start_worker(&coord_url, &[]);
-    // Two workers (the run waits for one; give the second a moment to join).
-    std::thread::sleep(Duration::from_millis(300));
-    let r = run_scenario(
+    // Two workers: the run waits for both (--min-workers), not a moment.
+    let r = run_on_workers(
         &coord_url,
         &format!(
             "[target]\nurl = \"{url}\"\n[[stages]]\nname = \"up\"\nfrom = 200\nto = 2000\nduration = \"6s\"\n[[stages]]\nname = \"down\"\nfrom = 2000\nto = 500\nduration = \"3s\"\n"
         ),
         "ramp",
+        "2",
     );
     assert_accounted(&r["requests"], "run");
     // Λ = (200 + 2000)/2 × 6 + (2000 + 500)/2 × 3 = 6600 + 3750.

@@ -13,22 +13,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-/// Polls the built-in target's own request counter until it reaches `n`.
-fn wait_served(url: &str, n: u64, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let served = target_stats(url)["requests"].as_u64().unwrap();
-        if served >= n {
-            return served;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the target served only {served} of {n} requests in {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn events(r: &serde_json::Value) -> Vec<String> {
     r["events"]
         .as_array()

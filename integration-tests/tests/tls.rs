@@ -23,8 +23,19 @@ fn workers_and_the_cli_talk_to_a_tls_coordinator() {
     ]);
     let https = coord_url.replace("http://127.0.0.1", "https://localhost");
     let _w = start_worker(&https, &["--token", "tls-secret", "--tls-ca", &p("ca.pem")]);
-    // A worker that does not trust the CA never gets in.
-    let _stranger = start_worker(&https, &["--token", "tls-secret"]);
+    // A worker that does not trust the CA never gets in: it fails the
+    // certificate check, says so and exits 3 (retrying cannot make the
+    // certificate trusted), before the run is even submitted.
+    let mut stranger = start_worker(&https, &["--token", "tls-secret"]);
+    let status = stranger
+        .wait_exit(Duration::from_secs(20))
+        .expect("the worker without the CA exits by itself");
+    assert_eq!(status.code(), Some(3), "{}", stranger.stderr_so_far());
+    let err = stranger.stderr_so_far();
+    assert!(
+        err.contains("certificate is not trusted") && err.contains("--tls-ca"),
+        "the worker says why and what to pass: {err}"
+    );
     let toml = format!("[target]\nurl = \"{url}\"\n[[stages]]\nrate = 100\nduration = \"2s\"\n");
     let (r, _run_dir) = run_to_report(
         &https,
@@ -50,6 +61,16 @@ fn workers_and_the_cli_talk_to_a_tls_coordinator() {
 
     // The CLI without the CA cannot submit: exit 3, and says why.
     let s = submission(&https, "tls-no-ca", &toml, &["--token", "tls-secret"]);
-    let (output, _) = run_bounded(s.cmd, Duration::from_secs(60));
+    let (output, took) = run_bounded(s.cmd, Duration::from_secs(60));
     assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("cannot reach the coordinator") && err.contains("certificate"),
+        "the CLI names the certificate as the reason: {err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "an untrusted certificate fails at once, not after retrying: {took:?}"
+    );
+    assert!(!s.out.join("report.json").exists(), "nothing ran");
 }

@@ -242,6 +242,91 @@ fn a_regression_against_the_baseline_exits_1() {
         describe(&out)
     );
 
+    // A real regression, end to end, and the threshold that decides it.
+    // The same scenario against a target 13 ms slow instead of 10 ms: the
+    // p50 rises by 3 ms on ~11 (measured: 11.3 → 14.3 ms, +26 %); the
+    // overhead a loaded machine adds to both runs would have to pass 19 ms
+    // to bring the rise under 10 %. 10 % fails it; 80 % passes it as long
+    // as the slow run's p50 stays below 1.8 × the base's.
+    let (_slow, slow_url) = start_target(&["--delay", "13ms"]);
+    let against = |threshold: &str, url: &str, rate: u32, tag: &str| {
+        let toml = scenario(url, &[], 2).replace("rate = 200", &format!("rate = {rate}"));
+        run(
+            &e,
+            &toml,
+            &[
+                "--baseline",
+                base.to_str().unwrap(),
+                "--threshold",
+                threshold,
+            ],
+            tag,
+        )
+    };
+    let row = |r: &serde_json::Value, m: &str| -> serde_json::Value {
+        r["regressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["metric"] == m)
+            .unwrap_or_else(|| panic!("no {m} row: {}", r["regressions"]))
+            .clone()
+    };
+    let (code, r, _d3) = against("10%", &slow_url, 200, "slow-10");
+    assert_eq!(code, Some(1), "{}", r["regressions"]);
+    assert_eq!(row(&r, "p50_ms")["pass"], false, "{}", r["regressions"]);
+    let change = f(&row(&r, "p50_ms"), "change_pct");
+    assert!((10.0..80.0).contains(&change), "p50 change {change} %");
+    let (code, r, _d4) = against("80%", &slow_url, 200, "slow-80");
+    assert_eq!(
+        code,
+        Some(0),
+        "80 % lets a 30 % rise pass: {}",
+        r["regressions"]
+    );
+    assert!(
+        r["regressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["pass"] == true),
+        "{}",
+        r["regressions"]
+    );
+
+    // Throughput: half the rate is half the ok requests a second (−50 %).
+    // 10 % fails it; 60 % passes it.
+    let (code, r, _d5) = against("10%", &e.url, 100, "rate-10");
+    assert_eq!(code, Some(1), "{}", r["regressions"]);
+    let tp = row(&r, "throughput_rps");
+    assert_eq!(tp["pass"], false, "{tp}");
+    assert!((f(&tp, "change_pct") + 50.0).abs() < 2.0, "{tp}");
+    assert_eq!(row(&r, "success_rate")["pass"], true);
+    let (code, r, _d6) = against("60%", &e.url, 100, "rate-60");
+    assert_eq!(
+        code,
+        Some(0),
+        "60 % lets a 50 % drop pass: {}",
+        r["regressions"]
+    );
+    assert_eq!(row(&r, "throughput_rps")["pass"], true);
+
+    // Success rate: one request in ten fails where none did. The failure
+    // fraction grows from 0 to 0.1, beyond any threshold's share of 0 and
+    // beyond the 0.1-point floor, so even a wide threshold fails it (while
+    // the 10 % throughput drop it also causes passes at 60 %).
+    let (_failing, failing_url) = start_target(&["--delay", "10ms", "--error-rate", "0.1"]);
+    let (code, r, _d7) = against("60%", &failing_url, 200, "errors-60");
+    assert_eq!(code, Some(1), "{}", r["regressions"]);
+    let sr = row(&r, "success_rate");
+    assert_eq!(
+        (sr["pass"].clone(), f(&sr, "current")),
+        (false.into(), 0.9),
+        "{sr}"
+    );
+    assert_eq!(row(&r, "error_rate")["pass"], false);
+    assert_eq!(row(&r, "throughput_rps")["pass"], true);
+
     // A missing baseline is bad input, caught before the run.
     let (code, r, _d2) = run(
         &e,

@@ -4,8 +4,9 @@
 //!
 //! The worker dials the coordinator (never the other way round), so it works
 //! from pods and behind NAT. It reconnects by itself with backoff; a refusal
-//! (wrong token, protocol mismatch) is final and ends the process with an
-//! error, since retrying cannot fix it.
+//! (wrong token, protocol mismatch) or a coordinator certificate it does not
+//! trust is final and ends the process with an error, since retrying cannot
+//! fix it.
 //!
 //! This module is the connection loop and the dispatch of the coordinator's
 //! messages; what it delegates: accepting an assignment and probing the
@@ -40,6 +41,10 @@ pub enum WorkerError {
     Refused(String),
     #[error("coordinator {0:?}: {1}")]
     BadAddress(String, String),
+    #[error(
+        "the coordinator's TLS certificate is not trusted: {0} (pass --tls-ca with the CA that signed it)"
+    )]
+    Untrusted(String),
 }
 
 /// The run this worker is part of, if any.
@@ -111,6 +116,12 @@ async fn serve(
                 }
                 return Err(WorkerError::Refused(msg));
             }
+            Err(SessionEnd::Untrusted(why)) => {
+                if let Some(r) = run.as_ref().and_then(|r| r.engine.as_ref()) {
+                    r.stop();
+                }
+                return Err(WorkerError::Untrusted(why));
+            }
             Err(SessionEnd::Shutdown) => break,
             Err(SessionEnd::Lost(why)) => {
                 if *asked.borrow() {
@@ -178,6 +189,9 @@ enum Leave {
 
 enum SessionEnd {
     Refused(String),
+    /// The coordinator's certificate failed verification: retrying will not
+    /// make it trusted (the CLI fails at once for the same reason).
+    Untrusted(String),
     Lost(String),
     Shutdown,
 }
@@ -200,7 +214,7 @@ impl Session<'_> {
         let config = self.config;
         // An idle worker asked to shut down while it connects just goes.
         let channel = tokio::select! {
-            c = endpoint.connect() => c.map_err(|e| SessionEnd::Lost(e.to_string()))?,
+            c = endpoint.connect() => c.map_err(connect_failure)?,
             _ = wait_asked(self.asked.clone()), if self.sending().is_none() => {
                 return Err(SessionEnd::Shutdown);
             }
@@ -366,6 +380,25 @@ async fn recv_opt(rx: Option<&mut mpsc::UnboundedReceiver<EngineEvent>>) -> Opti
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A failed connect: [`SessionEnd::Untrusted`] when a certificate failed
+/// verification anywhere in the error's chain, else lost (and retried).
+fn connect_failure(e: tonic::transport::Error) -> SessionEnd {
+    let mut why = e.to_string();
+    let mut untrusted = false;
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        untrusted |= text.to_ascii_lowercase().contains("certificate");
+        why = format!("{why}: {text}");
+        src = s.source();
+    }
+    if untrusted {
+        SessionEnd::Untrusted(why)
+    } else {
+        SessionEnd::Lost(why)
     }
 }
 

@@ -161,22 +161,19 @@ enum TcpMode {
 struct TcpServer {
     addr: SocketAddr,
     answered: Arc<AtomicU64>,
-    connections: Arc<AtomicU64>,
 }
 
 async fn tcp_server(mode: TcpMode) -> TcpServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let answered = Arc::new(AtomicU64::new(0));
-    let connections = Arc::new(AtomicU64::new(0));
     let seen = Arc::new(AtomicU64::new(0));
-    let (a, c) = (answered.clone(), connections.clone());
+    let a = answered.clone();
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 return;
             };
-            c.fetch_add(1, Ordering::Relaxed);
             s.set_nodelay(true).unwrap();
             let (a, seen) = (a.clone(), seen.clone());
             tokio::spawn(async move {
@@ -210,28 +207,117 @@ async fn tcp_server(mode: TcpMode) -> TcpServer {
             });
         }
     });
-    TcpServer {
+    TcpServer { addr, answered }
+}
+
+/// An echo server that holds each reply back `delay` after its message came
+/// in, reading on meanwhile: messages pile up on a connection that
+/// pipelines. It counts each payload it answered and records the most
+/// messages it held unanswered at once on one connection.
+struct DelayedEcho {
+    addr: SocketAddr,
+    by_payload: Arc<std::sync::Mutex<std::collections::BTreeMap<Vec<u8>, u64>>>,
+    most_in_flight: Arc<AtomicU64>,
+}
+
+async fn delayed_echo_server(delay: Duration) -> DelayedEcho {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let by_payload = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let most_in_flight = Arc::new(AtomicU64::new(0));
+    let (counts, most) = (by_payload.clone(), most_in_flight.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                return;
+            };
+            s.set_nodelay(true).unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            let in_flight = Arc::new(AtomicU64::new(0));
+            let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+            let (held, most) = (in_flight.clone(), most.clone());
+            tokio::spawn(async move {
+                loop {
+                    let mut len = [0u8; 4];
+                    if rd.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut payload = vec![0u8; u32::from_be_bytes(len) as usize];
+                    if rd.read_exact(&mut payload).await.is_err() {
+                        return;
+                    }
+                    let n = held.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(n, Ordering::SeqCst);
+                    if tx.send((Instant::now() + delay, payload)).is_err() {
+                        return;
+                    }
+                }
+            });
+            let counts = counts.clone();
+            tokio::spawn(async move {
+                while let Some((due, payload)) = rx.recv().await {
+                    tokio::time::sleep_until(due.into()).await;
+                    let mut frame = (payload.len() as u32).to_be_bytes().to_vec();
+                    frame.extend_from_slice(&payload);
+                    if wr.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    *counts.lock().unwrap().entry(payload).or_insert(0) += 1;
+                }
+            });
+        }
+    });
+    DelayedEcho {
         addr,
-        answered,
-        connections,
+        by_payload,
+        most_in_flight,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_messages_are_pipelined_and_all_answered() {
-    let server = tcp_server(TcpMode::Echo).await;
+    // Four definitions with distinct payloads, each checking that its reply
+    // echoes its own payload: a reply matched to another message fails a
+    // check (the smooth round robin never sends one definition twice in a
+    // row, so any shift of the matching shows).
+    let names = ["alpha", "bravo", "charlie", "delta"];
+    let requests = names
+        .iter()
+        .map(|n| {
+            let mut r = message(format!("payload-{n}").as_bytes());
+            r.name = (*n).into();
+            r.expect = checks(vec![Rule::BodyContains(format!("payload-{n}"))]);
+            r
+        })
+        .collect();
+    // Each reply comes 5 ms after its message: at 2 messages per ms about
+    // 10 are outstanding at any time. Without pipelining 4 connections
+    // would carry at most 4 / 5 ms = 800 per second, not 2,000.
+    let server = delayed_echo_server(Duration::from_millis(5)).await;
     let url = format!("tcp://{}", server.addr);
-    let out = run(
-        plan(url, Protocol::Tcp, vec![message(b"hello")], 2000.0, 2),
-        server.addr,
-    )
-    .await;
+    let out = run(plan(url, Protocol::Tcp, requests, 2000.0, 2), server.addr).await;
     assert_eq!(out.intended, 4000);
+    assert_eq!(
+        out.errors, [0; 6],
+        "no reply judged against another's payload: {out:?}"
+    );
     assert_eq!((out.ok, out.sent, out.dropped), (4000, 4000, 0), "{out:?}");
-    assert_eq!(out.errors, [0; 6]);
-    assert_eq!(server.answered.load(Ordering::Relaxed), 4000);
-    // 2 messages per ms on a pipeline of 16: a connection or two suffice.
-    assert!(server.connections.load(Ordering::Relaxed) <= 4);
+    assert_eq!(out.per_request, vec![(1000, 1000); 4]);
+    let answered = server.by_payload.lock().unwrap().clone();
+    let expected: std::collections::BTreeMap<Vec<u8>, u64> = names
+        .iter()
+        .map(|n| (format!("payload-{n}").into_bytes(), 1000))
+        .collect();
+    assert_eq!(
+        answered, expected,
+        "the server answered each payload 1,000 times"
+    );
+    let most = server.most_in_flight.load(Ordering::SeqCst);
+    assert!(
+        most > 1,
+        "at most {most} message in flight on a connection: not pipelined"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,20 +389,39 @@ async fn tcp_failures_are_classified() {
     assert_eq!(out.errors[CONNECT], 20, "{out:?}");
 }
 
+/// What an HTTP/2 server answered: in all, and per path (answered, failed).
+#[derive(Default)]
+struct Served {
+    total: AtomicU64,
+    by_path: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+}
+
+impl Served {
+    fn total(&self) -> u64 {
+        self.total.load(Ordering::SeqCst)
+    }
+
+    fn path(&self, path: &str) -> (u64, u64) {
+        self.by_path
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
 /// An HTTP/2 server: gRPC-style when the request says so; every `fail_every`
 /// th request fails (HTTP 503, or grpc-status 14).
-async fn h2_server(fail_every: u64) -> (SocketAddr, Arc<AtomicU64>) {
+async fn h2_server(fail_every: u64) -> (SocketAddr, Arc<Served>) {
     h2_server_failing_with(fail_every, "14").await
 }
 
 /// [`h2_server`] whose failing gRPC calls end with grpc-status `code`.
-async fn h2_server_failing_with(
-    fail_every: u64,
-    code: &'static str,
-) -> (SocketAddr, Arc<AtomicU64>) {
+async fn h2_server_failing_with(fail_every: u64, code: &'static str) -> (SocketAddr, Arc<Served>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let served = Arc::new(AtomicU64::new(0));
+    let served = Arc::new(Served::default());
     let count = served.clone();
     tokio::spawn(async move {
         loop {
@@ -330,7 +435,7 @@ async fn h2_server_failing_with(
 }
 
 /// Answers HTTP/2 requests on one connection (see [`h2_server`]).
-async fn serve_h2<S>(s: S, fail_every: u64, fail_code: &'static str, count: Arc<AtomicU64>)
+async fn serve_h2<S>(s: S, fail_every: u64, fail_code: &'static str, count: Arc<Served>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -340,6 +445,7 @@ where
     while let Some(Ok((req, mut respond))) = conn.accept().await {
         let count = count.clone();
         tokio::spawn(async move {
+            let path = req.uri().path().to_string();
             let grpc = req
                 .headers()
                 .get("content-type")
@@ -350,8 +456,14 @@ where
                 let _ = body.flow_control().release_capacity(chunk.len());
                 got.extend_from_slice(&chunk);
             }
-            let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+            let n = count.total.fetch_add(1, Ordering::SeqCst) + 1;
             let fail = fail_every > 0 && n.is_multiple_of(fail_every);
+            {
+                let mut by_path = count.by_path.lock().unwrap();
+                let e = by_path.entry(path).or_default();
+                e.0 += 1;
+                e.1 += u64::from(fail);
+            }
             if !grpc {
                 let status = if fail { 503 } else { 200 };
                 let resp = http::Response::builder().status(status).body(()).unwrap();
@@ -390,7 +502,7 @@ async fn http2_requests_multiplex_and_statuses_count() {
         addr,
     )
     .await;
-    assert_eq!(served.load(Ordering::Relaxed), 2000);
+    assert_eq!(served.total(), 2000);
     assert_eq!((out.ok, out.errors[STATUS]), (1800, 200), "{out:?}");
     assert_eq!(sum(&out.http, 503), 200);
     assert_eq!(out.errors.iter().sum::<u64>(), 200);
@@ -414,16 +526,27 @@ async fn grpc_calls_judge_grpc_status_and_weighted_requests_split() {
         addr,
     )
     .await;
-    assert_eq!(served.load(Ordering::Relaxed), 800);
+    assert_eq!(served.total(), 800);
     assert_eq!((out.ok, out.errors[STATUS]), (600, 200), "{out:?}");
     assert_eq!(sum(&out.grpc, 14), 200);
     assert!(out.http.is_empty());
-    // 3:1, exact over whole blocks of 4 arrivals.
+    // Each definition against what the server saw on its method: 3:1,
+    // exact over whole blocks of 4 arrivals, and each one's ok count is
+    // the calls the server answered with status 0 on that method.
+    let (say, other) = (
+        served.path("/echo.Echo/Say"),
+        served.path("/echo.Echo/Other"),
+    );
+    assert_eq!(
+        (say.0, other.0),
+        (600, 200),
+        "calls per method at the server"
+    );
     assert_eq!(
         out.per_request,
-        vec![(600, out.per_request[0].1), (200, out.per_request[1].1)]
+        vec![(say.0, say.0 - say.1), (other.0, other.0 - other.1)],
+        "per definition (intended, ok) against the server's (answered, answered - failed)"
     );
-    assert_eq!(out.per_request[0].1 + out.per_request[1].1, 600);
 }
 
 fn openssl(dir: &std::path::Path, args: &[&str]) {
@@ -486,7 +609,7 @@ async fn tls_server(dir: &std::path::Path) -> SocketAddr {
                     return;
                 };
                 if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    serve_h2(tls, 0, "14", Arc::new(AtomicU64::new(0))).await;
+                    serve_h2(tls, 0, "14", Arc::default()).await;
                     return;
                 }
                 let mut buf = Vec::new();
@@ -820,7 +943,7 @@ async fn a_status_check_replaces_the_default_rule() {
         addr,
     )
     .await;
-    assert_eq!(served.load(Ordering::Relaxed), 500);
+    assert_eq!(served.total(), 500);
     assert_eq!((out.ok, out.errors), (500, [0; 6]), "{out:?}");
 }
 

@@ -107,28 +107,104 @@ fn duplicates_are_ignored_and_late_reports_still_count() {
     assert_eq!(m.late, 1);
 }
 
+/// A worker's second holding exactly `values` (µs), as it comes off the
+/// wire: encoded, then decoded for merging the way `wire.rs` does it.
+fn wi_of_values(index: u32, values: &[u64]) -> (WorkerInterval, bool) {
+    let mut latency = histogram::new_hist();
+    for &v in values {
+        latency.record(v).unwrap();
+    }
+    let mut x = wi(index, 0, 0);
+    let n = values.len() as u64;
+    x.counts.intended = n;
+    x.counts.sent = n;
+    x.counts.ok = n;
+    x.counts.dropped = 0;
+    x.counts.drops = DropCounts::default();
+    x.latency_encoded = histogram::encode(&latency);
+    let decoded = histogram::decode_for_merge(&x.latency_encoded).unwrap();
+    let sparse = matches!(decoded, histogram::Decoded::Sparse(_));
+    x.latency = decoded;
+    (x, sparse)
+}
+
+/// Latencies from 50 µs to ~5 s, spread by a fixed LCG (no `rand` here).
+fn raw_latencies(seed: u64, n: usize, spread_us: u64) -> Vec<u64> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            50 + (s >> 33) % spread_us
+        })
+        .collect()
+}
+
 #[test]
 fn merged_percentiles_equal_one_big_histogram() {
+    // The oracle records every raw value into one histogram; the merger sees
+    // only what crosses the wire. Worker 0 sends few distinct values per
+    // second (decoded sparse), worker 1 thousands (decoded in full), worker
+    // 2 a mix, so both decode paths feed the total.
     let mut m = Merger::new(3, vec![0; 4], &[(0.0, 4.0)]);
-    let mut all = histogram::new_hist();
+    let mut oracle = histogram::new_hist();
+    let mut paths = (0, 0);
     for w in 0..3usize {
         for i in 0..4u32 {
-            let x = wi(
-                i,
-                100 * (w as u64 + 1),
-                1000 * (w as u64 + 1) + u64::from(i) * 7919,
-            );
-            x.latency.add_to(&mut all).unwrap();
+            let seed = (w as u64) << 8 | u64::from(i);
+            let values = match w {
+                0 => raw_latencies(seed, 40, 20_000),
+                1 => raw_latencies(seed, 20_000, 5_000_000),
+                _ if i % 2 == 0 => raw_latencies(seed, 15, 900),
+                _ => raw_latencies(seed, 8_000, 300_000),
+            };
+            for &v in &values {
+                oracle.record(v).unwrap();
+            }
+            let (x, sparse) = wi_of_values(i, &values);
+            if sparse {
+                paths.0 += 1;
+            } else {
+                paths.1 += 1;
+            }
             m.add(w, x).unwrap();
         }
         m.finish_worker(w);
     }
+    assert!(
+        paths.0 >= 4 && paths.1 >= 4,
+        "both decode paths are covered (sparse, full): {paths:?}"
+    );
     assert_eq!(m.ready().unwrap().len(), 4);
     let total = m.total().unwrap();
-    for q in [0.5, 0.9, 0.99, 0.999] {
-        assert_eq!(total.latency.value_at_quantile(q), all.value_at_quantile(q));
+    assert_eq!(total.latency.len(), oracle.len());
+    assert_eq!(total.counts.ok, oracle.len());
+    for q in [0.0, 0.25, 0.5, 0.9, 0.99, 0.999, 0.9999, 1.0] {
+        assert_eq!(
+            total.latency.value_at_quantile(q),
+            oracle.value_at_quantile(q),
+            "quantile {q}"
+        );
     }
-    assert_eq!(total.latency.len(), all.len());
+    assert_eq!(
+        (total.latency.min(), total.latency.max()),
+        (oracle.min(), oracle.max())
+    );
+    let buckets = |h: &histogram::Hist| -> Vec<(u64, u64)> {
+        h.iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    };
+    let (got, want) = (buckets(&total.latency), buckets(&oracle));
+    let first_difference = got.iter().zip(&want).find(|(g, w)| g != w);
+    assert!(
+        got.len() == want.len() && first_difference.is_none(),
+        "every bucket holds what was recorded into it: {} buckets merged, {} recorded; \
+         first difference (merged, recorded): {first_difference:?}",
+        got.len(),
+        want.len()
+    );
 }
 
 #[test]

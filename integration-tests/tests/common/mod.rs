@@ -82,6 +82,35 @@ impl Proc {
         }
     }
 
+    /// Reads stderr (when captured) until a line containing `marker`, and
+    /// returns everything read up to and including it. Panics, with what
+    /// was read, when the process exits or `within` passes first.
+    pub fn wait_stderr(&mut self, marker: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut seen = String::new();
+        let rx = self.stderr_lines.as_ref().expect("stderr is captured");
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(line) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                    if line.contains(marker) {
+                        return seen;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {}
+                Err(_) => {
+                    let status = self.child.try_wait().ok().flatten();
+                    panic!(
+                        "{} never wrote {marker:?} to stderr within {within:?} (exit: {status:?}):\n{seen}",
+                        self.name
+                    );
+                }
+            }
+        }
+    }
+
     /// Everything the process wrote to stderr so far (when captured).
     pub fn stderr_so_far(&self) -> String {
         let mut out = String::new();
@@ -369,20 +398,75 @@ pub struct Submission {
 }
 
 pub fn submission(coord_url: &str, tag: &str, toml: &str, extra: &[&str]) -> Submission {
+    let mut s = announced_submission(coord_url, tag, toml, extra);
+    s.cmd.arg("--quiet");
+    s
+}
+
+/// [`submission`] without `--quiet`: the run announces itself on stderr
+/// ("volley: started with N worker(s)" once the workers start), for tests
+/// that act on the run once it has started (see [`STARTED`]).
+pub fn announced_submission(coord_url: &str, tag: &str, toml: &str, extra: &[&str]) -> Submission {
     let dir = TempDir::new(tag);
     let file = dir.write("s.toml", toml);
     let out = dir.path().join("out");
     let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--coordinator",
-        coord_url,
-        "--quiet",
-    ])
-    .args(["--out", out.to_str().unwrap()])
-    .args(extra);
+    cmd.args(["run", file.to_str().unwrap(), "--coordinator", coord_url])
+        .args(["--out", out.to_str().unwrap()])
+        .args(extra);
     Submission { dir, out, cmd }
+}
+
+/// What `volley run` (without `--quiet`) writes to stderr when the
+/// workers have been told when t = 0 is.
+pub const STARTED: &str = "volley: started with";
+
+/// Polls the built-in target's own request counter until it reaches `n`;
+/// returns the count seen. A condition to wait on instead of a sleep: the
+/// load has really flowed this far.
+pub fn wait_served(url: &str, n: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let served = target_stats(url)["requests"].as_u64().unwrap();
+        if served >= n {
+            return served;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the target served only {served} of {n} requests in {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 UTC time as the report
+/// writes `started_at` (`2026-12-04T21:25:48.123Z`).
+pub fn unix_secs(rfc3339: &str) -> f64 {
+    let t = rfc3339.trim_end_matches('Z');
+    let (date, time) = t
+        .split_once('T')
+        .unwrap_or_else(|| panic!("not RFC 3339: {rfc3339}"));
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (y, m, day) = (d[0], d[1], d[2]);
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let hms: Vec<f64> = time.split(':').map(|x| x.parse().unwrap()).collect();
+    days as f64 * 86_400.0 + hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
+}
+
+/// Where `at` falls on the run's clock: seconds after the report's t = 0.
+pub fn run_time_of(report: &Value, at: std::time::SystemTime) -> f64 {
+    let at = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    at - unix_secs(report["started_at"].as_str().expect("started_at"))
 }
 
 /// Submits a scenario, requires exit 0, and returns its report (and the

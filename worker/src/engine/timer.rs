@@ -6,7 +6,8 @@
 //! it is the generator's, and it showed as a ~0.9 ms floor under every
 //! percentile. On Linux a timerfd registered with the runtime's reactor
 //! wakes within microseconds for one syscall per sleep; elsewhere the tokio
-//! timer is the fallback.
+//! timer is the fallback. `cargo bench -p volley-worker --bench wake`
+//! prints both timers' lateness.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -75,20 +76,24 @@ impl Default for Wake {
 mod tests {
     use super::*;
 
+    /// How close to the deadline it wakes is a speed claim, printed by
+    /// `cargo bench -p volley-worker --bench wake`; here only that it never
+    /// wakes before its deadline, and that a past deadline returns at once.
     #[tokio::test]
-    async fn wakes_close_to_the_deadline_and_never_early() {
+    async fn never_wakes_before_the_deadline() {
         let mut w = Wake::new();
-        let mut worst = Duration::ZERO;
-        for _ in 0..20 {
-            let deadline = Instant::now() + Duration::from_micros(700);
+        for micros in [1, 50, 700, 3_000] {
+            let deadline = Instant::now() + Duration::from_micros(micros);
             w.until(deadline).await;
             let now = Instant::now();
-            assert!(now >= deadline, "woke early");
-            worst = worst.max(now - deadline);
+            assert!(now >= deadline, "woke {:?} early", deadline - now);
         }
-        // Not a timing assertion of precision (machines are noisy): only
-        // that it wakes at all and the past returns at once.
-        assert!(worst < Duration::from_secs(1));
-        w.until(Instant::now() - Duration::from_millis(1)).await;
+        let past = Instant::now() - Duration::from_millis(1);
+        let before = Instant::now();
+        w.until(past).await;
+        assert!(
+            Instant::now() - before < Duration::from_secs(1),
+            "a past deadline returns without arming a timer"
+        );
     }
 }
