@@ -7,9 +7,15 @@
 //! `volley run` went on to wait for the partial report. Here one task
 //! listens for the whole life of the process and counts; [`next`] takes the
 //! next signal not yet taken, however long ago it arrived.
+//!
+//! Signals closer than [`BURST`] to the last one counted are one: `timeout
+//! -s TERM` sends its signal to the command and then to its process group,
+//! which is the command again, microseconds later. Counted twice, that one
+//! `timeout` would quit without the report it is meant to leave.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Once;
+use std::time::{Duration, Instant};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Notify;
 
@@ -18,6 +24,10 @@ static TAKEN: AtomicU64 = AtomicU64::new(0);
 static ARRIVED: Notify = Notify::const_new();
 static LISTENING: Once = Once::new();
 
+/// Signals this close together are one action (see the module's text); a
+/// person who reads "press Ctrl-C again" takes longer.
+const BURST: Duration = Duration::from_millis(200);
+
 /// Starts the listening task on first use (inside the runtime): from then
 /// on SIGINT and SIGTERM no longer end the process by themselves.
 fn start() {
@@ -25,11 +35,17 @@ fn start() {
         let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
         tokio::spawn(async move {
+            let mut last: Option<Instant> = None;
             loop {
                 tokio::select! {
                     _ = int.recv() => {}
                     _ = term.recv() => {}
                 }
+                let now = Instant::now();
+                if last.is_some_and(|l| now.duration_since(l) < BURST) {
+                    continue;
+                }
+                last = Some(now);
                 RECEIVED.fetch_add(1, SeqCst);
                 ARRIVED.notify_waiters();
             }

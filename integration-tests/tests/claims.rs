@@ -386,6 +386,9 @@ fn a_second_ctrl_c_quits_at_once() {
         "press Ctrl-C again",
         Duration::from_secs(5),
     );
+    // A person reads the line first (signals within 200 ms are one: see
+    // coordinator/src/signals.rs).
+    std::thread::sleep(Duration::from_millis(300));
     run.signal("INT");
     let second = Instant::now();
     let status = run
@@ -401,6 +404,33 @@ fn a_second_ctrl_c_quits_at_once() {
         "the second Ctrl-C took {quit:?} (one alone took {graceful:?})"
     );
     assert!(!s.out.join("report.json").exists());
+}
+
+/// `timeout -s TERM` signals the command and then its process group: two
+/// SIGTERMs microseconds apart, one action. They stop the run and keep its
+/// report, as one signal does (counted as two, the second quit without it).
+#[test]
+fn two_signals_at_the_same_instant_are_one() {
+    let _serial = serial();
+    let toml =
+        "[target]\nbuiltin = true\n[[stages]]\nname = \"main\"\nrate = 100\nduration = \"30s\"\n";
+    let s = local_submission("same-instant", toml, &["--local-workers", "1"]);
+    let mut run = spawn(s.cmd, "volley run");
+    let mut err = String::new();
+    wait_stderr(&mut run, &mut err, "started with", Duration::from_secs(30));
+    let pid = run.pid().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = run.wait_exit(Duration::from_secs(30)).expect("it ends");
+    err.push_str(&run.stderr_so_far());
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(!err.contains("abandoned"), "{err}");
+    let r = read_report(&s.out);
+    assert_eq!(r["complete"], false);
+    assert_accounted(&r["requests"], "interrupted run");
 }
 
 /// The second Ctrl-C quits at once in cluster mode too, even when the
