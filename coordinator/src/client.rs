@@ -374,8 +374,17 @@ impl<'a> Follower<'a> {
                     }
                     eprintln!("volley: stopping run {} (press Ctrl-C again to quit without the report)", self.run_id);
                     let stop = pb::StopRunRequest { run_id: self.run_id.clone(), reason: "interrupted by the user".into() };
-                    if let Err(s) = client.stop_run(self.conn.request(stop)?).await {
-                        eprintln!("volley: could not stop the run: {}", s.message());
+                    // A coordinator slow to answer must not hold back the
+                    // second Ctrl-C.
+                    tokio::select! {
+                        r = client.stop_run(self.conn.request(stop)?) => {
+                            if let Err(s) = r {
+                                eprintln!("volley: could not stop the run: {}", s.message());
+                            }
+                        }
+                        _ = interrupt() => {
+                            return Err(CliError::incomplete(format!("interrupted; run {} abandoned", self.run_id)));
+                        }
                     }
                     continue;
                 }

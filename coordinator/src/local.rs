@@ -141,6 +141,17 @@ pub async fn run(
         )));
     }
 
+    // The interrupts the client took: after a second one it has abandoned
+    // the run and quits at once, without waiting for the workers' drain.
+    let interrupts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = || -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let signal = interrupt();
+        let interrupts = interrupts.clone();
+        Box::pin(async move {
+            signal.await;
+            interrupts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })
+    };
     let result = client::submit(
         SubmitOptions {
             conn: client::Connection {
@@ -162,11 +173,14 @@ pub async fn run(
             },
             vars: opts.vars,
         },
-        interrupt,
+        counted,
     )
     .await;
 
     let _ = stop_tx.send(true);
+    if interrupts.load(std::sync::atomic::Ordering::SeqCst) > 1 {
+        return result;
+    }
     for w in workers {
         let _ = tokio::time::timeout(Duration::from_secs(3), w).await;
     }

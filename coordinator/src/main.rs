@@ -1,6 +1,7 @@
 //! `volley`: parses the command line, starts tracing, and calls the library.
 
 mod cli;
+mod signals;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -78,14 +79,9 @@ fn init_tracing(default: &str, format: cli::LogFormat) {
     }
 }
 
+/// The next SIGINT (Ctrl-C) or SIGTERM; see [`signals`].
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
+    signals::next().await;
 }
 
 /// `volley run`'s interrupt: SIGINT (Ctrl-C) and SIGTERM (`timeout`, CI

@@ -134,6 +134,8 @@ mod tests {
 
     #[test]
     fn the_buffer_is_capped_and_drops_the_oldest_first() {
+        // The README's "buffer their per-second reports (up to an hour)".
+        assert_eq!(MAX_BUFFERED, 3600, "an hour of one report a second");
         let mut o = Outbox::default();
         let n = MAX_BUFFERED as u32;
         for m in 0..n + 3 {

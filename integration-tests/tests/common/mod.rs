@@ -663,10 +663,13 @@ fn nginx_config(
     body: &str,
     new_http2_syntax: bool,
     tls: Option<&Path>,
+    http2: bool,
 ) -> String {
     let d = dir.display();
     let ssl = if tls.is_some() { " ssl" } else { "" };
-    let (listen, http2_on) = if new_http2_syntax {
+    let (listen, http2_on) = if !http2 {
+        (format!("listen 127.0.0.1:{port}{ssl};"), "")
+    } else if new_http2_syntax {
         (format!("listen 127.0.0.1:{port}{ssl};"), "http2 on;")
     } else {
         (format!("listen 127.0.0.1:{port}{ssl} http2;"), "")
@@ -712,16 +715,22 @@ http {{
 /// `body_bytes` bytes (`a..z` repeated). Waits until it accepts
 /// connections.
 pub fn start_nginx_h2(body_bytes: usize) -> Nginx {
-    start_nginx(body_bytes, None)
+    start_nginx(body_bytes, None, true)
+}
+
+/// As [`start_nginx_h2`], speaking HTTP/1.1 only (no `http2`), as most
+/// servers a user points Volley at do.
+pub fn start_nginx_http1(body_bytes: usize) -> Nginx {
+    start_nginx(body_bytes, None, false)
 }
 
 /// As [`start_nginx_h2`], over TLS (HTTP/2 negotiated with ALPN) with the
 /// `server.pem` / `server.key` of [`certificates`] in `certs`.
 pub fn start_nginx_h2_tls(body_bytes: usize, certs: &Path) -> Nginx {
-    start_nginx(body_bytes, Some(certs))
+    start_nginx(body_bytes, Some(certs), true)
 }
 
-fn start_nginx(body_bytes: usize, tls: Option<&Path>) -> Nginx {
+fn start_nginx(body_bytes: usize, tls: Option<&Path>, http2: bool) -> Nginx {
     let bin = nginx_binary();
     // nginx 1.25.1 made `http2` a server directive (`listen … http2` is
     // deprecated there).
@@ -737,7 +746,7 @@ fn start_nginx(body_bytes: usize, tls: Option<&Path>) -> Nginx {
         let port = free_port();
         let conf = dir.write(
             "nginx.conf",
-            &nginx_config(dir.path(), port, &body, new_syntax, tls),
+            &nginx_config(dir.path(), port, &body, new_syntax, tls, http2),
         );
         let mut cmd = Command::new(&bin);
         cmd.arg("-p")
