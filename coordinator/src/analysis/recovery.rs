@@ -7,9 +7,17 @@
 //! - a second (interval `t_s = k` covers [k, k + 1)) is *calm* when the
 //!   schedule intended requests in it (draining seconds after the run and
 //!   zero-rate seconds never count), it has a p99 (some request succeeded),
-//!   its p99 ≤ baseline p99 × (1 + tolerance), and its error rate is at most
+//!   its p99 is at most the *calm bound* (below), and its error rate is at most
 //!   0.1 percentage points above the baseline's. Being better than the
 //!   baseline is fine, hence "at most";
+//! - the calm bound is the baseline p99 plus the largest of three margins:
+//!   `tolerance` × baseline p99; the baseline's own second-to-second noise,
+//!   [`NOISE_SIGMAS`] × 1.4826 × the median absolute deviation of its seconds'
+//!   p99 (a robust standard deviation: one slow second in the baseline, such
+//!   as the tail of an earlier burst, does not widen it); and
+//!   [`NOISE_FLOOR_MS`]. A sub-millisecond p99 moves by more than 10 % from
+//!   second to second with no change in load, and a bound tighter than that
+//!   noise reports a recovery time for a target that never queued;
 //! - a second's error rate is errors / (ok + errors + dropped) of that second:
 //!   outcomes land in the second they are measured in, which during a backlog
 //!   need not be the second they were scheduled in, and this ratio stays a
@@ -32,6 +40,18 @@ use std::collections::BTreeMap;
 /// How far above the baseline's error rate a calm second may be: 0.1
 /// percentage points.
 pub const ERROR_RATE_MARGIN: f64 = 0.001;
+
+/// The smallest margin over the baseline p99 that a calm second may use, in
+/// milliseconds: below it, differences are scheduling and timer noise (of the
+/// machine and of the generator), not a target draining a queue.
+pub const NOISE_FLOOR_MS: f64 = 0.5;
+
+/// How many robust standard deviations of the baseline's per-second p99 a
+/// calm second may lie above the baseline p99.
+pub const NOISE_SIGMAS: f64 = 3.0;
+
+/// Scales a median absolute deviation to a standard deviation (normal data).
+const MAD_TO_SIGMA: f64 = 1.4826;
 
 /// Slack for float rounding in the "≤" comparisons.
 const EPS: f64 = 1e-9;
@@ -76,9 +96,13 @@ fn one(
     let base_errors = base.map_or(0.0, |b| ratio(b.requests.errors, b.requests.intended));
     let end = burst.start_s + burst.duration_s;
     let first = second_at_or_after(end);
-    let found = baseline_p99.and_then(|p| {
+    let calm_p99_ms = baseline_p99.map(|p| {
+        let noise = base.map_or(0.0, |b| NOISE_SIGMAS * robust_sigma(by_t, b));
+        p + (p * tolerance).max(noise).max(NOISE_FLOOR_MS)
+    });
+    let found = calm_p99_ms.and_then(|p99_ms| {
         let bounds = Bounds {
-            p99_ms: p * (1.0 + tolerance),
+            p99_ms,
             error_rate: base_errors + ERROR_RATE_MARGIN,
         };
         find_window(by_t, first, window, &bounds)
@@ -99,9 +123,43 @@ fn one(
     Recovery {
         stage: burst.name.clone(),
         baseline_p99_ms: baseline_p99,
+        calm_p99_ms,
         peak_p99_ms,
         recovered: found.is_some(),
         recovery_time_s: recovery_time_s.max(0.0),
+    }
+}
+
+/// The baseline's second-to-second p99 noise: 1.4826 × the median absolute
+/// deviation of the p99 of its whole seconds that had load and a p99. Fewer
+/// than 3 such seconds carry no measure of noise: 0.
+fn robust_sigma(by_t: &BTreeMap<u32, &IntervalReport>, stage: &StageReport) -> f64 {
+    let from = second_at_or_after(stage.start_s);
+    // Seconds wholly inside the stage: [from, end) with end its last whole
+    // second's end.
+    let to = (stage.start_s + stage.duration_s + EPS).floor().max(0.0) as u32;
+    let mut p99s: Vec<f64> = by_t
+        .range(from..to.max(from))
+        .filter(|(_, i)| i.intended > 0)
+        .filter_map(|(_, i)| i.p99_ms)
+        .collect();
+    if p99s.len() < 3 {
+        return 0.0;
+    }
+    let median = median_of(&mut p99s);
+    let mut deviations: Vec<f64> = p99s.iter().map(|p| (p - median).abs()).collect();
+    MAD_TO_SIGMA * median_of(&mut deviations)
+}
+
+/// The median of a non-empty slice (the mean of the middle two for an even
+/// length); sorts it.
+fn median_of(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 

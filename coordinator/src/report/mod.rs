@@ -283,6 +283,11 @@ pub struct IntervalReport {
 pub struct Recovery {
     pub stage: String,
     pub baseline_p99_ms: Option<f64>,
+    /// The p99 a second may have and still count as calm: the baseline p99
+    /// plus the largest of the tolerance, the baseline's own noise and a
+    /// 0.5 ms floor (docs/recovery.md). None without a baseline p99.
+    #[serde(default)]
+    pub calm_p99_ms: Option<f64>,
     pub peak_p99_ms: Option<f64>,
     pub recovered: bool,
     /// From the end of the burst to the start of the first stable window; when

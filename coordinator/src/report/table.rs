@@ -252,13 +252,21 @@ impl Tables {
         }));
         let recovery = (!r.recovery.is_empty()).then(|| {
             Table::new(
-                &["Burst", "Baseline p99", "Peak p99", "Recovered", "Time"],
+                &[
+                    "Burst",
+                    "Baseline p99",
+                    "Calm at or below",
+                    "Peak p99",
+                    "Recovered",
+                    "Time",
+                ],
                 1,
             )
             .rows(r.recovery.iter().map(|x| {
                 vec![
                     text(&x.stage),
                     text(ms(x.baseline_p99_ms)),
+                    text(ms(x.calm_p99_ms)),
                     text(ms(x.peak_p99_ms)),
                     Cell::YesNo(x.recovered),
                     text(format!(

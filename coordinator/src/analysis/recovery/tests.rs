@@ -303,3 +303,137 @@ fn interval_order_and_duplicates_do_not_matter() {
         "no burst, no rows"
     );
 }
+
+/// steady [0, 30) at 1000 req/s, burst [30, 40), after [40, 90); p99s in ms.
+fn sub_ms_stages(baseline_p99: f64) -> Vec<StageReport> {
+    vec![
+        fixture::stage("steady", false, 0.0, 30.0, baseline_p99),
+        fixture::stage("burst", true, 30.0, 10.0, 3.0),
+        fixture::stage("after", false, 40.0, 50.0, baseline_p99),
+    ]
+}
+
+/// A deterministic wobble in [-1, 1] (no RNG: the test must be exact).
+fn wobble(t: u32) -> f64 {
+    f64::from((t * 7919) % 21) / 10.0 - 1.0
+}
+
+#[test]
+fn a_flat_noisy_sub_millisecond_series_recovers_at_once() {
+    // What the guide's burst example showed against nginx: baseline p99
+    // 0.275 ms, the seconds after the burst between 0.20 and 0.37 ms; the
+    // burst itself 2–3 ms. Nothing queued, so nothing needs to recover.
+    let iv = series(0..90, |t| match t {
+        30..=39 => 2.0 + 0.1 * f64::from(t - 30),
+        _ => 0.285 + 0.085 * wobble(t),
+    });
+    // Seconds after the burst go well past the old bound, baseline × 1.1
+    // (0.3025 ms), which reported a 10 s recovery for this very series.
+    assert!(iv.iter().any(|s| s.t_s >= 40 && s.p99_ms.unwrap() > 0.36));
+    let r = only(recovery(&iv, &sub_ms_stages(0.275), 5, 0.1));
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 0.0);
+    // The bound is the 0.5 ms floor here: 10 % (0.0275 ms) and the
+    // baseline's noise are both smaller.
+    assert_eq!(r.calm_p99_ms, Some(0.275 + NOISE_FLOOR_MS));
+}
+
+#[test]
+fn a_noisy_baseline_widens_the_bound_by_its_own_spread() {
+    // Baseline seconds alternate 8 and 12 ms around a stage p99 of 10 ms:
+    // median 10, every deviation 2 ms, so σ ≈ 2.97 ms and the bound is
+    // 10 + 3σ ≈ 18.9 ms, wider than 10 % (11 ms).
+    let iv = series(0..90, |t| match t {
+        0..=29 => {
+            if t % 2 == 0 {
+                8.0
+            } else {
+                12.0
+            }
+        }
+        30..=39 => 200.0,
+        _ => 17.0,
+    });
+    let r = only(recovery(&iv, &sub_ms_stages(10.0), 5, 0.1));
+    let bound = r.calm_p99_ms.unwrap();
+    assert!(
+        (bound - (10.0 + 3.0 * 1.4826 * 2.0)).abs() < 1e-9,
+        "{bound}"
+    );
+    assert!(r.recovered, "17 ms is within the baseline's own band");
+    assert_eq!(r.recovery_time_s, 0.0);
+    // 20 ms is beyond it.
+    let iv: Vec<_> = iv
+        .into_iter()
+        .map(|s| {
+            if s.t_s >= 40 {
+                sec(s.t_s, Some(20.0), 0)
+            } else {
+                s
+            }
+        })
+        .collect();
+    assert!(!only(recovery(&iv, &sub_ms_stages(10.0), 5, 0.1)).recovered);
+}
+
+#[test]
+fn one_slow_baseline_second_does_not_widen_the_bound() {
+    // The baseline's first seconds carry the tail of an earlier event (two
+    // seconds at 300 ms): the median absolute deviation ignores them, so
+    // the bound stays at the 10 % tolerance.
+    let iv = series(0..90, |t| match t {
+        0..=1 => 300.0,
+        30..=39 => 200.0,
+        _ => 10.0,
+    });
+    let r = only(recovery(&iv, &sub_ms_stages(10.0), 5, 0.1));
+    assert_eq!(r.calm_p99_ms, Some(11.0));
+}
+
+#[test]
+fn a_real_backlog_drain_is_measured_as_before() {
+    // Sub-millisecond baseline, then a queue that drains linearly from
+    // 500 ms at 40 s to the baseline at 50 s: recovery is 10 s under the old
+    // rule and under the new one, since the floor (0.5 ms) is nothing next to
+    // a draining queue.
+    let drain_ms = |t: u32| (500.0 - 50.0 * f64::from(t - 40)).max(0.0);
+    let iv = series(0..90, |t| match t {
+        30..=39 => 500.0,
+        40..=49 => 0.3 + drain_ms(t),
+        _ => 0.285 + 0.085 * wobble(t),
+    });
+    let r = only(recovery(&iv, &sub_ms_stages(0.275), 5, 0.1));
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 10.0);
+    // The same with a slower drain that is still 0.6 ms above the baseline
+    // at 50 s: one second more.
+    let iv: Vec<_> = iv
+        .into_iter()
+        .map(|s| match s.t_s {
+            50 => sec(50, Some(0.275 + 0.6), 0),
+            _ => s,
+        })
+        .collect();
+    assert_eq!(
+        only(recovery(&iv, &sub_ms_stages(0.275), 5, 0.1)).recovery_time_s,
+        11.0
+    );
+}
+
+#[test]
+fn fewer_than_three_baseline_seconds_carry_no_noise() {
+    let stages = vec![
+        fixture::stage("steady", false, 0.0, 2.0, 10.0),
+        fixture::stage("burst", true, 2.0, 5.0, 200.0),
+        fixture::stage("after", false, 7.0, 20.0, 10.0),
+    ];
+    let iv = series(0..27, |t| match t {
+        0 => 1.0,
+        1 => 30.0,
+        2..=6 => 200.0,
+        _ => 10.0,
+    });
+    let r = only(recovery(&iv, &stages, 5, 0.1));
+    assert_eq!(r.calm_p99_ms, Some(11.0));
+    assert_eq!(r.recovery_time_s, 0.0);
+}

@@ -238,6 +238,7 @@ fn rec(stage: &str, recovered: bool, t: f64) -> Recovery {
     Recovery {
         stage: stage.into(),
         baseline_p99_ms: Some(10.0),
+        calm_p99_ms: Some(11.0),
         peak_p99_ms: Some(100.0),
         recovered,
         recovery_time_s: t,

@@ -45,6 +45,7 @@ fn burst_report() -> Report {
     r.recovery = vec![Recovery {
         stage: "burst".into(),
         baseline_p99_ms: Some(20.0),
+        calm_p99_ms: Some(22.0),
         peak_p99_ms: Some(1400.0),
         recovered: true,
         recovery_time_s: 4.0,
