@@ -58,6 +58,7 @@ fn wire_reports() -> Vec<pb::IntervalReport> {
                 }),
                 latency_hist: histogram::encode(&latency),
                 service_hist: histogram::encode(&service),
+                send_lag_hist: histogram::encode(&histogram::synthetic_send_lag(v + 1, ok + 1)),
                 in_flight: 40,
                 rss_bytes: 12 << 20,
                 cpu_nanos: 1_000_000_000 + v * 1000,

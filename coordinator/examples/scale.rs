@@ -552,6 +552,8 @@ fn templates(values: u64) -> Vec<pb::IntervalReport> {
     (0..VARIANTS)
         .map(|v| {
             let (latency_hist, service_hist) = realistic_second(v + 1, values);
+            let send_lag_hist =
+                histogram::encode(&histogram::synthetic_send_lag(v + 1, values + 1));
             pb::IntervalReport {
                 run_id: String::new(),
                 index: 0,
@@ -578,6 +580,7 @@ fn templates(values: u64) -> Vec<pb::IntervalReport> {
                 }),
                 latency_hist,
                 service_hist,
+                send_lag_hist,
                 in_flight: 40,
                 rss_bytes: 12 << 20,
                 cpu_nanos: 0,

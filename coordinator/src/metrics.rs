@@ -246,6 +246,7 @@ mod tests {
             workers: 1,
             worker_rss_mb_max: None,
             worker_cpu_pct_max: None,
+            send_lag_ms: Default::default(),
         }
     }
 

@@ -111,6 +111,15 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
         .map_err(|e| WireError::Histogram(format!("latency: {e}")))?;
     let service = histogram::decode_for_merge(&r.service_hist)
         .map_err(|e| WireError::Histogram(format!("service: {e}")))?;
+    let send_lag = histogram::decode_for_merge(&r.send_lag_hist)
+        .map_err(|e| WireError::Histogram(format!("send lag: {e}")))?;
+    if send_lag.len() != counts.sent {
+        return Err(WireError::ImpossibleCount(format!(
+            "{} sent requests but {} send lags",
+            counts.sent,
+            send_lag.len()
+        )));
+    }
     if latency.len() != counts.ok || service.len() != counts.ok {
         return Err(WireError::ImpossibleCount(format!(
             "{} ok requests but {} latencies and {} service times",
@@ -133,6 +142,7 @@ pub fn worker_interval(r: pb::IntervalReport, bounds: Bounds) -> Result<WorkerIn
         checks,
         latency,
         service,
+        send_lag,
         in_flight: r.in_flight,
         rss_bytes: r.rss_bytes,
         cpu_nanos: r.cpu_nanos,
@@ -338,6 +348,8 @@ mod tests {
             h.record(1000).unwrap();
         }
         let bytes = histogram::encode(&h);
+        let mut lag = histogram::new_hist();
+        lag.record_n(20, ok + 1).unwrap();
         pb::IntervalReport {
             run_id: "r".into(),
             index: 3,
@@ -366,10 +378,20 @@ mod tests {
             }),
             latency_hist: bytes.clone(),
             service_hist: bytes,
+            send_lag_hist: histogram::encode(&lag),
             in_flight: 0,
             rss_bytes: 0,
             cpu_nanos: 0,
         }
+    }
+
+    /// One send lag per sent request, as a worker reports them.
+    fn lags_for_sent(r: &mut pb::IntervalReport) {
+        let mut lag = histogram::new_hist();
+        if r.sent > 0 {
+            lag.record_n(20, r.sent).unwrap();
+        }
+        r.send_lag_hist = histogram::encode(&lag);
     }
 
     const ONE: Bounds = Bounds {
@@ -424,6 +446,24 @@ mod tests {
         assert_eq!(w.counts.ok, 10);
         assert_eq!(w.counts.errors(), 1);
         assert_eq!(w.latency.len(), 10);
+        assert_eq!(w.send_lag.len(), 11, "one lag per sent request");
+    }
+
+    #[test]
+    fn a_send_lag_per_sent_request_is_required() {
+        for lags in [0, 10, 12] {
+            let mut r = report(10);
+            let mut lag = histogram::new_hist();
+            if lags > 0 {
+                lag.record_n(20, lags).unwrap();
+            }
+            r.send_lag_hist = histogram::encode(&lag);
+            let err = worker_interval(r, ONE).unwrap_err();
+            assert!(
+                matches!(&err, WireError::ImpossibleCount(m) if m == &format!("11 sent requests but {lags} send lags")),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
@@ -589,6 +629,7 @@ mod tests {
         let mut r = report(4);
         r.intended += 2;
         r.sent += 2;
+        lags_for_sent(&mut r);
         r.errors = Some(pb::ErrorCounts {
             status: 3,
             reset: 2,
@@ -635,6 +676,7 @@ mod tests {
         idle.errors = None;
         idle.drops = None;
         idle.status_codes.clear();
+        idle.send_lag_hist = histogram::encode(&histogram::new_hist());
         assert!(worker_interval(idle.clone(), TWO)
             .unwrap()
             .requests

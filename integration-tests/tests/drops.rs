@@ -116,6 +116,36 @@ fn busy_connections_are_named_once_live_and_in_every_report() {
         )),
         "the page says it too"
     );
+    // The requests that waited for a connection went out about 2 s late:
+    // that wait is Volley's own lateness (send lag), part of their latency
+    // and not of the target's service time, and the reports say so.
+    let lag = &r["send_lag_ms"];
+    let (lag_p50, lag_p99, lag_max) = (f(lag, "p50"), f(lag, "p99"), f(lag, "max"));
+    assert!(lag_p50 <= lag_p99 && lag_p99 <= lag_max, "{lag}");
+    assert!(lag_max >= 1500.0, "queued for a busy connection: {lag}");
+    assert!(
+        f(&r, "latency_ms.max") >= lag_max + 1900.0,
+        "latency includes the lag and the 2 s service: {} vs {lag}",
+        r["latency_ms"]
+    );
+    assert!(
+        f(&r, "service_time_ms.max") < 2500.0,
+        "{}",
+        r["service_time_ms"]
+    );
+    let late_second = r["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["send_lag_ms"]["max"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(late_second >= 1500.0, "per second too: {}", r["intervals"]);
+    assert!(md.contains("- ⚠️ Volley sent late: send lag p99"), "{md}");
+    assert!(md.contains("| Send lag (Volley's own) |"), "{md}");
+    assert!(
+        html.contains("Volley sent late: send lag p99"),
+        "the page too"
+    );
 }
 
 #[test]

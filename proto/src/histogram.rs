@@ -393,6 +393,31 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
 /// Box–Muller); the service time is 70 % of each latency. Returns
 /// (latency, service).
 pub fn synthetic_second(seed: u64, values: u64) -> (Hist, Hist) {
+    let mut normal = standard_normal(seed);
+    let mut latency = new_hist();
+    let mut service = new_hist();
+    for _ in 0..values {
+        let us = (2000.0 * normal().exp()).clamp(100.0, 50_000.0);
+        latency.record(us as u64).expect("in range");
+        service.record((us * 0.7) as u64).expect("in range");
+    }
+    (latency, service)
+}
+
+/// A reproducible second of a worker's send lag, for the same harnesses:
+/// `values` lags lognormal around 50 µs (σ = 1), clamped to 1 µs..5 ms.
+pub fn synthetic_send_lag(seed: u64, values: u64) -> Hist {
+    let mut normal = standard_normal(seed ^ 0x5EED);
+    let mut lag = new_hist();
+    for _ in 0..values {
+        let us = (50.0 * normal().exp()).clamp(1.0, 5000.0);
+        lag.record(us as u64).expect("in range");
+    }
+    lag
+}
+
+/// Standard normal draws from `seed` (SplitMix64 + Box–Muller).
+fn standard_normal(seed: u64) -> impl FnMut() -> f64 {
     let mut state = seed;
     let mut uniform = move || {
         state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -402,15 +427,7 @@ pub fn synthetic_second(seed: u64, values: u64) -> (Hist, Hist) {
         z ^= z >> 31;
         ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
     };
-    let mut latency = new_hist();
-    let mut service = new_hist();
-    for _ in 0..values {
-        let n = (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
-        let us = (2000.0 * n.exp()).clamp(100.0, 50_000.0);
-        latency.record(us as u64).expect("in range");
-        service.record((us * 0.7) as u64).expect("in range");
-    }
-    (latency, service)
+    move || (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos()
 }
 
 /// Adds `other` into `into` exactly (bucket by bucket, never by averaging).

@@ -25,7 +25,7 @@ pub mod pb {
 }
 
 /// Protocol version carried in `Hello`; a coordinator refuses any other.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Largest gRPC message either side accepts (an interval report carries two
 /// compressed histograms, a few KiB each; a scenario is a small TOML file).

@@ -16,8 +16,10 @@ pub fn interval_report(
 ) -> pb::IntervalReport {
     let mut latency = Vec::new();
     let mut service = Vec::new();
+    let mut send_lag = Vec::new();
     histogram::encode_into(&d.latency, ser, &mut latency);
     histogram::encode_into(&d.service, ser, &mut service);
+    histogram::encode_into(&d.send_lag, ser, &mut send_lag);
     pb::IntervalReport {
         run_id: run_id.to_string(),
         index: d.index,
@@ -66,6 +68,7 @@ pub fn interval_report(
             .collect(),
         latency_hist: latency,
         service_hist: service,
+        send_lag_hist: send_lag,
         in_flight: d.in_flight,
         rss_bytes: crate::resources::rss_bytes(),
         cpu_nanos: crate::resources::cpu_nanos(),

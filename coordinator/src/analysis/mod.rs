@@ -109,6 +109,7 @@ pub(crate) mod fixture {
             error_rate: 0.0005,
             latency_ms: latency(20.0, 80.0),
             service_time_ms: latency(19.0, 79.0),
+            send_lag_ms: Default::default(),
             percentiles: Vec::new(),
             per_request: Vec::new(),
             stages: vec![

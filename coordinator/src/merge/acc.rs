@@ -17,6 +17,8 @@ pub struct Acc {
     pub checks: BTreeMap<(u32, u32), u64>,
     pub latency: Hist,
     pub service: Hist,
+    /// Actual send − scheduled send of every sent request.
+    pub send_lag: Hist,
 }
 
 impl Default for Acc {
@@ -28,6 +30,7 @@ impl Default for Acc {
             checks: BTreeMap::new(),
             latency: histogram::new_hist(),
             service: histogram::new_hist(),
+            send_lag: histogram::new_hist(),
         }
     }
 }
@@ -41,8 +44,8 @@ const PER_WORKER_SIGFIG: u8 = 2;
 
 impl Acc {
     /// A worker's accumulator: exact counts, a 2-digit latency histogram,
-    /// and no service-time histogram (the report has none per worker; it
-    /// stays empty, at the smallest size a histogram can have).
+    /// and no service-time or send-lag histogram (the report has none per
+    /// worker; they stay empty, at the smallest size a histogram can have).
     pub fn per_worker() -> Acc {
         Acc {
             latency: Hist::new_with_bounds(
@@ -52,17 +55,19 @@ impl Acc {
             )
             .expect("constant bounds are valid"),
             service: Hist::new_with_bounds(1, 2, 0).expect("constant bounds are valid"),
+            send_lag: Hist::new_with_bounds(1, 2, 0).expect("constant bounds are valid"),
             ..Acc::default()
         }
     }
 
     pub fn add_interval(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
         w.service.add_to(&mut self.service)?;
+        w.send_lag.add_to(&mut self.send_lag)?;
         self.add_interval_but_service(w)
     }
 
-    /// [`Acc::add_interval`] without the service-time histogram (for a
-    /// worker's own accumulator, see [`Acc::per_worker`]).
+    /// [`Acc::add_interval`] without the service-time and send-lag
+    /// histograms (for a worker's own accumulator, see [`Acc::per_worker`]).
     pub fn add_interval_but_service(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
         w.latency.add_to(&mut self.latency)?;
         self.counts.add(&w.counts);
@@ -81,6 +86,7 @@ impl Acc {
     pub fn add(&mut self, o: &Acc) -> Result<(), HistError> {
         histogram::merge(&mut self.latency, &o.latency)?;
         histogram::merge(&mut self.service, &o.service)?;
+        histogram::merge(&mut self.send_lag, &o.send_lag)?;
         self.counts.add(&o.counts);
         for (&code, &n) in &o.status_codes {
             *self.status_codes.entry(code).or_default() += n;

@@ -36,6 +36,8 @@ pub struct WorkerInterval {
     pub checks: Vec<CheckFailures>,
     pub latency: Decoded,
     pub service: Decoded,
+    /// Actual send − scheduled send of every sent request.
+    pub send_lag: Decoded,
     pub in_flight: u64,
     /// The worker process's resident memory and cumulative CPU time.
     pub rss_bytes: u64,

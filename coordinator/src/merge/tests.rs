@@ -29,6 +29,11 @@ fn wi(index: u32, ok: u64, latency_us: u64) -> WorkerInterval {
         latency_encoded: histogram::encode(&latency),
         latency: latency.into(),
         service: service.into(),
+        send_lag: {
+            let mut lag = histogram::new_hist();
+            lag.record_n(50, ok).unwrap();
+            lag.into()
+        },
         in_flight: 0,
         rss_bytes: 0,
         cpu_nanos: 0,

@@ -132,6 +132,18 @@ pub fn errors_by_check(
     out
 }
 
+pub fn send_lag(h: &Hist) -> SendLag {
+    if h.is_empty() {
+        return SendLag::default();
+    }
+    let ms = |us: u64| Some(us as f64 / 1000.0);
+    SendLag {
+        p50: ms(h.value_at_quantile(0.5)),
+        p99: ms(h.value_at_quantile(0.99)),
+        max: ms(h.max()),
+    }
+}
+
 pub fn latency(h: &Hist) -> Latency {
     if h.is_empty() {
         return Latency::default();
@@ -227,6 +239,7 @@ pub fn interval(curve: &RateCurve, plan: &Plan, m: &MergedInterval) -> IntervalR
         workers: m.workers,
         worker_rss_mb_max: (m.rss_max_bytes > 0).then(|| mb(m.rss_max_bytes)),
         worker_cpu_pct_max: m.cpu_pct_max,
+        send_lag_ms: send_lag(&m.acc.send_lag),
     }
 }
 
@@ -391,6 +404,7 @@ pub fn report(i: Inputs<'_>) -> Report {
         error_rate: ratio(c.errors(), c.intended),
         latency_ms: latency(&i.total.latency),
         service_time_ms: latency(&i.total.service),
+        send_lag_ms: send_lag(&i.total.send_lag),
         percentiles: percentiles(&i.total.latency),
         per_request: per_request(i.plan, i.requests, &i.total.checks, duration),
         errors_by_check: errors_by_check(i.plan, &i.total.checks, None),
@@ -586,6 +600,7 @@ mod tests {
             checks: vec![],
             latency: hist(total_ok).into(),
             service: hist(total_ok).into(),
+            send_lag: hist(total_ok + 2).into(),
             in_flight: 0,
             rss_bytes: 0,
             cpu_nanos: 0,

@@ -141,6 +141,9 @@ pub fn render(r: &Report) -> String {
     if let Some(why) = super::drops::sentence(r) {
         let _ = writeln!(o, "- ⚠️ {why}");
     }
+    if let Some(late) = super::send_lag::warning(r) {
+        let _ = writeln!(o, "- ⚠️ {late}");
+    }
     for e in r.events.iter().filter(|e| e.level != "info") {
         let _ = writeln!(o, "- ⚠️ at {:.1} s: {}", e.t_s, e.text);
     }
@@ -158,7 +161,7 @@ pub fn render(r: &Report) -> String {
     draw(&mut o, &t.throughput);
     let _ = writeln!(
         o,
-        "\n## Latency\n\nFrom the scheduled send time (coordinated-omission correct); service time is from the actual send.\n"
+        "\n## Latency\n\nFrom the scheduled send time (coordinated-omission correct); service time is from the actual send; send lag is Volley's own lateness (actual − scheduled send), which latency includes.\n"
     );
     draw(&mut o, &t.latency);
     if let Some(t) = &t.errors {

@@ -16,6 +16,7 @@ pub mod drops;
 pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod send_lag;
 pub mod table;
 
 use serde::{Deserialize, Serialize};
@@ -80,6 +81,12 @@ pub struct Report {
     pub latency_ms: Latency,
     /// Time from the actual send to the response.
     pub service_time_ms: Latency,
+    /// Volley's own lateness: actual send − scheduled send of every sent
+    /// request. It is part of `latency_ms` (which runs from the scheduled
+    /// time), so it must stay small next to it. Empty in reports written
+    /// before it existed.
+    #[serde(default)]
+    pub send_lag_ms: SendLag,
     /// The whole run's latency spectrum, as HdrHistogram plots it: latency at
     /// 0, 10 … 90, 91 … 99, 99.1 … 99.9 … up to 99.999 and 100 (the max).
     #[serde(default)]
@@ -277,6 +284,18 @@ pub struct IntervalReport {
     pub worker_rss_mb_max: Option<f64>,
     #[serde(default)]
     pub worker_cpu_pct_max: Option<f64>,
+    /// This second's send lag (of the requests scheduled in it).
+    #[serde(default)]
+    pub send_lag_ms: SendLag,
+}
+
+/// Percentiles of the send lag, in milliseconds; null without sent
+/// requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SendLag {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

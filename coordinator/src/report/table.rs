@@ -9,7 +9,7 @@
 //! Markdown shows worker resources in a table of its own instead.
 
 use super::format::{group, ms, pct, rate};
-use super::{Latency, Report, ThresholdStatus};
+use super::{Latency, Report, SendLag, ThresholdStatus};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
@@ -122,6 +122,13 @@ fn latency_row(name: &str, l: &Latency) -> Vec<Cell> {
     row
 }
 
+/// Send lag has p50, p99 and max only.
+fn send_lag_row(l: &SendLag) -> Vec<Cell> {
+    let mut row = vec![text("Send lag (Volley's own)")];
+    row.extend([l.p50, None, None, l.p99, None, l.max, None].map(|v| text(ms(v))));
+    row
+}
+
 impl Tables {
     pub fn new(r: &Report) -> Tables {
         let thresholds = (!r.thresholds.is_empty()).then(|| {
@@ -174,6 +181,7 @@ impl Tables {
             .rows([
                 latency_row("Latency", &r.latency_ms),
                 latency_row("Service time", &r.service_time_ms),
+                send_lag_row(&r.send_lag_ms),
             ]);
         let errors = (q.errors > 0).then(|| {
             let count = |label: String, n: &u64| vec![text(label), text(group(*n))];

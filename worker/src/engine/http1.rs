@@ -356,13 +356,15 @@ async fn serve(
         let Some(link) = stream.as_mut() else { return };
         link.lease.take();
         let s = &mut link.io;
-        if !counted_sent {
-            sh.rec.borrow_mut().sent(job.tag);
-            counted_sent = true;
-        }
         // On a kept-alive connection nothing happened since `start`: no
         // second clock read.
         let send = if reused { start } else { Instant::now() };
+        if !counted_sent {
+            sh.rec
+                .borrow_mut()
+                .sent(job.tag, send.saturating_duration_since(job.sched));
+            counted_sent = true;
+        }
         let result = timer
             .run(
                 &sh.deadlines,

@@ -396,7 +396,9 @@ async fn start(
             .map_err(|e| Started::Closed(kind_of(&e)))?;
     }
     let sent = Instant::now();
-    sh.rec.borrow_mut().sent(job.tag);
+    sh.rec
+        .borrow_mut()
+        .sent(job.tag, sent.saturating_duration_since(job.sched));
     c.lease.take();
     c.active.set(c.active.get() + 1);
     let (sh, active, room, grpc) = (sh.clone(), c.active.clone(), c.room.clone(), requests.grpc);

@@ -39,6 +39,9 @@ pub struct IntervalData {
     pub latency: Hist,
     /// Service time from the actual send of ok requests.
     pub service: Hist,
+    /// Volley's own lateness: actual send − scheduled send, of every sent
+    /// request (ok or not). Its count is `sent`.
+    pub send_lag: Hist,
     /// Requests of later seconds still outstanding when this one closed.
     pub in_flight: u64,
 }
@@ -96,6 +99,7 @@ impl IntervalData {
             },
             latency: histogram::new_hist(),
             service: histogram::new_hist(),
+            send_lag: histogram::new_hist(),
             in_flight: 0,
         }
     }
@@ -225,10 +229,12 @@ impl Recorder {
         self.totals.dropped += 1;
     }
 
+    /// A request went on the wire `lag` after its scheduled time.
     #[inline]
-    pub fn sent(&mut self, tag: Tag) {
+    pub fn sent(&mut self, tag: Tag, lag: Duration) {
         let d = self.at(tag.second);
         d.sent += 1;
+        histogram::record(&mut d.send_lag, lag);
         if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
             r.sent += 1;
         }
@@ -333,18 +339,42 @@ mod tests {
     const T1: Tag = Tag { second: 1, req: 0 };
 
     #[test]
+    fn every_sent_request_has_its_lag_in_its_scheduled_second() {
+        let mut r = Recorder::new(1);
+        for (tag, lag_us) in [(T0, 5), (T0, 700), (T1, 2_000_000)] {
+            r.intended(tag);
+            r.sent(tag, Duration::from_micros(lag_us));
+        }
+        // Failures after the send keep their lag: it is the generator's.
+        r.error(T0, ErrorKind::Timeout, None);
+        r.ok(T0, Duration::from_millis(3), Duration::from_millis(2));
+        r.ok(T1, Duration::from_secs(3), Duration::from_secs(1));
+        let out = r.close(2, false);
+        assert_eq!(out.len(), 2);
+        let (s0, s1) = (&out[0].send_lag, &out[1].send_lag);
+        assert_eq!((s0.len(), s1.len()), (2, 1));
+        assert_eq!(s0.min(), 5);
+        assert!(s0.equivalent(s0.max(), 700), "{}", s0.max());
+        assert!(s1.equivalent(s1.max(), 2_000_000), "{}", s1.max());
+        // Dropped requests were never sent: no lag.
+        r.intended(Tag::new(2, 0));
+        r.dropped(Tag::new(2, 0), DropCause::BehindSchedule);
+        assert!(r.close(3, false)[0].send_lag.is_empty());
+    }
+
+    #[test]
     fn per_request_counts_add_up_to_the_second() {
         let mut r = Recorder::new(2);
         let a = Tag::new(0, 0);
         let b = Tag::new(0, 1);
         for _ in 0..3 {
             r.intended(a);
-            r.sent(a);
+            r.sent(a, Duration::ZERO);
         }
         r.intended(b);
         r.dropped(b, DropCause::MaxInFlight);
         r.intended(b);
-        r.sent(b);
+        r.sent(b, Duration::ZERO);
         r.ok(a, Duration::from_millis(1), Duration::from_millis(1));
         r.ok(a, Duration::from_millis(2), Duration::from_millis(1));
         r.error(a, ErrorKind::Status, Some(Status::Grpc(14)));
@@ -431,11 +461,11 @@ mod tests {
                         dropped += 1;
                     }
                     3 => {
-                        r.sent(tag);
+                        r.sent(tag, Duration::ZERO);
                         r.ok(tag, Duration::from_millis(1), Duration::from_millis(1));
                     }
                     _ => {
-                        r.sent(tag);
+                        r.sent(tag, Duration::ZERO);
                         r.error(tag, ErrorKind::Timeout, None);
                     }
                 }
@@ -461,10 +491,10 @@ mod tests {
         let (a, b) = (Tag::new(0, 0), Tag::new(0, 1));
         for _ in 0..4 {
             r.intended(a);
-            r.sent(a);
+            r.sent(a, Duration::ZERO);
         }
         r.intended(b);
-        r.sent(b);
+        r.sent(b, Duration::ZERO);
         r.check_failed(a, 2);
         r.check_failed(a, 2);
         r.check_failed(a, 0);
@@ -499,10 +529,10 @@ mod tests {
         }
         r.dropped(T0, DropCause::BehindSchedule);
         for _ in 0..3 {
-            r.sent(T0);
+            r.sent(T0, Duration::ZERO);
         }
         r.intended(T1);
-        r.sent(T1);
+        r.sent(T1, Duration::ZERO);
         r.ok(T0, Duration::from_millis(20), Duration::from_millis(19));
         // Second 0 still has two requests out: nothing closes yet, and second
         // 1 waits behind it even though its own request is done.
@@ -553,7 +583,7 @@ mod tests {
     fn forcing_closes_everything_after_the_rest_timed_out() {
         let mut r = Recorder::default();
         r.intended(T0);
-        r.sent(T0);
+        r.sent(T0, Duration::ZERO);
         r.intended(T1);
         assert!(r.close(5, false).is_empty());
         r.time_out_the_rest();

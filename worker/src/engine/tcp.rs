@@ -277,7 +277,7 @@ async fn connection(sh: &Pool, frames: &Frames) {
                     o.sent = now;
                     let job = o.job;
                     frames.write(job.tag.req, &mut out, || sh.renderer.context(&job));
-                    rec.sent(job.tag);
+                    rec.sent(job.tag, now.saturating_duration_since(job.sched));
                 }
             }
             let deadline = flight.front().map_or(now, |o| o.sent) + sh.timeout;

@@ -28,6 +28,7 @@ fn sec(t: u32, p99: Option<f64>, errors: u64) -> IntervalReport {
         workers: 1,
         worker_rss_mb_max: None,
         worker_cpu_pct_max: None,
+        send_lag_ms: Default::default(),
     }
 }
 

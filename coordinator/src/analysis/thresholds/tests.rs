@@ -299,6 +299,7 @@ fn second(stage: &str, intended: u64, ok: u64, errors: u64, p99: Option<f64>) ->
         workers: 2,
         worker_rss_mb_max: None,
         worker_cpu_pct_max: None,
+        send_lag_ms: Default::default(),
     }
 }
 

@@ -157,6 +157,9 @@ fn verdict(o: &mut String, r: &Report) {
     if let Some(why) = super::drops::sentence(r) {
         let _ = write!(o, "<p class=\"drops\">{}</p>", code_spans(&why));
     }
+    if let Some(late) = super::send_lag::warning(r) {
+        let _ = write!(o, "<p class=\"drops\">{}</p>", esc(&late));
+    }
     if !problems.is_empty() {
         o.push_str("<ul class=\"events\">");
         for e in problems {

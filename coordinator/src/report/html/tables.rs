@@ -58,7 +58,7 @@ pub(super) fn judgements(o: &mut String, t: &Tables) {
 pub(super) fn figures(o: &mut String, t: &Tables) {
     o.push_str("<h2>Throughput</h2>\n");
     draw(o, &t.throughput);
-    o.push_str("<h2>Latency</h2>\n<p class=\"note\">From the scheduled send time (coordinated-omission correct); service time is from the actual send.</p>\n");
+    o.push_str("<h2>Latency</h2>\n<p class=\"note\">From the scheduled send time (coordinated-omission correct); service time is from the actual send; send lag is Volley's own lateness (actual − scheduled send), which latency includes.</p>\n");
     draw(o, &t.latency);
     if let Some(t) = &t.errors {
         o.push_str("<h2>Errors</h2>\n");
