@@ -217,9 +217,12 @@ def test_run_against_a_baseline(actions: Actions) -> None:
     assert first.returncode == 0, first.stderr
     actions.summary.write_text("")
     res = actions.run("run.sh", VOLLEY=volley, SCENARIO=str(sc), OUT="pr", BASELINE="main/report.json",
-                      REGRESSION_THRESHOLD="1000%", ARGS="--local-workers 1")
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "--baseline main/report.json --threshold 1000%" in res.stderr
+                      REGRESSION_THRESHOLD="90%", ARGS="--local-workers 1")
+    # A 2-second run's p50 on a busy machine may move by more than that, so
+    # the verdict may be either; the exit code is volley's either way.
+    assert res.returncode in (0, 1), res.stdout + res.stderr
+    assert actions.outputs()["exit-code"] == str(res.returncode)
+    assert "--baseline main/report.json --threshold 90%" in res.stderr
     assert "| Baseline |" in actions.summary.read_text()
 
 
