@@ -358,6 +358,10 @@ def test_service_monitor_meets_the_crd_schema(chart: helm.Chart, service_monitor
 def test_every_other_object_is_valid_kubernetes_with_monitoring_on(chart: helm.Chart) -> None:
     objs = objects(render(chart, MONITORING))
     assert {o["kind"] for o in objs} >= {"ServiceMonitor", "ConfigMap"}
+    for o in find(objs, "ServiceMonitor") + [one(objs, "ConfigMap", f"{FULL}-dashboard")]:
+        labels = o["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE and labels["app.kubernetes.io/part-of"] == "volley"
+        assert labels["helm.sh/chart"].startswith("volley-")
     for version in ("1.25", kubernetes_validate.latest_version()):
         for o in objs:
             if o["kind"] == "ServiceMonitor":
