@@ -265,3 +265,37 @@ def test_install_builds_from_source(actions: Actions) -> None:
     got = install(actions, VOLLEY_CARGO_PROFILE="dev", CARGO_TARGET_DIR=str(target))
     assert Path(got) == target / "debug" / "volley"
     assert subprocess.run([got, "--version"], capture_output=True, text=True).returncode == 0
+
+
+def integrations_section() -> str:
+    readme = (REPO / "README.md").read_text()
+    return readme.split("\n## Integrations\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_example_uses_the_actions_inputs() -> None:
+    action = yaml.safe_load(ACTION.read_text())
+    section = integrations_section()
+    block = section.split("**GitHub Action.**", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    steps = yaml.safe_load(block)
+    given = next(s for s in steps if "with" in s)["with"]
+    assert set(given) <= set(action["inputs"]), set(given) - set(action["inputs"])
+
+
+def test_readme_helm_example_meets_the_values_schema() -> None:
+    import re
+
+    import helm_python as helm
+
+    from conftest import CHART
+
+    sets = re.findall(r"--set ([\w.]+)=(\S+)", integrations_section())
+    assert len(sets) >= 4
+    values: dict[str, Any] = {}
+    for key, value in sets:
+        node_ = values
+        *parents, last = key.split(".")
+        for p in parents:
+            node_ = node_.setdefault(p, {})
+        node_[last] = {"true": True, "false": False}.get(value, value)
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)
