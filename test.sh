@@ -50,5 +50,7 @@ if [ "${CI:-}" = "true" ]; then profile=ci; fi
 cargo nextest run --workspace --profile "$profile" "$@"
 
 # The Helm chart: lint, render, Kubernetes schemas, and the multi-host test
-# of its wiring (runs after the Rust tests; any failure fails test.sh).
+# of its wiring; the Grafana dashboard and the GitHub Action (action.yml).
+# run.sh installs what those need (Python and node packages, shellcheck).
+# Runs after the Rust tests; any failure fails test.sh.
 ./charts/tests/run.sh
