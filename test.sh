@@ -27,6 +27,16 @@ if ! python3 -c "import prometheus_client" >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check prometheus-client
 fi
 
+# report.json is validated against docs/report.schema.json with jsonschema;
+# --junit files against a published JUnit XSD with xmlschema, and read back
+# with junitparser (integration-tests/tests/report_schema.rs).
+for mod_pkg in jsonschema:jsonschema xmlschema:xmlschema junitparser:junitparser; do
+  if ! python3 -c "import ${mod_pkg%%:*}" >/dev/null 2>&1; then
+    echo "test.sh: installing the Python ${mod_pkg#*:} package (used to check report.json and --junit files)" >&2
+    python3 -m pip install --quiet --disable-pip-version-check "${mod_pkg#*:}"
+  fi
+done
+
 # gRPC: an independent server (grpcio) answers the protocol tests' calls.
 if ! python3 -c "import grpc" >/dev/null 2>&1; then
   echo "test.sh: installing the Python grpcio package (the gRPC server of the protocol tests)" >&2

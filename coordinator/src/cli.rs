@@ -81,6 +81,22 @@ pub enum Command {
     /// Follow a run under way (a line per second) and write its run
     /// directory at the end; Ctrl-C detaches and leaves the run going
     Attach(AttachArgs),
+    /// Print a JSON Schema: `volley schema report` is report.json's
+    /// (docs/report.schema.json), for validating reports in CI
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which document's schema
+    #[arg(value_enum)]
+    pub document: SchemaDocument,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaDocument {
+    /// report.json (volley.report.v1)
+    Report,
 }
 
 /// How to reach a coordinator: one set of flags (and `VOLLEY_*`
@@ -255,6 +271,10 @@ pub struct VerdictArgs {
     /// A threshold in its warning band fails the run (exit 1)
     #[arg(long, env = "VOLLEY_STRICT")]
     pub strict: bool,
+    /// Also write the verdicts as JUnit XML to FILE: a test case per
+    /// threshold and per regression row, the run's figures as properties
+    #[arg(long, value_name = "FILE", env = "VOLLEY_JUNIT")]
+    pub junit: Option<PathBuf>,
 }
 
 fn parse_pct(s: &str) -> Result<f64, String> {
@@ -364,6 +384,7 @@ impl RunArgs {
                 baseline,
                 strict: self.verdict.strict,
                 summary: true,
+                junit: self.verdict.junit,
             },
             vars: self.set,
         })
@@ -380,6 +401,7 @@ impl RunArgs {
             print_report: self.print_report,
             baseline,
             strict: self.verdict.strict,
+            junit: self.verdict.junit,
             vars: self.set,
             metrics_listen: self.metrics_listen,
         }

@@ -40,6 +40,8 @@ pub struct FollowOptions {
     pub strict: bool,
     /// Print the closing summary on stdout (not under `--output json`).
     pub summary: bool,
+    /// Also write the verdicts as JUnit XML here (`--junit`).
+    pub junit: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -545,15 +547,21 @@ impl<'a> Follower<'a> {
                         }
                     }
                 }
+                let exit = match report.as_ref() {
+                    Some(r) if f.outcome == "completed" => {
+                        crate::verdict::exit_code(r, opts.strict)
+                    }
+                    _ => Exit::Incomplete,
+                };
+                if let (Some(r), Some(path)) = (report.as_ref(), opts.junit.as_deref()) {
+                    crate::verdict::write_junit(path, r, exit, opts.strict)?;
+                }
                 if f.outcome != "completed" {
                     return Err(CliError::incomplete(format!(
                         "run {} failed: {}",
                         self.run_id, f.error
                     )));
                 }
-                let exit = report.as_ref().map_or(Exit::Incomplete, |r| {
-                    crate::verdict::exit_code(r, opts.strict)
-                });
                 return Ok(Some((exit, report)));
             }
         }

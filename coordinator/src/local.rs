@@ -29,6 +29,8 @@ pub struct LocalOptions {
     pub print_report: bool,
     pub baseline: Option<crate::verdict::Baseline>,
     pub strict: bool,
+    /// Also write the verdicts as JUnit XML here.
+    pub junit: Option<PathBuf>,
     /// `--set NAME=VALUE` overrides of the scenario's `[vars]`.
     pub vars: Vec<(String, String)>,
     /// Serve Prometheus metrics here while the run goes.
@@ -170,6 +172,7 @@ pub async fn run(
                 baseline: opts.baseline,
                 strict: opts.strict,
                 summary: true,
+                junit: opts.junit,
             },
             vars: opts.vars,
         },

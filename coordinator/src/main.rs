@@ -45,6 +45,14 @@ fn main() -> ExitCode {
         }),
         Command::Fetch(a) => runtime(None).block_on(fetch(a)),
         Command::Attach(a) => runtime(None).block_on(attach(a)),
+        Command::Schema(a) => {
+            match a.document {
+                cli::SchemaDocument::Report => {
+                    print!("{}", volley_coordinator::report::schema::report_schema())
+                }
+            }
+            Ok(Exit::Ok)
+        }
     };
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
@@ -91,7 +99,12 @@ fn interrupt() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>
     Box::pin(shutdown_signal())
 }
 
+/// The baseline, read; and `--junit`'s path checked: both before any
+/// traffic, so a bad one does not cost a run.
 fn baseline(v: &cli::VerdictArgs) -> Result<Option<verdict::Baseline>, CliError> {
+    if let Some(p) = v.junit.as_deref() {
+        verdict::check_junit_path(p)?;
+    }
     v.baseline
         .as_deref()
         .map(|p| verdict::load_baseline(p, v.threshold))
@@ -136,6 +149,7 @@ async fn attach(a: cli::AttachArgs) -> Result<Exit, CliError> {
         baseline: baseline(&a.verdict)?,
         strict: a.verdict.strict,
         summary: true,
+        junit: a.verdict.junit,
     };
     let listing = a.fetch.run.list.output.into();
     operate::attach(&conn, &a.fetch.run.run_id, follow, listing, &interrupt).await
@@ -189,5 +203,9 @@ fn report(a: cli::ReportArgs) -> Result<Exit, CliError> {
         cli::Format::Json => println!("{}", r.to_json()),
         cli::Format::Html => print!("{}", html::render(&r)),
     }
-    Ok(verdict::exit_code(&r, a.verdict.strict))
+    let exit = verdict::exit_code(&r, a.verdict.strict);
+    if let Some(p) = a.verdict.junit.as_deref() {
+        verdict::write_junit(p, &r, exit, a.verdict.strict)?;
+    }
+    Ok(exit)
 }

@@ -35,6 +35,35 @@ pub fn apply_baseline(r: &mut Report, b: &Baseline) {
     r.regressions = analysis::compare(r, &b.report, b.threshold_pct);
 }
 
+/// Checks a `--junit FILE` before the run, so a typo costs no run: bad
+/// input (exit 2) when FILE is a directory or its directory cannot be made.
+pub fn check_junit_path(path: &Path) -> Result<(), CliError> {
+    if path.is_dir() {
+        return Err(CliError::bad_input(format!(
+            "--junit {}: is a directory; expected a file to write",
+            path.display()
+        )));
+    }
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::create_dir_all(dir).map_err(|e| {
+            CliError::bad_input(format!(
+                "--junit {}: cannot create its directory: {e}",
+                path.display()
+            ))
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes the verdicts of `r` (which ended with `exit`) as JUnit XML to
+/// `path` (`--junit`).
+pub fn write_junit(path: &Path, r: &Report, exit: Exit, strict: bool) -> Result<(), CliError> {
+    check_junit_path(path)?;
+    let xml = crate::report::junit::render(r, exit, strict);
+    crate::output::write_atomic(path, xml.as_bytes())
+        .map_err(|e| CliError::incomplete(format!("cannot write --junit {}: {e}", path.display())))
+}
+
 /// The exit code a report warrants: 1 for a failed threshold or regression
 /// (or a warning under `strict`), 3 for a run that did not complete, else 0.
 pub fn exit_code(r: &Report, strict: bool) -> Exit {

@@ -7,6 +7,9 @@
 //! - [`table`]: its tables as headers plus rows of cells, built once;
 //!   [`format`]: how figures are written. Both renderings draw from them.
 //! - [`markdown`]: `report.md`; [`html`]: the self-contained `report.html`.
+//! - [`schema`]: the JSON Schema of `report.json` (`volley schema report`,
+//!   checked in as `docs/report.schema.json`).
+//! - [`junit`]: the verdicts as JUnit XML for CI (`--junit FILE`).
 //!
 //! Field names are the contract users, the chart and CI scripts build on:
 //! add fields, never rename them.
@@ -15,17 +18,29 @@ pub mod build;
 pub mod drops;
 pub mod format;
 pub mod html;
+pub mod junit;
 pub mod markdown;
+pub mod schema;
 pub mod send_lag;
 pub mod table;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 pub const SCHEMA: &str = "volley.report.v1";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A Volley run report (`report.json`), version `volley.report.v1`.
+///
+/// Within v1 fields are only ever added, never renamed or removed, and a
+/// field's meaning never changes; a change that breaks any of that is a new
+/// `schema` string (v2). This schema describes the reports of the Volley
+/// that printed it (`volley schema report`) and rejects any field it does
+/// not know, so a report with a newer field needs the newer schema.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
+    /// The report format and its version: always `volley.report.v1` here.
+    #[schemars(extend("const" = SCHEMA))]
     pub schema: String,
     pub run_id: String,
     pub scenario: String,
@@ -111,7 +126,7 @@ pub struct Report {
     pub events: Vec<Event>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Requests {
     pub intended: u64,
     pub sent: u64,
@@ -128,7 +143,7 @@ pub struct Requests {
 }
 
 /// The plan's per-worker limits (`[load]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LoadInfo {
     pub connections: u32,
     /// Requests in flight on one connection (1 for HTTP/1.1; HTTP/2
@@ -138,7 +153,7 @@ pub struct LoadInfo {
 }
 
 /// What the run was aimed at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TargetInfo {
     /// The target URL, without any user:password part.
     pub url: String,
@@ -149,7 +164,7 @@ pub struct TargetInfo {
 }
 
 /// One request definition's share of the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RequestReport {
     pub name: String,
     /// Its weight in the mix (its share of the arrivals is weight / Σ weight).
@@ -172,7 +187,7 @@ pub struct RequestReport {
 }
 
 /// Percentiles in milliseconds; `null` when nothing succeeded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Latency {
     pub p50: Option<f64>,
     pub p90: Option<f64>,
@@ -184,14 +199,14 @@ pub struct Latency {
 }
 
 /// One point of the latency spectrum.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PercentilePoint {
     /// 0 to 100.
     pub percentile: f64,
     pub latency_ms: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StageReport {
     pub name: String,
     pub burst: bool,
@@ -209,7 +224,7 @@ pub struct StageReport {
 }
 
 /// Degradation over a long stage: the first tenth of it against the last.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Soak {
     /// Length of each compared window, seconds.
     pub window_s: f64,
@@ -222,7 +237,7 @@ pub struct Soak {
     pub degradation: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct WorkerReport {
     pub id: String,
     pub hostname: String,
@@ -260,7 +275,7 @@ pub struct WorkerReport {
     pub cpu_pct_mean: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IntervalReport {
     pub t_s: u32,
     pub stage: String,
@@ -291,14 +306,14 @@ pub struct IntervalReport {
 
 /// Percentiles of the send lag, in milliseconds; null without sent
 /// requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SendLag {
     pub p50: Option<f64>,
     pub p99: Option<f64>,
     pub max: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Recovery {
     pub stage: String,
     pub baseline_p99_ms: Option<f64>,
@@ -314,7 +329,7 @@ pub struct Recovery {
     pub recovery_time_s: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(from = "ThresholdVerdictJson")]
 pub struct ThresholdVerdict {
     pub expr: String,
@@ -337,8 +352,9 @@ impl ThresholdVerdict {
 }
 
 /// A verdict as saved, before `status` is known for sure: reports written
-/// before it existed (or with it empty) get it from `pass`.
-#[derive(Deserialize)]
+/// before it existed (or with it empty) get it from `pass`. (Its schema is
+/// only the deserializing one; report.json's is [`ThresholdVerdict`]'s.)
+#[derive(Deserialize, JsonSchema)]
 struct ThresholdVerdictJson {
     expr: String,
     actual: Option<f64>,
@@ -363,7 +379,7 @@ impl From<ThresholdVerdictJson> for ThresholdVerdict {
 /// met. The lower-case names are the report's `status` strings. Regressions
 /// and recoveries, which have no warning band, are marked with `Pass` or
 /// `Fail` alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ThresholdStatus {
     Pass,
@@ -401,7 +417,7 @@ impl ThresholdStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Regression {
     pub metric: String,
     pub baseline: f64,
@@ -414,7 +430,7 @@ pub struct Regression {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Event {
     pub t_s: f64,
     pub level: String,
