@@ -376,6 +376,20 @@ duration = "2500ms"
     assert_eq!(code, 1, "{}", describe(&out));
     assert_junit_matches(&read_junit(&junit3), &r, 1, true);
 
+    // A directory is no --junit file: bad input, named.
+    let mut cmd = volley();
+    cmd.arg("report")
+        .arg(&report_path)
+        .arg("--junit")
+        .arg(s.dir.path());
+    let (code, out) = exit_of(cmd);
+    assert_eq!(code, 2, "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--junit"),
+        "{}",
+        describe(&out)
+    );
+
     // 3. `volley run --baseline --junit`: a steady run compared with the
     // burst run; its report.json carries the regression rows.
     let steady = format!(
