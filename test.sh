@@ -36,6 +36,19 @@ for mod_pkg in jsonschema:jsonschema xmlschema:xmlschema junitparser:junitparser
     python3 -m pip install --quiet --disable-pip-version-check "${mod_pkg#*:}"
   fi
 done
+# The JUnit XSD is the Jenkins xUnit plugin's junit-10.xsd, which pytest
+# checks its own JUnit output against and ships in its source distribution:
+# taken from PyPI, not kept in this repository.
+xsd=integration-tests/tests/schemas/junit-10.xsd
+if ! [ -s "$xsd" ]; then
+  echo "test.sh: fetching junit-10.xsd from pytest's source distribution on PyPI" >&2
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps \
+    --no-binary :all: "pytest==8.3.4" -d "$tmp"
+  tar -xzf "$tmp"/pytest-8.3.4.tar.gz -C "$tmp" pytest-8.3.4/testing/example_scripts/junit-10.xsd
+  cp "$tmp"/pytest-8.3.4/testing/example_scripts/junit-10.xsd "$xsd"
+  rm -rf "$tmp"
+fi
 
 # gRPC: an independent server (grpcio) answers the protocol tests' calls.
 if ! python3 -c "import grpc" >/dev/null 2>&1; then

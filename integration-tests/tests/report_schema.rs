@@ -72,9 +72,14 @@ fn validation_of(report: &Value, dir: &TempDir, name: &str) -> (bool, String) {
 /// The JUnit file validated against junit-10.xsd and read by
 /// `junitparser`: what it saw.
 fn read_junit(path: &Path) -> Value {
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemas/junit-10.xsd");
+    assert!(
+        xsd.is_file(),
+        "{} is missing: ./test.sh fetches it from pytest's source distribution on PyPI",
+        xsd.display()
+    );
     let mut cmd = python("check_junit.py");
-    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemas/junit-10.xsd"))
-        .arg(path);
+    cmd.arg(xsd).arg(path);
     let (out, _) = run_bounded(cmd, Duration::from_secs(60));
     assert!(
         out.status.success(),

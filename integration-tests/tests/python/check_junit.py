@@ -3,7 +3,7 @@
 it found as one JSON object on stdout:
 
 1. `xmlschema` validates it against a published JUnit XSD (the Jenkins
-   xUnit plugin's junit-10.xsd, vendored in tests/schemas/);
+   xUnit plugin's junit-10.xsd, fetched into tests/schemas/ by test.sh);
 2. `junitparser` parses it the way CI reporters do: its suites, test
    cases, their results and the suites' properties.
 
