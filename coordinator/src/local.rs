@@ -33,6 +33,8 @@ pub struct LocalOptions {
     pub vars: Vec<(String, String)>,
     /// Serve Prometheus metrics here while the run goes.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Push the same metrics over OTLP.
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 /// Runs the scenario locally; `interrupt` as in [`client::submit`].
@@ -121,6 +123,14 @@ pub async fn run(
             stopped(stop_rx.clone()),
         ));
     }
+    let otlp = match &opts.otlp {
+        Some(c) => {
+            let o = crate::otlp::Otlp::start(c)?;
+            o.listen_to(&coord.metrics);
+            Some(o)
+        }
+        None => None,
+    };
     let server = tokio::spawn(service::serve(
         coord,
         listener,
@@ -178,6 +188,11 @@ pub async fn run(
     .await;
 
     let _ = stop_tx.send(true);
+    // The run's last seconds are in: export them before anything else, so
+    // a short or interrupted run is exported too.
+    if let Some(o) = otlp {
+        o.shutdown().await;
+    }
     if interrupts.load(std::sync::atomic::Ordering::SeqCst) > 1 {
         return result;
     }
