@@ -165,10 +165,15 @@ fn assert_export_matches(export: &Value, r: &Value) {
         .all(|p| p["service"] == "volley" && p["temporality"] == 2));
     let target = points(export, "volley.rate.target", &at);
     assert_eq!(target.len(), 1);
-    assert_eq!(target[0]["value"].as_f64(), r["target_rps"].as_f64());
+    let (exported, configured) = (target[0]["value"].as_f64().unwrap(), f(r, "target_rps"));
+    assert!(
+        (exported - configured).abs() < 1e-6 * configured,
+        "target rate {exported} vs {configured}"
+    );
 }
 
-/// The per-definition attribute splits the mix as the report does, 3 : 1.
+/// The per-definition attribute splits the mix as the report does, 3 : 1
+/// (exactly for a run of whole blocks of 4 arrivals, else within a block).
 fn assert_mix_split(export: &Value, r: &Value) {
     let run = r["run_id"].as_str().unwrap();
     let per = r["per_request"].as_array().unwrap();
@@ -189,7 +194,14 @@ fn assert_mix_split(export: &Value, r: &Value) {
         assert_eq!(total, u(q, "intended"), "{name}");
         intended.push(total);
     }
-    assert_eq!(intended[0], 3 * intended[1], "a 3 : 1 mix: {intended:?}");
+    if u(r, "requests.intended").is_multiple_of(4) {
+        assert_eq!(intended[0], 3 * intended[1], "a 3 : 1 mix: {intended:?}");
+    } else {
+        assert!(
+            intended[0].abs_diff(3 * intended[1]) <= 3,
+            "a 3 : 1 mix: {intended:?}"
+        );
+    }
 }
 
 #[test]
