@@ -250,6 +250,9 @@ pub struct OtlpArgs {
 impl OtlpArgs {
     /// The checked settings, or `None` without --otlp-endpoint.
     pub fn config(&self) -> Result<Option<OtlpConfig>, CliError> {
+        // Checked even without an endpoint: a typo is never silently ignored.
+        volley_coordinator::otlp::Protocol::parse(&self.otlp_protocol)
+            .map_err(|e| CliError::bad_input(format!("--otlp-protocol: {e}")))?;
         self.otlp_endpoint
             .as_deref()
             .map(|e| OtlpConfig::new(e, &self.otlp_protocol, self.otlp_interval))

@@ -354,8 +354,9 @@ fn an_unreachable_collector_never_stops_or_slows_the_run() {
             "{what}: the rate held: {}",
             r["achieved_rps"]
         );
-        // 3 s of load, start-up, and at most the final flush's 6 s wait.
-        assert!(took < Duration::from_secs(15), "{what}: took {took:?}");
+        // 3 s of load, start-up, and at most the final flush's 6 s wait
+        // (an exporter that blocked the run took 41 s here).
+        assert!(took < Duration::from_secs(20), "{what}: took {took:?}");
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(
             stderr.contains("OTLP export failed") && stderr.contains(&endpoint),
