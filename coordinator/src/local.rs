@@ -188,13 +188,14 @@ pub async fn run(
     .await;
 
     let _ = stop_tx.send(true);
-    // The run's last seconds are in: export them before anything else, so
-    // a short or interrupted run is exported too.
-    if let Some(o) = otlp {
-        o.shutdown().await;
-    }
     if interrupts.load(std::sync::atomic::Ordering::SeqCst) > 1 {
         return result;
+    }
+    // The run's last seconds are in: export them before anything else, so
+    // a short or interrupted run is exported too (a second interrupt, above,
+    // quits without waiting for it).
+    if let Some(o) = otlp {
+        o.shutdown().await;
     }
     for w in workers {
         let _ = tokio::time::timeout(Duration::from_secs(3), w).await;
