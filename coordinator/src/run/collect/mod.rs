@@ -478,7 +478,9 @@ impl<'a> Collector<'a> {
     async fn publish(&mut self, m: &MergedInterval) -> IntervalReport {
         let summary = build::interval(&self.curve, self.plan, m);
         let requests = &self.plan.target.requests;
-        let definitions: Vec<(&str, RequestCounts)> = if m.requests.is_empty() {
+        // A mix's seconds carry their split (none for a second nobody
+        // reported); a single definition has the whole second.
+        let definitions: Vec<(&str, RequestCounts)> = if requests.len() <= 1 {
             let name = requests.first().map_or("", |r| r.name.as_str());
             let whole = RequestCounts {
                 intended: summary.intended,
