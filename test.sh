@@ -55,6 +55,12 @@ if ! python3 -c "import grpc" >/dev/null 2>&1; then
   echo "test.sh: installing the Python grpcio package (the gRPC server of the protocol tests)" >&2
   python3 -m pip install --quiet --disable-pip-version-check grpcio
 fi
+# OpenTelemetry: an independent OTLP receiver (the protocol's published
+# protobufs, with grpcio) checks --otlp-endpoint.
+if ! python3 -c "import opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc" >/dev/null 2>&1; then
+  echo "test.sh: installing the Python opentelemetry-proto package (the OTLP receiver of the OpenTelemetry tests)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check opentelemetry-proto
+fi
 # HTTP/2: nginx (Debian's full `nginx` package has the http_v2 module) is the
 # independent h2c server of the protocol tests, which start their own.
 if ! command -v nginx >/dev/null 2>&1 && ! [ -x /usr/sbin/nginx ]; then

@@ -17,6 +17,7 @@ use volley_coordinator::client::{Connection, FollowOptions, SubmitOptions};
 #[cfg(feature = "local")]
 use volley_coordinator::local::LocalOptions;
 use volley_coordinator::operate::Listing;
+use volley_coordinator::otlp::OtlpConfig;
 use volley_coordinator::scenario;
 use volley_coordinator::server::{self, ServeConfig};
 use volley_coordinator::verdict::Baseline;
@@ -234,6 +235,8 @@ pub struct RunArgs {
     /// Local mode: serve Prometheus metrics on this address at /metrics
     #[arg(long, env = "VOLLEY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
     /// Set a template variable, overriding the scenario's [vars] (repeat for
     /// more; templates read it as {{vars.NAME}}). VOLLEY_SET holds one
     /// NAME=VALUE
@@ -241,6 +244,36 @@ pub struct RunArgs {
     pub set: Vec<(String, String)>,
     #[command(flatten)]
     pub verdict: VerdictArgs,
+}
+
+/// OpenTelemetry metrics export (`volley serve`, and `volley run` in local
+/// mode).
+#[derive(Debug, Args)]
+pub struct OtlpArgs {
+    /// Push the metrics of /metrics to this OpenTelemetry collector (OTLP),
+    /// e.g. http://collector:4317 (gRPC) or, with --otlp-protocol
+    /// http/protobuf, http://collector:4318
+    #[arg(long, env = "VOLLEY_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// OTLP transport: grpc or http/protobuf (POST to /v1/metrics)
+    #[arg(long, env = "VOLLEY_OTLP_PROTOCOL", default_value = "grpc")]
+    pub otlp_protocol: String,
+    /// How often to export (and once more when a run ends)
+    #[arg(long, env = "VOLLEY_OTLP_INTERVAL", default_value = "10s", value_parser = scenario::parse_duration)]
+    pub otlp_interval: Duration,
+}
+
+impl OtlpArgs {
+    /// The checked settings, or `None` without --otlp-endpoint.
+    pub fn config(&self) -> Result<Option<OtlpConfig>, CliError> {
+        // Checked even without an endpoint: a typo is never silently ignored.
+        volley_coordinator::otlp::Protocol::parse(&self.otlp_protocol)
+            .map_err(|e| CliError::bad_input(format!("--otlp-protocol: {e}")))?;
+        self.otlp_endpoint
+            .as_deref()
+            .map(|e| OtlpConfig::new(e, &self.otlp_protocol, self.otlp_interval))
+            .transpose()
+    }
 }
 
 fn parse_host_port(s: &str) -> Result<String, String> {
@@ -299,6 +332,8 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics on this address at /metrics
     #[arg(long, env = "VOLLEY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
     /// Directory where runs are written as they happen; a coordinator
     /// restarted on the same directory resumes the run it was running
     #[arg(long, env = "VOLLEY_DATA_DIR")]
@@ -360,6 +395,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             },
             tls,
             metrics_listen: a.metrics_listen,
+            otlp: a.otlp.config()?,
         })
     }
 }
@@ -392,8 +428,12 @@ impl RunArgs {
 
     /// Without `--coordinator`: the embedded default.
     #[cfg(feature = "local")]
-    pub fn local_options(self, baseline: Option<Baseline>, cores: usize) -> LocalOptions {
-        LocalOptions {
+    pub fn local_options(
+        self,
+        baseline: Option<Baseline>,
+        cores: usize,
+    ) -> Result<LocalOptions, CliError> {
+        Ok(LocalOptions {
             scenario: self.scenario,
             local_workers: self.local_workers.unwrap_or(cores),
             out: self.out,
@@ -404,7 +444,8 @@ impl RunArgs {
             junit: self.verdict.junit,
             vars: self.set,
             metrics_listen: self.metrics_listen,
-        }
+            otlp: self.otlp.config()?,
+        })
     }
 }
 
@@ -517,6 +558,11 @@ mod tests {
             heartbeat_timeout: Duration::from_secs(3),
             insecure_no_auth: false,
             metrics_listen: None,
+            otlp: OtlpArgs {
+                otlp_endpoint: None,
+                otlp_protocol: "grpc".into(),
+                otlp_interval: Duration::from_secs(10),
+            },
             data_dir: None,
             tls_cert: None,
             tls_key: None,

@@ -45,6 +45,7 @@
 //!   `volley-target`, and both commands exit 2 saying so.
 //! - [`output`]: the run directory and the live lines.
 //! - [`metrics`]: Prometheus `/metrics`.
+//! - [`otlp`]: the same metrics pushed to an OpenTelemetry collector (`--otlp-endpoint`).
 //! - [`exit`]: exit codes of the contract.
 //! - [`verdict`]: baseline regression and the exit code a report warrants.
 
@@ -58,6 +59,7 @@ pub mod local;
 pub mod merge;
 pub mod metrics;
 pub mod operate;
+pub mod otlp;
 pub mod output;
 pub mod registry;
 pub mod report;

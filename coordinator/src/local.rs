@@ -35,6 +35,8 @@ pub struct LocalOptions {
     pub vars: Vec<(String, String)>,
     /// Serve Prometheus metrics here while the run goes.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Push the same metrics over OTLP.
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 /// Runs the scenario locally; `interrupt` as in [`client::submit`].
@@ -123,6 +125,14 @@ pub async fn run(
             stopped(stop_rx.clone()),
         ));
     }
+    let otlp = match &opts.otlp {
+        Some(c) => {
+            let o = crate::otlp::Otlp::start(c)?;
+            o.listen_to(&coord.metrics);
+            Some(o)
+        }
+        None => None,
+    };
     let server = tokio::spawn(service::serve(
         coord,
         listener,
@@ -183,6 +193,12 @@ pub async fn run(
     let _ = stop_tx.send(true);
     if interrupts.load(std::sync::atomic::Ordering::SeqCst) > 1 {
         return result;
+    }
+    // The run's last seconds are in: export them before anything else, so
+    // a short or interrupted run is exported too (a second interrupt, above,
+    // quits without waiting for it).
+    if let Some(o) = otlp {
+        o.shutdown().await;
     }
     for w in workers {
         let _ = tokio::time::timeout(Duration::from_secs(3), w).await;

@@ -17,7 +17,9 @@ fn main() -> ExitCode {
     // says otherwise. Long-lived servers log warnings.
     init_tracing(
         if matches!(cli.command, Command::Run(_)) {
-            "error"
+            // The OTLP exporter's warnings (a collector that cannot be
+            // reached) are the user's to see: nothing else reports them.
+            "error,volley_coordinator::otlp=warn"
         } else {
             "warn"
         },
@@ -120,10 +122,17 @@ async fn run(a: cli::RunArgs) -> Result<Exit, CliError> {
         client::wait_for(&a.wait_for, a.wait).await?;
     }
     let (exit, _) = match a.connect.coordinator.clone() {
+        Some(_) if a.otlp.otlp_endpoint.is_some() => {
+            return Err(CliError::bad_input(
+                "--otlp-endpoint: with --coordinator the coordinator exports \
+                 (volley serve --otlp-endpoint); here it applies to local mode only"
+                    .to_string(),
+            ));
+        }
         Some(url) => client::submit(a.submit_options(&url, baseline)?, interrupt).await?,
         #[cfg(feature = "local")]
         None => {
-            volley_coordinator::local::run(a.local_options(baseline, cores()), interrupt).await?
+            volley_coordinator::local::run(a.local_options(baseline, cores())?, interrupt).await?
         }
         #[cfg(not(feature = "local"))]
         None => {

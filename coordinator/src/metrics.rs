@@ -3,12 +3,17 @@
 //!
 //! Updated once per merged second (so scraping costs the run nothing) with
 //! labels for the run and the stage:
-//! `volley_requests_total{outcome}`, `volley_errors_total{kind}` (kind:
+//! `volley_requests_total{definition,outcome}` (definition: the name of the
+//! scenario's request definition, one series each in a mix),
+//! `volley_errors_total{kind}` (kind:
 //! connect, timeout, status, protocol, reset),
 //! `volley_dropped_total`, the latency histogram
 //! `volley_latency_seconds_{bucket,sum,count}` (from the scheduled send time,
 //! built from the merged HdrHistogram), `volley_target_rps`,
 //! `volley_achieved_rps`, `volley_workers`, `volley_runs_total`.
+//!
+//! A [`Listener`] hears the same seconds as they come (the OTLP exporter,
+//! `crate::otlp`), so both views count the same thing.
 
 use crate::report::IntervalReport;
 use std::collections::BTreeMap;
@@ -17,17 +22,42 @@ use std::future::Future;
 use std::sync::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use volley_plan::{ErrorKind, KindCounts};
+use volley_plan::{ErrorKind, KindCounts, RequestCounts};
 use volley_proto::histogram::Hist;
 
 /// Upper bounds of the latency buckets, seconds.
-const BUCKETS: [f64; 16] = [
+pub const BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
 ];
 
+/// One merged second, as the metrics take it.
+#[derive(Debug, Clone, Copy)]
+pub struct Second<'a> {
+    pub run: &'a str,
+    pub interval: &'a IntervalReport,
+    /// Latency of the second's ok requests from the scheduled send time.
+    pub latency: &'a Hist,
+    pub by_kind: &'a KindCounts,
+    /// (request definition name, its counts this second): one entry for a
+    /// scenario with one request definition, one per definition in a mix.
+    pub definitions: &'a [(&'a str, RequestCounts)],
+}
+
+/// Something else that hears every merged second and the coordinator's
+/// events (the OTLP exporter). Called on the run's task: it must be quick.
+pub trait Listener: Send + Sync + std::fmt::Debug {
+    fn second(&self, s: &Second<'_>);
+    fn workers(&self, n: u64);
+    fn run_started(&self);
+    /// The run's last second has been observed.
+    fn run_ended(&self);
+}
+
 #[derive(Debug, Default, Clone)]
 struct Series {
+    /// Definition → (ok, errors, dropped).
+    by_def: BTreeMap<String, [u64; 3]>,
     ok: u64,
     errors: u64,
     dropped: u64,
@@ -50,6 +80,7 @@ struct State {
 #[derive(Debug, Default)]
 pub struct Metrics {
     state: Mutex<State>,
+    listener: std::sync::OnceLock<std::sync::Arc<dyn Listener>>,
 }
 
 impl Metrics {
@@ -57,22 +88,57 @@ impl Metrics {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Hands every later second and event to `l` too (one listener; a
+    /// second call is ignored).
+    pub fn listen(&self, l: std::sync::Arc<dyn Listener>) {
+        let _ = self.listener.set(l);
+    }
+
     pub fn run_started(&self) {
         self.lock().runs += 1;
+        if let Some(l) = self.listener.get() {
+            l.run_started();
+        }
+    }
+
+    /// The run's last second is in.
+    pub fn run_ended(&self) {
+        if let Some(l) = self.listener.get() {
+            l.run_ended();
+        }
     }
 
     pub fn set_workers(&self, n: usize) {
         self.lock().workers = n as u64;
+        if let Some(l) = self.listener.get() {
+            l.workers(n as u64);
+        }
     }
 
-    /// Adds one merged second: its counts, its latency histogram and its
-    /// errors by kind.
-    pub fn observe(&self, run: &str, i: &IntervalReport, latency: &Hist, by_kind: &KindCounts) {
+    /// Adds one merged second: its counts (per request definition too), its
+    /// latency histogram and its errors by kind.
+    pub fn observe(&self, second: &Second<'_>) {
+        if let Some(l) = self.listener.get() {
+            l.second(second);
+        }
+        let Second {
+            run,
+            interval: i,
+            latency,
+            by_kind,
+            definitions,
+        } = *second;
         let mut st = self.lock();
         let s = st
             .series
             .entry((run.to_string(), i.stage.clone()))
             .or_default();
+        for (name, c) in definitions {
+            let d = s.by_def.entry((*name).to_string()).or_default();
+            d[0] += c.ok;
+            d[1] += c.errors;
+            d[2] += c.dropped;
+        }
         s.ok += i.ok;
         s.errors += i.errors;
         s.dropped += i.dropped;
@@ -104,9 +170,16 @@ impl Metrics {
             "# HELP volley_requests_total Intended requests by how they ended.\n# TYPE volley_requests_total counter"
         );
         for ((run, stage), s) in &st.series {
-            let l = format!("run=\"{}\",stage=\"{}\"", esc(run), esc(stage));
-            for (outcome, n) in [("ok", s.ok), ("error", s.errors), ("dropped", s.dropped)] {
-                let _ = writeln!(o, "volley_requests_total{{{l},outcome=\"{outcome}\"}} {n}");
+            for (def, [ok, errors, dropped]) in &s.by_def {
+                let l = format!(
+                    "run=\"{}\",stage=\"{}\",definition=\"{}\"",
+                    esc(run),
+                    esc(stage),
+                    esc(def)
+                );
+                for (outcome, n) in [("ok", ok), ("error", errors), ("dropped", dropped)] {
+                    let _ = writeln!(o, "volley_requests_total{{{l},outcome=\"{outcome}\"}} {n}");
+                }
             }
         }
         let _ = writeln!(o, "# HELP volley_errors_total Failed requests by kind.\n# TYPE volley_errors_total counter");
@@ -264,14 +337,37 @@ mod tests {
             k[ErrorKind::Reset] = reset;
             k
         };
-        m.observe("r1", &second("steady"), &h, &kinds(2, 0));
-        m.observe("r1", &second("steady"), &h, &kinds(1, 1));
+        let one = |ok, errors, dropped| RequestCounts {
+            intended: ok + errors + dropped,
+            sent: ok + errors,
+            ok,
+            errors,
+            dropped,
+        };
+        let i = second("steady");
+        let (k1, k2) = (kinds(2, 0), kinds(1, 1));
+        let defs = [("list", one(90, 2, 1)), ("order", one(7, 0, 0))];
+        let at = |by_kind, definitions| Second {
+            run: "r1",
+            interval: &i,
+            latency: &h,
+            by_kind,
+            definitions,
+        };
+        m.observe(&at(&k1, &defs[..]));
+        m.observe(&at(&k2, &defs[..]));
         let text = m.render();
         assert!(text.contains("volley_workers 3"));
-        assert!(
-            text.contains(r#"volley_requests_total{run="r1",stage="steady",outcome="ok"} 194"#),
-            "{text}"
-        );
+        let req = |def: &str, outcome: &str| {
+            format!(
+                r#"volley_requests_total{{run="r1",stage="steady",definition="{def}",outcome="{outcome}"}} "#
+            )
+        };
+        assert!(text.contains(&(req("list", "ok") + "180")), "{text}");
+        assert!(text.contains(&(req("order", "ok") + "14")), "{text}");
+        assert!(text.contains(&(req("list", "error") + "4")), "{text}");
+        assert!(text.contains(&(req("list", "dropped") + "2")), "{text}");
+        assert!(text.contains(&(req("order", "dropped") + "0")), "{text}");
         assert!(text.contains(r#"volley_errors_total{run="r1",stage="steady",kind="status"} 3"#));
         assert!(text.contains(r#"volley_errors_total{run="r1",stage="steady",kind="reset"} 1"#));
         assert!(

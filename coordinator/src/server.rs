@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub tls: Option<Tls>,
     /// Serve Prometheus `/metrics` here.
     pub metrics_listen: Option<SocketAddr>,
+    /// Push the same metrics over OTLP.
+    pub otlp: Option<crate::otlp::OtlpConfig>,
 }
 
 /// The security rule of `volley serve`: anyone who can reach the port can
@@ -88,6 +90,14 @@ pub async fn serve(
             std::future::pending(),
         ));
     }
+    let otlp = match &config.otlp {
+        Some(c) => {
+            let o = crate::otlp::Otlp::start(c)?;
+            o.listen_to(&coord.metrics);
+            Some(o)
+        }
+        None => None,
+    };
     crate::run::resume::resume_unfinished(coord.clone());
     // A signal stops the running load and waits for its report (sent to its
     // client, written to the data dir) before the server closes.
@@ -104,9 +114,11 @@ pub async fn serve(
             }
         }
     };
-    service::serve(coord, listener, config.tls, graceful)
-        .await
-        .map_err(|e| CliError::incomplete(format!("coordinator stopped: {e}")))?;
+    let served = service::serve(coord, listener, config.tls, graceful).await;
+    if let Some(o) = otlp {
+        o.shutdown().await;
+    }
+    served.map_err(|e| CliError::incomplete(format!("coordinator stopped: {e}")))?;
     Ok(Exit::Ok)
 }
 

@@ -114,6 +114,144 @@ fn metrics_are_scraped_during_a_run_and_parse_as_prometheus_text() {
         .any(|s| s["labels"]["run"] == r["run_id"]));
 }
 
+/// The samples named `name` whose labels include every (key, value) of
+/// `with`.
+fn samples<'a>(
+    all: &'a serde_json::Value,
+    name: &str,
+    with: &[(&str, &str)],
+) -> Vec<&'a serde_json::Value> {
+    all.as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == name && with.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .collect()
+}
+
+fn value(all: &serde_json::Value, name: &str, with: &[(&str, &str)]) -> f64 {
+    let found = samples(all, name, with);
+    assert_eq!(found.len(), 1, "one {name} {with:?}: {found:?}");
+    found[0]["value"].as_f64().unwrap()
+}
+
+/// `/metrics` against an independent count: the target's own counters
+/// (`GET /__volley/stats`) and the latency and error rate it imposes, not
+/// the coordinator's report.
+#[test]
+fn metrics_agree_with_what_the_target_counted_and_imposed() {
+    let _serial = serial();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let maddr = format!("127.0.0.1:{port}");
+    // Every 5th request fails with HTTP 500; every answer waits 20 ms.
+    let (_target, url) = start_target(&["--delay", "20ms", "--error-rate", "0.2"]);
+    let (_coord, coord_url) = start_coordinator(&["--metrics-listen", &maddr]);
+    let _w = start_worker(&coord_url, &[]);
+    let toml = format!(
+        "[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = 100\nduration = \"6s\"\n"
+    );
+    let s = submission(&coord_url, "metrics-truth", &toml, &[]);
+    let cmd = s.cmd;
+    let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(60)));
+
+    // Mid-run: the achieved-rate gauge is the configured rate.
+    wait_served(&url, 300, Duration::from_secs(30));
+    let during = parse_prometheus(&scrape(&maddr));
+    let main = [("stage", "main")];
+    assert_eq!(value(&during, "volley_target_rps", &main), 100.0);
+    let achieved = value(&during, "volley_achieved_rps", &main);
+    assert!(
+        (achieved - 100.0).abs() <= 5.0,
+        "achieved {achieved} rps mid-run, configured 100"
+    );
+
+    let (out, _) = run.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stats = target_stats(&url);
+    let after = parse_prometheus(&scrape(&maddr));
+    let (t_ok, t_err) = (
+        stats["ok"].as_u64().unwrap() as f64,
+        stats["errors"].as_u64().unwrap() as f64,
+    );
+    assert_eq!(
+        t_ok + t_err,
+        600.0,
+        "the target answered every request: {stats}"
+    );
+
+    // Counters: what the target answered, by outcome and error kind.
+    let outcome = |o: &str| {
+        value(
+            &after,
+            "volley_requests_total",
+            &[("stage", "main"), ("outcome", o)],
+        )
+    };
+    assert_eq!(outcome("ok"), t_ok, "ok = the target's 200s");
+    assert_eq!(outcome("error"), t_err, "errors = the target's 500s");
+    assert_eq!(outcome("dropped"), 0.0);
+    assert_eq!(t_err, 120.0, "--error-rate 0.2 of 600 is exact");
+    assert_eq!(
+        value(
+            &after,
+            "volley_errors_total",
+            &[("stage", "main"), ("kind", "status")]
+        ),
+        t_err,
+        "the 500s are errors of kind status"
+    );
+    assert!(
+        samples(&after, "volley_errors_total", &main)
+            .iter()
+            .all(|s| s["labels"]["kind"] == "status" || s["value"] == 0.0),
+        "no other kind: {:?}",
+        samples(&after, "volley_errors_total", &main)
+    );
+    assert_eq!(value(&after, "volley_dropped_total", &main), 0.0);
+
+    // The histogram: cumulative and monotone, +Inf = count = the target's
+    // ok answers, and nothing faster than the 20 ms the target waits.
+    let mut buckets: Vec<(f64, f64)> = samples(&after, "volley_latency_seconds_bucket", &main)
+        .iter()
+        .map(|s| {
+            let le = s["labels"]["le"].as_str().unwrap();
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            (le, s["value"].as_f64().unwrap())
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(buckets.len() > 10, "{buckets:?}");
+    assert!(
+        buckets.windows(2).all(|w| w[0].1 <= w[1].1),
+        "cumulative buckets never decrease: {buckets:?}"
+    );
+    let count = value(&after, "volley_latency_seconds_count", &main);
+    assert_eq!(buckets.last().unwrap(), &(f64::INFINITY, count));
+    assert_eq!(count, t_ok, "one latency per ok answer of the target");
+    for &(le, n) in &buckets {
+        if le < 0.020 {
+            assert_eq!(
+                n, 0.0,
+                "nothing faster than the target's 20 ms delay: le={le} {buckets:?}"
+            );
+        }
+    }
+    let within = |le: f64| buckets.iter().find(|b| b.0 == le).unwrap().1;
+    assert!(
+        within(0.05) >= 0.9 * count,
+        "most answers within 50 ms of a 20 ms target: {buckets:?}"
+    );
+    let mean = value(&after, "volley_latency_seconds_sum", &main) / count;
+    assert!((0.020..0.050).contains(&mean), "mean {mean} s");
+}
+
 #[test]
 fn without_a_terminal_there_is_one_progress_line_per_second() {
     let _serial = serial();

@@ -47,6 +47,9 @@ pub struct MergedInterval {
     /// Largest worker RSS and CPU use (percent of one core) this second.
     pub rss_max_bytes: u64,
     pub cpu_pct_max: Option<f64>,
+    /// This second per request definition (in plan order); empty unless the
+    /// plan has more than one (see [`Merger::with_requests`]).
+    pub requests: Vec<RequestCounts>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -62,6 +65,7 @@ struct Open {
     worker_latency: Vec<(usize, Vec<u8>, u64)>,
     rss_max_bytes: u64,
     cpu_pct_max: Option<f64>,
+    requests: Vec<RequestCounts>,
 }
 
 /// What happened to a report handed to [`Merger::add`].
@@ -164,6 +168,15 @@ impl Merger {
             return Ok(Added::Late);
         }
         let open = self.open.entry(w.index).or_default();
+        if !self.requests.is_empty() {
+            open.requests
+                .resize(self.requests.len(), RequestCounts::default());
+            for r in &w.requests {
+                if let Some(c) = open.requests.get_mut(r.index as usize) {
+                    c.add(&r.counts);
+                }
+            }
+        }
         open.acc.add_interval(&w)?;
         open.workers += 1;
         open.rss_max_bytes = open.rss_max_bytes.max(w.rss_bytes);
@@ -313,6 +326,7 @@ impl Merger {
             worker_latency: open.worker_latency,
             rss_max_bytes: open.rss_max_bytes,
             cpu_pct_max: open.cpu_pct_max,
+            requests: open.requests,
         })
     }
 

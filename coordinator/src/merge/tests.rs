@@ -404,6 +404,30 @@ fn per_request_totals_add_up_over_workers_late_and_duplicates() {
 }
 
 #[test]
+fn each_second_carries_its_own_per_request_split() {
+    let mut m = Merger::new(2, vec![0; 2], &[(0.0, 2.0)]).with_requests(&[3, 1]);
+    for w in 0..2usize {
+        for i in 0..2u32 {
+            m.add(w, wi2(i, 20, 15, u64::from(i), 0, 1000)).unwrap();
+        }
+    }
+    let out = m.ready().unwrap();
+    assert_eq!(out.len(), 2);
+    for s in &out {
+        let sum = |f: fn(&RequestCounts) -> u64| s.requests.iter().map(f).sum::<u64>();
+        assert_eq!(s.requests.len(), 2);
+        assert_eq!(sum(|c| c.ok), s.acc.counts.ok);
+        assert_eq!(sum(|c| c.errors), s.acc.counts.errors());
+        assert_eq!(s.requests[0].ok, 2 * 15);
+        assert_eq!(s.requests[1].errors, 2 * u64::from(s.index));
+    }
+    // Without a mix nothing is split.
+    let mut m = Merger::new(1, vec![0], &[(0.0, 1.0)]);
+    m.add(0, wi(0, 5, 1000)).unwrap();
+    assert!(m.ready().unwrap()[0].requests.is_empty());
+}
+
+#[test]
 fn a_lost_worker_keeps_per_request_sums_exact() {
     let mut m = Merger::new(2, vec![0; 10], &[(0.0, 10.0)]).with_requests(&[3, 1]);
     for i in 0..3u32 {

@@ -161,6 +161,7 @@ pub async fn finish(
     result: Result<Report, Failure>,
 ) {
     coord.registry().release(run_id);
+    coord.metrics.run_ended();
     let (outcome, error, report) = match result {
         Ok(report) => ("completed", String::new(), Some(report)),
         Err(f) => {

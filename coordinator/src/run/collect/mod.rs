@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{timeout_at, Instant};
 use tracing::{info, warn};
-use volley_plan::{Arrival, ErrorKind, KindCounts, Plan, RateCurve};
+use volley_plan::{Arrival, ErrorKind, KindCounts, Plan, RateCurve, RequestCounts};
 use volley_proto::pb::coordinator_message::Msg as Out;
 use volley_proto::pb::run_event::Event as Ev;
 use volley_proto::{histogram, pb};
@@ -477,9 +477,33 @@ impl<'a> Collector<'a> {
 
     async fn publish(&mut self, m: &MergedInterval) -> IntervalReport {
         let summary = build::interval(&self.curve, self.plan, m);
-        self.coord
-            .metrics
-            .observe(self.run_id, &summary, &m.acc.latency, &m.acc.counts.by_kind);
+        let requests = &self.plan.target.requests;
+        // A mix's seconds carry their split (none for a second nobody
+        // reported); a single definition has the whole second.
+        let definitions: Vec<(&str, RequestCounts)> = if requests.len() <= 1 {
+            let name = requests.first().map_or("", |r| r.name.as_str());
+            let whole = RequestCounts {
+                intended: summary.intended,
+                sent: m.acc.counts.sent,
+                ok: summary.ok,
+                errors: summary.errors,
+                dropped: summary.dropped,
+            };
+            vec![(name, whole)]
+        } else {
+            requests
+                .iter()
+                .map(|r| r.name.as_str())
+                .zip(m.requests.iter().copied())
+                .collect()
+        };
+        self.coord.metrics.observe(&crate::metrics::Second {
+            run: self.run_id,
+            interval: &summary,
+            latency: &m.acc.latency,
+            by_kind: &m.acc.counts.by_kind,
+            definitions: &definitions,
+        });
         let start = Duration::from_secs(u64::from(m.index));
         let second = Duration::from_secs(1);
         let hlog_line = histogram::interval_log_line(&m.acc.latency, start, second);
