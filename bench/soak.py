@@ -106,6 +106,12 @@ duration = "{duration:g}s"
 """
 
 
+def start_target(vol, log):
+    """The built-in target on a free port, on core 1; returns its URL."""
+    target = W.start([vol, "target", "--listen", "127.0.0.1:0", "--threads", "1"], 1, log)
+    return W.wait_for_line(target, log, r"target listening on (http://127\.0\.0\.1:\d+/)").group(1)
+
+
 def main():
     p = argparse.ArgumentParser(prog="bench/soak.sh", description=__doc__.split("\n\n")[0])
     p.add_argument("--rate", type=float, default=10000, help="requests per second (default 10000)")
@@ -128,8 +134,7 @@ def main():
           f"fit after {warmup:.0f} s; logs in {d}", flush=True)
     try:
         tlog = os.path.join(d, "target.log")
-        target = W.start([vol, "target", "--listen", "127.0.0.1:0", "--threads", "1"], 1, tlog)
-        url = W.wait_for_line(target, tlog, r"target listening on (http://127\.0\.0\.1:\d+/)").group(1)
+        url = start_target(vol, tlog)
         scen = os.path.join(d, "soak.toml")
         with open(scen, "w") as f:
             f.write(scenario(url, a.rate, a.duration))
@@ -153,8 +158,7 @@ def main():
             print(f"soak: cluster run exited {rc}", flush=True)
             report("cluster", s.series, warmup)
             W.cleanup()
-            target = W.start([vol, "target", "--listen", "127.0.0.1:0", "--threads", "1"], 1, tlog)
-            url = W.wait_for_line(target, tlog, r"target listening on (http://127\.0\.0\.1:\d+/)").group(1)
+            url = start_target(vol, tlog)
             with open(scen, "w") as f:
                 f.write(scenario(url, a.rate, a.duration))
         if a.only in (None, "local"):

@@ -204,25 +204,36 @@ fn assert_mix_split(export: &Value, r: &Value) {
     }
 }
 
+/// `volley run` in local mode (one worker) of the 3 : 1 mix at 200 req/s
+/// for `duration` against `url`, exporting to `endpoint`; with the
+/// directory it writes in (kept alive by the caller) and its --out.
+fn local_run(
+    tag: &str,
+    url: &str,
+    duration: &str,
+    endpoint: &str,
+    protocol: &str,
+    interval: &str,
+) -> (TempDir, std::path::PathBuf, std::process::Command) {
+    let dir = TempDir::new(tag);
+    let file = dir.write("s.toml", &mix_scenario(url, 200, duration));
+    let out = dir.path().join("out");
+    let mut cmd = volley();
+    cmd.args(["run", file.to_str().unwrap(), "--local-workers", "1"])
+        .args(["--out", out.to_str().unwrap()])
+        .args(["--otlp-endpoint", endpoint, "--otlp-protocol", protocol])
+        .args(["--otlp-interval", interval]);
+    (dir, out, cmd)
+}
+
 #[test]
 fn a_local_run_is_exported_over_grpc_when_it_ends() {
     let _serial = serial();
     let recv = start_receiver();
     let (_target, url) = start_target(&["--error-rate", "0.1"]);
-    let dir = TempDir::new("otlp-local");
-    let file = dir.write("s.toml", &mix_scenario(&url, 200, "2s"));
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args([
-        "run",
-        file.to_str().unwrap(),
-        "--local-workers",
-        "1",
-        "--quiet",
-    ])
-    .args(["--out", out.to_str().unwrap()])
-    .args(["--otlp-endpoint", &format!("http://{}", recv.grpc)])
-    .args(["--otlp-interval", "60s"]);
+    let endpoint = format!("http://{}", recv.grpc);
+    let (_dir, out, mut cmd) = local_run("otlp-local", &url, "2s", &endpoint, "grpc", "60s");
+    cmd.arg("--quiet");
     let started = unix_s();
     let (o, _) = run_bounded(cmd, Duration::from_secs(60));
     assert!(o.status.success(), "{}", describe(&o));
@@ -281,14 +292,8 @@ fn an_interrupted_local_run_is_exported_too() {
     let _serial = serial();
     let recv = start_receiver();
     let (_target, url) = start_target(&[]);
-    let dir = TempDir::new("otlp-term");
-    let file = dir.write("s.toml", &mix_scenario(&url, 200, "60s"));
-    let out = dir.path().join("out");
-    let mut cmd = volley();
-    cmd.args(["run", file.to_str().unwrap(), "--local-workers", "1"])
-        .args(["--out", out.to_str().unwrap()])
-        .args(["--otlp-endpoint", &format!("http://{}", recv.grpc)])
-        .args(["--otlp-interval", "60s"]);
+    let endpoint = format!("http://{}", recv.grpc);
+    let (_dir, out, cmd) = local_run("otlp-term", &url, "60s", &endpoint, "grpc", "60s");
     let mut p = spawn(cmd, "volley run");
     p.wait_stderr(STARTED, Duration::from_secs(30));
     wait_served(&url, 300, Duration::from_secs(20));
@@ -329,20 +334,8 @@ fn an_unreachable_collector_never_stops_or_slows_the_run() {
         ("refused", format!("http://{refused}"), "grpc"),
         ("black hole", format!("http://{hole_addr}"), "http/protobuf"),
     ] {
-        let dir = TempDir::new("otlp-down");
-        let file = dir.write("s.toml", &mix_scenario(&url, 200, "3s"));
-        let out = dir.path().join("out");
-        let mut cmd = volley();
-        cmd.args([
-            "run",
-            file.to_str().unwrap(),
-            "--local-workers",
-            "1",
-            "--quiet",
-        ])
-        .args(["--out", out.to_str().unwrap()])
-        .args(["--otlp-endpoint", &endpoint, "--otlp-protocol", protocol])
-        .args(["--otlp-interval", "1s"]);
+        let (_dir, out, mut cmd) = local_run("otlp-down", &url, "3s", &endpoint, protocol, "1s");
+        cmd.arg("--quiet");
         let (o, took) = run_bounded(cmd, Duration::from_secs(60));
         assert!(o.status.success(), "{what}: {}", describe(&o));
         let r = read_report(&out);
