@@ -5,8 +5,9 @@
 # Run by hand (not in CI): about an hour on a 2-core machine. See
 # bench/README.md, "bench/mutants.sh".
 #
-# Usage: bench/mutants.sh [AREA...]     AREA: plan plan-rest analysis merge worker
-#                                       (default: plan analysis worker)
+# Usage: bench/mutants.sh [AREA...]     AREA: plan plan-rest analysis thresholds
+#                                             merge worker
+#                                       (default: plan analysis thresholds worker)
 #        bench/mutants.sh --summary [AREA...]   reprint the table, run nothing
 # Environment:
 #   MUTANTS_OUT   where each area's mutants.out goes  (default target/mutants)
@@ -23,9 +24,9 @@ timeout=()
 [ -n "${TIMEOUT:-}" ] && timeout=(--timeout "$TIMEOUT")
 summary_only=0
 if [ "${1:-}" = "--summary" ]; then summary_only=1; shift; fi
-case "${1:-}" in -h|--help) sed -n '2,15p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,17p' "$0"; exit 0 ;; esac
 areas=("$@")
-[ ${#areas[@]} -eq 0 ] && areas=(plan analysis worker)
+[ ${#areas[@]} -eq 0 ] && areas=(plan analysis thresholds worker)
 
 # Each area: the files mutated (--file) and the tests run for them: the
 # mutated crate's own tests only. For the coordinator and the worker, only
@@ -48,7 +49,8 @@ area_args() {
             --file plan/src/template.rs) ;;
         analysis) args=(-p volley-coordinator -C --lib
             --file coordinator/src/analysis/recovery.rs
-            --file coordinator/src/analysis/regression.rs
+            --file coordinator/src/analysis/regression.rs) ;;
+        thresholds) args=(-p volley-coordinator -C --lib
             --file coordinator/src/analysis/thresholds.rs
             --file coordinator/src/analysis/thresholds/parse.rs) ;;
         merge) args=(-p volley-coordinator -C --lib
@@ -61,7 +63,7 @@ area_args() {
         worker) args=(-p volley-worker -C --lib
             --file worker/src/engine/recorder.rs
             --file worker/src/engine/outcome.rs) ;;
-        *) echo "mutants.sh: unknown area '$1' (expected plan, plan-rest, analysis, merge or worker)" >&2
+        *) echo "mutants.sh: unknown area '$1' (expected plan, plan-rest, analysis, thresholds, merge or worker)" >&2
            return 2 ;;
     esac
 }
@@ -88,7 +90,7 @@ if [ "$summary_only" = 0 ]; then
 fi
 
 python3 - "$OUT" "${areas[@]}" <<'EOF'
-import json, pathlib, sys
+import datetime, json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 print(f"{'area':<10}{'total':>7}{'caught':>8}{'missed':>8}{'timeout':>9}{'unviable':>10}{'seconds':>9}")
 missed = []
@@ -99,8 +101,14 @@ for area in sys.argv[2:]:
     except FileNotFoundError:
         print(f"{area:<10} (not run)")
         continue
-    secs = (out / area / "seconds")
-    secs = secs.read_text().strip() if secs.exists() else "?"
+    secs = out / area / "seconds"
+    if secs.exists():
+        secs = secs.read_text().strip()
+    elif o.get("end_time"):
+        t = lambda s: datetime.datetime.fromisoformat(s[:26].rstrip("Z"))
+        secs = str(round((t(o["end_time"]) - t(o["start_time"])).total_seconds()))
+    else:
+        secs = "running"
     print(f"{area:<10}{o['total_mutants']:>7}{o['caught']:>8}{o['missed']:>8}"
           f"{o['timeout']:>9}{o['unviable']:>10}{secs:>9}")
     for f in ("missed.txt", "timeout.txt"):

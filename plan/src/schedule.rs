@@ -419,6 +419,27 @@ mod tests {
     }
 
     #[test]
+    fn due_time_is_the_single_generators_time_of_arrival_k() {
+        let c = curve(&[(2.0, 100.0, 300.0), (1.0, 50.0, 50.0)]);
+        for arrival in [Arrival::Uniform, Arrival::Poisson] {
+            let all = merged(&c, &[1], arrival, 5);
+            assert!(all.len() > 300, "{arrival:?}: {}", all.len());
+            for &(k, t) in all.iter().step_by(37).chain(all.last()) {
+                let due = due_time(&c, arrival, 5, k).unwrap();
+                assert_eq!(due.to_bits(), t.to_bits(), "{arrival:?} k {k}");
+            }
+            // The first arrival past the end of the run is never due.
+            let past = all.last().unwrap().0 + 1;
+            assert_eq!(due_time(&c, arrival, 5, past), None, "{arrival:?}");
+        }
+        // Uniform arrival 0 is due at t = 0; arrival 150 when Λ(t) = 100 t +
+        // 50 t² reaches 150, at t = 1.
+        assert_eq!(due_time(&c, Arrival::Uniform, 0, 0), Some(0.0));
+        let t150 = due_time(&c, Arrival::Uniform, 0, 150).unwrap();
+        assert!((t150 - 1.0).abs() < 1e-9, "{t150}");
+    }
+
+    #[test]
     fn a_joiner_owns_nothing_before_its_start() {
         let c = curve(&[(4.0, 100.0, 100.0)]);
         for arrival in [Arrival::Uniform, Arrival::Poisson] {

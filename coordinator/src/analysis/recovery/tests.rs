@@ -98,6 +98,20 @@ fn a_draining_backlog_recovers_when_the_window_starts() {
 }
 
 #[test]
+fn the_peak_starts_at_the_burst_not_before_it() {
+    // The baseline's last seconds are slower than anything in the burst (the
+    // tail of an earlier event): the burst's peak is still its own worst
+    // second, 180 ms, not the 500 ms just before it.
+    let mut iv = run(|_| 10.0);
+    for i in &mut iv[7..10] {
+        i.p99_ms = Some(500.0);
+    }
+    let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+    assert_eq!(r.peak_p99_ms, Some(180.0));
+    assert!(r.recovered);
+}
+
+#[test]
 fn latency_that_stays_high_never_recovers_and_reports_the_time_observed() {
     let r = only(recovery(&run(|_| 30.0), &three_stages(), 5, 0.1));
     assert!(!r.recovered);
