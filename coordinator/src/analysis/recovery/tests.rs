@@ -452,3 +452,19 @@ fn fewer_than_three_baseline_seconds_carry_no_noise() {
     assert_eq!(r.calm_p99_ms, Some(11.0));
     assert_eq!(r.recovery_time_s, 0.0);
 }
+
+#[test]
+fn baseline_seconds_without_load_carry_no_noise() {
+    // The baseline's last six seconds intended nothing (a pause before the
+    // burst); late replies still gave them a p99, all over the place. Only
+    // the four loaded seconds, flat at 10 ms, measure the noise: none.
+    let mut iv = run(|_| 10.0);
+    for (n, i) in iv[4..10].iter_mut().enumerate() {
+        i.intended = 0;
+        i.target_rps = 0.0;
+        i.p99_ms = Some(100.0 * (n + 1) as f64);
+    }
+    let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+    assert_eq!(r.calm_p99_ms, Some(11.0));
+    assert_eq!(r.recovery_time_s, 0.0);
+}
