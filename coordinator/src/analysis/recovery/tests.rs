@@ -468,3 +468,36 @@ fn baseline_seconds_without_load_carry_no_noise() {
     assert_eq!(r.calm_p99_ms, Some(11.0));
     assert_eq!(r.recovery_time_s, 0.0);
 }
+
+#[test]
+fn three_baseline_seconds_are_enough_to_measure_noise() {
+    // p99 10, 14, 18 ms: median 14, median absolute deviation 4, so the
+    // noise margin is 3 × 1.4826 × 4 ≈ 17.8 ms over the baseline's 10 ms.
+    let stages = vec![
+        fixture::stage("steady", false, 0.0, 3.0, 10.0),
+        fixture::stage("burst", true, 3.0, 5.0, 200.0),
+        fixture::stage("after", false, 8.0, 20.0, 10.0),
+    ];
+    let iv = series(0..28, |t| match t {
+        0 => 10.0,
+        1 => 14.0,
+        2 => 18.0,
+        3..=7 => 200.0,
+        _ => 25.0,
+    });
+    let r = only(recovery(&iv, &stages, 5, 0.1));
+    let calm = r.calm_p99_ms.unwrap();
+    assert!((calm - (10.0 + 3.0 * 1.4826 * 4.0)).abs() < 1e-9, "{calm}");
+    assert_eq!(r.recovery_time_s, 0.0, "25 ms is within the noise");
+}
+
+#[test]
+fn the_median_of_odd_and_even_counts() {
+    assert_eq!(median_of(&mut [7.0]), 7.0);
+    assert_eq!(median_of(&mut [2.0, 1.0]), 1.5);
+    assert_eq!(median_of(&mut [3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(median_of(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    assert_eq!(median_of(&mut [5.0, 1.0, 4.0, 2.0, 3.0]), 3.0);
+    assert_eq!(median_of(&mut [6.0, 1.0, 5.0, 2.0, 4.0, 3.0]), 3.5);
+    assert_eq!(median_of(&mut [9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 5.0]), 5.0);
+}
