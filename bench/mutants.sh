@@ -111,6 +111,18 @@ for area in sys.argv[2:]:
         secs = "running"
     print(f"{area:<10}{o['total_mutants']:>7}{o['caught']:>8}{o['missed']:>8}"
           f"{o['timeout']:>9}{o['unviable']:>10}{secs:>9}")
+    per_file = {}
+    names = {"CaughtMutant": 1, "MissedMutant": 2, "Timeout": 3, "Unviable": 4}
+    for x in o["outcomes"]:
+        m = x["scenario"]
+        if not isinstance(m, dict) or "Mutant" not in m:
+            continue
+        row = per_file.setdefault(m["Mutant"]["file"], [0, 0, 0, 0, 0])
+        row[0] += 1
+        if x["summary"] in names:
+            row[names[x["summary"]]] += 1
+    for f, (t, c, mi, ti, u) in sorted(per_file.items()):
+        print(f"  {f.rsplit('/', 1)[-1]:<22}{t:>3}{c:>8}{mi:>8}{ti:>9}{u:>10}")
     for f in ("missed.txt", "timeout.txt"):
         p = d / f
         if p.exists():

@@ -501,3 +501,25 @@ fn the_median_of_odd_and_even_counts() {
     assert_eq!(median_of(&mut [6.0, 1.0, 5.0, 2.0, 4.0, 3.0]), 3.5);
     assert_eq!(median_of(&mut [9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 5.0]), 5.0);
 }
+
+#[test]
+fn dropped_requests_are_outcomes_of_their_second_not_errors() {
+    // After the burst each second drops 4,000 of its 10,000 requests and 8
+    // fail: 8 / 10,000 = 0.08 % errors, within the margin, so calm.
+    let mut iv = run(|_| 10.0);
+    for s in &mut iv[15..] {
+        s.errors = 8;
+        s.dropped = 4_000;
+        s.ok = N - 8 - 4_000;
+    }
+    let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 0.0);
+    // Mostly dropped, no errors: still calm (and no arithmetic surprise).
+    for s in &mut iv[15..] {
+        s.errors = 0;
+        s.dropped = 9_900;
+        s.ok = N - 9_900;
+    }
+    assert!(only(recovery(&iv, &three_stages(), 5, 0.1)).recovered);
+}
