@@ -523,3 +523,28 @@ fn dropped_requests_are_outcomes_of_their_second_not_errors() {
     }
     assert!(only(recovery(&iv, &three_stages(), 5, 0.1)).recovered);
 }
+
+#[test]
+fn a_p99_exactly_at_the_bound_is_calm_also_in_seconds_of_latency() {
+    // Baseline p99 4,026.912 ms, tolerance 50 %: the bound is 6,040.368 ms,
+    // which the float sum computes one ulp low (6,040.3679999999995). A
+    // second whose p99 is exactly 6,040.368 ms (6,040,368 µs, as histograms
+    // report) is within the tolerance, as "at most" says.
+    let stages = vec![
+        fixture::stage("steady", false, 0.0, 10.0, 4_026.912),
+        fixture::stage("burst", true, 10.0, 5.0, 9_000.0),
+        fixture::stage("after", false, 15.0, 30.0, 6_040.368),
+    ];
+    let iv = series(0..45, |t| match t {
+        0..=9 => 4_026.912,
+        10..=14 => 9_000.0,
+        _ => 6_040.368,
+    });
+    let r = only(recovery(&iv, &stages, 5, 0.5));
+    assert!(
+        r.calm_p99_ms.unwrap() < 6_040.368,
+        "the premise: rounded low"
+    );
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 0.0);
+}
