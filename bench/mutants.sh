@@ -68,7 +68,10 @@ area_args() {
     esac
 }
 
-for a in "${areas[@]}"; do area_args "$a" || exit 2; done
+# --summary reads any area's directory under MUTANTS_OUT, known or not.
+if [ "$summary_only" = 0 ]; then
+    for a in "${areas[@]}"; do area_args "$a" || exit 2; done
+fi
 
 if [ "$summary_only" = 0 ]; then
     if ! cargo mutants --version >/dev/null 2>&1; then
