@@ -321,6 +321,14 @@ mod tests {
         let mut c = b.clone();
         c.error_rate = 0.0014; // +0.09 points
         assert!(find(&compare(&c, &b, 10.0), "error_rate").pass);
+        // Growth of exactly 0.1 points passes (the rule is strict).
+        let mut clean = b.clone();
+        clean.error_rate = 0.0;
+        let mut edge = clean.clone();
+        edge.error_rate = MIN_RATE_CHANGE;
+        assert!(find(&compare(&edge, &clean, 10.0), "error_rate").pass);
+        edge.error_rate = 0.0011;
+        assert!(!find(&compare(&edge, &clean, 10.0), "error_rate").pass);
         c.error_rate = 0.01;
         let r = find(&compare(&c, &b, 10.0), "error_rate").clone();
         assert!(!r.pass);
