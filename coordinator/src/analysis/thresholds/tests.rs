@@ -203,6 +203,14 @@ fn achieved_rps_in_percent_is_relative_to_the_target() {
     assert_eq!(st("achieved_rps >= 99% warn 99.99%", &r), Warn);
     assert_eq!(st("achieved_rps >= 1000", &r), Fail);
     assert_eq!(st("throughput_rps < 100%", &r), Pass);
+    // 99.9 % of 3,000 rps is 2,997, which the float product puts at
+    // 2,997.0000000000005: a run that achieved exactly 2,997 passes.
+    let mut r = fixture::report();
+    r.target_rps = 3_000.0;
+    r.achieved_rps = 2_997.0;
+    assert_eq!(st("achieved_rps >= 99.9%", &r), Pass);
+    assert_eq!(st("achieved_rps == 99.9%", &r), Pass);
+    assert_eq!(st("achieved_rps > 99.9%", &r), Fail);
 }
 
 #[test]
