@@ -394,6 +394,16 @@ mod tests {
         );
         assert_eq!(ra.latency.len(), 2);
         assert_eq!(ra.intended + rb.intended, d.intended);
+        assert_eq!(
+            r.totals,
+            Totals {
+                intended: 5,
+                sent: 4,
+                ok: 2,
+                errors: 2,
+                dropped: 1
+            }
+        );
     }
 
     #[test]

@@ -185,7 +185,13 @@ fn run_metrics_come_from_the_report() {
     let actual = |e: &str| status(e, &r).1;
     assert_eq!(actual("p50 > 0"), Some(20.0));
     assert_eq!(actual("p90 > 0"), Some(50.0));
+    assert_eq!(actual("p95 > 0"), Some(65.0));
+    assert_eq!(actual("p99 > 0"), Some(80.0));
     assert_eq!(actual("p999 > 0"), Some(120.0));
+    assert_eq!(actual("mean > 0"), r.latency_ms.mean);
+    assert_eq!(actual("success_rate > 0"), Some(r.success_rate));
+    assert_eq!(actual("achieved_rps > 0"), Some(r.achieved_rps));
+    assert_eq!(actual("errors > 0"), Some(30.0));
     assert_eq!(actual("max > 0"), Some(160.0));
     assert_eq!(actual("error_rate > 0"), Some(0.0005));
     assert_eq!(actual("throughput_rps > 0"), Some(999.0));
