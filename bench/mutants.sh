@@ -2,7 +2,7 @@
 # Mutation testing (issue 18 §5): cargo-mutants over the plan crate, the
 # coordinator's analysis modules and the worker's recorder and outcome code,
 # each area tested by its own crate's unit tests only, one mutant at a time.
-# Run by hand (not in CI): about an hour on a 2-core machine. See
+# Run by hand (not in CI): well over an hour on a busy 2-core machine. See
 # bench/README.md, "bench/mutants.sh".
 #
 # Usage: bench/mutants.sh [AREA...]     AREA: plan plan-rest analysis thresholds
