@@ -666,6 +666,8 @@ mod tests {
             r.sent(T1, Duration::ZERO);
         }
         r.error(T1, ErrorKind::Timeout, None);
+        r.intended(T1);
+        r.dropped(T1, DropCause::MaxInFlight);
         assert_eq!(r.totals.outstanding(), 2);
         let closed = r.close(1, false);
         assert_eq!(closed.len(), 1);
