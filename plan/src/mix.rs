@@ -162,6 +162,43 @@ mod tests {
     }
 
     #[test]
+    fn several_requests_are_not_single() {
+        assert!(!RequestMix::new(&[80, 20]).is_single());
+        assert!(!RequestMix::new(&[1, 1]).is_single());
+        // Equal weights reduce, but two requests stay two.
+        assert!(!RequestMix::new(&[50, 50]).is_single());
+    }
+
+    #[test]
+    fn the_choice_of_each_arrival_is_pinned() {
+        // The same scenario sends the same request for the same arrival in
+        // every run, also across Volley versions: a run compared with a
+        // saved baseline must have sent the same requests in the same order.
+        let mix = RequestMix::new(&[80, 20]);
+        let picks: Vec<usize> = (0..30).map(|k| mix.pick(k)).collect();
+        assert_eq!(
+            picks,
+            [
+                0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, //
+                0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1,
+            ]
+        );
+    }
+
+    #[test]
+    fn every_index_up_to_the_last_has_a_request() {
+        // Block 3558559446808474027 hashes to u64::MAX, the largest offset
+        // there is; and k = u64::MAX is the last arrival index. Neither may
+        // overflow, and the block still holds every request weight times.
+        let mix = RequestMix::new(&[4, 1]);
+        assert_eq!(splitmix64(3_558_559_446_808_474_027), u64::MAX);
+        let first = 3_558_559_446_808_474_027u64 * 5;
+        assert_eq!(counts(&mix, first..first + 5, 2), [4, 1]);
+        assert_eq!(mix.pick(u64::MAX), 0);
+        assert_eq!(mix.pick(u64::MAX - 1), 0);
+    }
+
+    #[test]
     fn the_table_is_smooth() {
         // 80:20 alternates four of one with one of the other, not 80 then 20.
         let mix = RequestMix::new(&[4, 1]);

@@ -340,6 +340,44 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_knows_its_workers() {
+        assert_eq!(Partition::new(&[3, 1]).unwrap().workers(), 2);
+        assert_eq!(Partition::new(&[5, 5, 5]).unwrap().workers(), 3);
+        let p = Partition::new(&[7]).unwrap();
+        assert_eq!((p.workers(), p.shares().len()), (1, 1));
+    }
+
+    #[test]
+    fn a_share_sends_its_weight_over_the_total() {
+        let fractions: Vec<f64> = Partition::new(&[3, 1])
+            .unwrap()
+            .shares()
+            .iter()
+            .map(Share::fraction)
+            .collect();
+        assert_eq!(fractions, [0.75, 0.25]);
+        assert_eq!(Share::whole().fraction(), 1.0);
+    }
+
+    #[test]
+    fn deadline_equality_agrees_with_the_ordering() {
+        // BinaryHeap relies on Ord; Eq must agree with it (the trait
+        // contract), ties broken by worker index so two jobs are equal only
+        // when they are the same worker's at the same deadline.
+        let at = |worker, weight, k| ByDeadline {
+            job: Job { worker, weight, k },
+            d: 2,
+        };
+        assert!(at(0, 1, 1) == at(0, 1, 1));
+        assert!(at(0, 1, 1) != at(1, 1, 1), "same deadline, other worker");
+        assert!(at(0, 1, 1) != at(0, 1, 2), "same worker, later deadline");
+        assert!(at(0, 2, 2) != at(0, 1, 2), "same k, other weight");
+        for (a, b) in [(at(0, 1, 1), at(1, 1, 1)), (at(2, 3, 4), at(2, 3, 4))] {
+            assert_eq!(a == b, a.cmp(&b) == std::cmp::Ordering::Equal);
+        }
+    }
+
+    #[test]
     fn a_thousand_workers() {
         let weights = vec![1u32; 1000];
         let p = Partition::new(&weights).unwrap();
@@ -378,6 +416,13 @@ mod tests {
             slots: vec![0, 2],
         };
         ok.validate().unwrap();
+        // The longest cycle a partition can make is still accepted.
+        Share {
+            cycle: MAX_CYCLE,
+            slots: vec![0, MAX_CYCLE - 1],
+        }
+        .validate()
+        .unwrap();
         for bad in [
             Share {
                 cycle: 0,

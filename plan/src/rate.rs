@@ -208,6 +208,28 @@ mod tests {
     }
 
     #[test]
+    fn the_rate_is_defined_from_zero_to_the_end_only() {
+        let c = RateCurve::new(&[stage(4.0, 100.0, 200.0), stage(1.0, 50.0, 50.0)]);
+        // t = 0 is the first stage's start rate; before it nothing is sent.
+        assert_eq!(c.rate_at(0.0), 100.0);
+        assert_eq!(c.rate_at(-0.5), 0.0);
+        assert_eq!(c.rate_at(-4.0), 0.0);
+        assert_eq!(c.rate_at(4.0), 50.0);
+        assert_eq!(c.rate_at(5.0), 0.0);
+    }
+
+    #[test]
+    fn stages_start_where_the_previous_ends() {
+        let c = RateCurve::new(&[
+            stage(2.0, 10.0, 10.0),
+            stage(3.0, 0.0, 0.0),
+            stage(1.5, 10.0, 20.0),
+        ]);
+        assert_eq!(c.stage_starts().collect::<Vec<_>>(), [0.0, 2.0, 5.0]);
+        assert_eq!(c.end(), 6.5);
+    }
+
+    #[test]
     fn zero_rate_stages_are_skipped() {
         let c = RateCurve::new(&[
             stage(2.0, 10.0, 10.0),
@@ -229,6 +251,13 @@ mod tests {
         assert!((c.time_of(25.0, &mut h).unwrap() - 1.75).abs() < 1e-12);
         assert_eq!(h, 1);
         assert!((c.time_of(5.0, &mut h).unwrap() - 0.5).abs() < 1e-12);
+        // A stale hint past the last stage (one from a longer curve) is
+        // clamped, not an index out of bounds.
+        for stale in [2, 3, 99] {
+            let mut h = stale;
+            assert!((c.time_of(25.0, &mut h).unwrap() - 1.75).abs() < 1e-12);
+            assert_eq!(h, 1);
+        }
     }
 
     #[test]

@@ -242,6 +242,14 @@ mod tests {
         assert_eq!(failing(&rows), ["achieved_rps"]);
         assert!((find(&rows, "throughput_rps").change_pct + 9.0).abs() < 1e-9);
         assert!((find(&rows, "achieved_rps").change_pct + 15.0).abs() < 1e-9);
+        // Exactly at the boundary passes (the rule is strict): 900 of 1,000.
+        let mut at = b.clone();
+        at.throughput_rps = 1_000.0;
+        let mut edge = at.clone();
+        edge.throughput_rps = 900.0;
+        assert!(find(&compare(&edge, &at, 10.0), "throughput_rps").pass);
+        edge.throughput_rps = 899.9;
+        assert!(!find(&compare(&edge, &at, 10.0), "throughput_rps").pass);
         // Faster is never a regression.
         c.throughput_rps = b.throughput_rps * 2.0;
         c.achieved_rps = b.achieved_rps;
@@ -313,6 +321,14 @@ mod tests {
         let mut c = b.clone();
         c.error_rate = 0.0014; // +0.09 points
         assert!(find(&compare(&c, &b, 10.0), "error_rate").pass);
+        // Growth of exactly 0.1 points passes (the rule is strict).
+        let mut clean = b.clone();
+        clean.error_rate = 0.0;
+        let mut edge = clean.clone();
+        edge.error_rate = MIN_RATE_CHANGE;
+        assert!(find(&compare(&edge, &clean, 10.0), "error_rate").pass);
+        edge.error_rate = 0.0011;
+        assert!(!find(&compare(&edge, &clean, 10.0), "error_rate").pass);
         c.error_rate = 0.01;
         let r = find(&compare(&c, &b, 10.0), "error_rate").clone();
         assert!(!r.pass);

@@ -394,6 +394,16 @@ mod tests {
         );
         assert_eq!(ra.latency.len(), 2);
         assert_eq!(ra.intended + rb.intended, d.intended);
+        assert_eq!(
+            r.totals,
+            Totals {
+                intended: 5,
+                sent: 4,
+                ok: 2,
+                errors: 2,
+                dropped: 1
+            }
+        );
     }
 
     #[test]
@@ -595,5 +605,72 @@ mod tests {
         );
         assert_eq!(closed[0].errors[ErrorKind::Timeout.index()], 1);
         assert_eq!(r.totals.outstanding(), 0);
+    }
+
+    #[test]
+    fn the_rest_times_out_per_request_definition_too() {
+        let mut r = Recorder::new(2);
+        let (a, b) = (Tag::new(0, 0), Tag::new(0, 1));
+        for _ in 0..4 {
+            r.intended(a);
+            r.sent(a, Duration::ZERO);
+        }
+        for _ in 0..3 {
+            r.intended(b);
+        }
+        r.ok(a, Duration::from_millis(1), Duration::from_millis(1));
+        r.error(a, ErrorKind::Reset, None);
+        r.dropped(b, DropCause::MaxInFlight);
+        // Outstanding: 2 of a, 2 of b.
+        r.time_out_the_rest();
+        let d = &r.close(1, true)[0];
+        assert_eq!(d.errors[ErrorKind::Timeout.index()], 4);
+        let (ra, rb) = (&d.requests[0], &d.requests[1]);
+        assert_eq!((ra.ok, ra.errors, ra.dropped), (1, 3, 0));
+        assert_eq!((rb.ok, rb.errors, rb.dropped), (0, 2, 1));
+        assert_eq!(ra.outstanding() + rb.outstanding(), 0);
+        assert_eq!(d.outstanding(), 0);
+    }
+
+    #[test]
+    fn failing_statuses_are_counted_per_code() {
+        let mut r = Recorder::default();
+        let replies = [
+            Status::Http(503),
+            Status::Http(500),
+            Status::Http(503),
+            Status::Grpc(14),
+            Status::Http(503),
+            Status::Grpc(14),
+            Status::Grpc(4),
+        ];
+        for s in replies {
+            r.intended(T0);
+            r.sent(T0, Duration::ZERO);
+            r.error(T0, ErrorKind::Status, Some(s));
+        }
+        let d = &r.close(1, false)[0];
+        assert_eq!(d.status_codes, vec![(503, 3), (500, 1)]);
+        assert_eq!(d.grpc_codes, vec![(14, 2), (4, 1)]);
+        assert_eq!(d.errors[ErrorKind::Status.index()], 7);
+    }
+
+    #[test]
+    fn a_closed_second_reports_what_later_seconds_still_await() {
+        let mut r = Recorder::default();
+        r.intended(T0);
+        r.sent(T0, Duration::ZERO);
+        r.ok(T0, Duration::from_millis(1), Duration::from_millis(1));
+        for _ in 0..3 {
+            r.intended(T1);
+            r.sent(T1, Duration::ZERO);
+        }
+        r.error(T1, ErrorKind::Timeout, None);
+        r.intended(T1);
+        r.dropped(T1, DropCause::MaxInFlight);
+        assert_eq!(r.totals.outstanding(), 2);
+        let closed = r.close(1, false);
+        assert_eq!(closed.len(), 1);
+        assert_eq!(closed[0].in_flight, 2, "second 1 still awaits two replies");
     }
 }

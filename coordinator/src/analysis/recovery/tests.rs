@@ -98,6 +98,20 @@ fn a_draining_backlog_recovers_when_the_window_starts() {
 }
 
 #[test]
+fn the_peak_starts_at_the_burst_not_before_it() {
+    // The baseline's last seconds are slower than anything in the burst (the
+    // tail of an earlier event): the burst's peak is still its own worst
+    // second, 180 ms, not the 500 ms just before it.
+    let mut iv = run(|_| 10.0);
+    for i in &mut iv[7..10] {
+        i.p99_ms = Some(500.0);
+    }
+    let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+    assert_eq!(r.peak_p99_ms, Some(180.0));
+    assert!(r.recovered);
+}
+
+#[test]
 fn latency_that_stays_high_never_recovers_and_reports_the_time_observed() {
     let r = only(recovery(&run(|_| 30.0), &three_stages(), 5, 0.1));
     assert!(!r.recovered);
@@ -436,5 +450,101 @@ fn fewer_than_three_baseline_seconds_carry_no_noise() {
     });
     let r = only(recovery(&iv, &stages, 5, 0.1));
     assert_eq!(r.calm_p99_ms, Some(11.0));
+    assert_eq!(r.recovery_time_s, 0.0);
+}
+
+#[test]
+fn baseline_seconds_without_load_carry_no_noise() {
+    // The baseline's last six seconds intended nothing (a pause before the
+    // burst); late replies still gave them a p99, all over the place. Only
+    // the four loaded seconds, flat at 10 ms, measure the noise: none.
+    let mut iv = run(|_| 10.0);
+    for (n, i) in iv[4..10].iter_mut().enumerate() {
+        i.intended = 0;
+        i.target_rps = 0.0;
+        i.p99_ms = Some(100.0 * (n + 1) as f64);
+    }
+    let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+    assert_eq!(r.calm_p99_ms, Some(11.0));
+    assert_eq!(r.recovery_time_s, 0.0);
+}
+
+#[test]
+fn three_baseline_seconds_are_enough_to_measure_noise() {
+    // p99 10, 14, 18 ms: median 14, median absolute deviation 4, so the
+    // noise margin is 3 × 1.4826 × 4 ≈ 17.8 ms over the baseline's 10 ms.
+    let stages = vec![
+        fixture::stage("steady", false, 0.0, 3.0, 10.0),
+        fixture::stage("burst", true, 3.0, 5.0, 200.0),
+        fixture::stage("after", false, 8.0, 20.0, 10.0),
+    ];
+    let iv = series(0..28, |t| match t {
+        0 => 10.0,
+        1 => 14.0,
+        2 => 18.0,
+        3..=7 => 200.0,
+        _ => 25.0,
+    });
+    let r = only(recovery(&iv, &stages, 5, 0.1));
+    let calm = r.calm_p99_ms.unwrap();
+    assert!((calm - (10.0 + 3.0 * 1.4826 * 4.0)).abs() < 1e-9, "{calm}");
+    assert_eq!(r.recovery_time_s, 0.0, "25 ms is within the noise");
+}
+
+#[test]
+fn the_median_of_odd_and_even_counts() {
+    assert_eq!(median_of(&mut [7.0]), 7.0);
+    assert_eq!(median_of(&mut [2.0, 1.0]), 1.5);
+    assert_eq!(median_of(&mut [3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(median_of(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+    assert_eq!(median_of(&mut [5.0, 1.0, 4.0, 2.0, 3.0]), 3.0);
+    assert_eq!(median_of(&mut [6.0, 1.0, 5.0, 2.0, 4.0, 3.0]), 3.5);
+    assert_eq!(median_of(&mut [9.0, 1.0, 8.0, 2.0, 7.0, 3.0, 5.0]), 5.0);
+}
+
+#[test]
+fn dropped_requests_are_outcomes_of_their_second_not_errors() {
+    // After the burst each second drops 4,000 of its 10,000 requests and 8
+    // fail: 8 / 10,000 = 0.08 % errors, within the margin, so calm.
+    let mut iv = run(|_| 10.0);
+    for s in &mut iv[15..] {
+        s.errors = 8;
+        s.dropped = 4_000;
+        s.ok = N - 8 - 4_000;
+    }
+    let r = only(recovery(&iv, &three_stages(), 5, 0.1));
+    assert!(r.recovered);
+    assert_eq!(r.recovery_time_s, 0.0);
+    // Mostly dropped, no errors: still calm (and no arithmetic surprise).
+    for s in &mut iv[15..] {
+        s.errors = 0;
+        s.dropped = 9_900;
+        s.ok = N - 9_900;
+    }
+    assert!(only(recovery(&iv, &three_stages(), 5, 0.1)).recovered);
+}
+
+#[test]
+fn a_p99_exactly_at_the_bound_is_calm_also_in_seconds_of_latency() {
+    // Baseline p99 4,026.912 ms, tolerance 50 %: the bound is 6,040.368 ms,
+    // which the float sum computes one ulp low (6,040.3679999999995). A
+    // second whose p99 is exactly 6,040.368 ms (6,040,368 µs, as histograms
+    // report) is within the tolerance, as "at most" says.
+    let stages = vec![
+        fixture::stage("steady", false, 0.0, 10.0, 4_026.912),
+        fixture::stage("burst", true, 10.0, 5.0, 9_000.0),
+        fixture::stage("after", false, 15.0, 30.0, 6_040.368),
+    ];
+    let iv = series(0..45, |t| match t {
+        0..=9 => 4_026.912,
+        10..=14 => 9_000.0,
+        _ => 6_040.368,
+    });
+    let r = only(recovery(&iv, &stages, 5, 0.5));
+    assert!(
+        r.calm_p99_ms.unwrap() < 6_040.368,
+        "the premise: rounded low"
+    );
+    assert!(r.recovered);
     assert_eq!(r.recovery_time_s, 0.0);
 }

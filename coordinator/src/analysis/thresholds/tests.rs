@@ -185,7 +185,13 @@ fn run_metrics_come_from_the_report() {
     let actual = |e: &str| status(e, &r).1;
     assert_eq!(actual("p50 > 0"), Some(20.0));
     assert_eq!(actual("p90 > 0"), Some(50.0));
+    assert_eq!(actual("p95 > 0"), Some(65.0));
+    assert_eq!(actual("p99 > 0"), Some(80.0));
     assert_eq!(actual("p999 > 0"), Some(120.0));
+    assert_eq!(actual("mean > 0"), r.latency_ms.mean);
+    assert_eq!(actual("success_rate > 0"), Some(r.success_rate));
+    assert_eq!(actual("achieved_rps > 0"), Some(r.achieved_rps));
+    assert_eq!(actual("errors > 0"), Some(30.0));
     assert_eq!(actual("max > 0"), Some(160.0));
     assert_eq!(actual("error_rate > 0"), Some(0.0005));
     assert_eq!(actual("throughput_rps > 0"), Some(999.0));
@@ -203,6 +209,14 @@ fn achieved_rps_in_percent_is_relative_to_the_target() {
     assert_eq!(st("achieved_rps >= 99% warn 99.99%", &r), Warn);
     assert_eq!(st("achieved_rps >= 1000", &r), Fail);
     assert_eq!(st("throughput_rps < 100%", &r), Pass);
+    // 99.9 % of 3,000 rps is 2,997, which the float product puts at
+    // 2,997.0000000000005: a run that achieved exactly 2,997 passes.
+    let mut r = fixture::report();
+    r.target_rps = 3_000.0;
+    r.achieved_rps = 2_997.0;
+    assert_eq!(st("achieved_rps >= 99.9%", &r), Pass);
+    assert_eq!(st("achieved_rps == 99.9%", &r), Pass);
+    assert_eq!(st("achieved_rps > 99.9%", &r), Fail);
 }
 
 #[test]
