@@ -436,7 +436,12 @@ impl<'a> Follower<'a> {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let Ok(mut client) = self.conn.connect(Duration::ZERO).await else {
+            // Each try is bounded by what is left of the window: a
+            // coordinator that accepts the connection but never answers
+            // (overloaded, half-dead) must not hold the client past it.
+            let Ok(Ok(mut client)) =
+                tokio::time::timeout_at(deadline, self.conn.connect(Duration::ZERO)).await
+            else {
                 continue;
             };
             let attach = pb::AttachRunRequest {
@@ -444,7 +449,13 @@ impl<'a> Follower<'a> {
                 from_t_s: self.next_t,
                 only_ended: false,
             };
-            match client.attach_run(self.conn.request(attach)?).await {
+            let Ok(answer) =
+                tokio::time::timeout_at(deadline, client.attach_run(self.conn.request(attach)?))
+                    .await
+            else {
+                continue;
+            };
+            match answer {
                 Ok(r) => {
                     eprintln!("volley: attached to run {} again", self.run_id);
                     return Ok((client, r.into_inner()));

@@ -175,6 +175,45 @@ fn a_coordinator_lost_for_good_exits_3_after_the_reconnect_window() {
     assert!(!out.join("report.json").exists());
 }
 
+/// The same window holds for a coordinator that is there but never answers
+/// (SIGSTOP: the kernel still accepts connections, nothing replies). Each
+/// reattach try is bounded by the window, so the client cannot hang on a
+/// half-dead coordinator (a CI run on an overloaded machine once sat in a
+/// reattach until the test killed it).
+#[test]
+fn a_frozen_coordinator_is_given_up_after_the_reconnect_window_too() {
+    let _serial = serial();
+    let (_target, url) = start_target(&[]);
+    let (coord, coord_url) = start_coordinator(&[]);
+    let _w = start_worker(&coord_url, &["--max-outage", "2s"]);
+    let s = submission(&coord_url, "coord-frozen", &scenario(&url, 200, 60), &[]);
+    let mut run = spawn(s.cmd, "volley run");
+    wait_served(&url, 600, Duration::from_secs(30));
+    coord.signal("STOP");
+    let frozen = Instant::now();
+    let mut err = String::new();
+    // The stream's keep-alive (10 s interval, 10 s timeout) notices first.
+    wait_stderr(
+        &mut run,
+        &mut err,
+        "lost the coordinator during run",
+        Duration::from_secs(40),
+    );
+    let noticed = frozen.elapsed();
+    let status = run
+        .wait_exit(Duration::from_secs(150))
+        .expect("the client gives up on a coordinator that never answers");
+    let took = frozen.elapsed();
+    err.push_str(&run.stderr_so_far());
+    coord.signal("CONT");
+    assert_eq!(status.code(), Some(3), "{err}");
+    assert!(err.contains("lost the coordinator for good"), "{err}");
+    assert!(
+        took >= noticed + Duration::from_secs(89) && took < noticed + Duration::from_secs(100),
+        "gave up {took:?} after the freeze, noticed after {noticed:?}: the window is 90 s"
+    );
+}
+
 /// "`volley serve` refuses to listen beyond loopback without a token unless
 /// given `--insecure-no-auth`": 0.0.0.0 is refused with exit 2 without it
 /// and accepted with it; a worker and a client reach it (through 127.0.0.1)
