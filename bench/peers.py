@@ -371,8 +371,8 @@ def parse_oha(text):
 class PeerBench(W.Bench):
     """worker.py's Bench with nginx as the target, plus runs of the peer tools."""
 
-    def __init__(self, args, nginx):
-        super().__init__(args)
+    def __init__(self, args, nginx, bin_dir=None):
+        super().__init__(args, bin_dir)
         self.nginx = nginx
         self.pids = {"target": nginx.worker_pid}  # for wait_quiet() before Volley is up
         self.peer_rows = []

@@ -335,12 +335,12 @@ duration = "{duration:g}s"
 
 
 class Bench:
-    def __init__(self, args):
+    def __init__(self, args, bin_dir=None):
         self.args = args
         self.dir = args.out or tempfile.mkdtemp(prefix="volley-bench-")
         os.makedirs(self.dir, exist_ok=True)
         # Private copies: a concurrent `cargo build` elsewhere must not swap binaries mid-bench.
-        src = os.path.join(REPO, "target", "release")
+        src = bin_dir or os.path.join(REPO, "target", "release")
         self.rel = os.path.join(self.dir, "bin")
         os.makedirs(self.rel, exist_ok=True)
         mtimes = {}
@@ -504,6 +504,10 @@ class Bench:
                 "p99": rep["latency_ms"]["p99"], "max": rep["latency_ms"]["max"],
                 "svc_p50": rep.get("service_time_ms", {}).get("p50"),
                 "svc_p99": rep.get("service_time_ms", {}).get("p99"),
+                # Volley's own lateness (actual send - scheduled send); absent before protocol v5.
+                "lag_p50": (rep.get("send_lag_ms") or {}).get("p50"),
+                "lag_p99": (rep.get("send_lag_ms") or {}).get("p99"),
+                "lag_max": (rep.get("send_lag_ms") or {}).get("max"),
                 "success": rep["success_rate"], "report_duration": rep.get("duration_s", duration),
                 "errors_by_kind": rep.get("errors_by_kind", {}),
                 "n_workers": len(rep.get("workers", [])),
