@@ -605,6 +605,12 @@ mod tests {
     }
 
     #[test]
+    fn the_checked_body_limit_is_the_documented_4_mib() {
+        // docs/scenarios.md: body checks read "at most 4 MiB" of a reply.
+        assert_eq!(MAX_CHECKED_BODY, 4_194_304);
+    }
+
+    #[test]
     fn default_names() {
         assert_eq!(
             Rule::Json {
