@@ -840,6 +840,14 @@ mod tests {
     }
 
     #[test]
+    fn a_backslash_escapes_only_inside_a_string() {
+        let e = compile(r"{{ \}}x").unwrap_err();
+        assert!(e.message.contains(r#"unknown value "\\""#), "{e}");
+        let t = compile(r#"{{ pick("\"}}") }}"#).unwrap();
+        assert_eq!(render(&t, 0, 0), "\"}}");
+    }
+
+    #[test]
     fn detection() {
         assert!(is_template(b"a{{b"));
         assert!(!is_template(b"{ \"a\": {} }"));
