@@ -14,6 +14,11 @@
 #   JOBS          mutants built and tested at once    (default 1)
 #   TIMEOUT       seconds one mutant's tests may run  (default: cargo-mutants'
 #                 own, 5 x the unmutated run and at least 20 s)
+#   MEM_LIMIT_KB  address space of every build and test process, in KiB
+#                 (default 6291456, 6 GiB; 0: no limit). Two recorder mutants
+#                 loop forever pushing seconds: unbounded, they fill the
+#                 machine's memory long before TIMEOUT and the kernel kills
+#                 whatever it picks; capped, the test process alone aborts.
 # Needs cargo-mutants: cargo install cargo-mutants --locked (tested with 27.1.0).
 set -uo pipefail
 
@@ -24,7 +29,9 @@ timeout=()
 [ -n "${TIMEOUT:-}" ] && timeout=(--timeout "$TIMEOUT")
 summary_only=0
 if [ "${1:-}" = "--summary" ]; then summary_only=1; shift; fi
-case "${1:-}" in -h|--help) sed -n '2,17p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,22p' "$0"; exit 0 ;; esac
+mem=${MEM_LIMIT_KB:-6291456}
+[ "$mem" != 0 ] && ulimit -v "$mem"
 areas=("$@")
 [ ${#areas[@]} -eq 0 ] && areas=(plan analysis thresholds worker)
 
