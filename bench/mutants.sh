@@ -2,18 +2,25 @@
 # Mutation testing (issue 18 §5): cargo-mutants over the plan crate, the
 # coordinator's analysis modules and the worker's recorder and outcome code,
 # each area tested by its own crate's unit tests only, one mutant at a time.
-# Run by hand (not in CI): well over an hour on a busy 2-core machine. See
+# Run by hand (not in CI): about an hour for the default set on a 2-core
+# machine shared with one other build (docs/mutants.md has the times). See
 # bench/README.md, "bench/mutants.sh".
 #
 # Usage: bench/mutants.sh [AREA...]     AREA: plan plan-rest analysis thresholds
 #                                             merge worker
-#                                       (default: plan analysis thresholds worker)
+#                                       (default: plan plan-rest analysis thresholds
+#                                        worker; merge only when named)
 #        bench/mutants.sh --summary [AREA...]   reprint the table, run nothing
 # Environment:
 #   MUTANTS_OUT   where each area's mutants.out goes  (default target/mutants)
 #   JOBS          mutants built and tested at once    (default 1)
 #   TIMEOUT       seconds one mutant's tests may run  (default: cargo-mutants'
 #                 own, 5 x the unmutated run and at least 20 s)
+#   MEM_LIMIT_KB  address space of every build and test process, in KiB
+#                 (default 6291456, 6 GiB; 0: no limit). Two recorder mutants
+#                 loop forever pushing seconds: unbounded, they fill the
+#                 machine's memory long before TIMEOUT and the kernel kills
+#                 whatever it picks; capped, the test process alone aborts.
 # Needs cargo-mutants: cargo install cargo-mutants --locked (tested with 27.1.0).
 set -uo pipefail
 
@@ -24,16 +31,18 @@ timeout=()
 [ -n "${TIMEOUT:-}" ] && timeout=(--timeout "$TIMEOUT")
 summary_only=0
 if [ "${1:-}" = "--summary" ]; then summary_only=1; shift; fi
-case "${1:-}" in -h|--help) sed -n '2,17p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,24p' "$0"; exit 0 ;; esac
+mem=${MEM_LIMIT_KB:-6291456}
+[ "$mem" != 0 ] && ulimit -v "$mem"
 areas=("$@")
-[ ${#areas[@]} -eq 0 ] && areas=(plan analysis thresholds worker)
+[ ${#areas[@]} -eq 0 ] && areas=(plan plan-rest analysis thresholds worker)
 
 # Each area: the files mutated (--file) and the tests run for them: the
 # mutated crate's own tests only. For the coordinator and the worker, only
 # their library's unit tests (-C --lib, passed to the build as well as to the
 # test run, so the binaries and integration tests are not relinked for every
 # mutant): those start processes and take minutes per mutant.
-# plan-rest and merge are not in the default set (time; see the note).
+# merge is not in the default set (about 8 min more; see the note).
 area_args() {
     case "$1" in
         plan) args=(-p volley-plan

@@ -548,7 +548,143 @@ mod tests {
     }
 
     #[test]
+    fn names_round_trip() {
+        for f in [Format::Csv, Format::JsonLines] {
+            assert_eq!(Format::parse(f.as_str()), Some(f));
+        }
+        assert_eq!(
+            (Format::Csv.as_str(), Format::JsonLines.as_str()),
+            ("csv", "jsonl")
+        );
+        assert_eq!(Format::parse("ndjson"), Some(Format::JsonLines));
+        assert_eq!(Format::parse("tsv"), None);
+        for o in [Order::Sequential, Order::Random] {
+            assert_eq!(Order::parse(o.as_str()), Some(o));
+        }
+        assert_eq!(
+            (Order::Sequential.as_str(), Order::Random.as_str()),
+            ("sequential", "random")
+        );
+        assert_eq!(Order::parse("shuffled"), None);
+        for e in [OnEnd::Wrap, OnEnd::Stop] {
+            assert_eq!(OnEnd::parse(e.as_str()), Some(e));
+        }
+        assert_eq!(
+            (OnEnd::Wrap.as_str(), OnEnd::Stop.as_str()),
+            ("wrap", "stop")
+        );
+        assert_eq!(OnEnd::parse("loop"), None);
+    }
+
+    #[test]
+    fn sets_are_equal_by_name_file_options_and_cells() {
+        let text = "id,name\n1,a\n2,b\n";
+        let parse = |name: &str, order, on_end, text: &str| {
+            DataSet::parse(name, Format::Csv, order, on_end, text.as_bytes()).unwrap()
+        };
+        let a = parse("u", Order::Sequential, OnEnd::Wrap, text);
+        // Parsed twice: no shared table, equal cells.
+        assert_eq!(a, parse("u", Order::Sequential, OnEnd::Wrap, text));
+        assert_eq!(a, a.clone());
+        assert_ne!(a, parse("v", Order::Sequential, OnEnd::Wrap, text));
+        assert_ne!(a, a.clone().with_file("users.csv"));
+        assert_eq!(a.clone().with_file("users.csv").file, "users.csv");
+        assert_ne!(a, parse("u", Order::Random, OnEnd::Wrap, text));
+        assert_ne!(a, parse("u", Order::Sequential, OnEnd::Stop, text));
+        assert_ne!(
+            a,
+            parse("u", Order::Sequential, OnEnd::Wrap, "id,name\n1,a\n2,c\n")
+        );
+        let j = DataSet::parse(
+            "u",
+            Format::JsonLines,
+            Order::Sequential,
+            OnEnd::Wrap,
+            b"{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"name\":\"b\"}\n",
+        )
+        .unwrap();
+        assert_ne!(a, j, "the same cells from another format");
+        assert_eq!(
+            format!("{a:?}"),
+            "DataSet(\"u\", 2 rows × [\"id\", \"name\"], sequential, wrap)"
+        );
+    }
+
+    #[test]
+    fn memory_is_the_file_plus_four_bytes_a_cell() {
+        let mut text = String::from("id\n");
+        for i in 0..1000 {
+            text.push_str(&format!("{i}\n"));
+        }
+        let d = csv(&text).unwrap();
+        let m = d.memory_bytes();
+        assert!(m >= text.len() + 4 * 1000, "{m}");
+        assert!(m <= text.len() + 8 * 1000 + 16, "{m}");
+    }
+
+    #[test]
+    fn exactly_the_size_limit_is_allowed() {
+        // All blank: refused as empty, not as too large.
+        let e = DataSet::parse(
+            "b",
+            Format::Csv,
+            Order::Sequential,
+            OnEnd::Wrap,
+            &vec![b'\n'; MAX_DATA_BYTES as usize],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+        let big = vec![b'a'; MAX_DATA_BYTES as usize + 1024 * 1024];
+        let e = DataSet::parse("b", Format::Csv, Order::Sequential, OnEnd::Wrap, &big).unwrap_err();
+        assert!(e.to_string().contains("got 257.0 MiB"), "{e}");
+    }
+
+    #[test]
+    fn a_blank_or_nameless_header_is_refused() {
+        let e = csv("   \n").unwrap_err();
+        assert!(e.to_string().contains("the file is empty"), "{e}");
+        let e = csv("id,,name\n1,2,3\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1: a name for every column of the header"
+        );
+    }
+
+    #[test]
+    fn at_most_max_columns() {
+        let header = |n: usize| {
+            (0..n)
+                .map(|i| format!("c{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let row = |n: usize| vec!["1"; n].join(",");
+        let ok = format!("{}\n{}\n", header(MAX_COLUMNS), row(MAX_COLUMNS));
+        assert_eq!(csv(&ok).unwrap().columns().len(), MAX_COLUMNS);
+        let over = format!("{}\n{}\n", header(MAX_COLUMNS + 1), row(MAX_COLUMNS + 1));
+        assert!(csv(&over)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 1024 columns"));
+    }
+
+    #[test]
+    fn a_json_lines_file_may_not_start_with_an_empty_object() {
+        let e = DataSet::parse(
+            "j",
+            Format::JsonLines,
+            Order::Sequential,
+            OnEnd::Wrap,
+            b"{}\n{\"a\":1}\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.to_string().contains("ragged row"), "{e}");
+    }
+
+    #[test]
     fn format_from_file_name() {
+        assert_eq!(Format::of_file("a.ndjson"), Format::JsonLines);
         assert_eq!(Format::of_file("a.JSONL"), Format::JsonLines);
         assert_eq!(Format::of_file("a.csv"), Format::Csv);
         assert_eq!(Format::of_file("a.txt"), Format::Csv);

@@ -549,6 +549,68 @@ mod tests {
     }
 
     #[test]
+    fn statuses_print_as_written() {
+        for text in ["200", "2xx", "5xx", "404"] {
+            let m = StatusMatch::parse(text).unwrap();
+            assert_eq!(m.to_text(), text);
+        }
+        assert_eq!(grpc_code("17"), None, "codes stop at 16");
+    }
+
+    #[test]
+    fn a_checker_says_what_it_looks_at() {
+        assert!(Expect::default().is_empty());
+        let none = checker(vec![]);
+        assert!(none.is_empty() && !none.has_headers() && !none.needs_body());
+        assert_eq!(format!("{none:?}"), "Checker(0 checks)");
+        let head = checker(vec![
+            Rule::Status(vec![StatusMatch::Code(200)]),
+            Rule::Header {
+                name: "x".into(),
+                value: "1".into(),
+            },
+        ]);
+        assert!(!head.is_empty() && head.has_headers() && !head.needs_body());
+        assert_eq!(head.max_body(), None);
+        assert_eq!(format!("{head:?}"), "Checker(2 checks)");
+        let e = Expect::from_rules([Rule::MaxBodyBytes(1)]);
+        assert!(!e.is_empty());
+        assert!(!checker(vec![Rule::GrpcStatus(vec![0])]).has_headers());
+    }
+
+    #[test]
+    fn at_most_max_checks() {
+        let n = |k: usize| Expect::from_rules((0..k).map(|i| Rule::MaxBodyBytes(i as u64)));
+        assert!(Checker::new(&n(MAX_CHECKS)).is_ok());
+        let e = Checker::new(&n(MAX_CHECKS + 1)).unwrap_err();
+        assert_eq!(e.check, MAX_CHECKS);
+        assert!(e.message.contains("at most 64 checks"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_body_fails_each_body_check() {
+        let body = br#"{"status":"ok"}"#;
+        let regex = checker(vec![Rule::BodyRegex("ok".into())]);
+        assert_eq!(regex.body(body, false), Ok(()));
+        assert_eq!(regex.body(body, true), Err(0));
+        let contains = checker(vec![Rule::BodyContains("ok".into())]);
+        assert_eq!(contains.body(body, false), Ok(()));
+        assert_eq!(contains.body(body, true), Err(0));
+        let json = checker(vec![Rule::Json {
+            path: "$.status".into(),
+            value: json!("ok"),
+        }]);
+        assert_eq!(json.body(body, false), Ok(()));
+        assert_eq!(json.body(body, true), Err(0));
+    }
+
+    #[test]
+    fn the_checked_body_limit_is_the_documented_4_mib() {
+        // docs/scenarios.md: body checks read "at most 4 MiB" of a reply.
+        assert_eq!(MAX_CHECKED_BODY, 4_194_304);
+    }
+
+    #[test]
     fn default_names() {
         assert_eq!(
             Rule::Json {

@@ -910,6 +910,457 @@ mod tests {
         p.validate().unwrap();
     }
 
+    /// The field `p` fails on, or `None` when it validates.
+    fn fails_on(p: &Plan) -> Option<String> {
+        p.validate().err().map(|e| e.field)
+    }
+
+    /// Sets one limited value of a plan at its limit, or one past it.
+    type SetLimit<'a> = dyn Fn(&mut Plan, bool) + 'a;
+
+    #[test]
+    fn every_limit_is_inclusive() {
+        let day = Duration::from_secs(86_400);
+        let ns = Duration::from_nanos(1);
+        let cases: Vec<(&str, Box<SetLimit<'_>>)> = vec![
+            (
+                "target.timeout",
+                Box::new(|p, over| {
+                    p.target.timeout = Duration::from_secs(3600) + if over { ns } else { ZERO };
+                }),
+            ),
+            (
+                "requests",
+                Box::new(|p, over| {
+                    p.target.requests = vec![Request::get("/"); MAX_REQUESTS + usize::from(over)];
+                }),
+            ),
+            (
+                "load.connections",
+                Box::new(|p, over| p.load.connections = MAX_CONNECTIONS + u32::from(over)),
+            ),
+            (
+                "load.per_connection",
+                Box::new(|p, over| p.load.per_connection = MAX_PER_CONNECTION + u32::from(over)),
+            ),
+            (
+                "load.max_in_flight",
+                Box::new(|p, over| p.load.max_in_flight = MAX_IN_FLIGHT + u32::from(over)),
+            ),
+            (
+                "stages",
+                Box::new(|p, over| {
+                    p.stages = vec![p.stages[0].clone(); MAX_STAGES + usize::from(over)];
+                }),
+            ),
+            (
+                "stages[0].duration",
+                Box::new(move |p, over| {
+                    p.stages[0].duration = 30 * day + if over { ns } else { ZERO };
+                }),
+            ),
+            (
+                "stages",
+                Box::new(move |p, over| {
+                    let mut last = p.stages[0].clone();
+                    p.stages[0].duration = 30 * day;
+                    last.duration = day + if over { ns } else { ZERO };
+                    p.stages.push(last);
+                }),
+            ),
+            (
+                "requests[0].body_size",
+                Box::new(|p, over| {
+                    p.target.requests[0].body = Body::Generated(MAX_BODY + u64::from(over));
+                }),
+            ),
+            (
+                "requests[0].body_file",
+                Box::new(|p, over| {
+                    p.target.requests[0].body =
+                        Body::Bytes(vec![b'x'; MAX_INLINE_BODY + usize::from(over)]);
+                }),
+            ),
+            (
+                "requests[0].weight",
+                Box::new(|p, over| p.target.requests[0].weight = MAX_WEIGHT + u32::from(over)),
+            ),
+        ];
+        for (field, set) in &cases {
+            let mut p = plan();
+            set(&mut p, false);
+            assert_eq!(fails_on(&p), None, "{field} at its limit");
+            let mut p = plan();
+            set(&mut p, true);
+            assert_eq!(
+                fails_on(&p).as_deref(),
+                Some(*field),
+                "{field} past its limit"
+            );
+        }
+        assert_eq!((MAX_STAGE, MAX_RUN), (30 * day, 31 * day));
+        assert_eq!((MAX_BODY, MAX_INLINE_BODY), (64 << 20, 1 << 20));
+        // The lower bounds.
+        let mut p = plan();
+        p.target.timeout = ZERO;
+        assert_eq!(fails_on(&p).as_deref(), Some("target.timeout"));
+        let mut p = plan();
+        p.target.requests.clear();
+        assert_eq!(fails_on(&p).as_deref(), Some("requests"));
+        let mut p = plan();
+        p.load.per_connection = 0;
+        assert_eq!(fails_on(&p).as_deref(), Some("load.per_connection"));
+        let mut p = plan();
+        p.load.max_in_flight = 0;
+        assert_eq!(fails_on(&p).as_deref(), Some("load.max_in_flight"));
+        let mut p = plan();
+        p.target.timeout = Duration::from_millis(1);
+        p.load.connections = 1;
+        p.load.per_connection = 1;
+        p.load.max_in_flight = 1;
+        p.stages[0].duration = Duration::from_millis(1);
+        assert_eq!(fails_on(&p), None, "the smallest values are allowed");
+    }
+
+    const ZERO: Duration = Duration::ZERO;
+
+    #[test]
+    fn bodies_know_their_length_and_bytes() {
+        let g = Body::Generated(30);
+        assert_eq!((g.len(), g.is_empty()), (30, false));
+        assert_eq!(g.to_bytes(), b"abcdefghijklmnopqrstuvwxyzabcd");
+        assert!(Body::Generated(0).is_empty() && Body::Generated(0).to_bytes().is_empty());
+        let b = Body::Bytes(b"{\"a\":1}".to_vec());
+        assert_eq!((b.len(), b.is_empty()), (7, false));
+        assert_eq!(b.to_bytes(), b"{\"a\":1}");
+        assert!(Body::Bytes(Vec::new()).is_empty());
+        let t = Body::Template("id={{seq}}".into());
+        assert_eq!((t.len(), t.to_bytes()), (10, b"id={{seq}}".to_vec()));
+        assert_eq!(
+            [format!("{g:?}"), format!("{b:?}"), format!("{t:?}")],
+            ["Generated(30)", "Bytes(7 bytes)", "Template(10 bytes)"]
+        );
+        assert_eq!(plan().duration(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn protocol_and_arrival_names() {
+        let names: Vec<&str> = Protocol::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["http1", "http2", "grpc", "tcp"]);
+        for p in Protocol::ALL {
+            assert_eq!(Protocol::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Protocol::parse("http3"), None);
+        let per: Vec<u32> = Protocol::ALL
+            .iter()
+            .map(|p| p.default_per_connection())
+            .collect();
+        assert_eq!(per, [1, 100, 100, 16]);
+        for a in [Arrival::Uniform, Arrival::Poisson] {
+            assert_eq!(Arrival::parse(a.as_str()), Some(a));
+        }
+        assert_eq!(
+            (Arrival::Uniform.as_str(), Arrival::Poisson.as_str()),
+            ("uniform", "poisson")
+        );
+        assert_eq!(Arrival::parse("bursty"), None);
+    }
+
+    fn rows(name: &str, n: usize, order: Order, on_end: OnEnd) -> DataSet {
+        let text: String = std::iter::once("id".to_string())
+            .chain((0..n).map(|i| i.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n");
+        DataSet::parse(
+            name,
+            crate::data::Format::Csv,
+            order,
+            on_end,
+            text.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn stage(name: &str, secs: u64, from_rps: f64, to_rps: f64) -> Stage {
+        Stage {
+            name: name.into(),
+            duration: Duration::from_secs(secs),
+            from_rps,
+            to_rps,
+            burst: false,
+        }
+    }
+
+    #[test]
+    fn the_run_ends_when_the_rows_run_out() {
+        let shape = vec![
+            stage("a", 10, 100.0, 100.0),
+            stage("b", 10, 100.0, 300.0),
+            stage("c", 10, 50.0, 50.0),
+        ];
+        let mut p = plan();
+        p.stages = shape.clone();
+        // No set that stops: nothing to cut.
+        p.data = vec![rows("w", 5, Order::Sequential, OnEnd::Wrap)];
+        assert_eq!((p.arrival_limit(), p.end_at_arrival_limit()), (None, None));
+        // The smallest stopping set decides.
+        p.data = vec![
+            rows("w", 5, Order::Sequential, OnEnd::Wrap),
+            rows("big", 1700, Order::Sequential, OnEnd::Stop),
+            rows("small", 1500, Order::Sequential, OnEnd::Stop),
+        ];
+        assert_eq!(p.arrival_limit(), Some(1500));
+        // Arrival 1500 is due 500 arrivals into the ramp: 100τ + 10τ² = 500,
+        // τ = 5(√3 − 1) s, when the rate is 100 + 20τ.
+        let tau = 5.0 * (3f64.sqrt() - 1.0);
+        let (before, after) = p.end_at_arrival_limit().unwrap();
+        assert_eq!(before, 30.0);
+        assert!((after - (10.0 + tau)).abs() < 1e-6, "{after}");
+        assert_eq!(p.stages.len(), 2);
+        assert_eq!(p.stages[0], shape[0]);
+        let b = &p.stages[1];
+        assert_eq!((b.name.as_str(), b.from_rps), ("b", 100.0));
+        assert!(
+            (b.to_rps - (100.0 + 20.0 * tau)).abs() < 1e-6,
+            "{}",
+            b.to_rps
+        );
+        assert!(
+            (b.duration.as_secs_f64() - tau).abs() < 1e-6,
+            "{:?}",
+            b.duration
+        );
+        // Exactly at a stage's end: that stage is the last, nothing of the next.
+        let mut p = plan();
+        p.stages = shape.clone();
+        p.data = vec![rows("s", 1000, Order::Sequential, OnEnd::Stop)];
+        assert_eq!(p.end_at_arrival_limit(), Some((30.0, 10.0)));
+        assert_eq!(p.stages, shape[..1]);
+        // In the third stage: the first two are kept whole.
+        let mut p = plan();
+        p.stages = shape.clone();
+        p.data = vec![rows("s", 3100, Order::Sequential, OnEnd::Stop)];
+        assert_eq!(p.end_at_arrival_limit(), Some((30.0, 22.0)));
+        assert_eq!(p.stages[..2], shape[..2]);
+        assert_eq!(p.stages[2].duration, Duration::from_secs(2));
+        assert_eq!((p.stages[2].from_rps, p.stages[2].to_rps), (50.0, 50.0));
+        // More rows than arrivals: the run is left as it is.
+        let mut p = plan();
+        p.stages = shape.clone();
+        p.data = vec![rows("s", 4000, Order::Sequential, OnEnd::Stop)];
+        assert_eq!(p.end_at_arrival_limit(), None);
+        assert_eq!(p.stages, shape);
+    }
+
+    #[test]
+    fn data_sets_are_checked() {
+        let mut p = plan();
+        p.data = (0..MAX_DATA_SETS)
+            .map(|i| rows(&format!("d{i}"), 1, Order::Sequential, OnEnd::Wrap))
+            .collect();
+        assert_eq!(fails_on(&p), None);
+        p.data
+            .push(rows("one_more", 1, Order::Sequential, OnEnd::Wrap));
+        assert_eq!(fails_on(&p).as_deref(), Some("data"));
+        let mut p = plan();
+        p.data = vec![
+            rows("a", 1, Order::Sequential, OnEnd::Wrap),
+            rows("b", 1, Order::Random, OnEnd::Wrap),
+            rows("a", 1, Order::Sequential, OnEnd::Wrap),
+        ];
+        assert_eq!(fails_on(&p).as_deref(), Some("data[2].name"));
+        p.data[2].name = "c".into();
+        assert_eq!(fails_on(&p), None);
+        p.data[2].on_end = OnEnd::Stop;
+        assert_eq!(fails_on(&p), None, "stop with sequential rows");
+        p.data[1].on_end = OnEnd::Stop;
+        assert_eq!(fails_on(&p).as_deref(), Some("data[1].on_end"));
+    }
+
+    #[test]
+    fn data_may_take_twice_the_file_limit_in_memory() {
+        // One cell of L bytes costs L (the cells, allocated at the file's
+        // size) + 16 (the end offsets' first allocation). Four sets of
+        // 128 MiB are exactly the 512 MiB allowed.
+        let set = |name: &str, len: usize| {
+            let mut bytes = b"c\n".to_vec();
+            bytes.resize(len, b'x');
+            DataSet::parse(
+                name,
+                crate::data::Format::Csv,
+                Order::Sequential,
+                OnEnd::Wrap,
+                &bytes,
+            )
+            .unwrap()
+        };
+        let quarter = set("a", (MAX_DATA_BYTES as usize / 2) - 16);
+        assert_eq!(quarter.memory_bytes() as u64, MAX_DATA_BYTES / 2);
+        let mut p = plan();
+        p.data = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| {
+                let mut d = quarter.clone();
+                d.name = (*n).into();
+                d
+            })
+            .collect();
+        assert_eq!(fails_on(&p), None, "exactly 512 MiB");
+        p.data.pop();
+        assert_eq!(fails_on(&p), None, "384 MiB");
+        p.data.push(set("e", MAX_DATA_BYTES as usize / 2 - 15));
+        assert_eq!(fails_on(&p).as_deref(), Some("data"), "512 MiB + 1");
+    }
+
+    #[test]
+    fn templated_paths_must_render_a_path() {
+        let with_path = |protocol: Protocol, path: &str| {
+            let mut p = plan();
+            if protocol == Protocol::Tcp {
+                p.target.url = "tcp://127.0.0.1:9000".into();
+            }
+            p.target.protocol = protocol;
+            p.target.requests[0].path = path.into();
+            fails_on(&p)
+        };
+        assert_eq!(with_path(Protocol::Http1, "/{{seq}}"), None);
+        for bad in [
+            "{{pick(\"a\")}}",
+            "/{{pick(\"a b\")}}",
+            "/{{pick(\"a\u{7f}\")}}",
+        ] {
+            assert_eq!(
+                with_path(Protocol::Http1, bad).as_deref(),
+                Some("requests[0].path"),
+                "{bad:?}"
+            );
+        }
+        // Framed TCP has no path: whatever it renders is not checked.
+        assert_eq!(with_path(Protocol::Tcp, "{{pick(\"a\")}}"), None);
+    }
+
+    #[test]
+    fn compiled_requests_know_whether_they_are_static() {
+        let mut p = plan();
+        let mut get = Request::get("/static");
+        get.headers.push(("x-a".into(), "1".into()));
+        let mut templated_path = Request::get("/{{seq}}");
+        templated_path.headers.push(("x-a".into(), "1".into()));
+        let mut templated_header = Request::get("/");
+        templated_header
+            .headers
+            .push(("x-id".into(), "{{uuid}}".into()));
+        let mut templated_body = Request::get("/");
+        templated_body.method = "POST".into();
+        templated_body.body = Body::Template("{\"id\": {{seq}}}".into());
+        p.target.requests = vec![get, templated_path, templated_header, templated_body];
+        let c = p.compile_requests().unwrap();
+        let statics: Vec<bool> = c.iter().map(CompiledRequest::is_static).collect();
+        assert_eq!(statics, [true, false, false, false]);
+        assert_eq!(c[0].path.as_static(), Some(&b"/static"[..]));
+        assert_eq!(c[2].headers[0].0, "x-id");
+        assert!(c[3].body.is_some() && c[0].body.is_none());
+    }
+
+    #[test]
+    fn checks_must_fit_the_protocol() {
+        use crate::expect::{Rule, StatusMatch};
+        let with = |protocol: Protocol, rule: Rule| {
+            let mut p = plan();
+            if protocol == Protocol::Tcp {
+                p.target.url = "tcp://127.0.0.1:9000".into();
+            }
+            if protocol == Protocol::Grpc {
+                p.target.requests[0].path = "/pkg.Svc/Call".into();
+                p.target.requests[0].method = "POST".into();
+            }
+            p.target.protocol = protocol;
+            p.target.requests[0].expect =
+                Expect::from_rules([Rule::BodyContains("x".into()), rule]);
+            fails_on(&p)
+        };
+        let header = || Rule::Header {
+            name: "x".into(),
+            value: "1".into(),
+        };
+        let status = || Rule::Status(vec![StatusMatch::Code(200)]);
+        let grpc = || Rule::GrpcStatus(vec![0]);
+        let bad = Some("requests[0].expect[1]".to_string());
+        assert_eq!(with(Protocol::Tcp, status()), bad);
+        assert_eq!(with(Protocol::Tcp, header()), bad);
+        assert_eq!(with(Protocol::Tcp, grpc()), bad);
+        assert_eq!(with(Protocol::Http2, grpc()), bad);
+        assert_eq!(with(Protocol::Grpc, grpc()), None);
+        assert_eq!(with(Protocol::Http1, status()), None);
+        assert_eq!(with(Protocol::Grpc, header()), None);
+        assert_eq!(with(Protocol::Tcp, Rule::MaxBodyBytes(9)), None);
+    }
+
+    #[test]
+    fn request_definitions_are_checked_field_by_field() {
+        let check = |protocol: Protocol, f: &dyn Fn(&mut Request)| {
+            let mut r = Request::get("/");
+            if protocol == Protocol::Grpc {
+                r.method = "POST".into();
+                r.path = "/pkg.Svc/Call".into();
+            }
+            f(&mut r);
+            r.validate(protocol).err().map(|(field, _)| field)
+        };
+        let http = |f: &dyn Fn(&mut Request)| check(Protocol::Http1, f);
+        assert_eq!(http(&|_| {}), None);
+        assert_eq!(http(&|r| r.body = Body::Bytes(b"{}".to_vec())), None);
+        assert_eq!(http(&|r| r.body = Body::Template("{{seq}}".into())), None);
+        assert_eq!(http(&|r| r.method = "get".into()), Some("method"));
+        assert_eq!(http(&|r| r.method = String::new()), Some("method"));
+        assert_eq!(http(&|r| r.method = "PATCH".into()), None);
+        assert_eq!(http(&|r| r.path = "a".into()), Some("path"));
+        assert_eq!(http(&|r| r.path = "/a b".into()), Some("path"));
+        assert_eq!(http(&|r| r.path = "/a\u{7f}".into()), Some("path"));
+        // Spaces inside an expression are template syntax, not the path's.
+        assert_eq!(http(&|r| r.path = "/{{ seq }}".into()), None);
+        assert_eq!(http(&|r| r.path = "{{ seq }}".into()), Some("path"));
+        let header = |name: &'static str, value: &'static str| {
+            move |r: &mut Request| r.headers = vec![(name.into(), value.into())]
+        };
+        assert_eq!(http(&header("x-id", "1")), None);
+        assert_eq!(http(&header("X_Id.2~", "1")), None);
+        assert_eq!(http(&header("", "1")), Some("headers"));
+        assert_eq!(http(&header("x id", "1")), Some("headers"));
+        assert_eq!(http(&header("x:id", "1")), Some("headers"));
+        for value in ["a\rb", "a\nb", "a\0b"] {
+            assert_eq!(http(&header("x-id", value)), Some("headers"), "{value:?}");
+        }
+        assert_eq!(http(&header("x-id", "a b\t")), None);
+        let grpc = |path: &'static str| check(Protocol::Grpc, &move |r| r.path = path.into());
+        assert_eq!(grpc("/pkg.Svc/Call"), None);
+        for bad in ["//Call", "/pkg.Svc/", "/a/b/c", "/pkg.Svc"] {
+            assert_eq!(grpc(bad), Some("method"), "{bad}");
+        }
+        // Framed TCP sends neither a method nor a path.
+        let tcp = |f: &dyn Fn(&mut Request)| check(Protocol::Tcp, f);
+        assert_eq!(tcp(&|r| r.method = String::new()), None);
+        assert_eq!(tcp(&|r| r.path = "no path".into()), None);
+        assert_eq!(tcp(&|r| r.weight = 0), Some("weight"));
+    }
+
+    #[test]
+    fn tcp_urls_need_a_host_and_a_port_and_no_path() {
+        let tcp = |url: &str| validate_url(Protocol::Tcp, url);
+        assert!(tcp("tcp://h:1").is_ok() && tcp("tcp://h:65535/").is_ok());
+        for bad in [
+            "tcp://a/b:1",
+            "tcp://h h:1",
+            "tcp://h\u{7f}:1",
+            "tcp://:80",
+            "tcp://h:0",
+            "tcp://h:x",
+            "tcp://h:65536",
+        ] {
+            assert!(tcp(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn urls() {
         assert!(validate_http_url("http://127.0.0.1:8080/x?y=1").is_ok());

@@ -410,6 +410,102 @@ mod tests {
     }
 
     #[test]
+    fn counts_add_every_field() {
+        let a = Counts {
+            intended: 100,
+            sent: 90,
+            ok: 70,
+            dropped: 10,
+            drops: DropCounts::from_fn(|c| [4, 3, 3][c.index()]),
+            by_kind: KindCounts::from_fn(|k| k.index() as u64 + 1),
+            lost: 2,
+            unsent: 3,
+        };
+        let b = Counts {
+            intended: 1000,
+            sent: 900,
+            ok: 700,
+            dropped: 100,
+            drops: DropCounts::from_fn(|c| [40, 30, 30][c.index()]),
+            by_kind: KindCounts::from_fn(|k| 10 * (k.index() as u64 + 1)),
+            lost: 20,
+            unsent: 30,
+        };
+        let mut sum = a;
+        sum.add(&b);
+        assert_eq!(
+            sum,
+            Counts {
+                intended: 1100,
+                sent: 990,
+                ok: 770,
+                dropped: 110,
+                drops: DropCounts::from_fn(|c| [44, 33, 33][c.index()]),
+                by_kind: KindCounts::from_fn(|k| 11 * (k.index() as u64 + 1)),
+                lost: 22,
+                unsent: 33,
+            }
+        );
+        assert_eq!(sum.errors(), 11 * 21 + 22);
+        assert_eq!(
+            sum.kinds().collect::<Vec<_>>(),
+            ErrorKind::ALL
+                .iter()
+                .map(|&k| (k, 11 * (k.index() as u64 + 1)))
+                .collect::<Vec<_>>(),
+            "every worker kind, in order, and not lost"
+        );
+        let causes: Vec<(&str, u64)> = sum.drops.iter().map(|(c, n)| (c.as_str(), n)).collect();
+        assert_eq!(
+            causes,
+            [
+                ("connections_busy", 44),
+                ("max_in_flight", 33),
+                ("behind_schedule", 33)
+            ]
+        );
+        // Settling keeps what the worker reported and adds only the lost.
+        let before = sum;
+        let mut settled = sum;
+        let delta = settled.settle_lost(5);
+        assert_eq!(
+            (settled.sent, settled.ok, settled.drops, settled.by_kind),
+            (before.sent, before.ok, before.drops, before.by_kind)
+        );
+        assert_eq!((settled.unsent, settled.dropped), (38, 115));
+        assert_eq!(delta.lost, before.outstanding());
+    }
+
+    #[test]
+    fn request_counts_add_every_field() {
+        let mut a = RequestCounts {
+            intended: 10,
+            sent: 9,
+            ok: 6,
+            errors: 2,
+            dropped: 1,
+        };
+        a.add(&RequestCounts {
+            intended: 100,
+            sent: 90,
+            ok: 60,
+            errors: 20,
+            dropped: 10,
+        });
+        assert_eq!(
+            a,
+            RequestCounts {
+                intended: 110,
+                sent: 99,
+                ok: 66,
+                errors: 22,
+                dropped: 11,
+            }
+        );
+        assert_eq!(a.outstanding(), 11);
+    }
+
+    #[test]
     fn request_counts_add_and_know_what_is_outstanding() {
         let mut a = RequestCounts {
             intended: 10,

@@ -774,6 +774,80 @@ mod tests {
     }
 
     #[test]
+    fn the_rendering_of_a_seed_is_pinned() {
+        // A rerun against a saved baseline must send the same bytes: the
+        // values of seed 42, arrival 7 are fixed, bit for bit.
+        let t = compile(
+            "{{uuid}} {{rand_int(-1000, 1000)}} {{rand_hex(40)}} {{pick(\"a\", \"b\", \"c\", \"d\")}}",
+        )
+        .unwrap();
+        assert_eq!(render(&t, 7, 42), PINNED);
+    }
+
+    const PINNED: &str = "14aad922-4954-4941-9a99-9917b7036549 -551 \
+                          119d7301276840f7616bc474e54a0ad25e43084b d";
+
+    #[test]
+    fn zero_has_no_sign() {
+        assert_eq!(render(&compile("{{rand_int(0, 0)}}").unwrap(), 1, 1), "0");
+        assert_eq!(
+            render(&compile("{{rand_int(-1, -1)}}").unwrap(), 1, 1),
+            "-1"
+        );
+    }
+
+    #[test]
+    fn only_clock_and_stage_values_say_they_need_them() {
+        let t = compile("{{seq}}{{uuid}}{{worker}}{{rand_hex(4)}}").unwrap();
+        assert!(!t.uses_time() && !t.uses_stage());
+        assert!(compile("{{now_ms}}").unwrap().uses_time());
+        assert!(!compile("{{now_ms}}").unwrap().uses_stage());
+        assert!(compile("{{stage}}").unwrap().uses_stage());
+        assert!(!compile("{{stage}}").unwrap().uses_time());
+        assert_eq!(format!("{t:?}"), "Template(4 segments)");
+        let lit = compile("a{{seq}}b").unwrap();
+        assert_eq!(format!("{lit:?}"), "Template(3 segments)");
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        let at_most = "a".repeat(MAX_TEMPLATE);
+        assert_eq!(
+            compile(&at_most).unwrap().as_static().map(<[u8]>::len),
+            Some(MAX_TEMPLATE)
+        );
+        let e = compile(&format!("{at_most}a")).unwrap_err();
+        assert!(e.message.contains("at most 1048576 bytes"), "{e}");
+        let pick = |n: usize| format!("{{{{pick({})}}}}", vec!["\"x\""; n].join(","));
+        assert!(compile(&pick(MAX_PICK)).is_ok());
+        let e = compile(&pick(MAX_PICK + 1)).unwrap_err();
+        assert!(e.message.contains("at most 10000 choices"), "{e}");
+        assert!(compile("{{rand_hex(1024)}}").is_ok());
+        assert!(compile("{{rand_hex(1025)}}").is_err());
+    }
+
+    #[test]
+    fn error_offsets_count_from_the_start_of_the_source() {
+        // The second `{{` (offset 8) is never closed.
+        let e = compile("{{seq}}x{{seq").unwrap_err();
+        assert_eq!(e.offset, 8, "{e}");
+        // A single `}` does not close an expression.
+        let e = compile("{{ seq } }}").unwrap_err();
+        assert!(e.message.contains("unknown value \"seq }\""), "{e}");
+        // The missing comma is at the `2`.
+        let e = compile("x{{rand_int(1 2)}}").unwrap_err();
+        assert_eq!(e.offset, 14, "{e}");
+    }
+
+    #[test]
+    fn a_backslash_escapes_only_inside_a_string() {
+        let e = compile(r"{{ \}}x").unwrap_err();
+        assert!(e.message.contains(r#"unknown value "\\""#), "{e}");
+        let t = compile(r#"{{ pick("\"}}") }}"#).unwrap();
+        assert_eq!(render(&t, 0, 0), "\"}}");
+    }
+
+    #[test]
     fn detection() {
         assert!(is_template(b"a{{b"));
         assert!(!is_template(b"{ \"a\": {} }"));

@@ -46,6 +46,15 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_leftover_units_go_to_the_largest_remainders() {
+        // 2 over 1 : 2 is 0.67 : 1.33: the first has the larger remainder,
+        // though the smaller weight and the smaller floor.
+        assert_eq!(apportion(2, &[1, 2]), vec![1, 1]);
+        // 5 over 2 : 3 : 5 is 1 : 1.5 : 2.5: a tie of remainders, to the first.
+        assert_eq!(apportion(5, &[2, 3, 5]), vec![1, 2, 2]);
+    }
+
     proptest::proptest! {
         #[test]
         fn apportion_is_proportional_and_exact(

@@ -59,4 +59,22 @@ mod tests {
         assert_eq!((r.rss_first, r.rss_last, r.rss_peak), (10, 20, 30));
         assert_eq!(r.cpu_pct_mean(), Some(37.5), "1.5 s of CPU over 4 s");
     }
+
+    #[test]
+    fn the_mean_needs_two_samples_and_starts_at_the_first() {
+        let mut r = Resources::default();
+        r.sample(2, 10, 1_000_000_000);
+        assert_eq!(r.cpu_pct_mean(), None, "one sample is no rate");
+        // A report without figures keeps the last memory figure.
+        r.sample(4, 0, 0);
+        assert_eq!((r.rss_first, r.rss_last, r.rss_peak), (10, 10, 10));
+        r.sample(6, 30, 3_000_000_000);
+        assert_eq!(
+            r.cpu_pct_mean(),
+            Some(50.0),
+            "2 s of CPU from second 2 to 6"
+        );
+        // The same second again is no interval to divide by.
+        assert_eq!(r.sample(6, 30, 3_500_000_000), None);
+    }
 }

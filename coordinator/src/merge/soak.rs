@@ -42,4 +42,11 @@ mod tests {
         assert_eq!((w.first.clone(), w.last.clone()), (5..15, 95..105));
         assert!(SoakWindows::for_stage(0.0, 9.0).is_none());
     }
+
+    #[test]
+    fn a_stage_of_exactly_ten_seconds_has_windows_of_one() {
+        let w = SoakWindows::for_stage(3.0, 10.0).unwrap();
+        assert_eq!((w.first.clone(), w.last.clone()), (3..4, 12..13));
+        assert!(SoakWindows::for_stage(3.0, 9.999).is_none());
+    }
 }

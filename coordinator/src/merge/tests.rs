@@ -487,3 +487,126 @@ fn grpc_status_codes_merge_like_http_ones() {
     assert_eq!(m.total().unwrap().grpc_status_codes.get(&14), Some(&4));
     assert_eq!(m.workers[1].grpc_status_codes.get(&14), Some(&2));
 }
+
+#[test]
+fn seconds_past_the_last_stage_count_in_the_last_stage() {
+    // Two stages of one second; seconds 2 and 3 are requests draining
+    // after the run, beyond the stage table.
+    let mut m = Merger::new(1, vec![0, 1], &[(0.0, 1.0), (1.0, 1.0)]);
+    for (second, ok) in [(0, 1), (1, 10), (2, 100), (3, 1000)] {
+        m.add(0, wi(second, ok, 1000)).unwrap();
+    }
+    m.finish_worker(0);
+    let out = m.ready().unwrap();
+    assert_eq!(
+        out.iter().map(|i| i.index).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3]
+    );
+    assert_eq!((m.stages[0].counts.ok, m.stages[1].counts.ok), (1, 1110));
+    // A late report of a draining second goes to the last stage too.
+    let mut m = Merger::new(2, vec![0, 1], &[(0.0, 1.0), (1.0, 1.0)]);
+    m.finish_worker(1);
+    for second in 0..4 {
+        m.add(0, wi(second, 1, 1000)).unwrap();
+    }
+    assert_eq!(m.ready().unwrap().len(), 4);
+    assert_eq!(m.add(1, wi(3, 7, 1000)).unwrap(), Added::Late);
+    assert_eq!((m.stages[0].counts.ok, m.stages[1].counts.ok), (1, 10));
+}
+
+#[test]
+fn a_lost_workers_in_flight_ends_where_it_was_not_by_weight() {
+    // Weights 3 : 1, but in flight 1 of definition 0 and 5 of definition 1.
+    let mut m = Merger::new(1, vec![0; 10], &[(0.0, 10.0)]).with_requests(&[3, 1]);
+    let mut w = wi2(0, 10, 6, 0, 5, 1000);
+    w.counts.intended += 1;
+    w.counts.sent += 1;
+    w.requests[0].counts.intended += 1;
+    w.requests[0].counts.sent += 1;
+    m.add(0, w).unwrap();
+    let delta = m.settle_lost(0, 0);
+    assert_eq!(delta.lost, 6);
+    assert_eq!(
+        (m.requests[0].counts.errors, m.requests[1].counts.errors),
+        (1, 5)
+    );
+    assert!(m.requests.iter().all(|r| r.counts.outstanding() == 0));
+}
+
+#[test]
+fn the_run_is_over_once_every_worker_has_finished() {
+    let mut m = Merger::new(2, vec![0; 2], &[(0.0, 2.0)]);
+    assert!(!m.all_finished());
+    m.finish_worker(0);
+    assert!(!m.all_finished(), "worker 1 still runs");
+    m.finish_worker(1);
+    assert!(m.all_finished());
+    // A joiner counts only once it has started.
+    let j = m.add_worker();
+    assert!(m.all_finished());
+    m.activate(j);
+    assert!(!m.all_finished());
+    m.finish_worker(j);
+    assert!(m.all_finished());
+}
+
+#[test]
+fn a_workers_books_are_small() {
+    // Kept for every worker for the whole run: a 2-digit latency histogram
+    // (under 60 KB of counts; the run's 3-digit one has 188 KB) and no
+    // service-time or send-lag histogram to speak of.
+    let w = Acc::per_worker();
+    let run = Acc::default();
+    assert_eq!((w.latency.sigfig(), run.latency.sigfig()), (2, 3));
+    assert_eq!(
+        (w.latency.low(), w.latency.high()),
+        (run.latency.low(), run.latency.high()),
+        "the same range of latencies"
+    );
+    let bytes = |h: &histogram::Hist| h.distinct_values() * 8;
+    assert!(bytes(&w.latency) < 60_000, "{}", bytes(&w.latency));
+    assert!(bytes(&run.latency) > 150_000, "{}", bytes(&run.latency));
+    for h in [&w.service, &w.send_lag] {
+        assert!(bytes(h) < 1_000, "{}", bytes(h));
+    }
+}
+
+#[test]
+fn codes_and_checks_add_up_in_every_span() {
+    let mut m = Merger::new(2, vec![0, 1], &[(0.0, 1.0), (1.0, 1.0)]);
+    for second in 0..2 {
+        for w in 0..2usize {
+            let mut x = wi(second, 5, 10);
+            x.counts.by_kind[ErrorKind::Status] = 3;
+            x.counts.by_kind[ErrorKind::Check] = 3;
+            x.status_codes = vec![(503, 1), (500, 2)];
+            x.grpc_status_codes = vec![(14, 3)];
+            x.checks = vec![((0, 1), 1), ((1, 0), 2)];
+            m.add(w, x).unwrap();
+        }
+    }
+    let out = m.ready().unwrap();
+    assert_eq!(out.len(), 2);
+    let total = m.total().unwrap();
+    // Per second (two workers), per stage (one second each), whole run.
+    for (acc, n) in [
+        (&out[0].acc, 2),
+        (&out[1].acc, 2),
+        (&m.stages[0], 2),
+        (&m.stages[1], 2),
+        (&total, 4),
+    ] {
+        assert_eq!(acc.status_codes, BTreeMap::from([(500, 2 * n), (503, n)]));
+        assert_eq!(acc.grpc_status_codes, BTreeMap::from([(14, 3 * n)]));
+        assert_eq!(acc.checks, BTreeMap::from([((0, 1), n), ((1, 0), 2 * n)]));
+    }
+    // Per worker, over both seconds.
+    assert_eq!(
+        m.workers[0].checks,
+        BTreeMap::from([((0, 1), 2), ((1, 0), 4)])
+    );
+    assert_eq!(
+        m.workers[1].status_codes,
+        BTreeMap::from([(500, 4), (503, 2)])
+    );
+}

@@ -248,6 +248,37 @@ fn stage_scope_uses_that_stages_figures() {
     assert_eq!(evaluate(&t, &r).status, Fail);
 }
 
+fn soak(degradation: f64) -> Option<crate::report::Soak> {
+    Some(crate::report::Soak {
+        window_s: 5.0,
+        first_achieved_rps: 1000.0,
+        last_achieved_rps: 1000.0,
+        first_p99_ms: Some(40.0),
+        last_p99_ms: Some(40.0 * (1.0 + degradation)),
+        degradation,
+    })
+}
+
+#[test]
+fn degradation_is_the_worst_soaked_stages_or_that_stages() {
+    let mut r = fixture::report();
+    // No stage long enough to soak: nothing to judge, so it fails.
+    assert_eq!(status("degradation < 10%", &r), (Fail, None));
+    assert_eq!(status("steady.degradation < 10%", &r), (Fail, None));
+    r.stages[0].soak = soak(0.02);
+    r.stages[1].soak = soak(0.25);
+    // Unscoped: the worst stage's.
+    assert_eq!(status("degradation < 10%", &r), (Fail, Some(0.25)));
+    assert_eq!(st("degradation < 30% warn 20%", &r), Warn);
+    // Scoped: that stage's own.
+    assert_eq!(status("steady.degradation < 5%", &r), (Pass, Some(0.02)));
+    assert_eq!(status("burst.degradation < 5%", &r), (Fail, Some(0.25)));
+    // A stage without soak figures among soaked ones does not count.
+    r.stages[1].soak = None;
+    assert_eq!(status("degradation < 5%", &r), (Pass, Some(0.02)));
+    assert_eq!(status("burst.degradation < 5%", &r), (Fail, None));
+}
+
 fn rec(stage: &str, recovered: bool, t: f64) -> Recovery {
     Recovery {
         stage: stage.into(),
@@ -376,6 +407,13 @@ fn abort_checks_skip_seconds_that_cannot_say() {
     let failed = second("steady", 100, 0, 100, None);
     assert_eq!(check_interval(&p("p99 < 100ms"), &failed), Some(false));
     assert_eq!(check_interval(&p("error_rate < 1%"), &failed), Some(false));
+    // Nothing ok because everything was dropped, or half failed and half was
+    // dropped: no latency either, and the second is over, so it fails too.
+    let all_dropped = second("steady", 100, 0, 0, None);
+    assert_eq!(check_interval(&p("p99 < 100ms"), &all_dropped), Some(false));
+    let half_and_half = second("steady", 100, 0, 50, None);
+    assert_eq!(half_and_half.dropped, 50);
+    assert_eq!(check_interval(&p("max < 1s"), &half_and_half), Some(false));
 }
 
 #[test]
