@@ -13,7 +13,6 @@
 //! (`engine::prepare`) and called only to open a connection, never per
 //! request.
 
-use super::arrivals::Arrivals;
 use super::check::Failure;
 use super::deadline::Deadlines;
 use super::dial::Dialer;
@@ -23,7 +22,7 @@ use super::render::Renderer;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -57,19 +56,7 @@ type Open = Box<dyn Fn(&Rc<Pool>)>;
 /// The job queue, the connections serving it and what they share: one per
 /// run, on the engine's thread.
 pub struct Pool {
-    /// This pool, for opening a connection from `&self`.
-    me: Weak<Pool>,
     pub queue: RefCell<VecDeque<Job>>,
-    /// The run's arrivals, once the schedule starts (and until it ends).
-    arrivals: RefCell<Option<Arrivals>>,
-    /// When the next arrival is due: what the reply path compares with,
-    /// without borrowing `arrivals`.
-    next_due: Cell<Option<Instant>>,
-    /// The scheduler put its wake-up off past the next arrival (`MIN_GAP`),
-    /// counting on replies to send it; the reply that leaves nothing in
-    /// flight wakes it through `kick` instead (no reply would come).
-    deferred: Cell<bool>,
-    kick: Notify,
     pub rec: RefCell<Recorder>,
     notify: Notify,
     idle: Cell<usize>,
@@ -116,13 +103,8 @@ impl Pool {
                 pool.open.set(pool.open.get() - 1);
             });
         });
-        Rc::new_cyclic(|me| Pool {
-            me: me.clone(),
+        Rc::new(Pool {
             queue: RefCell::new(VecDeque::with_capacity(1024)),
-            arrivals: RefCell::new(None),
-            next_due: Cell::new(None),
-            deferred: Cell::new(false),
-            kick: Notify::new(),
             rec: RefCell::new(Recorder::new(checkers.len())),
             notify: Notify::new(),
             idle: Cell::new(0),
@@ -149,64 +131,9 @@ impl Pool {
             .filter(|c| !c.is_empty())
     }
 
-    /// Starts dispatching `arrivals` (from the scheduler and from the reply
-    /// path).
-    pub fn start_arrivals(&self, arrivals: Arrivals) {
-        self.next_due.set(arrivals.next_due());
-        *self.arrivals.borrow_mut() = Some(arrivals);
-    }
-
-    /// Dispatches every arrival due at `now` (see [`Arrivals::dispatch`]);
-    /// returns when the next one is due and when the engine's part of the
-    /// run ends, or `None` once the arrivals have ended.
-    pub fn dispatch(&self, now: Instant) -> Option<(Option<Instant>, Instant)> {
-        // A dispatch never reenters itself (nothing it calls records a
-        // reply), but the reply path must not panic if it ever did.
-        let mut slot = self.arrivals.try_borrow_mut().ok()?;
-        let arrivals = slot.as_mut()?;
-        arrivals.dispatch(self, now);
-        let next = arrivals.next_due();
-        self.next_due.set(next);
-        Some((next, arrivals.end()))
-    }
-
-    /// No arrival is dispatched any more (the schedule has ended, or the
-    /// run stops).
-    pub fn end_arrivals(&self) {
-        self.next_due.set(None);
-        self.arrivals.borrow_mut().take();
-    }
-
-    /// The reply path: sends what has fallen due by `now`, if anything.
-    /// When nothing is due yet and this was the last reply in flight, a
-    /// scheduler that counted on replies is woken to wait for the next
-    /// arrival exactly.
-    #[inline]
-    fn send_due(&self, now: Instant) {
-        if self.next_due.get().is_some_and(|due| due <= now) {
-            self.dispatch(now);
-        } else if self.deferred.get() && self.rec.borrow().totals.outstanding() == 0 {
-            self.deferred.set(false);
-            self.kick.notify_one();
-        }
-    }
-
-    /// The scheduler's wake-up at `wake` is later than the next arrival
-    /// (`deferred`): replies send it meanwhile, and the last of them wakes
-    /// the scheduler ([`Pool::kicked`]).
-    pub fn defer(&self, deferred: bool) {
-        self.deferred.set(deferred);
-    }
-
-    /// Resolves when the reply path finds nothing in flight while the
-    /// scheduler sleeps past the next arrival.
-    pub async fn kicked(&self) {
-        self.kick.notified().await
-    }
-
     /// Queues a job and makes sure a connection will pick it up.
     #[inline]
-    pub fn submit(&self, job: Job) {
+    pub fn submit(self: &Rc<Self>, job: Job) {
         self.queue.borrow_mut().push_back(job);
         let idle = self.idle.get();
         if idle > 0 {
@@ -214,10 +141,8 @@ impl Pool {
             self.promised.set(self.promised.get() + 1);
             self.notify.notify_one();
         } else if self.open.get() < self.max_conns {
-            if let Some(me) = self.me.upgrade() {
-                self.open.set(self.open.get() + 1);
-                (self.open_one)(&me);
-            }
+            self.open.set(self.open.get() + 1);
+            (self.open_one)(self);
         }
         // Otherwise every connection is busy; the first to finish takes it.
     }
@@ -290,18 +215,14 @@ impl Pool {
     }
 
     /// Records a complete reply: ok, or not by the default rules or a
-    /// check. Then sends what has fallen due meanwhile (see
-    /// [`super::arrivals`]).
+    /// check.
     #[inline]
     pub fn complete(&self, job: &Job, verdict: Result<(), Failure>, now: Instant, sent: Instant) {
-        {
-            let mut rec = self.rec.borrow_mut();
-            match verdict {
-                Ok(()) => rec.ok(job.tag, now - job.sched, now - sent),
-                Err(Failure::Status(s)) => rec.error(job.tag, ErrorKind::Status, Some(s)),
-                Err(Failure::Check(i)) => rec.check_failed(job.tag, i),
-            }
+        let mut rec = self.rec.borrow_mut();
+        match verdict {
+            Ok(()) => rec.ok(job.tag, now - job.sched, now - sent),
+            Err(Failure::Status(s)) => rec.error(job.tag, ErrorKind::Status, Some(s)),
+            Err(Failure::Check(i)) => rec.check_failed(job.tag, i),
         }
-        self.send_due(now);
     }
 }

@@ -1,11 +1,9 @@
 //! The open-model traffic engine.
 //!
 //! One OS thread per engine runs a current-thread tokio runtime with a
-//! scheduler task and a pool of connection tasks. Every request that is due
-//! goes to the pool with its *scheduled* time, handed over by the scheduler
-//! (which wakes at most every millisecond) or, in between, by a connection
-//! that has just read a reply ([`arrivals`]); nothing waits for replies
-//! (open model). Latency is
+//! scheduler task and a pool of connection tasks. The scheduler wakes at most
+//! every millisecond, hands every request that is due to the pool with its
+//! *scheduled* time, and never waits for replies (open model). Latency is
 //! measured from that scheduled time, so a stalled target shows in the
 //! latency of every request that was due during the stall (coordinated
 //! omission corrected, as wrk2 and Hyperfoil do). A request is counted as
@@ -16,8 +14,6 @@
 //! than a second (or the timeout, when shorter) past due: `behind_schedule`,
 //! the generator did not get the CPU in time.
 //!
-//! - [`arrivals`]: the engine's part of the schedule, dispatched as it
-//!   falls due (dropped with its cause when it cannot be sent).
 //! - [`conn`]: the job queue and the connection pool. The pool knows no
 //!   protocol: it opens connections of a [`conn::Client`], chosen once per
 //!   run in [`prepare`], the only place the engine looks at the protocol.
@@ -37,7 +33,6 @@
 //! - [`timer`]: a sub-millisecond wake-up for the scheduler.
 //! - [`deadline`]: request timeouts, swept by the scheduler.
 
-pub mod arrivals;
 pub mod check;
 pub mod conn;
 pub mod deadline;
@@ -51,9 +46,8 @@ pub mod render;
 pub mod tcp;
 pub mod timer;
 
-use arrivals::{Arrivals, Control};
-use conn::{Client, Pool};
-use recorder::{IntervalData, Totals};
+use conn::{Client, Job, Pool};
+use recorder::{IntervalData, Tag, Totals};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +91,15 @@ pub struct EngineSetup {
     pub addrs: Vec<SocketAddr>,
     /// This worker's id, what `{{worker}}` writes.
     pub worker_id: String,
+}
+
+/// A change to the engine's part of the schedule while it runs.
+#[derive(Debug)]
+enum Control {
+    /// A new share for requests due from this many seconds on.
+    Reshare(f64, Share),
+    /// Nothing is due from this many seconds on: the worker is leaving.
+    EndAt(f64),
 }
 
 /// A running engine: stop it, or wait for it.
@@ -196,41 +199,37 @@ async fn run(
             }
         }
     }
+    let max_in_flight = u64::from(plan.load.max_in_flight);
     let timeout = plan.target.timeout;
+    // Past this, an arrival the scheduler only now reaches is dropped: the
+    // generator, not the target, made it late (and past the timeout it
+    // could only have timed out).
+    let behind_limit = BEHIND_SCHEDULE_LIMIT.min(timeout);
     let weights: Vec<u32> = plan.target.requests.iter().map(|r| r.weight).collect();
+    let mix = RequestMix::new(&weights);
     let curve = RateCurve::new(&plan.stages);
-    // The second of the run an instant falls in (no further than the run's
-    // last: seconds after it only ever hold nothing).
-    let end_second = curve.end().ceil() as u32;
-    let second_at =
-        |at: Instant| (at.saturating_duration_since(start).as_secs() as u32).min(end_second);
-    let schedule = ShareSchedule::starting_at(
+    let mut schedule = ShareSchedule::starting_at(
         curve,
         setup.share.clone(),
         plan.load.arrival,
         plan.load.seed,
         setup.share_from,
     );
-    let limits = arrivals::Limits {
-        max_in_flight: u64::from(plan.load.max_in_flight),
-        // Past this, an arrival reached only now is dropped: the
-        // generator, not the target, made it late (and past the timeout it
-        // could only have timed out).
-        behind_limit: BEHIND_SCHEDULE_LIMIT.min(timeout),
-        // Arrivals from here on do not exist (a data set that stops after
-        // its last row): the schedule ends there, for this worker as for
-        // all.
-        limit: plan.arrival_limit().unwrap_or(u64::MAX),
-    };
-    sh.start_arrivals(Arrivals::new(
-        start,
-        schedule,
-        RequestMix::new(&weights),
-        limits,
-        sh.renderer.uses_stage(),
-        controls,
-        stop.clone(),
-    ));
+    // Arrivals from `limit` on do not exist (a data set that stops after
+    // its last row): the schedule ends there, for this worker as for all.
+    // Arrivals due from `end_at` on are not this worker's: it is leaving.
+    let limit = plan.arrival_limit().unwrap_or(u64::MAX);
+    let mut end_at = f64::INFINITY;
+    let within =
+        |next: Option<(u64, f64)>, end_at: f64| next.filter(|&(k, t)| k < limit && t < end_at);
+    let uses_stage = sh.renderer.uses_stage();
+    let mut next = within(schedule.next(), end_at);
+    let mut end = start + Duration::from_secs_f64(schedule.curve().end());
+    // The second of the run an instant falls in (no further than the run's
+    // last: seconds after it only ever hold nothing).
+    let end_second = schedule.curve().end().ceil() as u32;
+    let second_at =
+        |at: Instant| (at.saturating_duration_since(start).as_secs() as u32).min(end_second);
     // Reports every second whose requests have all ended.
     let flush = |sh: &Pool, now_second: u32, force: bool| {
         for data in sh.rec.borrow_mut().close(now_second, force) {
@@ -242,54 +241,77 @@ async fn run(
     wake_up.until(start).await;
     let mut last_wake = start;
     let mut aborted = false;
-    loop {
+    'schedule: loop {
         if stop.load(Ordering::Acquire) {
             aborted = true;
             break;
         }
+        match controls.try_recv() {
+            Ok(Control::Reshare(from, share)) => {
+                // Take back the request not yet sent: from `from` on it may
+                // be another worker's.
+                schedule.reshare(from, share);
+                next = within(schedule.next(), end_at);
+            }
+            Ok(Control::EndAt(at)) => {
+                end_at = end_at.min(at.max(0.0));
+                end = end.min(start + Duration::from_secs_f64(end_at));
+                next = within(next, end_at);
+            }
+            Err(_) => {}
+        }
         let now = Instant::now();
-        // Replies dispatch what falls due between two wake-ups; this sends
-        // the rest (and everything when replies are rare).
-        let Some((next_due, end)) = sh.dispatch(now) else {
-            break;
-        };
+        while let Some((k, t)) = next {
+            let due = start + Duration::from_secs_f64(t);
+            if due > now {
+                break;
+            }
+            let tag = Tag::new(t as u32, mix.pick(k) as u16);
+            let mut rec = sh.rec.borrow_mut();
+            rec.intended(tag);
+            let at_cap = rec.totals.outstanding() > max_in_flight;
+            let late = now.saturating_duration_since(due);
+            // The queue is looked at only when the cap is reached.
+            let queued = at_cap && sh.waiting_for_connection();
+            if let Some(cause) = DropCause::classify(late, behind_limit, at_cap, queued) {
+                rec.dropped(tag, cause);
+            } else {
+                drop(rec);
+                let stage = if uses_stage {
+                    schedule.curve().stage_at(t) as u16
+                } else {
+                    0
+                };
+                sh.submit(Job {
+                    sched: due,
+                    tag,
+                    seq: k,
+                    stage,
+                });
+            }
+            next = within(schedule.next(), end_at);
+        }
         sh.deadlines.sweep(now);
         let now_second = second_at(now);
         flush(&sh, now_second, false);
         // Until the run's end a reshare may still give this worker more to
         // send, so an exhausted schedule waits rather than ends.
-        let wake = match next_due {
-            Some(due) => due,
-            None if now >= end => break,
+        let wake = match next {
+            Some((_, t)) => start + Duration::from_secs_f64(t),
+            None if now >= end => break 'schedule,
             None => end,
         };
         let boundary = start + Duration::from_secs(u64::from(now_second) + 1);
         // At most one wake-up per MIN_GAP, counted from the last planned one
         // (not from now) so a rate of one request per gap is still precise.
-        // Replies in flight send what falls due before it; with none in
-        // flight nothing would, so the scheduler wakes at the arrival.
-        let idle = sh.rec.borrow().totals.outstanding() == 0;
-        let due = wake;
-        let mut wake = if idle {
-            wake
-        } else {
-            wake.max(last_wake + MIN_GAP)
-        };
+        let mut wake = wake.max(last_wake + MIN_GAP);
         if let Some(timeout) = sh.deadlines.earliest() {
             wake = wake.min(timeout);
         }
         let wake = wake.min(boundary).min(now + MAX_NAP);
         last_wake = wake;
-        // Put off past the arrival: the reply that leaves nothing in flight
-        // wakes the scheduler early, to wait for the arrival itself.
-        sh.defer(wake > due);
-        tokio::select! {
-            () = wake_up.until(wake) => {}
-            () = sh.kicked() => {}
-        }
-        sh.defer(false);
+        wake_up.until(wake).await;
     }
-    sh.end_arrivals();
 
     // Drain: let what is queued and on the wire finish, reporting seconds as
     // they complete. Queued jobs time out by themselves (see `conn::serve`),
