@@ -26,8 +26,8 @@ request no worse.
 Every run has a fixed duration and a hard limit; every process this script
 starts is stopped by PID on exit. All traffic is on 127.0.0.1.
 
-  bench/precision.sh --baseline DIR [--candidate DIR] [--rates 20000,5000]
-                     [--duration 10] [--rounds 3]
+  bench/precision.sh --baseline DIR [--candidate DIR] [--build LABEL=DIR ...]
+                     [--rates 20000,5000] [--duration 10] [--rounds 3]
 DIR holds release builds of `volley` and `volley-worker`
 (cargo build --release -p volley-coordinator -p volley-worker --bins).
 """
@@ -66,6 +66,8 @@ def parse_args():
                    help="before each run, wait while other processes use more than this %% CPU (default 25)")
     p.add_argument("--quiet-wait", type=float, default=30, help="longest wait for quiet before one run (s)")
     p.add_argument("--quiet-budget", type=float, default=120, help="longest total wait for quiet (s)")
+    p.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
+                   help="a further build to alternate with the two above (repeatable)")
     p.add_argument("--out", help="directory for logs and reports (default: a temp dir)")
     a = p.parse_args()
     a.rates = [float(r) for r in a.rates.split(",") if r.strip()]
@@ -73,7 +75,13 @@ def parse_args():
     a.protocol = "http1"
     a.per_connection = None
     a.body_size = 0
-    for d in filter(None, (a.baseline, a.candidate)):
+    a.extra = []
+    for b in a.build:
+        label, sep, d = b.partition("=")
+        if not sep or not label or label in ("candidate", "baseline"):
+            p.error(f"--build {b!r}: expected LABEL=DIR with a label other than candidate/baseline")
+        a.extra.append((label, d))
+    for d in filter(None, [a.baseline, a.candidate] + [d for _, d in a.extra]):
         for exe in ("volley", "volley-worker"):
             if not os.path.isfile(os.path.join(d, exe)):
                 p.error(f"{d}: no {exe} (build it with cargo build --release -p volley-coordinator "
@@ -119,7 +127,8 @@ def main():
         sys.exit("precision: nginx is missing (apt-get install nginx-light)")
     base = a.out or tempfile.mkdtemp(prefix="volley-precision-")
     os.makedirs(base, exist_ok=True)
-    builds = [("candidate", a.candidate)] + ([("baseline", a.baseline)] if a.baseline else [])
+    builds = ([("candidate", a.candidate)] + a.extra
+              + ([("baseline", a.baseline)] if a.baseline else []))
     results = {label: {rate: [] for rate in a.rates} for label, _ in builds}
     try:
         nginx = P.Nginx(tools["nginx"], base, a.target_core)
@@ -127,7 +136,9 @@ def main():
               f"{a.connections} connections, {a.duration:g} s per run, {a.rounds} rounds; "
               f"logs in {base}", flush=True)
         for rnd in range(a.rounds):
-            order = builds if rnd % 2 == 0 else list(reversed(builds))
+            # Rotated each round, so no build always runs first (or right after another).
+            k = rnd % len(builds)
+            order = builds[k:] + builds[:k] if rnd % 2 == 0 else list(reversed(builds[k:] + builds[:k]))
             for label, bin_dir in order:
                 a.out = os.path.join(base, f"r{rnd + 1}-{label}")
                 os.makedirs(a.out, exist_ok=True)
@@ -173,14 +184,20 @@ def main():
         line = (f"{rate:.0f} rps: gap {fmt(gap)} ms (goal <= 0.1: "
                 f"{'met' if gap is not None and gap <= 0.1 else 'NOT met'}), send lag p99 {fmt(lag99)} ms "
                 f"(goal <= 0.5: {'met' if lag99 is not None and lag99 <= 0.5 else 'NOT met'})")
-        if a.baseline:
-            cu, bu = med(cand, "us_per_req"), med(results["baseline"][rate], "us_per_req")
-            pairs = [c["us_per_req"] / b["us_per_req"] for c, b in zip(cand, results["baseline"][rate])
-                     if c.get("us_per_req") and b.get("us_per_req")]
-            if cu and bu:
-                line += (f"; CPU candidate/baseline {cu / bu:.2f} (per round: "
-                         + ", ".join(f"{x:.2f}" for x in pairs) + ")")
         print(line, flush=True)
+        if a.baseline:
+            base_rows = results["baseline"][rate]
+            bu = med(base_rows, "us_per_req")
+            for label, _ in builds:
+                if label == "baseline":
+                    continue
+                rows = results[label][rate]
+                cu = med(rows, "us_per_req")
+                pairs = [c["us_per_req"] / b["us_per_req"] for c, b in zip(rows, base_rows)
+                         if c.get("us_per_req") and b.get("us_per_req")]
+                if cu and bu:
+                    print(f"  CPU {label}/baseline at {rate:.0f} rps: {cu / bu:.2f} (per round: "
+                          + ", ".join(f"{x:.2f}" for x in pairs) + ")", flush=True)
 
 
 if __name__ == "__main__":
