@@ -1,7 +1,6 @@
 //! `volley`: parses the command line, starts tracing, and calls the library.
 
 mod cli;
-mod signals;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -89,9 +88,9 @@ fn init_tracing(default: &str, format: cli::LogFormat) {
     }
 }
 
-/// The next SIGINT (Ctrl-C) or SIGTERM; see [`signals`].
+/// The next SIGINT (Ctrl-C) or SIGTERM; see [`volley_proto::signals`].
 async fn shutdown_signal() {
-    signals::next().await;
+    volley_proto::signals::next().await;
 }
 
 /// `volley run`'s interrupt: SIGINT (Ctrl-C) and SIGTERM (`timeout`, CI

@@ -30,7 +30,20 @@ fn a_worker_sent_sigterm_leaves_and_its_share_is_resplit_without_a_loss() {
     let (_target, url) = start_target(&[]);
     // A long heartbeat timeout: the re-split must not wait for it.
     let (_coord, coord_url) = start_coordinator(&["--heartbeat-timeout", "20s"]);
-    let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
+    // The middle worker runs under `timeout`, as in a CI job: a signal to
+    // `timeout` reaches the worker twice, microseconds apart (timeout sends
+    // it to the command, then to its process group). That must stay one
+    // graceful leave, not a second signal that quits at once.
+    let mut under_timeout = std::process::Command::new("timeout");
+    under_timeout
+        .args(["-s", "TERM", "600"])
+        .arg(bin("volley-worker"))
+        .args(["--coordinator", &coord_url]);
+    let mut workers: Vec<Proc> = vec![
+        start_worker(&coord_url, &[]),
+        spawn(under_timeout, "worker under timeout"),
+        start_worker(&coord_url, &[]),
+    ];
     let toml = format!(
         "[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"{SECONDS}s\"\n"
     );
@@ -40,17 +53,29 @@ fn a_worker_sent_sigterm_leaves_and_its_share_is_resplit_without_a_loss() {
     let run = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(90)));
 
     // About 4 s into the run, by the target's own count (uniform arrivals:
-    // RATE requests a second), the middle worker is told to shut down.
+    // RATE requests a second), the middle worker is told to shut down:
+    // SIGTERM to its `timeout`, which passes it on.
     let served = wait_served(&url, 4 * RATE, Duration::from_secs(30));
     let mut leaver = workers.remove(1);
     leaver.signal("TERM");
     let signalled_at_s = served as f64 / RATE as f64;
     let signalled = Instant::now();
-    // It hands over at the next boundary, drains and exits by itself: 0.
+    // It hands over at the next boundary, drains and exits by itself: 0
+    // (timeout exits with its command's status when it was not the one to
+    // time out).
     let status = leaver
         .wait_exit(Duration::from_secs(10))
         .expect("the worker exits by itself after SIGTERM");
-    assert!(status.success(), "worker exit: {status:?}");
+    assert!(
+        status.success(),
+        "worker exit: {status:?}: {}",
+        leaver.stderr_so_far()
+    );
+    assert!(
+        !leaver.stderr_so_far().contains("second signal"),
+        "one signal delivered twice by timeout is one: {}",
+        leaver.stderr_so_far()
+    );
     let exit_after = signalled.elapsed();
     assert!(
         exit_after < Duration::from_secs(6),

@@ -11,12 +11,15 @@
 //! - [`auth`]: the shared-token check both services use.
 //! - [`channel`]: how clients (workers, the CLI) dial the coordinator, with
 //!   TLS for `https://` addresses.
+//! - [`signals`]: SIGINT and SIGTERM as every Volley process takes them
+//!   (counted once each, a burst from `timeout` counted as one).
 
 pub mod auth;
 pub mod channel;
 pub mod clock;
 pub mod convert;
 pub mod histogram;
+pub mod signals;
 
 /// Generated protobuf and gRPC code for `volley.v1`.
 #[allow(clippy::all, missing_docs, unused_qualifications)]

@@ -43,27 +43,16 @@ fn init_tracing(json: bool) {
 }
 
 /// The first SIGTERM or SIGINT: the worker leaves its run gracefully (see
-/// `volley_worker::session::run`). A second one quits at once.
+/// `volley_worker::session::run`). A second one quits at once. Signals are
+/// counted by [`volley_proto::signals`], as `volley` counts them: `timeout
+/// -s TERM volley-worker` delivers its one signal twice (to the worker, then
+/// to its process group), which must stay one graceful leave, and a second
+/// signal that comes while the first is handled is never missed.
 async fn shutdown() {
-    shutdown_signal().await;
+    volley_proto::signals::next().await;
     tokio::spawn(async {
-        shutdown_signal().await;
+        volley_proto::signals::next().await;
         eprintln!("volley-worker: second signal; quitting without finishing the run");
         std::process::exit(3);
     });
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -1,10 +1,12 @@
-//! SIGINT and SIGTERM, each one counted once, none missed between two waits.
+//! SIGINT and SIGTERM, each one counted once, none missed between two waits:
+//! how both binaries (`volley`, `volley-worker`) take them.
 //!
 //! "A second signal quits at once" needs a listener that is always there:
 //! a fresh `tokio::signal` listener does not see a signal that arrived
 //! before it was made, so a second Ctrl-C pressed while the first was being
 //! handled (the stop request on its way to the coordinator) was lost, and
-//! `volley run` went on to wait for the partial report. Here one task
+//! `volley run` went on to wait for the partial report (and a worker asked
+//! to leave could not be made to quit). Here one task
 //! listens for the whole life of the process and counts; [`next`] takes the
 //! next signal not yet taken, however long ago it arrived.
 //!
