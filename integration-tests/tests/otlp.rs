@@ -2,8 +2,9 @@
 //! receiver: `python/otlp_receiver.py`, an OTLP MetricsService built from
 //! the protocol's published protobufs (PyPI opentelemetry-proto, grpcio),
 //! gRPC and HTTP/protobuf. Each export's totals are compared with the run's
-//! report.json; the export interval is longer than the runs, so what
-//! arrives is the flush at the run's end.
+//! report.json. Most runs export every 60 s, longer than the runs, so
+//! what arrives is the flush at the run's end; one exports every second
+//! and checks the exports taken while the run goes.
 
 mod common;
 
@@ -285,6 +286,69 @@ fn serve_exports_over_http_protobuf_when_a_run_ends() {
     assert_mix_split(&last, &r);
     let workers = points(&last, "volley.workers", &[]);
     assert_eq!(workers[0]["value"], 1, "{workers:?}");
+}
+
+#[test]
+fn exports_arrive_every_interval_while_a_run_goes() {
+    let _serial = serial();
+    let recv = start_receiver();
+    let (_target, url) = start_target(&[]);
+    let endpoint = format!("http://{}", recv.grpc);
+    let (_dir, out, mut cmd) = local_run("otlp-periodic", &url, "6s", &endpoint, "grpc", "1s");
+    cmd.arg("--quiet");
+    let (o, _) = run_bounded(cmd, Duration::from_secs(60));
+    let ended = unix_s();
+    assert!(o.status.success(), "{}", describe(&o));
+    let r = read_report(&out);
+    assert_eq!(u(&r, "requests.intended"), 1200);
+    assert_eq!(u(&r, "requests.dropped"), 0, "{}", r["requests"]);
+    let run = r["run_id"].as_str().unwrap().to_string();
+    let at = [("run", run.as_str()), ("stage", "main")];
+    let exports = recv.exports();
+    // Cumulative counters: the exports taken while the run went hold part
+    // of its requests, never fewer than the export before.
+    let totals: Vec<u64> = exports
+        .iter()
+        .map(|e| sum(e, "volley.requests", &at))
+        .collect();
+    assert!(
+        totals.windows(2).all(|w| w[0] <= w[1]),
+        "cumulative: {totals:?}"
+    );
+    let during: Vec<&Value> = exports
+        .iter()
+        .filter(|e| (1..1200).contains(&sum(e, "volley.requests", &at)))
+        .collect();
+    // A 6 s run exported every second: about five mid-run exports; three
+    // leave room for a slow start and a late first tick.
+    assert!(
+        during.len() >= 3,
+        "exports during the run every 1 s, not only the flush at its end: totals {totals:?}"
+    );
+    let first = during[0]["received_unix_s"].as_f64().unwrap();
+    assert!(
+        first < ended - 2.0,
+        "the first mid-run export came {:.1} s before the run ended",
+        ended - first
+    );
+    // The achieved-rate gauge is the last merged second's sent requests,
+    // each counted in the second it was due: the schedule's 200 in every
+    // second of a run that dropped nothing, however late the machine.
+    for e in &during {
+        for p in points(e, "volley.rate.achieved", &at) {
+            let v = p["value"].as_f64().unwrap();
+            assert!((v - 200.0).abs() <= 2.0, "achieved {v} req/s of 200");
+        }
+    }
+    assert!(
+        during
+            .iter()
+            .any(|e| !points(e, "volley.rate.achieved", &at).is_empty()),
+        "the achieved rate is exported while the run goes"
+    );
+    let last = exports.last().expect("the flush at the end");
+    assert_eq!(sum(last, "volley.requests", &at), 1200);
+    assert_export_matches(last, &r);
 }
 
 #[test]
