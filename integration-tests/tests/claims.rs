@@ -17,22 +17,6 @@ fn served(url: &str) -> u64 {
     u(&target_stats(url), "requests")
 }
 
-/// Waits until the target has served `n` requests; returns the count seen.
-fn wait_served(url: &str, n: u64, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let c = served(url);
-        if c >= n {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the target served {c} of {n} within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Collects a process's stderr until a line contains `needle`.
 fn wait_stderr(p: &mut Proc, seen: &mut String, needle: &str, within: Duration) {
     let deadline = Instant::now() + within;
