@@ -279,8 +279,9 @@ async fn delayed_echo_server(delay: Duration) -> DelayedEcho {
 async fn tcp_messages_are_pipelined_and_all_answered() {
     // Four definitions with distinct payloads, each checking that its reply
     // echoes its own payload: a reply matched to another message fails a
-    // check (the smooth round robin never sends one definition twice in a
-    // row, so any shift of the matching shows).
+    // check (the smooth round robin sends one definition twice in a row only
+    // where one block of the mix meets the next, so a shifted matching fails
+    // nearly every reply).
     let names = ["alpha", "bravo", "charlie", "delta"];
     let requests = names
         .iter()

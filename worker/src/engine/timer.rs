@@ -5,8 +5,9 @@
 //! time: that lateness is real (latency is measured from the schedule) but
 //! it is the generator's, and it showed as a ~0.9 ms floor under every
 //! percentile. On Linux a timerfd registered with the runtime's reactor
-//! wakes within microseconds for one syscall per sleep; elsewhere the tokio
-//! timer is the fallback. `cargo bench -p volley-worker --bench wake`
+//! wakes with sub-millisecond resolution for one syscall per sleep;
+//! elsewhere the tokio timer is the fallback. How close each timer wakes
+//! is measured, not asserted: `cargo bench -p volley-worker --bench wake`
 //! prints both timers' lateness.
 
 use std::time::Duration;
