@@ -62,8 +62,8 @@ impl Partition {
                 return Err(PartitionError::BadWeight { index, weight });
             }
         }
-        let g = weights.iter().copied().fold(0, gcd);
-        let reduced: Vec<u64> = weights.iter().map(|&w| u64::from(w / g)).collect();
+        let g = weights.iter().map(|&w| u64::from(w)).fold(0, gcd);
+        let reduced: Vec<u64> = weights.iter().map(|&w| u64::from(w) / g).collect();
         let cycle: u64 = reduced.iter().sum();
         if cycle > MAX_CYCLE {
             return Err(PartitionError::CycleTooLong(cycle));
@@ -214,7 +214,7 @@ fn tijdeman(weights: &[u64], total: u64) -> Vec<u32> {
     owners
 }
 
-fn gcd(a: u32, b: u32) -> u32 {
+fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
     } else {
@@ -271,6 +271,30 @@ impl Share {
     pub fn nth(&self, m: u64) -> u64 {
         let s = self.slots.len() as u64;
         (m / s) * self.cycle + self.slots[(m % s) as usize]
+    }
+
+    /// This share split over `n` engines (threads of one worker): engine
+    /// `t` sends the share's requests `m` with `m % n == t`, round robin,
+    /// which is the even layout for equal weights, so each engine's
+    /// arrivals are as evenly spread as the share's. The union of the parts
+    /// is exactly this share and they are disjoint. Each part repeats the
+    /// cycle `n / gcd(slots, n)` times, so it holds `slots / gcd(slots, n)`
+    /// positions.
+    pub fn split(&self, n: usize) -> Vec<Share> {
+        let n = n.max(1) as u64;
+        let s = self.slots.len() as u64;
+        let reps = n / gcd(s, n);
+        let mut parts: Vec<Vec<u64>> = (0..n).map(|_| Vec::new()).collect();
+        for m in 0..s * reps {
+            parts[(m % n) as usize].push(self.nth(m));
+        }
+        parts
+            .into_iter()
+            .map(|slots| Share {
+                cycle: self.cycle * reps,
+                slots,
+            })
+            .collect()
     }
 
     /// How many of the global requests `0..n` this share owns.
@@ -484,6 +508,37 @@ mod tests {
         assert!(worst_deviation(&skewed) <= 1.0 - 1.0 / 60.0 + 1e-9);
     }
 
+    #[test]
+    fn a_split_repeats_the_cycle_only_as_often_as_needed() {
+        let whole = Share::whole().split(4);
+        assert_eq!(whole.len(), 4);
+        for (t, s) in whole.iter().enumerate() {
+            assert_eq!((s.cycle, s.slots.clone()), (4, vec![t as u64]));
+        }
+        // Six slots over three threads: two each, the cycle unchanged.
+        let six = Share {
+            cycle: 10,
+            slots: vec![0, 2, 3, 5, 7, 9],
+        };
+        let parts = six.split(3);
+        assert_eq!(parts[0].slots, vec![0, 5]);
+        assert_eq!(parts[1].slots, vec![2, 7]);
+        assert_eq!(parts[2].slots, vec![3, 9]);
+        assert!(parts.iter().all(|p| p.cycle == 10));
+        // Two slots over three threads: the cycle three times over.
+        let two = Share {
+            cycle: 5,
+            slots: vec![1, 3],
+        };
+        let parts = two.split(3);
+        assert_eq!(parts[0].slots, vec![1, 8]);
+        assert_eq!(parts[1].slots, vec![3, 11]);
+        assert_eq!(parts[2].slots, vec![6, 13]);
+        assert!(parts.iter().all(|p| p.cycle == 15 && p.validate().is_ok()));
+        assert_eq!(two.split(1), vec![two.clone()]);
+        assert_eq!(two.split(0), vec![two]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -512,6 +567,55 @@ mod tests {
             }
             for (i, s) in shares.iter().enumerate() {
                 prop_assert_eq!(s.count_below(n), counts[i]);
+            }
+        }
+
+        /// A worker's share split over its engine threads: every global
+        /// request has exactly one (worker, thread), the worker that owns it
+        /// whole, and each thread's requests are the worker's own taken
+        /// round robin, so in every prefix a thread is within one request
+        /// of its fair part of the worker's.
+        #[test]
+        fn threads_split_each_share_exactly_and_evenly(
+            weights in prop::collection::vec(1u32..=12, 1..8),
+            threads in prop::collection::vec(1usize..=9, 8),
+        ) {
+            let p = Partition::new(&weights).unwrap();
+            let shares = p.shares();
+            let parts: Vec<Vec<Share>> = shares
+                .iter()
+                .zip(&threads)
+                .map(|(s, &n)| s.split(n))
+                .collect();
+            let n = p.cycle() * 2 * 9 + 7;
+            let mut per_thread: Vec<Vec<u64>> = parts.iter().map(|p| vec![0; p.len()]).collect();
+            let mut per_worker = vec![0u64; shares.len()];
+            for k in 0..n {
+                let owners: Vec<(usize, usize)> = parts
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(w, ps)| ps.iter().enumerate().filter(|(_, s)| s.owns(k)).map(move |(t, _)| (w, t)))
+                    .collect();
+                prop_assert_eq!(owners.len(), 1, "k={} owners {:?}", k, owners);
+                let (w, t) = owners[0];
+                prop_assert_eq!(w, p.owner(k));
+                per_worker[w] += 1;
+                per_thread[w][t] += 1;
+                let m = parts[w].len() as f64;
+                for (u, &c) in per_thread[w].iter().enumerate() {
+                    let fair = per_worker[w] as f64 / m;
+                    prop_assert!((c as f64 - fair).abs() < 1.0,
+                        "worker {} thread {} has {} of {}", w, u, c, per_worker[w]);
+                }
+            }
+            for (w, ps) in parts.iter().enumerate() {
+                let total: u64 = ps.iter().map(|s| s.count_below(n)).sum();
+                prop_assert_eq!(total, shares[w].count_below(n));
+                for s in ps {
+                    let whole: Vec<u64> = (0..s.count_below(n)).map(|m| s.nth(m)).collect();
+                    prop_assert!(whole.windows(2).all(|x| x[0] < x[1]));
+                    prop_assert!(whole.iter().all(|&k| shares[w].owns(k)));
+                }
             }
         }
 

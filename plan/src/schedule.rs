@@ -293,6 +293,39 @@ mod tests {
         );
     }
 
+    /// Workers of 1, 2 and 3 engine threads (`volley-worker --threads`),
+    /// each thread with its part of its worker's share: the union is still
+    /// the single generator's schedule, bit for bit, and every thread's
+    /// part is in time order.
+    #[test]
+    fn threads_of_workers_union_to_the_single_generator() {
+        let c = curve(&[(2.0, 300.0, 300.0), (1.0, 300.0, 1500.0), (1.0, 50.0, 50.0)]);
+        for arrival in [Arrival::Uniform, Arrival::Poisson] {
+            let single = merged(&c, &[1], arrival, 9);
+            for (weights, threads) in [
+                (vec![1], vec![2]),
+                (vec![2, 1], vec![2, 1]),
+                (vec![3, 3, 1], vec![3, 2, 1]),
+                (vec![1, 1], vec![7, 16]),
+            ] {
+                let mut union: Vec<(u64, f64)> = Vec::new();
+                let shares = Partition::new(&weights).unwrap().shares();
+                for (share, n) in shares.into_iter().zip(threads) {
+                    for part in share.split(n) {
+                        let one: Vec<_> = ShareSchedule::new(c.clone(), part, arrival, 9).collect();
+                        assert!(one.windows(2).all(|w| w[0].1 <= w[1].1));
+                        union.extend(one);
+                    }
+                }
+                union.sort_by_key(|&(k, _)| k);
+                assert_eq!(union.len(), single.len(), "{arrival:?} {weights:?}");
+                for (a, b) in union.iter().zip(&single) {
+                    assert_eq!((a.0, a.1.to_bits()), (b.0, b.1.to_bits()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn each_worker_is_in_time_order_and_within_the_run() {
         let c = curve(&[(2.0, 1000.0, 10.0)]);
