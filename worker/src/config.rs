@@ -12,6 +12,9 @@ pub struct WorkerConfig {
     /// Capacity weight, 1..=1000: the share of the load this worker takes
     /// relative to the others.
     pub weight: u32,
+    /// Engine threads (each with its own part of the worker's share); the
+    /// worker is still one worker to the coordinator.
+    pub threads: usize,
     pub id: Uuid,
     /// How long a worker keeps sending load while it cannot reach the
     /// coordinator; after that it stops.
@@ -28,6 +31,7 @@ impl WorkerConfig {
             coordinator: coordinator.into(),
             token: None,
             weight: 1,
+            threads: 1,
             id: Uuid::new_v4(),
             max_outage: Duration::from_secs(60),
             hostname: std::env::var("HOSTNAME").unwrap_or_default(),

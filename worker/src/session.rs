@@ -364,8 +364,7 @@ impl Session<'_> {
             }
             return Ok(());
         }
-        let id = self.config.id.to_string();
-        handle(m, tx, self.run, self.inbox, &id, heartbeat).await
+        handle(m, tx, self.run, self.inbox, self.config, heartbeat).await
     }
 }
 
@@ -430,7 +429,7 @@ async fn handle(
     tx: &mpsc::Sender<pb::WorkerMessage>,
     run: &mut Option<Run>,
     inbox: &mut Inbox,
-    worker_id: &str,
+    config: &WorkerConfig,
     heartbeat: &mut tokio::time::Interval,
 ) -> Result<(), SessionEnd> {
     let send = |m: Out| async {
@@ -469,7 +468,8 @@ async fn handle(
             }
             let prepared = match inbox.take(&a.run_id) {
                 Ok(files) => {
-                    assignment::prepare(a.plan, &files, a.share, a.share_from_s, worker_id).await
+                    let id = config.id.to_string();
+                    assignment::prepare(a.plan, &files, a.share, a.share_from_s, &id).await
                 }
                 Err(e) => Err(e),
             };
@@ -503,8 +503,9 @@ async fn handle(
             let start = std::time::Instant::now()
                 + Duration::from_nanos(s.start_at_unix_nanos.saturating_sub(clock::unix_nanos()));
             let (etx, erx) = mpsc::unbounded_channel();
-            match engine::start(setup, start, etx) {
+            match engine::start(setup, start, config.threads, etx) {
                 Ok(h) => {
+                    info!(run = %r.id, engines = h.engines(), "started");
                     r.engine = Some(h);
                     r.events = Some(erx);
                 }

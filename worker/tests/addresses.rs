@@ -92,7 +92,7 @@ async fn run(plan: Plan, addrs: Vec<SocketAddr>) -> (u64, u64, u64, u64) {
         addrs,
         worker_id: "w1".into(),
     };
-    let _handle = engine::start(setup, Instant::now(), tx).unwrap();
+    let _handle = engine::start(setup, Instant::now(), 1, tx).unwrap();
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(30), rx.recv())
             .await

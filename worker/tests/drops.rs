@@ -68,7 +68,7 @@ async fn run(plan: Plan, addr: SocketAddr, start: Instant) -> Outcome {
         addrs: vec![addr],
         worker_id: "w1".into(),
     };
-    let _handle = engine::start(setup, start, tx).unwrap();
+    let _handle = engine::start(setup, start, 1, tx).unwrap();
     let mut out = Outcome::default();
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
         .await

@@ -35,6 +35,8 @@ struct Outcome {
     per_request: Vec<(u64, u64)>,
     /// (request, check, failures)
     checks: Vec<(u16, u16, u64)>,
+    /// (second, intended) of every reported second, in the order reported.
+    seconds: Vec<(u32, u64)>,
 }
 
 fn plan(url: String, protocol: Protocol, requests: Vec<Request>, rps: f64, secs: u64) -> Plan {
@@ -77,6 +79,11 @@ fn message(bytes: &[u8]) -> Request {
 }
 
 async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
+    run_threads(plan, addr, 1).await
+}
+
+/// [`run`] with up to `threads` engine threads (`volley-worker --threads`).
+async fn run_threads(plan: Plan, addr: SocketAddr, threads: usize) -> Outcome {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let setup = EngineSetup {
         plan,
@@ -85,7 +92,7 @@ async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
         addrs: vec![addr],
         worker_id: "w1".into(),
     };
-    let _handle = engine::start(setup, Instant::now(), tx).unwrap();
+    let _handle = engine::start(setup, Instant::now(), threads, tx).unwrap();
     let mut out = Outcome::default();
     while let Some(ev) = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
@@ -93,6 +100,7 @@ async fn run(plan: Plan, addr: SocketAddr) -> Outcome {
     {
         match ev {
             EngineEvent::Interval(d) => {
+                out.seconds.push((d.index, d.intended));
                 out.intended += d.intended;
                 out.sent += d.sent;
                 out.ok += d.ok;
@@ -730,6 +738,8 @@ async fn a_timeout_mid_run_frees_the_connection_for_the_requests_behind_it() {
 /// One request as an HTTP/1.1 test server saw it.
 #[derive(Debug, Clone)]
 struct Seen {
+    /// Which of the server's connections it came on (0, 1, …).
+    conn: u64,
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -759,7 +769,9 @@ async fn http1_server(reply: fn(&Seen) -> (u16, &'static str)) -> (SocketAddr, S
     let seen: Seens = Arc::default();
     let all = seen.clone();
     tokio::spawn(async move {
+        let mut conns = 0..;
         while let Ok((mut s, _)) = listener.accept().await {
+            let conn = conns.next().unwrap();
             let all = all.clone();
             tokio::spawn(async move {
                 let mut have = Vec::new();
@@ -790,6 +802,7 @@ async fn http1_server(reply: fn(&Seen) -> (u16, &'static str)) -> (SocketAddr, S
                             break;
                         }
                         let got = Seen {
+                            conn,
                             path: req.path.unwrap().to_string(),
                             headers,
                             body: have[n..n + len].to_vec(),
@@ -846,6 +859,49 @@ async fn a_templated_path_sends_every_arrival_index_exactly_once() {
     let mut seqs: Vec<u64> = seen.lock().unwrap().iter().map(Seen::seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (0..1000).collect::<Vec<_>>());
+}
+
+/// One worker, three engine threads: every arrival is sent exactly once by
+/// exactly one of them, over at most the plan's connections, and the
+/// worker reports one series of seconds, each with its whole second's
+/// arrivals, as a one-thread engine does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_threads_send_every_arrival_once_and_report_one_series() {
+    let (addr, seen) = http1_server(ok_json).await;
+    let mut p = plan(
+        format!("http://{addr}/"),
+        Protocol::Http1,
+        vec![Request::get("/orders/{{seq}}")],
+        1000.0,
+        2,
+    );
+    p.load.connections = 3;
+    let out = run_threads(p.clone(), addr, 8).await;
+    assert_eq!(
+        (out.intended, out.sent, out.ok),
+        (2000, 2000, 2000),
+        "{out:?}"
+    );
+    let mut seqs: Vec<u64> = seen.lock().unwrap().iter().map(Seen::seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..2000).collect::<Vec<_>>());
+    let indices: Vec<u32> = out.seconds.iter().map(|s| s.0).collect();
+    assert_eq!(indices, (0..indices.len() as u32).collect::<Vec<_>>());
+    assert_eq!(&out.seconds[..2], &[(0, 1000), (1, 1000)]);
+    assert!(
+        out.seconds[2..].iter().all(|s| s.1 == 0),
+        "{:?}",
+        out.seconds
+    );
+    let opened = seen.lock().unwrap().iter().map(|s| s.conn).max().unwrap() + 1;
+    assert_eq!(
+        opened, 3,
+        "one connection per engine for load.connections = 3"
+    );
+    // The one-thread engine reports the same series.
+    seen.lock().unwrap().clear();
+    let one = run(p, addr).await;
+    assert_eq!(one.seconds, out.seconds);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,8 @@
 //! - [`outcome`]: the error kinds, and which one an I/O failure is.
 //! - [`timer`]: a sub-millisecond wake-up for the scheduler.
 //! - [`deadline`]: request timeouts, swept by the scheduler.
+//! - [`threads`]: several engines in one worker (`--threads`), their seconds
+//!   added into one report.
 
 pub mod check;
 pub mod conn;
@@ -44,6 +46,7 @@ pub mod outcome;
 pub mod recorder;
 pub mod render;
 pub mod tcp;
+pub mod threads;
 pub mod timer;
 
 use conn::{Client, Job, Pool};
@@ -102,18 +105,41 @@ enum Control {
     EndAt(f64),
 }
 
-/// A running engine: stop it, or wait for it.
+/// Where an engine's events go: straight to the session, or, for one of
+/// several threads, to the thread that adds them up ([`threads::Merge`]).
+enum Sink {
+    Direct(UnboundedSender<EngineEvent>),
+    Thread(usize, std::sync::mpsc::Sender<(usize, EngineEvent)>),
+}
+
+impl Sink {
+    fn send(&self, ev: EngineEvent) {
+        match self {
+            Sink::Direct(tx) => {
+                let _ = tx.send(ev);
+            }
+            Sink::Thread(t, tx) => {
+                let _ = tx.send((*t, ev));
+            }
+        }
+    }
+}
+
+/// A running engine (one thread or several): stop it, or wait for it.
 pub struct EngineHandle {
     stop: Arc<AtomicBool>,
-    control: std::sync::mpsc::Sender<Control>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    controls: Vec<std::sync::mpsc::Sender<Control>>,
+    /// The engine threads, then the one that merges their events.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl EngineHandle {
     /// Switches to a new share for requests due from `from` seconds on (a
     /// worker was lost or joined). Must arrive before `from`.
     pub fn reshare(&self, from: f64, share: Share) {
-        let _ = self.control.send(Control::Reshare(from, share));
+        for (control, part) in self.controls.iter().zip(share.split(self.controls.len())) {
+            let _ = control.send(Control::Reshare(from, part));
+        }
     }
 
     /// Ends this engine's share at `at` seconds after t = 0 (the worker is
@@ -121,7 +147,9 @@ impl EngineHandle {
     /// before it is sent and answered as in a normal run, then the engine
     /// drains and reports `Finished`. Must arrive before `at`.
     pub fn end_at(&self, at: f64) {
-        let _ = self.control.send(Control::EndAt(at));
+        for control in &self.controls {
+            let _ = control.send(Control::EndAt(at));
+        }
     }
 
     /// Asks the engine to stop sending; it drains and reports `Finished`.
@@ -129,8 +157,13 @@ impl EngineHandle {
         self.stop.store(true, Ordering::Release);
     }
 
+    /// How many engine threads run this worker's share.
+    pub fn engines(&self) -> usize {
+        self.controls.len()
+    }
+
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.threads.iter().all(|t| t.is_finished())
     }
 }
 
@@ -140,15 +173,46 @@ impl Drop for EngineHandle {
     }
 }
 
-/// Starts an engine thread whose t = 0 is `start` (a std `Instant` on this
-/// machine's monotonic clock).
+/// Starts the engine whose t = 0 is `start` (a std `Instant` on this
+/// machine's monotonic clock): up to `threads` engine threads, as many as
+/// [`threads::engines_for`] allows, each with its part of the share, whose
+/// seconds reach `events` added up as one worker's.
 pub fn start(
     setup: EngineSetup,
     start: std::time::Instant,
+    threads: usize,
     events: UnboundedSender<EngineEvent>,
 ) -> std::io::Result<EngineHandle> {
     let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
+    let n = threads::engines_for(&setup, threads);
+    let mut handle = EngineHandle {
+        stop: stop.clone(),
+        controls: Vec::with_capacity(n),
+        threads: Vec::with_capacity(n + 1),
+    };
+    if n == 1 {
+        spawn_engine(setup, start, &mut handle, Sink::Direct(events))?;
+        return Ok(handle);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (t, part) in threads::split(&setup, n).into_iter().enumerate() {
+        spawn_engine(part, start, &mut handle, Sink::Thread(t, tx.clone()))?;
+    }
+    drop(tx);
+    let merge = std::thread::Builder::new()
+        .name("volley-merge".into())
+        .spawn(move || merge_threads(n, rx, events))?;
+    handle.threads.push(merge);
+    Ok(handle)
+}
+
+fn spawn_engine(
+    setup: EngineSetup,
+    start: std::time::Instant,
+    handle: &mut EngineHandle,
+    events: Sink,
+) -> std::io::Result<()> {
+    let stop = handle.stop.clone();
     let (control, controls) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("volley-engine".into())
@@ -160,18 +224,40 @@ pub fn start(
             let local = tokio::task::LocalSet::new();
             local.block_on(
                 &rt,
-                run(setup, Instant::from_std(start), stop2, controls, events),
+                run(setup, Instant::from_std(start), stop, controls, events),
             );
             // A resolution still running (a slow DNS server) does not hold
             // the thread.
             drop(local);
             rt.shutdown_timeout(Duration::from_millis(100));
         })?;
-    Ok(EngineHandle {
-        stop,
-        control,
-        thread: Some(thread),
-    })
+    handle.controls.push(control);
+    handle.threads.push(thread);
+    Ok(())
+}
+
+/// Adds the events of `n` engine threads into one worker's, until every
+/// thread has finished (or is gone: a thread that died is not waited for).
+fn merge_threads(
+    n: usize,
+    rx: std::sync::mpsc::Receiver<(usize, EngineEvent)>,
+    events: UnboundedSender<EngineEvent>,
+) {
+    let mut merge = threads::Merge::new(n);
+    while let Ok((t, ev)) = rx.recv() {
+        for ev in merge.take(t, ev) {
+            let _ = events.send(ev);
+        }
+        if merge.all_finished() {
+            return;
+        }
+    }
+    // Every sender is gone without all `Finished`: report what came.
+    for t in 0..n {
+        for ev in merge.lost(t) {
+            let _ = events.send(ev);
+        }
+    }
 }
 
 async fn run(
@@ -179,7 +265,7 @@ async fn run(
     start: Instant,
     stop: Arc<AtomicBool>,
     controls: std::sync::mpsc::Receiver<Control>,
-    events: UnboundedSender<EngineEvent>,
+    events: Sink,
 ) {
     let plan = &setup.plan;
     let sh = match prepare(&setup) {
@@ -187,7 +273,7 @@ async fn run(
         Err(_) => {
             // Validated before the engine starts (assignment::prepare); there
             // is nothing to send.
-            let _ = events.send(EngineEvent::Finished(Totals::default()));
+            events.send(EngineEvent::Finished(Totals::default()));
             return;
         }
     };
@@ -233,7 +319,7 @@ async fn run(
     // Reports every second whose requests have all ended.
     let flush = |sh: &Pool, now_second: u32, force: bool| {
         for data in sh.rec.borrow_mut().close(now_second, force) {
-            let _ = events.send(EngineEvent::Interval(Box::new(data)));
+            events.send(EngineEvent::Interval(Box::new(data)));
         }
     };
 
@@ -344,7 +430,7 @@ async fn run(
     sh.rec.borrow_mut().time_out_the_rest();
     flush(&sh, end_second, true);
     let totals = sh.rec.borrow().totals;
-    let _ = events.send(EngineEvent::Finished(totals));
+    events.send(EngineEvent::Finished(totals));
 }
 
 /// The connection pool and prepared requests of a plan: templates and

@@ -112,6 +112,57 @@ impl IntervalData {
     pub fn outstanding(&self) -> u64 {
         self.intended - self.ok - self.error_total() - self.dropped
     }
+
+    /// Adds another engine's same second (a worker's threads report as one
+    /// worker): every count summed and every histogram merged exactly.
+    pub fn absorb(&mut self, o: &IntervalData) -> Result<(), histogram::HistError> {
+        self.intended += o.intended;
+        self.sent += o.sent;
+        self.ok += o.ok;
+        self.dropped += o.dropped;
+        self.drops.add(&o.drops);
+        for (a, b) in self.errors.iter_mut().zip(o.errors) {
+            *a += b;
+        }
+        add_codes(&mut self.status_codes, &o.status_codes);
+        add_codes(&mut self.grpc_codes, &o.grpc_codes);
+        for c in &o.check_failures {
+            match self
+                .check_failures
+                .iter_mut()
+                .find(|x| x.req == c.req && x.check == c.check)
+            {
+                Some(x) => x.count += c.count,
+                None => self.check_failures.push(*c),
+            }
+        }
+        if self.requests.is_empty() {
+            self.requests.clone_from(&o.requests);
+        } else {
+            for (a, b) in self.requests.iter_mut().zip(&o.requests) {
+                a.intended += b.intended;
+                a.sent += b.sent;
+                a.ok += b.ok;
+                a.errors += b.errors;
+                a.dropped += b.dropped;
+                histogram::merge(&mut a.latency, &b.latency)?;
+            }
+        }
+        histogram::merge(&mut self.latency, &o.latency)?;
+        histogram::merge(&mut self.service, &o.service)?;
+        histogram::merge(&mut self.send_lag, &o.send_lag)?;
+        self.in_flight += o.in_flight;
+        Ok(())
+    }
+}
+
+fn add_codes(into: &mut Vec<(u32, u64)>, from: &[(u32, u64)]) {
+    for &(code, n) in from {
+        match into.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, m)) => *m += n,
+            None => into.push((code, n)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -124,6 +175,14 @@ pub struct Totals {
 }
 
 impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.intended += o.intended;
+        self.sent += o.sent;
+        self.ok += o.ok;
+        self.errors += o.errors;
+        self.dropped += o.dropped;
+    }
+
     /// Requests that have not ended yet.
     pub fn outstanding(&self) -> u64 {
         self.intended - self.ok - self.errors - self.dropped
