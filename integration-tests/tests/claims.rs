@@ -536,6 +536,49 @@ fn weight_2_gets_twice_the_share_end_to_end() {
     assert_eq!(served(&url), 2000, "the target served each one");
 }
 
+/// `volley-worker --threads 2`: one worker of two engine threads, weighted
+/// 2 by default, beside a one-thread worker (weight 1). The coordinator
+/// sees two workers; the two-thread one sends exactly two thirds of the
+/// uniform schedule, its threads' seconds reported as one, and the target
+/// served every request once.
+#[test]
+fn a_worker_of_two_threads_is_one_worker_of_weight_two() {
+    let _serial = serial();
+    let (_target, url) = start_target(&[]);
+    let (_coord, coord_url) = start_coordinator(&[]);
+    let _two = start_worker(&coord_url, &["--threads", "2"]);
+    let _one = start_worker(&coord_url, &["--threads", "1"]);
+    let (r, _dir) = run_to_report(
+        &coord_url,
+        "threads",
+        &scenario(&url, 300, 5),
+        &["--min-workers", "2"],
+    );
+    let mut by_weight: Vec<(u64, u64, u64, u64)> = r["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            (
+                u(w, "weight"),
+                u(w, "requests.intended"),
+                u(w, "requests.sent"),
+                u(w, "requests.ok"),
+            )
+        })
+        .collect();
+    by_weight.sort_unstable();
+    assert_eq!(
+        by_weight,
+        vec![(1, 500, 500, 500), (2, 1000, 1000, 1000)],
+        "(weight, intended, sent, ok) per worker"
+    );
+    assert_eq!(u(&r, "requests.ok"), 1500);
+    let achieved = f(&r, "achieved_rps");
+    assert!((achieved - 300.0).abs() < 3.0, "achieved {achieved} rps");
+    assert_eq!(served(&url), 1500, "the target served each one");
+}
+
 /// "`degradation < 5%` (first vs last tenth of long stages)" as a
 /// threshold: a target that stalls for half a second in the last tenth of a
 /// 10 s stage fails it (exit 1), with the stage's figures in the report;
