@@ -55,6 +55,7 @@ NON_DEFAULT: dict[str, Any] = {
     "metrics": {"enabled": True, "port": 9102},
     "workers": {
         "replicas": 7,
+        "threads": 4,
         "weight": 2,
         "maxOutage": "2m",
         "topologySpread": {
@@ -271,7 +272,12 @@ def test_render_default(chart: helm.Chart) -> None:
         f"Pod/{FULL}-test",
     }
     assert one(objs, "Deployment", f"{FULL}-coordinator")["spec"]["replicas"] == 1
-    assert one(objs, "Deployment", f"{FULL}-worker")["spec"]["replicas"] == 3
+    worker = one(objs, "Deployment", f"{FULL}-worker")
+    assert worker["spec"]["replicas"] == 3
+    # By default a worker runs a thread per core its pod may use and weighs
+    # its thread count: volley-worker decides both, so neither flag is set.
+    args = pod_spec(worker)["containers"][0]["args"]
+    assert "--threads" not in args and "--weight" not in args, args
     for o in objs:
         assert o["metadata"].get("namespace", NAMESPACE) == NAMESPACE
 
@@ -304,7 +310,9 @@ def test_render_non_default(chart: helm.Chart) -> None:
     assert wspec["nodeSelector"] == {"pool": "load"}
     assert wspec["tolerations"][0]["key"] == "load"
     args = wspec["containers"][0]["args"]
-    assert args == ["--coordinator", "http://bench-coordinator:7800", "--weight", "2", "--max-outage", "2m"]
+    assert args == [
+        "--coordinator", "http://bench-coordinator:7800", "--threads", "4", "--weight", "2", "--max-outage", "2m",
+    ]
     target_args = pod_spec(one(objs, "Deployment", "bench-target"))["containers"][0]["args"]
     assert target_args == [
         "target", "--listen", "0.0.0.0:8081", "--delay", "5ms", "--error-rate", "0.001",
