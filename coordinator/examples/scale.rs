@@ -15,7 +15,7 @@
 //! - **workers** (`--role workers`, the same binary re-executed): N workers,
 //!   each with its own connection and session, speaking the worker's
 //!   protocol (`worker/src/session.rs`): Hello, heartbeats at the interval
-//!   the Welcome gives, Pong for every Ping, Ready{ok} for the Assignment,
+//!   the Welcome gives (none while reports flow: a report resets it), Pong for every Ping, Ready{ok} for the Assignment,
 //!   and from the Start one realistic `IntervalReport` per second (the
 //!   histogram bytes encoded once and reused), then Done. No request is
 //!   sent anywhere: the target URL is never dialled. The same process is
@@ -923,6 +923,8 @@ async fn worker(
                     let k = k as usize;
                     sim.last_sent[k].fetch_max(clock::unix_nanos(), Ordering::SeqCst);
                     send(Out::Interval(r)).await?;
+                    // As a real worker does: a report stands for a heartbeat.
+                    heartbeat.reset();
                     // The last worker to hand over second k says when.
                     if sim.sent_count[k].fetch_add(1, Ordering::SeqCst) + 1 == sim.args.workers {
                         let end = sim.t0.load(Ordering::SeqCst) + (k as u64 + 1) * 1_000_000_000;

@@ -390,8 +390,8 @@ impl TryFrom<ServeArgs> for ServeConfig {
             coordinator: CoordinatorConfig {
                 token,
                 heartbeat_timeout: a.heartbeat_timeout,
+                heartbeat_interval: a.heartbeat_timeout / 3,
                 data_dir: a.data_dir,
-                ..CoordinatorConfig::default()
             },
             tls,
             metrics_listen: a.metrics_listen,

@@ -20,7 +20,10 @@ pub struct CoordinatorConfig {
     pub token: Option<String>,
     /// A worker silent this long is declared lost.
     pub heartbeat_timeout: Duration,
-    /// How often workers send heartbeats.
+    /// How often an otherwise silent worker sends a heartbeat: a third of
+    /// the timeout, so two may be lost before the worker is. Any message
+    /// counts as one (a worker in a run reports every second and sends no
+    /// heartbeats).
     pub heartbeat_interval: Duration,
     /// Where runs are written as they happen, so a restarted coordinator can
     /// resume them (`None`: nothing is written).
@@ -32,7 +35,7 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             token: None,
             heartbeat_timeout: Duration::from_secs(3),
-            heartbeat_interval: Duration::from_millis(500),
+            heartbeat_interval: Duration::from_secs(1),
             data_dir: None,
         }
     }

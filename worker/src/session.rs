@@ -294,6 +294,9 @@ impl Session<'_> {
                             if tx.send(m).await.is_err() {
                                 return Err(SessionEnd::Lost("stream closed".into()));
                             }
+                            // The report says the worker is alive: a
+                            // heartbeat is due only after a silent interval.
+                            heartbeat.reset();
                         }
                         None => r.events = None,
                     }

@@ -120,6 +120,12 @@ async fn read_loop(
     let reason = loop {
         match inbound.message().await {
             Ok(Some(m)) => {
+                // A heartbeat only says the worker is alive: no clock, no
+                // route (10,000 idle workers send thousands a second).
+                if matches!(m.msg, None | Some(In::Heartbeat(_))) {
+                    coord.registry().touch(&id, conn);
+                    continue;
+                }
                 let recv_nanos = clock::unix_nanos();
                 let route = {
                     let mut reg = coord.registry();
