@@ -23,3 +23,25 @@ fn a_weight_out_of_range_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--weight"));
 }
+
+#[test]
+fn a_thread_count_out_of_range_exits_2_and_names_the_flag() {
+    for bad in ["0", "1025"] {
+        let out = worker()
+            .args(["--coordinator", "http://127.0.0.1:9", "--threads", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--threads {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("--threads: expected 1..=1024, got {bad}")),
+            "{err}"
+        );
+    }
+    let out = worker()
+        .args(["--coordinator", "http://127.0.0.1:9", "--threads", "two"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+}
