@@ -67,6 +67,10 @@ struct Args {
     /// Values in each worker-second's histogram (a worker at this rate).
     #[arg(long, default_value_t = 20_000)]
     values: u64,
+    /// The coordinator's `--heartbeat-timeout` (workers beat every third
+    /// of it while idle).
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Duration,
     /// Sessions being set up at once.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
@@ -246,7 +250,11 @@ fn coordinator_main(args: Args) -> i32 {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local address");
-    let coord = Coordinator::new(CoordinatorConfig::default());
+    let coord = Coordinator::new(CoordinatorConfig {
+        heartbeat_timeout: args.heartbeat_timeout,
+        heartbeat_interval: args.heartbeat_timeout / 3,
+        ..CoordinatorConfig::default()
+    });
     let merged_at = watch_merges(coord.clone(), args.workers as u64 * args.values);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(volley_coordinator::service::serve(
