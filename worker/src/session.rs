@@ -446,7 +446,12 @@ async fn handle(
                 Duration::from_millis(u64::from(w.heartbeat_interval_ms).clamp(100, 10_000));
             *heartbeat = interval(every);
             heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            info!(coordinator = %w.coordinator_version, "connected to coordinator");
+            info!(
+                coordinator = %w.coordinator_version,
+                threads = config.threads,
+                weight = config.weight,
+                "connected to coordinator"
+            );
         }
         In::Ping(p) => {
             let recv = clock::unix_nanos();

@@ -93,6 +93,16 @@ impl Merge {
                 }
             }
             EngineEvent::Finished(totals) => {
+                // Each thread's part, for the log: the report has the sum.
+                tracing::info!(
+                    thread = t,
+                    intended = totals.intended,
+                    sent = totals.sent,
+                    ok = totals.ok,
+                    errors = totals.errors,
+                    dropped = totals.dropped,
+                    "engine thread finished"
+                );
                 self.finished[t] = true;
                 self.totals.add(&totals);
             }
