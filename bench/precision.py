@@ -35,7 +35,6 @@ DIR holds release builds of `volley` and `volley-worker`
 import argparse
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -97,25 +96,11 @@ class Build(P.PeerBench):
         super().__init__(args, nginx, bin_dir)
 
     def down(self):
-        for p in (self.worker, self.coord):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except Exception:
-                p.kill()
-                p.wait()
-            if p in W.CHILDREN:
-                W.CHILDREN.remove(p)
+        W.stop([self.worker, self.coord])
 
 
-def med(rows, key):
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    return statistics.median(vals) if vals else None
-
-
-def fmt(v, spec=".3f"):
-    return "-" if v is None else format(v, spec)
+med = W.median
+fmt = W.fmt_opt
 
 
 def main():

@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,12 +62,6 @@ def parse_args():
         if not os.path.isfile(os.path.join(a.bin, exe)):
             p.error(f"{a.bin}: no {exe} (cargo build --release -p volley-coordinator -p volley-worker --bins)")
     return a
-
-
-def ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 class Layout:
@@ -107,7 +100,7 @@ class Layout:
             a.threads if self.name == "threads" else 1))
         with open(scen, "w") as f:
             f.write(W.scenario(f"threads-{self.name}", self.url, a.rate, a.duration, args))
-        t0 = sum(ticks(w.pid) for w in self.workers)
+        t0 = sum(W.proc_ticks(w.pid) for w in self.workers)
         cmd = ["taskset", "-c", a.cores, os.path.join(a.bin, "volley"), "run", scen, "--coordinator",
                self.coord_url, "--min-workers", str(len(self.workers)), "--out", out, "--quiet"]
         with open(os.path.join(out, "run.log"), "wb") as log:
@@ -116,7 +109,7 @@ class Layout:
                                     timeout=a.duration + 60).returncode
             except subprocess.TimeoutExpired:
                 rc = "hung (killed)"
-        t1 = sum(ticks(w.pid) for w in self.workers)
+        t1 = sum(W.proc_ticks(w.pid) for w in self.workers)
         row = {"layout": self.name, "round": rnd, "exit": rc}
         try:
             with open(os.path.join(out, "report.json")) as f:
@@ -137,25 +130,11 @@ class Layout:
         return row
 
     def down(self):
-        for p in self.workers + [self.coord]:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            if p in W.CHILDREN:
-                W.CHILDREN.remove(p)
+        W.stop(self.workers + [self.coord])
 
 
-def med(rows, key):
-    vals = [r[key] for r in rows if r.get(key) is not None]
-    return statistics.median(vals) if vals else None
-
-
-def fmt(v, spec=".3f"):
-    return "-" if v is None else format(v, spec)
+med = W.median
+fmt = W.fmt_opt
 
 
 def main():

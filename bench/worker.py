@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -251,6 +252,30 @@ def cleanup(*_):
 def on_signal(signum, _frame):
     cleanup()
     sys.exit(128 + signum)
+
+
+def stop(procs):
+    """SIGTERM each process we started, wait up to 10 s, then kill; forget it."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p in CHILDREN:
+            CHILDREN.remove(p)
+
+
+def median(rows, key):
+    """Median of `key` over the rows that have it (None when none has)."""
+    vals = [r[key] for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def fmt_opt(v, spec=".3f"):
+    return "-" if v is None else format(v, spec)
 
 
 def start(cmd, core, log_path):
