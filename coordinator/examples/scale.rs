@@ -837,6 +837,7 @@ async fn worker(
         weight: 1,
         version: env!("CARGO_PKG_VERSION").to_string(),
         hostname: format!("sim-{i}"),
+        threads: 1,
     };
     let send = |m: Out| {
         let tx = tx.clone();

@@ -288,6 +288,7 @@ pub fn workers_table(workers: &[WorkerStatus]) -> String {
                 },
                 w.version.clone(),
                 w.weight.to_string(),
+                w.threads.map_or("-".into(), |t| t.to_string()),
                 w.clock_offset_ms
                     .map_or("-".into(), |ms| format!("{ms:+.3} ms")),
                 format!("{:.1} s ago", w.last_heartbeat_ago_ms as f64 / 1000.0),
@@ -301,6 +302,7 @@ pub fn workers_table(workers: &[WorkerStatus]) -> String {
             "HOST",
             "VERSION",
             "WEIGHT",
+            "THREADS",
             "CLOCK OFFSET",
             "LAST HEARTBEAT",
             "RUN",
@@ -416,6 +418,7 @@ mod tests {
             host: "pod-1".into(),
             version: "0.1.0".into(),
             weight: 3,
+            threads: Some(2),
             clock_offset_ms: Some(-0.25),
             last_heartbeat_ago_ms: 420,
             run: Some("20261127-101500-1a2b3c".into()),
@@ -423,10 +426,10 @@ mod tests {
         let t = workers_table(&[w]);
         assert_eq!(
             t.lines().nth(1).unwrap(),
-            "6f1c2a52-58b1-4c39-9a7e-0d3f0c1b2a99  pod-1  0.1.0    3       -0.250 ms     0.4 s ago       20261127-101500-1a2b3c"
+            "6f1c2a52-58b1-4c39-9a7e-0d3f0c1b2a99  pod-1  0.1.0    3       2        -0.250 ms     0.4 s ago       20261127-101500-1a2b3c"
         );
         assert!(t.starts_with(
-            "ID                                    HOST   VERSION  WEIGHT  CLOCK OFFSET"
+            "ID                                    HOST   VERSION  WEIGHT  THREADS  CLOCK OFFSET"
         ));
     }
 }

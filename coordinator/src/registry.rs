@@ -62,6 +62,8 @@ pub struct Route {
 pub struct WorkerEntry {
     pub id: Uuid,
     pub weight: u32,
+    /// Engine threads it runs (`--threads`); 0 from an older worker.
+    pub threads: u32,
     pub hostname: String,
     pub version: String,
     pub conn: u64,
@@ -94,6 +96,7 @@ impl Registry {
             WorkerEntry {
                 id,
                 weight: hello.weight,
+                threads: hello.threads,
                 hostname: hello.hostname.chars().take(253).collect(),
                 version: hello.version.chars().take(64).collect(),
                 conn,
@@ -163,6 +166,7 @@ impl Registry {
                 host: w.hostname.clone(),
                 version: w.version.clone(),
                 weight: w.weight,
+                threads: (w.threads > 0).then_some(w.threads),
                 clock_offset_ms: w.clock.map(|(off, _)| off as f64 / 1e6),
                 last_heartbeat_ago_ms: now.duration_since(w.last_seen).as_millis() as u64,
                 run: w.route.as_ref().map(|r| r.run_id.clone()),
@@ -237,6 +241,7 @@ mod tests {
             weight: 2,
             version: "x".into(),
             hostname: "h".into(),
+            threads: 2,
         }
     }
 

@@ -184,6 +184,8 @@ pub struct WorkerStatus {
     pub host: String,
     pub version: String,
     pub weight: u32,
+    /// Its engine threads; `None` when the worker did not say (older).
+    pub threads: Option<u32>,
     /// The worker's clock minus the coordinator's; `None` until measured.
     pub clock_offset_ms: Option<f64>,
     /// Milliseconds since the coordinator last heard from it.
@@ -199,6 +201,7 @@ impl From<&WorkerStatus> for pb::WorkerStatus {
             hostname: w.host.clone(),
             version: w.version.clone(),
             weight: w.weight,
+            threads: w.threads.unwrap_or(0),
             clock_offset_known: w.clock_offset_ms.is_some(),
             clock_offset_nanos: w.clock_offset_ms.map_or(0, |ms| (ms * 1e6).round() as i64),
             last_heartbeat_ms_ago: w.last_heartbeat_ago_ms,
@@ -225,6 +228,7 @@ impl TryFrom<pb::WorkerStatus> for WorkerStatus {
             host: w.hostname,
             version: w.version,
             weight: w.weight,
+            threads: (w.threads > 0).then_some(w.threads),
             clock_offset_ms: w
                 .clock_offset_known
                 .then_some(w.clock_offset_nanos as f64 / 1e6),
@@ -278,6 +282,7 @@ mod tests {
             host: "pod-1".into(),
             version: "0.1.0".into(),
             weight: 3,
+            threads: Some(3),
             clock_offset_ms: None,
             last_heartbeat_ago_ms: 120,
             run: None,
@@ -288,6 +293,17 @@ mod tests {
         );
         let json = serde_json::to_value(&w).unwrap();
         assert!(json["clock_offset_ms"].is_null() && json["run"].is_null());
+        assert_eq!(json["threads"], 3);
+        // An older worker does not say: unknown, not zero.
+        let older = WorkerStatus {
+            threads: None,
+            ..w.clone()
+        };
+        assert_eq!(
+            WorkerStatus::try_from(pb::WorkerStatus::from(&older)).unwrap(),
+            older
+        );
+        assert!(serde_json::to_value(&older).unwrap()["threads"].is_null());
         let measured = WorkerStatus {
             clock_offset_ms: Some(-1.5),
             ..w

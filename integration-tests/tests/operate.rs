@@ -124,8 +124,12 @@ fn workers_and_runs_during_a_run_and_fetch_writes_what_run_wrote() {
         assert!(w["host"].is_string(), "{w}");
         // Same machine: the clocks agree to well under a second.
         assert!(f(w, "clock_offset_ms").abs() < 500.0, "{w}");
-        // Heartbeats every 0.5 s.
+        // A report every second (heartbeats only while silent).
         assert!(u(w, "last_heartbeat_ago_ms") < 2000, "{w}");
+        // No --threads: a thread per core the worker may use, which is
+        // what this test process may use too.
+        let cores = std::thread::available_parallelism().unwrap().get() as u64;
+        assert_eq!(u(w, "threads"), cores.min(1024), "{w}");
     }
 
     // The table says the same, aligned, for people.

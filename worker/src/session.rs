@@ -229,6 +229,7 @@ impl Session<'_> {
             weight: config.weight,
             version: env!("CARGO_PKG_VERSION").to_string(),
             hostname: config.hostname.clone(),
+            threads: config.threads as u32,
         };
         let _ = tx.send(msg(Out::Hello(hello))).await;
         let mut req = tonic::Request::new(ReceiverStream::new(rx));

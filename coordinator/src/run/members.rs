@@ -124,6 +124,7 @@ mod tests {
         let mut m = Member::new(WorkerEntry {
             id: uuid::Uuid::new_v4(),
             weight,
+            threads: 1,
             hostname: String::new(),
             version: String::new(),
             conn: 0,

@@ -128,6 +128,9 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
             let mut member = Member::new(WorkerEntry {
                 id,
                 weight: m.weight,
+                // Not kept in the run's metadata; the worker says again
+                // when it is back.
+                threads: 0,
                 hostname: m.hostname.clone(),
                 version: String::new(),
                 conn: 0,
