@@ -554,13 +554,14 @@ fn a_worker_of_two_threads_is_one_worker_of_weight_two() {
         &scenario(&url, 300, 5),
         &["--min-workers", "2"],
     );
-    let mut by_weight: Vec<(u64, u64, u64, u64)> = r["workers"]
+    let mut by_weight: Vec<(u64, u64, u64, u64, u64)> = r["workers"]
         .as_array()
         .unwrap()
         .iter()
         .map(|w| {
             (
                 u(w, "weight"),
+                u(w, "threads"),
                 u(w, "requests.intended"),
                 u(w, "requests.sent"),
                 u(w, "requests.ok"),
@@ -570,8 +571,8 @@ fn a_worker_of_two_threads_is_one_worker_of_weight_two() {
     by_weight.sort_unstable();
     assert_eq!(
         by_weight,
-        vec![(1, 500, 500, 500), (2, 1000, 1000, 1000)],
-        "(weight, intended, sent, ok) per worker"
+        vec![(1, 1, 500, 500, 500), (2, 2, 1000, 1000, 1000)],
+        "(weight, threads, intended, sent, ok) per worker"
     );
     assert_eq!(u(&r, "requests.ok"), 1500);
     let achieved = f(&r, "achieved_rps");

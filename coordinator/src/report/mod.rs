@@ -242,6 +242,11 @@ pub struct WorkerReport {
     pub id: String,
     pub hostname: String,
     pub weight: u32,
+    /// Engine threads the worker ran (`volley-worker --threads`), its
+    /// figures being their sum; null when unknown (a worker older than this
+    /// field, or a run resumed after a coordinator restart).
+    #[serde(default)]
+    pub threads: Option<u32>,
     /// Fraction of the global schedule this worker owned.
     pub share: f64,
     pub assigned_rps: f64,

@@ -603,6 +603,7 @@ impl<'a> Collector<'a> {
                     id: m.entry.id.to_string(),
                     hostname: m.entry.hostname.clone(),
                     weight: m.entry.weight,
+                    threads: (m.entry.threads > 0).then_some(m.entry.threads),
                     share: m.share_fraction(),
                     lost_at_s: m.lost_at_s,
                     left_at_s: m.left_at_s,
