@@ -252,7 +252,6 @@ fn coordinator_main(args: Args) -> i32 {
     let addr = listener.local_addr().expect("local address");
     let coord = Coordinator::new(CoordinatorConfig {
         heartbeat_timeout: args.heartbeat_timeout,
-        heartbeat_interval: args.heartbeat_timeout / 3,
         ..CoordinatorConfig::default()
     });
     let merged_at = watch_merges(coord.clone(), args.workers as u64 * args.values);

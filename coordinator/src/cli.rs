@@ -390,7 +390,6 @@ impl TryFrom<ServeArgs> for ServeConfig {
             coordinator: CoordinatorConfig {
                 token,
                 heartbeat_timeout: a.heartbeat_timeout,
-                heartbeat_interval: a.heartbeat_timeout / 3,
                 data_dir: a.data_dir,
             },
             tls,

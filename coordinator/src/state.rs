@@ -20,14 +20,19 @@ pub struct CoordinatorConfig {
     pub token: Option<String>,
     /// A worker silent this long is declared lost.
     pub heartbeat_timeout: Duration,
+    /// Where runs are written as they happen, so a restarted coordinator can
+    /// resume them (`None`: nothing is written).
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+impl CoordinatorConfig {
     /// How often an otherwise silent worker sends a heartbeat: a third of
     /// the timeout, so two may be lost before the worker is. Any message
     /// counts as one (a worker in a run reports every second and sends no
     /// heartbeats).
-    pub heartbeat_interval: Duration,
-    /// Where runs are written as they happen, so a restarted coordinator can
-    /// resume them (`None`: nothing is written).
-    pub data_dir: Option<std::path::PathBuf>,
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_timeout / 3
+    }
 }
 
 impl Default for CoordinatorConfig {
@@ -35,7 +40,6 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             token: None,
             heartbeat_timeout: Duration::from_secs(3),
-            heartbeat_interval: Duration::from_secs(1),
             data_dir: None,
         }
     }

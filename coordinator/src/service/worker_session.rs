@@ -86,7 +86,7 @@ impl pb::worker_session_server::WorkerSession for Sessions {
             conn
         };
         let welcome = pb::Welcome {
-            heartbeat_interval_ms: self.coord.config.heartbeat_interval.as_millis() as u32,
+            heartbeat_interval_ms: self.coord.config.heartbeat_interval().as_millis() as u32,
             coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
         };
         let _ = tx.try_send(Ok(pb::CoordinatorMessage {

@@ -124,17 +124,14 @@ impl IntervalData {
         for (a, b) in self.errors.iter_mut().zip(o.errors) {
             *a += b;
         }
-        add_codes(&mut self.status_codes, &o.status_codes);
-        add_codes(&mut self.grpc_codes, &o.grpc_codes);
+        for &(code, n) in &o.status_codes {
+            add_code(&mut self.status_codes, code, n);
+        }
+        for &(code, n) in &o.grpc_codes {
+            add_code(&mut self.grpc_codes, code, n);
+        }
         for c in &o.check_failures {
-            match self
-                .check_failures
-                .iter_mut()
-                .find(|x| x.req == c.req && x.check == c.check)
-            {
-                Some(x) => x.count += c.count,
-                None => self.check_failures.push(*c),
-            }
+            add_check(&mut self.check_failures, c.req, c.check, c.count);
         }
         if self.requests.is_empty() {
             self.requests.clone_from(&o.requests);
@@ -153,15 +150,6 @@ impl IntervalData {
         histogram::merge(&mut self.send_lag, &o.send_lag)?;
         self.in_flight += o.in_flight;
         Ok(())
-    }
-}
-
-fn add_codes(into: &mut Vec<(u32, u64)>, from: &[(u32, u64)]) {
-    for &(code, n) in from {
-        match into.iter_mut().find(|(c, _)| *c == code) {
-            Some((_, m)) => *m += n,
-            None => into.push((code, n)),
-        }
     }
 }
 
@@ -237,10 +225,25 @@ impl Default for Recorder {
     }
 }
 
-fn bump(codes: &mut Vec<(u32, u64)>, code: u32) {
+/// Adds `n` failures of `check` of request `req` (a handful of entries at
+/// most: a linear scan, and no allocation once the entry exists).
+fn add_check(checks: &mut Vec<CheckCount>, req: u16, check: u16, n: u64) {
+    match checks.iter_mut().find(|c| c.req == req && c.check == check) {
+        Some(c) => c.count += n,
+        None => checks.push(CheckCount {
+            req,
+            check,
+            count: n,
+        }),
+    }
+}
+
+/// Adds `n` to `code`'s count (a handful of codes at most: a linear scan,
+/// and no allocation once the entry exists).
+fn add_code(codes: &mut Vec<(u32, u64)>, code: u32, n: u64) {
     match codes.iter_mut().find(|(c, _)| *c == code) {
-        Some((_, n)) => *n += 1,
-        None => codes.push((code, 1)),
+        Some((_, m)) => *m += n,
+        None => codes.push((code, n)),
     }
 }
 
@@ -318,8 +321,8 @@ impl Recorder {
         let d = self.at(tag.second);
         d.errors[kind.index()] += 1;
         match status {
-            Some(Status::Http(code)) => bump(&mut d.status_codes, u32::from(code)),
-            Some(Status::Grpc(code)) => bump(&mut d.grpc_codes, code),
+            Some(Status::Http(code)) => add_code(&mut d.status_codes, u32::from(code), 1),
+            Some(Status::Grpc(code)) => add_code(&mut d.grpc_codes, code, 1),
             None => {}
         }
         if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
@@ -334,20 +337,7 @@ impl Recorder {
     pub fn check_failed(&mut self, tag: Tag, check: u16) {
         let d = self.at(tag.second);
         d.errors[ErrorKind::Check.index()] += 1;
-        // A handful of entries at most: a linear scan, and no allocation
-        // once the entry exists.
-        match d
-            .check_failures
-            .iter_mut()
-            .find(|c| c.req == tag.req && c.check == check)
-        {
-            Some(c) => c.count += 1,
-            None => d.check_failures.push(CheckCount {
-                req: tag.req,
-                check,
-                count: 1,
-            }),
-        }
+        add_check(&mut d.check_failures, tag.req, check, 1);
         if let Some(r) = d.requests.get_mut(usize::from(tag.req)) {
             r.errors += 1;
         }
