@@ -1,64 +1,8 @@
-//! The histogram every latency goes into, and its wire encoding.
-//!
-//! Values are microseconds from 1 µs to one hour at 3 significant digits, the
-//! shape wrk2 and Hyperfoil use. On the wire a histogram is HdrHistogram's V2
-//! format compressed with DEFLATE, so standard tools read it; decoding is
-//! bounded so hostile bytes cannot exhaust memory.
+//! Decoding histograms from the network: bounded inflate, the header
+//! checks, and the sparse form the coordinator merges from.
 
-use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
-use hdrhistogram::Histogram;
-use std::time::Duration;
-
-pub type Hist = Histogram<u64>;
-
-pub const LOWEST_US: u64 = 1;
-pub const HIGHEST_US: u64 = 3_600_000_000;
-pub const SIGFIG: u8 = 3;
-/// Largest encoded histogram accepted from the network.
-pub const MAX_ENCODED: usize = 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum HistError {
-    #[error("histogram is {0} bytes; at most {MAX_ENCODED} are accepted")]
-    TooLarge(usize),
-    #[error("histogram bytes do not decode: {0}")]
-    Decode(String),
-    #[error("histogram covers {lowest}..{highest} µs at {sigfig} digits; expected at most {LOWEST_US}..{HIGHEST_US} µs at {SIGFIG}")]
-    Shape {
-        lowest: u64,
-        highest: u64,
-        sigfig: u8,
-    },
-    #[error("histogram does not merge: {0}")]
-    Merge(String),
-}
-
-/// A fresh, empty histogram of the standard shape.
-pub fn new_hist() -> Hist {
-    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("constant bounds are valid")
-}
-
-/// Records a latency, clamping to the histogram's range so that nothing is
-/// ever silently lost (a latency above an hour counts as an hour).
-#[inline]
-pub fn record(h: &mut Hist, d: Duration) {
-    let us = (d.as_micros() as u64).clamp(LOWEST_US, HIGHEST_US);
-    h.record(us).expect("value clamped into range");
-}
-
-/// Encodes into `out` (cleared first).
-pub fn encode_into(h: &Hist, ser: &mut V2DeflateSerializer, out: &mut Vec<u8>) {
-    out.clear();
-    ser.serialize(h, out)
-        .expect("serializing into a Vec cannot fail");
-}
-
-pub fn encode(h: &Hist) -> Vec<u8> {
-    let mut out = Vec::new();
-    encode_into(h, &mut V2DeflateSerializer::new(), &mut out);
-    out
-}
+use super::{merge, new_hist, Hist, HistError, HIGHEST_US, LOWEST_US, MAX_ENCODED, SIGFIG};
+use hdrhistogram::serialization::Deserializer;
 
 /// Decodes bytes from the network, refusing anything that is not a histogram
 /// of (at most) the standard shape.
@@ -447,130 +391,11 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-/// A reproducible second of one worker, for the benchmarks and the
-/// coordinator's scale harness: `values` latencies lognormal around 2 ms
-/// (σ = 1), clamped to 100 µs..50 ms, drawn from `seed` (SplitMix64 +
-/// Box–Muller); the service time is 70 % of each latency. Returns
-/// (latency, service).
-pub fn synthetic_second(seed: u64, values: u64) -> (Hist, Hist) {
-    let mut normal = standard_normal(seed);
-    let mut latency = new_hist();
-    let mut service = new_hist();
-    for _ in 0..values {
-        let us = (2000.0 * normal().exp()).clamp(100.0, 50_000.0);
-        latency.record(us as u64).expect("in range");
-        service.record((us * 0.7) as u64).expect("in range");
-    }
-    (latency, service)
-}
-
-/// A reproducible second of a worker's send lag, for the same harnesses:
-/// `values` lags lognormal around 50 µs (σ = 1), clamped to 1 µs..5 ms.
-pub fn synthetic_send_lag(seed: u64, values: u64) -> Hist {
-    let mut normal = standard_normal(seed ^ 0x5EED);
-    let mut lag = new_hist();
-    for _ in 0..values {
-        let us = (50.0 * normal().exp()).clamp(1.0, 5000.0);
-        lag.record(us as u64).expect("in range");
-    }
-    lag
-}
-
-/// Standard normal draws from `seed` (SplitMix64 + Box–Muller).
-fn standard_normal(seed: u64) -> impl FnMut() -> f64 {
-    let mut state = seed;
-    let mut uniform = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 11) + 1) as f64 / (1u64 << 53) as f64
-    };
-    move || (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos()
-}
-
-/// Adds `other` into `into` exactly (bucket by bucket, never by averaging).
-pub fn merge(into: &mut Hist, other: &Hist) -> Result<(), HistError> {
-    into.add(other)
-        .map_err(|e| HistError::Merge(format!("{e:?}")))
-}
-
-/// One line of an HdrHistogram interval log (no trailing newline):
-/// `start,duration,max,base64`. Start is seconds since the log's base time;
-/// the max column is in milliseconds (the log declares `MaxValueDivisor`
-/// 1000), the histogram itself in microseconds.
-pub fn interval_log_line(h: &Hist, start: Duration, duration: Duration) -> String {
-    let mut buf = Vec::new();
-    let mut ser = V2DeflateSerializer::new();
-    {
-        let mut w = IntervalLogWriterBuilder::new()
-            .with_max_value_divisor(1000.0)
-            .begin_log_with(&mut buf, &mut ser)
-            .expect("writing to a Vec cannot fail");
-        w.write_histogram(h, start, duration, None)
-            .expect("writing to a Vec cannot fail");
-    }
-    let text = String::from_utf8(buf).expect("interval logs are ASCII");
-    // The builder wrote its MaxValueDivisor header first; keep the last line.
-    text.lines().last().unwrap_or_default().to_string()
-}
-
-/// An interval-log line from histogram bytes already in V2+DEFLATE form (as
-/// workers send them), without decoding and re-encoding: `max_ms` is the
-/// histogram's max in milliseconds, `tag` an optional `Tag=` value.
-pub fn interval_log_line_encoded(
-    encoded: &[u8],
-    start: Duration,
-    duration: Duration,
-    max_ms: f64,
-    tag: Option<&str>,
-) -> String {
-    use base64::Engine;
-    let mut line = String::with_capacity(encoded.len() * 4 / 3 + 64);
-    if let Some(tag) = tag {
-        line.push_str("Tag=");
-        line.push_str(tag);
-        line.push(',');
-    }
-    line.push_str(&format!(
-        "{:.3},{:.3},{:.3},",
-        start.as_secs_f64(),
-        duration.as_secs_f64(),
-        max_ms
-    ));
-    base64::engine::general_purpose::STANDARD.encode_string(encoded, &mut line);
-    line
-}
-
-/// The header of Volley's interval logs.
-pub fn interval_log_header(base_unix_secs: f64) -> String {
-    format!(
-        "#[Histogram log written by Volley {}: latency from the scheduled send time, in microseconds]\n\
-         #[StartTime: {base_unix_secs:.3} (seconds since epoch)]\n\
-         #[BaseTime: {base_unix_secs:.3} (seconds since epoch)]\n\
-         #[MaxValueDivisor: 1000.000]\n\
-         \"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n",
-        env!("CARGO_PKG_VERSION")
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::{encode, merge, synthetic_second};
     use super::*;
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-
-    #[test]
-    fn encode_decode_round_trip() {
-        let mut h = new_hist();
-        for v in [1u64, 10, 250, 20_000, 20_000, 3_000_000] {
-            h.record(v).unwrap();
-        }
-        let back = decode(&encode(&h)).unwrap();
-        assert_eq!(back.len(), 6);
-        assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
-        assert_eq!(back.max(), h.max());
-    }
+    use hdrhistogram::Histogram;
 
     /// Every bucket's count, for exact comparisons.
     fn buckets(h: &Hist) -> Vec<(u64, u64)> {
@@ -699,57 +524,6 @@ mod tests {
                 small
             );
         }
-    }
-
-    #[test]
-    fn record_clamps_instead_of_losing() {
-        let mut h = new_hist();
-        record(&mut h, Duration::from_secs(7200));
-        record(&mut h, Duration::ZERO);
-        assert_eq!(h.len(), 2);
-        assert_eq!(h.min(), 1);
-        assert!(h.equivalent(h.max(), HIGHEST_US));
-    }
-
-    #[test]
-    fn merge_is_exact() {
-        let (mut a, mut b, mut all) = (new_hist(), new_hist(), new_hist());
-        for v in 1..=1000u64 {
-            a.record(v * 10).unwrap();
-            all.record(v * 10).unwrap();
-        }
-        for v in 1..=10u64 {
-            b.record(v * 100_000).unwrap();
-            all.record(v * 100_000).unwrap();
-        }
-        merge(&mut a, &b).unwrap();
-        assert_eq!(a, all);
-    }
-
-    #[test]
-    fn interval_log_line_reads_back() {
-        let mut h = new_hist();
-        h.record(1500).unwrap();
-        let mut log = interval_log_header(1_700_000_000.0);
-        log.push_str(&interval_log_line(
-            &h,
-            Duration::from_secs(3),
-            Duration::from_secs(1),
-        ));
-        log.push('\n');
-        let entries: Vec<_> = IntervalLogIterator::new(log.as_bytes())
-            .filter_map(|e| match e.unwrap() {
-                LogEntry::Interval(i) => Some((
-                    i.start_timestamp(),
-                    i.max(),
-                    i.encoded_histogram().to_string(),
-                )),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(entries.len(), 1);
-        assert_eq!(entries[0].0, Duration::from_secs(3));
-        assert!((entries[0].1 - 1.5).abs() < 0.01);
     }
 
     mod fuzz {
