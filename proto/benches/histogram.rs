@@ -1,12 +1,12 @@
 //! What one worker-second's latency histogram costs on the wire: the worker
-//! encodes it (V2 + DEFLATE) once a second, the coordinator decodes it,
+//! encodes it (V2, deflated unless small) once a second, the coordinator decodes it,
 //! merges it, and writes it into the per-worker interval log.
 //!
 //! `cargo bench -p volley-proto --bench histogram`
 //! (add `-- --warm-up-time 1 --measurement-time 2` for a quick pass).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
 use std::hint::black_box;
 use std::time::Duration;
 use volley_proto::histogram::{self, Hist};
@@ -30,15 +30,28 @@ fn benches(c: &mut Criterion) {
     );
 
     let mut g = c.benchmark_group("histogram");
-    // The worker's path: one serializer and one buffer, reused every second.
+    // The worker's path: one encoder and one buffer, reused every second;
+    // beside it HdrHistogram's own V2 + DEFLATE serializer (what workers
+    // used before), which builds a fresh zlib compressor per histogram.
+    let mut enc = histogram::Encoder::new();
     let mut ser = V2DeflateSerializer::new();
     let mut out = Vec::new();
-    g.bench_function("encode_v2_deflate", |bch| {
-        bch.iter(|| {
-            histogram::encode_into(black_box(&a), &mut ser, &mut out);
-            black_box(out.len())
+    for values in [10usize, 20_000] {
+        let h = realistic_second(5, values);
+        g.bench_function(format!("encode/{values}"), |bch| {
+            bch.iter(|| {
+                enc.encode_into(black_box(&h), &mut out);
+                black_box(out.len())
+            });
         });
-    });
+        g.bench_function(format!("encode_crate_deflate/{values}"), |bch| {
+            bch.iter(|| {
+                out.clear();
+                ser.serialize(black_box(&h), &mut out).expect("into a Vec");
+                black_box(out.len())
+            });
+        });
+    }
     // The coordinator's path: bounded inflate, header checks, deserialize.
     g.bench_function("decode", |bch| {
         bch.iter(|| histogram::decode(black_box(&encoded)).expect("decodes"));
@@ -67,10 +80,19 @@ fn benches(c: &mut Criterion) {
     }
     // What the coordinator does with each of a report's three histograms:
     // 10 values (10,000 workers at 100k rps) to 20,000.
+    // Small ones arrive uncompressed (see `histogram::RAW_MAX`);
+    // `decode_for_merge_deflated` is the same histogram deflated, as every
+    // one was before.
     for values in [10usize, 100, 20_000] {
-        let bytes = histogram::encode(&realistic_second(4, values));
+        let h = realistic_second(4, values);
+        let bytes = histogram::encode(&h);
         g.bench_function(format!("decode_for_merge/{values}"), |bch| {
             bch.iter(|| histogram::decode_for_merge(black_box(&bytes)).expect("decodes"));
+        });
+        let mut deflated = Vec::new();
+        ser.serialize(&h, &mut deflated).expect("into a Vec");
+        g.bench_function(format!("decode_for_merge_deflated/{values}"), |bch| {
+            bch.iter(|| histogram::decode_for_merge(black_box(&deflated)).expect("decodes"));
         });
     }
     // Adding one worker's second into the merged second (the sum only grows,

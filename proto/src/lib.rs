@@ -28,10 +28,13 @@ pub mod pb {
 }
 
 /// Protocol version carried in `Hello`; a coordinator refuses any other.
-pub const PROTOCOL_VERSION: u32 = 5;
+///
+/// 6: small histograms travel as uncompressed V2 (a coordinator of version
+/// 5 cannot read them).
+pub const PROTOCOL_VERSION: u32 = 6;
 
-/// Largest gRPC message either side accepts (an interval report carries two
-/// compressed histograms, a few KiB each; a scenario is a small TOML file).
+/// Largest gRPC message either side accepts (an interval report carries
+/// three histograms, a few KiB each; a scenario is a small TOML file).
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Size of one piece of a file sent in chunks (`FileChunk`, `DataChunk`),
 /// well under [`MAX_MESSAGE_BYTES`].

@@ -1,25 +1,24 @@
 //! The engine's per-second data as the wire's `IntervalReport`: histograms
-//! in the HdrHistogram V2 + DEFLATE format, error counts named by kind, and
-//! the worker's own memory and CPU.
+//! in HdrHistogram's V2 format (deflated unless small), error counts named
+//! by kind, and the worker's own memory and CPU.
 
 use crate::engine::recorder::IntervalData;
-use hdrhistogram::serialization::V2DeflateSerializer;
 use volley_plan::ErrorKind;
 use volley_proto::{histogram, pb};
 
-/// One second of run `run_id`, ready to send. `ser` is reused from one
+/// One second of run `run_id`, ready to send. `enc` is reused from one
 /// report to the next.
 pub fn interval_report(
     run_id: &str,
     d: &IntervalData,
-    ser: &mut V2DeflateSerializer,
+    enc: &mut histogram::Encoder,
 ) -> pb::IntervalReport {
     let mut latency = Vec::new();
     let mut service = Vec::new();
     let mut send_lag = Vec::new();
-    histogram::encode_into(&d.latency, ser, &mut latency);
-    histogram::encode_into(&d.service, ser, &mut service);
-    histogram::encode_into(&d.send_lag, ser, &mut send_lag);
+    enc.encode_into(&d.latency, &mut latency);
+    enc.encode_into(&d.service, &mut service);
+    enc.encode_into(&d.send_lag, &mut send_lag);
     pb::IntervalReport {
         run_id: run_id.to_string(),
         index: d.index,
@@ -54,7 +53,7 @@ pub fn interval_report(
             .enumerate()
             .map(|(i, r)| {
                 let mut hist = Vec::new();
-                histogram::encode_into(&r.latency, ser, &mut hist);
+                enc.encode_into(&r.latency, &mut hist);
                 pb::RequestInterval {
                     index: i as u32,
                     intended: r.intended,

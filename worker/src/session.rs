@@ -19,7 +19,6 @@ use crate::engine::{self, EngineEvent, EngineHandle, EngineSetup};
 use crate::inbox::Inbox;
 use crate::outbox::Outbox;
 use crate::{assignment, encode};
-use hdrhistogram::serialization::V2DeflateSerializer;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -33,7 +32,7 @@ use volley_proto::pb::worker_message::Msg as Out;
 use volley_proto::pb::{
     self, coordinator_message::Msg as In, worker_session_client::WorkerSessionClient,
 };
-use volley_proto::{auth, clock, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use volley_proto::{auth, clock, histogram, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -97,7 +96,7 @@ async fn serve(
     let mut inbox = Inbox::default();
     let mut backoff = Duration::from_millis(100);
     let mut lost_since: Option<Instant> = None;
-    let mut ser = V2DeflateSerializer::new();
+    let mut ser = histogram::Encoder::new();
     loop {
         let session = Session {
             config,
@@ -201,7 +200,7 @@ struct Session<'a> {
     config: &'a WorkerConfig,
     run: &'a mut Option<Run>,
     inbox: &'a mut Inbox,
-    ser: &'a mut V2DeflateSerializer,
+    ser: &'a mut histogram::Encoder,
     leave: &'a mut Leave,
     /// Set when the worker is asked to shut down.
     asked: watch::Receiver<bool>,
@@ -548,7 +547,7 @@ async fn handle(
 }
 
 /// Moves the engine's reports into the outbox while disconnected.
-fn drain_events(r: &mut Run, ser: &mut V2DeflateSerializer) {
+fn drain_events(r: &mut Run, ser: &mut histogram::Encoder) {
     loop {
         let ev = match r.events.as_mut().map(|rx| rx.try_recv()) {
             Some(Ok(ev)) => ev,
@@ -560,7 +559,7 @@ fn drain_events(r: &mut Run, ser: &mut V2DeflateSerializer) {
 }
 
 /// The message an engine event becomes.
-fn event_message(r: &mut Run, ev: EngineEvent, ser: &mut V2DeflateSerializer) -> pb::WorkerMessage {
+fn event_message(r: &mut Run, ev: EngineEvent, ser: &mut histogram::Encoder) -> pb::WorkerMessage {
     match ev {
         EngineEvent::Interval(d) => {
             r.intervals_sent += 1;

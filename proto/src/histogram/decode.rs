@@ -102,9 +102,7 @@ pub fn decode_for_merge(bytes: &[u8]) -> Result<Decoded, HistError> {
         return Ok(Decoded::Sparse(Sparse::default()));
     }
     with_inflated(bytes, |inner| {
-        let payload_len = inner
-            .get(4..8)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize);
+        let payload_len = be32(inner, 4).unwrap_or(0) as usize;
         if payload_len > SPARSE_MAX_PAYLOAD {
             return deserialize_inner(inner).map(Decoded::Full);
         }
@@ -112,15 +110,21 @@ pub fn decode_for_merge(bytes: &[u8]) -> Result<Decoded, HistError> {
     })
 }
 
-const V2_COOKIE: u32 = 0x1c84_9313;
-const V2_DEFLATE_COOKIE: u32 = 0x1c84_9314;
+pub(super) const V2_COOKIE: u32 = 0x1c84_9313;
+pub(super) const V2_DEFLATE_COOKIE: u32 = 0x1c84_9314;
 /// Largest inflated V2 payload: the standard shape needs ~24k counts of at
 /// most 9 bytes each.
 const MAX_INFLATED: usize = 512 * 1024;
 
-/// Inflates a V2+DEFLATE histogram ourselves, bounded, checks the inner
-/// header (shape and declared payload length) before anything is allocated
-/// from it, and hands the uncompressed V2 bytes to `f`.
+/// Whether `bytes` are uncompressed V2 (by their cookie).
+pub(super) fn is_raw_v2(bytes: &[u8]) -> bool {
+    be32(bytes, 0) == Some(V2_COOKIE)
+}
+
+/// Hands the uncompressed V2 bytes of a histogram from the network to `f`,
+/// after checking their header (shape and declared payload length) before
+/// anything is allocated from it. Uncompressed V2 is checked in place;
+/// V2 + DEFLATE is inflated ourselves, bounded.
 ///
 /// The inflate state and its output buffer are kept per thread and reused:
 /// a fresh zlib decoder allocates and zeroes its state (about 11 KB plus
@@ -135,11 +139,82 @@ fn with_inflated<R>(
         static INFLATER: std::cell::RefCell<Option<Inflater>> =
             const { std::cell::RefCell::new(None) };
     }
+    if is_raw_v2(bytes) {
+        return f(checked_v2(bytes)?);
+    }
     INFLATER.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut slot) => f(slot.get_or_insert_with(Inflater::new).inflate(bytes)?),
+        Ok(mut slot) => f(checked_v2(
+            slot.get_or_insert_with(Inflater::new).inflate(bytes)?,
+        )?),
         // Only if `f` itself decodes (it does not): a private one.
-        Err(_) => f(Inflater::new().inflate(bytes)?),
+        Err(_) => f(checked_v2(Inflater::new().inflate(bytes)?)?),
     })
+}
+
+/// A big-endian u32 at `at`, if the bytes reach that far.
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// A big-endian u64 at `at`, if the bytes reach that far.
+fn be64(b: &[u8], at: usize) -> Option<u64> {
+    b.get(at..at + 8).map(|s| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        u64::from_be_bytes(a)
+    })
+}
+
+fn bad(m: &str) -> HistError {
+    HistError::Decode(m.to_string())
+}
+
+/// The header of uncompressed V2 bytes (40 bytes).
+struct V2Header {
+    payload_len: usize,
+    normalizing_offset: u32,
+    digits: u32,
+    lowest: u64,
+    highest: u64,
+    ratio: f64,
+}
+
+impl V2Header {
+    fn read(inner: &[u8]) -> Result<V2Header, HistError> {
+        let truncated = || bad("truncated header");
+        Ok(V2Header {
+            payload_len: be32(inner, 4).ok_or_else(truncated)? as usize,
+            normalizing_offset: be32(inner, 8).ok_or_else(truncated)?,
+            digits: be32(inner, 12).ok_or_else(truncated)?,
+            lowest: be64(inner, 16).ok_or_else(truncated)?,
+            highest: be64(inner, 24).ok_or_else(truncated)?,
+            ratio: f64::from_bits(be64(inner, 32).ok_or_else(truncated)?),
+        })
+    }
+}
+
+/// Uncompressed V2 bytes, checked: the cookie, a whole header, a payload as
+/// long as declared, a size within bounds and at most the standard shape.
+fn checked_v2(inner: &[u8]) -> Result<&[u8], HistError> {
+    if inner.len() > MAX_INFLATED {
+        return Err(bad("inflated histogram is too large"));
+    }
+    if be32(inner, 0) != Some(V2_COOKIE) {
+        return Err(bad("inner payload is not a V2 histogram"));
+    }
+    let h = V2Header::read(inner)?;
+    if h.payload_len > inner.len() - 40 {
+        return Err(bad("declared payload is longer than the data"));
+    }
+    if h.lowest < LOWEST_US || h.highest > HIGHEST_US * 2 || h.digits > u32::from(SIGFIG) {
+        return Err(HistError::Shape {
+            lowest: h.lowest,
+            highest: h.highest,
+            sigfig: h.digits.min(255) as u8,
+        });
+    }
+    Ok(inner)
 }
 
 /// A zlib inflate state and the buffer it inflates into, reused.
@@ -156,21 +231,11 @@ impl Inflater {
         }
     }
 
+    /// The inflated bytes of V2 + DEFLATE, at most one byte past
+    /// [`MAX_INFLATED`] (which [`checked_v2`] refuses).
     fn inflate(&mut self, bytes: &[u8]) -> Result<&[u8], HistError> {
-        let be32 = |b: &[u8], at: usize| -> Option<u32> {
-            b.get(at..at + 4)
-                .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        };
-        let be64 = |b: &[u8], at: usize| -> Option<u64> {
-            b.get(at..at + 8).map(|s| {
-                let mut a = [0u8; 8];
-                a.copy_from_slice(s);
-                u64::from_be_bytes(a)
-            })
-        };
-        let bad = |m: &str| HistError::Decode(m.to_string());
         if be32(bytes, 0) != Some(V2_DEFLATE_COOKIE) {
-            return Err(bad("not a V2+DEFLATE histogram (wrong cookie)"));
+            return Err(bad("not a V2 or V2+DEFLATE histogram (wrong cookie)"));
         }
         let input = bytes.get(8..).unwrap_or_default();
         self.z.reset(true);
@@ -201,28 +266,7 @@ impl Inflater {
                 return Err(bad("DEFLATE: the stream ends early"));
             }
         }
-        let inner = &self.out[..];
-        if inner.len() > MAX_INFLATED {
-            return Err(bad("inflated histogram is too large"));
-        }
-        if be32(inner, 0) != Some(V2_COOKIE) {
-            return Err(bad("inner payload is not a V2 histogram"));
-        }
-        let payload_len = be32(inner, 4).ok_or_else(|| bad("truncated header"))? as usize;
-        let digits = be32(inner, 12).ok_or_else(|| bad("truncated header"))?;
-        let lowest = be64(inner, 16).ok_or_else(|| bad("truncated header"))?;
-        let highest = be64(inner, 24).ok_or_else(|| bad("truncated header"))?;
-        if payload_len > inner.len().saturating_sub(40) {
-            return Err(bad("declared payload is longer than the data"));
-        }
-        if lowest < LOWEST_US || highest > HIGHEST_US * 2 || digits > u32::from(SIGFIG) {
-            return Err(HistError::Shape {
-                lowest,
-                highest,
-                sigfig: digits.min(255) as u8,
-            });
-        }
-        Ok(inner)
+        Ok(&self.out[..])
     }
 }
 
@@ -305,22 +349,14 @@ pub fn decode_sparse(bytes: &[u8]) -> Result<Sparse, HistError> {
 
 /// The non-zero buckets of inflated V2 bytes.
 fn sparse_inner(inner: &[u8]) -> Result<Sparse, HistError> {
-    let bad = |m: &str| HistError::Decode(m.to_string());
-    let field = |at: usize, n: usize| inner.get(at..at + n).ok_or_else(|| bad("truncated header"));
-    let be32 = |at| field(at, 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-    let be64 = |at| {
-        field(at, 8).map(|s| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(s);
-            u64::from_be_bytes(a)
-        })
-    };
-    let payload_len = be32(4)? as usize;
-    let normalizing_offset = be32(8)?;
-    let digits = be32(12)?;
-    let lowest = be64(16)?;
-    let highest = be64(24)?;
-    let ratio = f64::from_bits(be64(32)?);
+    let V2Header {
+        payload_len,
+        normalizing_offset,
+        digits,
+        lowest,
+        highest,
+        ratio,
+    } = V2Header::read(inner)?;
     if normalizing_offset != 0 || ratio != 1.0 {
         return Err(bad("unsupported V2 features (normalizing offset or ratio)"));
     }
@@ -393,8 +429,9 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{encode, merge, synthetic_second};
+    use super::super::{deflated, encode, merge, synthetic_second, RAW_MAX};
     use super::*;
+    use hdrhistogram::serialization::{Serializer, V2DeflateSerializer, V2Serializer};
     use hdrhistogram::Histogram;
 
     /// Every bucket's count, for exact comparisons.
@@ -503,6 +540,96 @@ mod tests {
     }
 
     #[test]
+    fn small_histograms_travel_uncompressed_and_large_ones_deflated() {
+        for values in [0u64, 1, 10, 50, 1000, 20_000] {
+            let h = synthetic_second(values + 11, values).0;
+            let bytes = encode(&h);
+            let raw = is_raw_v2(&bytes);
+            let mut v2 = Vec::new();
+            V2Serializer::new().serialize(&h, &mut v2).unwrap();
+            assert_eq!(raw, v2.len() <= RAW_MAX, "{values} values");
+            if raw {
+                assert_eq!(bytes, v2, "uncompressed is plain V2");
+            } else {
+                assert_eq!(be32(&bytes, 0), Some(V2_DEFLATE_COOKIE));
+            }
+            // Either form: every decoder gives back exactly the histogram,
+            // and so does HdrHistogram's own deserializer (standard tools).
+            assert_eq!(decode(&bytes).unwrap(), h, "{values} values");
+            assert_eq!(decode_sparse(&bytes).unwrap().to_hist().unwrap(), h);
+            assert_eq!(decode_for_merge(&bytes).unwrap().to_hist().unwrap(), h);
+            let standard: Hist = Deserializer::new()
+                .deserialize(&mut std::io::Cursor::new(&bytes))
+                .unwrap();
+            assert_eq!(standard, h);
+        }
+        // 10 values per worker-second (10,000 workers at 100k rps) are the
+        // case this is for.
+        assert!(is_raw_v2(&encode(&synthetic_second(1, 10).0)));
+        assert!(!is_raw_v2(&encode(&synthetic_second(1, 20_000).0)));
+    }
+
+    #[test]
+    fn our_deflate_is_what_hdrhistogram_writes_and_reads() {
+        let h = synthetic_second(21, 5000).0;
+        let ours = encode(&h);
+        let mut crate_form = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&h, &mut crate_form)
+            .unwrap();
+        // Same header and the same inflated content; both read everywhere.
+        assert_eq!(ours[..4], crate_form[..4]);
+        assert_eq!(be32(&ours, 4).unwrap() as usize, ours.len() - 8);
+        for bytes in [&ours, &crate_form] {
+            let back: Hist = Deserializer::new()
+                .deserialize(&mut std::io::Cursor::new(bytes))
+                .unwrap();
+            assert_eq!(back, h);
+            assert_eq!(decode(bytes).unwrap(), h);
+        }
+        // A small one made into the log's (deflated) form reads back too.
+        let small = synthetic_second(22, 10).0;
+        let raw = encode(&small);
+        let logged = deflated(&raw);
+        assert_eq!(be32(&logged, 0), Some(V2_DEFLATE_COOKIE));
+        let back: Hist = Deserializer::new()
+            .deserialize(&mut std::io::Cursor::new(&logged[..]))
+            .unwrap();
+        assert_eq!(back, small);
+        // Already deflated bytes are passed through untouched.
+        assert!(matches!(deflated(&ours), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn uncompressed_bytes_get_the_same_checks() {
+        let h = synthetic_second(23, 10).0;
+        let raw = encode(&h);
+        assert!(is_raw_v2(&raw));
+        // Cut anywhere: refused (or, cut after the counts it declares, the
+        // same histogram), never a different one.
+        for keep in 0..raw.len() {
+            if let Ok(back) = decode(&raw[..keep]) {
+                assert!(keep == 0 && back.is_empty(), "cut at {keep}");
+            }
+            assert!(keep == 0 || decode_sparse(&raw[..keep]).is_err());
+        }
+        // A declared payload longer than the bytes.
+        let mut long = raw.clone();
+        long[4..8].copy_from_slice(&(raw.len() as u32).to_be_bytes());
+        assert!(decode(&long).is_err());
+        assert!(decode_for_merge(&long).is_err());
+        // A wider shape than the standard one.
+        let wide: Hist = Histogram::new_with_bounds(1, u64::MAX / 4, 5).unwrap();
+        let mut v2 = Vec::new();
+        V2Serializer::new().serialize(&wide, &mut v2).unwrap();
+        assert!(matches!(decode(&v2), Err(HistError::Shape { .. })));
+        // Too large, even below the network bound.
+        let mut huge = raw.clone();
+        huge.resize(MAX_INFLATED + 1, 0);
+        assert!(decode(&huge).is_err());
+    }
+
+    #[test]
     fn the_reused_inflater_decodes_each_histogram_alone() {
         // One thread's inflater, reused across sizes and after failures:
         // every histogram still decodes to exactly what it holds.
@@ -530,12 +657,21 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn valid() -> Vec<u8> {
+        /// A small histogram (uncompressed on the wire) or, with
+        /// `deflate`, a larger one.
+        fn valid(deflate: bool) -> Vec<u8> {
             let mut h = new_hist();
             for v in [1u64, 7, 300, 4_000, 90_000, 2_000_000] {
                 h.record_n(v, v % 13 + 1).unwrap();
             }
-            encode(&h)
+            if deflate {
+                for v in 1..400u64 {
+                    h.record(v * 37).unwrap();
+                }
+            }
+            let bytes = encode(&h);
+            assert_eq!(is_raw_v2(&bytes), !deflate);
+            bytes
         }
 
         proptest! {
@@ -555,8 +691,9 @@ mod tests {
                 flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6),
                 cut in any::<prop::sample::Index>(),
                 extra in prop::collection::vec(any::<u8>(), 0..32),
+                deflate in any::<bool>(),
             ) {
-                let mut b = valid();
+                let mut b = valid(deflate);
                 for (i, x) in flips {
                     let i = i.index(b.len());
                     b[i] ^= x;

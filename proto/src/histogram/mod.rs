@@ -2,11 +2,11 @@
 //!
 //! Values are microseconds from 1 µs to one hour at 3 significant digits, the
 //! shape wrk2 and Hyperfoil use. On the wire a histogram is HdrHistogram's V2
-//! format compressed with DEFLATE, so standard tools read it; decoding is
-//! bounded so hostile bytes cannot exhaust memory.
+//! format, compressed with DEFLATE unless it is small, so standard tools read
+//! it; decoding is bounded so hostile bytes cannot exhaust memory.
 
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
-use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{Serializer, V2DeflateSerializer, V2Serializer};
 use hdrhistogram::Histogram;
 use std::time::Duration;
 
@@ -47,17 +47,113 @@ pub fn record(h: &mut Hist, d: Duration) {
     h.record(us).expect("value clamped into range");
 }
 
-/// Encodes into `out` (cleared first).
-pub fn encode_into(h: &Hist, ser: &mut V2DeflateSerializer, out: &mut Vec<u8>) {
-    out.clear();
-    ser.serialize(h, out)
-        .expect("serializing into a Vec cannot fail");
+/// Histograms whose uncompressed V2 form is at most this many bytes go on
+/// the wire uncompressed. DEFLATE does not pay below a few hundred bytes (a
+/// worker-second of 10 values: 68 bytes raw, 87 deflated), and inflating is
+/// most of what decoding a small histogram costs the coordinator (zlib
+/// state and Huffman tables per stream). Larger ones are deflated: 20,000
+/// values are 5,365 bytes raw and 2,672 deflated.
+pub const RAW_MAX: usize = 512;
+
+/// Encodes histograms for the wire, reusing its buffers and its deflate
+/// state from one histogram to the next (a fresh zlib compressor allocates
+/// and zeroes a few hundred KB).
+pub struct Encoder {
+    v2: V2Serializer,
+    raw: Vec<u8>,
+    deflater: Deflater,
 }
 
+impl Default for Encoder {
+    fn default() -> Self {
+        Encoder::new()
+    }
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder {
+            v2: V2Serializer::new(),
+            raw: Vec::new(),
+            deflater: Deflater::new(),
+        }
+    }
+
+    /// Encodes `h` into `out` (cleared first): HdrHistogram V2 when that is
+    /// at most [`RAW_MAX`] bytes, else V2 + DEFLATE. Both are standard
+    /// encodings (cookies `0x1c849313` and `0x1c849314`), and [`decode`]
+    /// reads either.
+    pub fn encode_into(&mut self, h: &Hist, out: &mut Vec<u8>) {
+        self.raw.clear();
+        self.v2
+            .serialize(h, &mut self.raw)
+            .expect("serializing into a Vec cannot fail");
+        out.clear();
+        if self.raw.len() <= RAW_MAX {
+            out.extend_from_slice(&self.raw);
+        } else {
+            self.deflater.deflate_v2(&self.raw, out);
+        }
+    }
+}
+
+/// A histogram in the wire's form (see [`Encoder::encode_into`]).
 pub fn encode(h: &Hist) -> Vec<u8> {
     let mut out = Vec::new();
-    encode_into(h, &mut V2DeflateSerializer::new(), &mut out);
+    Encoder::new().encode_into(h, &mut out);
     out
+}
+
+/// A zlib compressor, reset and reused for each histogram.
+struct Deflater {
+    z: flate2::Compress,
+}
+
+impl Deflater {
+    fn new() -> Deflater {
+        Deflater {
+            z: flate2::Compress::new(flate2::Compression::default(), true),
+        }
+    }
+
+    /// Appends uncompressed V2 bytes `raw` to `out` as V2 + DEFLATE: the
+    /// compressed cookie, the compressed length, then the zlib stream (what
+    /// HdrHistogram's `V2DeflateSerializer` writes).
+    fn deflate_v2(&mut self, raw: &[u8], out: &mut Vec<u8>) {
+        let at = out.len();
+        out.extend_from_slice(&decode::V2_DEFLATE_COOKIE.to_be_bytes());
+        out.extend_from_slice(&[0; 4]);
+        out.reserve(raw.len() / 2 + 64);
+        self.z.reset();
+        loop {
+            let read = self.z.total_in() as usize;
+            let status = self
+                .z
+                .compress_vec(&raw[read..], out, flate2::FlushCompress::Finish)
+                .expect("compressing into a Vec cannot fail");
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+            out.reserve(out.capacity().max(256));
+        }
+        let len = (out.len() - at - 8) as u32;
+        out[at + 4..at + 8].copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+/// Histogram bytes in the wire's form as V2 + DEFLATE, the form interval
+/// logs carry (HdrHistogram's log readers expect the compressed cookie):
+/// uncompressed V2 is deflated, anything else is returned as it is.
+pub fn deflated(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !decode::is_raw_v2(bytes) {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    thread_local! {
+        static DEFLATER: std::cell::RefCell<Deflater> = std::cell::RefCell::new(Deflater::new());
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 16);
+    DEFLATER.with(|d| d.borrow_mut().deflate_v2(bytes, &mut out));
+    std::borrow::Cow::Owned(out)
 }
 
 mod decode;
@@ -133,9 +229,10 @@ pub fn interval_log_line(h: &Hist, start: Duration, duration: Duration) -> Strin
     text.lines().last().unwrap_or_default().to_string()
 }
 
-/// An interval-log line from histogram bytes already in V2+DEFLATE form (as
-/// workers send them), without decoding and re-encoding: `max_ms` is the
-/// histogram's max in milliseconds, `tag` an optional `Tag=` value.
+/// An interval-log line from histogram bytes in the wire's form (as workers
+/// send them), without decoding and re-encoding (small uncompressed ones are
+/// deflated, see [`deflated`]): `max_ms` is the histogram's max in
+/// milliseconds, `tag` an optional `Tag=` value.
 pub fn interval_log_line_encoded(
     encoded: &[u8],
     start: Duration,
@@ -144,6 +241,7 @@ pub fn interval_log_line_encoded(
     tag: Option<&str>,
 ) -> String {
     use base64::Engine;
+    let encoded = deflated(encoded);
     let mut line = String::with_capacity(encoded.len() * 4 / 3 + 64);
     if let Some(tag) = tag {
         line.push_str("Tag=");
@@ -156,7 +254,7 @@ pub fn interval_log_line_encoded(
         duration.as_secs_f64(),
         max_ms
     ));
-    base64::engine::general_purpose::STANDARD.encode_string(encoded, &mut line);
+    base64::engine::general_purpose::STANDARD.encode_string(&encoded, &mut line);
     line
 }
 
@@ -238,5 +336,42 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].0, Duration::from_secs(3));
         assert!((entries[0].1 - 1.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn worker_lines_are_deflated_whichever_form_arrived() {
+        use base64::Engine;
+        // A worker's small second arrives uncompressed, a big one deflated;
+        // its log line carries V2 + DEFLATE either way (log readers expect
+        // the compressed cookie) and reads back to the same histogram.
+        for values in [10u64, 20_000] {
+            let h = synthetic_second(values, values).0;
+            let line = interval_log_line_encoded(
+                &encode(&h),
+                Duration::from_secs(4),
+                Duration::from_secs(1),
+                h.max() as f64 / 1000.0,
+                Some("w1"),
+            );
+            let log = format!("{}{line}\n", interval_log_header(1_700_000_000.0));
+            let mut seen = 0;
+            for e in IntervalLogIterator::new(log.as_bytes()) {
+                let LogEntry::Interval(i) = e.unwrap() else {
+                    continue;
+                };
+                assert_eq!(i.tag().map(|t| t.as_str()), Some("w1"));
+                assert_eq!(i.start_timestamp(), Duration::from_secs(4));
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(i.encoded_histogram())
+                    .unwrap();
+                assert_eq!(bytes[..4], [0x1c, 0x84, 0x93, 0x14], "compressed cookie");
+                let back: Hist = hdrhistogram::serialization::Deserializer::new()
+                    .deserialize(&mut std::io::Cursor::new(&bytes))
+                    .unwrap();
+                assert_eq!(back, h, "{values} values");
+                seen += 1;
+            }
+            assert_eq!(seen, 1);
+        }
     }
 }
