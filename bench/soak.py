@@ -11,6 +11,7 @@ noise of 0; a leak of 3 KB/s shows ~10,800 KB/h.
 
 Every run has a fixed duration and a hard limit; every process is stopped by PID on exit.
 All traffic is on 127.0.0.1. Usage: bench/soak.sh [--rate N] [--duration S] [--only cluster|local]
+[--worker-cores 0-1]
 """
 
 import argparse
@@ -89,6 +90,11 @@ def report(label, series, warmup):
               f"{rss[-1][1] / 1024:6.1f} MB at {rss[-1][0]:5.0f} s; peak {max(v[0] for _, v in pts) / 1024:6.1f} MB; "
               f"slope {s:+8.0f} KB/h ({s * 24 / 1024:+7.1f} MB/day), of it anonymous {sa:+8.0f} KB/h "
               f"(anon {anon[0][1] / 1024:.1f} -> {anon[-1][1] / 1024:.1f} MB)", flush=True)
+        # A step during warm-up and a steady climb can fit the same slope:
+        # the anonymous RSS at each fifth of the fitted span tells them apart.
+        marks = [anon[min(len(anon) - 1, i * (len(anon) - 1) // 5)] for i in range(6)]
+        print(f"soak: {label:8} {k:12} anonymous MB at " +
+              ", ".join(f"{t:.0f} s {v / 1024:.2f}" for t, v in marks), flush=True)
 
 
 def scenario(url, rate, duration):
@@ -119,6 +125,9 @@ def main():
     p.add_argument("--warmup", type=float, help="seconds ignored by the fit (default duration / 5)")
     p.add_argument("--sample", type=float, default=5, help="seconds between RSS samples (default 5)")
     p.add_argument("--only", choices=["cluster", "local"], help="run one mode only")
+    p.add_argument("--worker-cores", default="0",
+                   help="CPUs the worker (and local mode) may use, as taskset takes them; the worker "
+                        "runs one engine thread per CPU (default 0: one thread)")
     p.add_argument("--bin", default=os.path.join(W.REPO, "target", "release"),
                    help="directory with volley and volley-worker (default target/release)")
     a = p.parse_args()
@@ -143,7 +152,7 @@ def main():
             clog, wlog, rlog = (os.path.join(d, n) for n in ("coordinator.log", "worker.log", "run.log"))
             coord = W.start([vol, "serve", "--listen", "127.0.0.1:0"], 1, clog)
             addr = W.wait_for_line(coord, clog, r"coordinator listening on (127\.0\.0\.1:\d+)").group(1)
-            worker = W.start([wrk, "--coordinator", "http://" + addr], 0, wlog)
+            worker = W.start([wrk, "--coordinator", "http://" + addr], a.worker_cores, wlog)
             W.wait_for_line(worker, wlog, r"connected to coordinator")
             s = Sampler({"coordinator": coord.pid, "worker": worker.pid}, a.sample)
             s.start()
@@ -164,7 +173,7 @@ def main():
         if a.only in (None, "local"):
             llog = os.path.join(d, "local.log")
             run = W.start([vol, "run", scen, "--local-workers", "1",
-                           "--out", os.path.join(d, "local-run")], 0, llog)
+                           "--out", os.path.join(d, "local-run")], a.worker_cores, llog)
             s = Sampler({"local": run.pid}, a.sample)
             s.start()
             try:
