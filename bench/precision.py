@@ -27,6 +27,7 @@ Every run has a fixed duration and a hard limit; every process this script
 starts is stopped by PID on exit. All traffic is on 127.0.0.1.
 
   bench/precision.sh --baseline DIR [--candidate DIR] [--build LABEL=DIR ...]
+                     [--wake-gap LABEL=DURATION ...]
                      [--rates 20000,5000] [--duration 10] [--rounds 3]
 DIR holds release builds of `volley` and `volley-worker`
 (cargo build --release -p volley-coordinator -p volley-worker --bins).
@@ -67,6 +68,9 @@ def parse_args():
     p.add_argument("--quiet-budget", type=float, default=120, help="longest total wait for quiet (s)")
     p.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
                    help="a further build to alternate with the two above (repeatable)")
+    p.add_argument("--wake-gap", action="append", default=[], metavar="LABEL=DURATION",
+                   help="the candidate build again with [load].wake_gap = DURATION, e.g. gap200=200us "
+                        "(repeatable; alternated with the builds)")
     p.add_argument("--out", help="directory for logs and reports (default: a temp dir)")
     a = p.parse_args()
     a.rates = [float(r) for r in a.rates.split(",") if r.strip()]
@@ -79,8 +83,14 @@ def parse_args():
         label, sep, d = b.partition("=")
         if not sep or not label or label in ("candidate", "baseline"):
             p.error(f"--build {b!r}: expected LABEL=DIR with a label other than candidate/baseline")
-        a.extra.append((label, d))
-    for d in filter(None, [a.baseline, a.candidate] + [d for _, d in a.extra]):
+        a.extra.append((label, d, None))
+    for g in a.wake_gap:
+        label, sep, gap = g.partition("=")
+        if not sep or not label or not gap or label in ("candidate", "baseline"):
+            p.error(f"--wake-gap {g!r}: expected LABEL=DURATION (such as gap200=200us)")
+        a.extra.append((label, a.candidate, gap))
+    a.wake_gap = None
+    for d in filter(None, [a.baseline, a.candidate] + [d for _, d, _ in a.extra]):
         for exe in ("volley", "volley-worker"):
             if not os.path.isfile(os.path.join(d, exe)):
                 p.error(f"{d}: no {exe} (build it with cargo build --release -p volley-coordinator "
@@ -112,9 +122,9 @@ def main():
         sys.exit("precision: nginx is missing (apt-get install nginx-light)")
     base = a.out or tempfile.mkdtemp(prefix="volley-precision-")
     os.makedirs(base, exist_ok=True)
-    builds = ([("candidate", a.candidate)] + a.extra
-              + ([("baseline", a.baseline)] if a.baseline else []))
-    results = {label: {rate: [] for rate in a.rates} for label, _ in builds}
+    builds = ([("candidate", a.candidate, None)] + a.extra
+              + ([("baseline", a.baseline, None)] if a.baseline else []))
+    results = {label: {rate: [] for rate in a.rates} for label, _, _ in builds}
     try:
         nginx = P.Nginx(tools["nginx"], base, a.target_core)
         print(f"precision: nginx {nginx.url} on core {a.target_core}; worker on core {a.worker_core}; "
@@ -124,7 +134,8 @@ def main():
             # Rotated each round, so no build always runs first (or right after another).
             k = rnd % len(builds)
             order = builds[k:] + builds[:k] if rnd % 2 == 0 else list(reversed(builds[k:] + builds[:k]))
-            for label, bin_dir in order:
+            for label, bin_dir, gap in order:
+                a.wake_gap = gap  # the scenario's [load].wake_gap (None: the default)
                 a.out = os.path.join(base, f"r{rnd + 1}-{label}")
                 os.makedirs(a.out, exist_ok=True)
                 b = Build(a, nginx, label, bin_dir)
@@ -152,7 +163,7 @@ def main():
             "us/req", "other%")
     lines = [head]
     for rate in a.rates:
-        for label, _ in builds:
+        for label, _, _ in builds:
             rows = results[label][rate]
             ok = sum(r.get("ok") or 0 for r in rows)
             sent = sum(r.get("sent") or 0 for r in rows)
@@ -164,26 +175,34 @@ def main():
     for l in lines:
         print("  " + "  ".join(str(c).rjust(w) for c, w in zip(l, widths)), flush=True)
     for rate in a.rates:
-        cand = results["candidate"][rate]
-        gap, lag99 = med(cand, "gap"), med(cand, "lag_p99")
-        line = (f"{rate:.0f} rps: gap {fmt(gap)} ms (goal <= 0.1: "
-                f"{'met' if gap is not None and gap <= 0.1 else 'NOT met'}), send lag p99 {fmt(lag99)} ms "
-                f"(goal <= 0.5: {'met' if lag99 is not None and lag99 <= 0.5 else 'NOT met'})")
-        print(line, flush=True)
-        if a.baseline:
-            base_rows = results["baseline"][rate]
-            bu = med(base_rows, "us_per_req")
-            for label, _ in builds:
-                if label == "baseline":
+        # The goals, for the candidate and for each of its wake gaps.
+        for label, _, wake_gap in builds:
+            if label != "candidate" and wake_gap is None:
+                continue
+            rows = results[label][rate]
+            gap, lag99 = med(rows, "gap"), med(rows, "lag_p99")
+            print(f"{rate:.0f} rps, {label} (wake_gap {wake_gap or 'default'}): gap {fmt(gap)} ms "
+                  f"(goal <= 0.1: {'met' if gap is not None and gap <= 0.1 else 'NOT met'}), "
+                  f"send lag p99 {fmt(lag99)} ms "
+                  f"(goal <= 0.5: {'met' if lag99 is not None and lag99 <= 0.5 else 'NOT met'})",
+                  flush=True)
+        # CPU per request against the baseline build, and each wake gap's
+        # against the candidate's default (the same binaries).
+        refs = ([("baseline", lambda lb, g: lb != "baseline")] if a.baseline else []) + [
+            ("candidate", lambda lb, g: g is not None)]
+        for ref, compared in refs:
+            ref_rows = results[ref][rate]
+            ru = med(ref_rows, "us_per_req")
+            for label, _, wake_gap in builds:
+                if not compared(label, wake_gap):
                     continue
                 rows = results[label][rate]
                 cu = med(rows, "us_per_req")
-                pairs = [c["us_per_req"] / b["us_per_req"] for c, b in zip(rows, base_rows)
+                pairs = [c["us_per_req"] / b["us_per_req"] for c, b in zip(rows, ref_rows)
                          if c.get("us_per_req") and b.get("us_per_req")]
-                if cu and bu:
-                    print(f"  CPU {label}/baseline at {rate:.0f} rps: {cu / bu:.2f} (per round: "
+                if cu and ru:
+                    print(f"  CPU {label}/{ref} at {rate:.0f} rps: {cu / ru:.2f} (per round: "
                           + ", ".join(f"{x:.2f}" for x in pairs) + ")", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -342,10 +342,13 @@ def scenario(name, url, rate, duration, args):
     if body:
         target += f"body_size = {body}\n"
     load = ""
+    wake_gap = getattr(args, "wake_gap", None)
+    if wake_gap:
+        load += f'wake_gap = "{wake_gap}"\n'
     if proto in ("http2", "grpc"):
-        load = f"streams_per_connection = {per_connection or 100}\n"
+        load += f"streams_per_connection = {per_connection or 100}\n"
     elif proto == "tcp":
-        load = f"pipeline = {per_connection or 16}\n"
+        load += f"pipeline = {per_connection or 16}\n"
     return f"""name = "{name}"
 [target]
 {target}timeout = "5s"

@@ -331,6 +331,7 @@ mod tests {
     #[test]
     fn each_drop_cause_is_told_once_with_its_setting() {
         let mut n = DropNotices::new(Some(LoadInfo {
+            wake_gap_us: 1000,
             connections: 8,
             per_connection: 1,
             max_in_flight: 100,

@@ -39,6 +39,10 @@ pub const MAX_RESOLVE_EVERY: Duration = Duration::from_secs(86_400);
 /// Default `load.resolve_every`: a Service's new pods are used within half
 /// a minute.
 pub const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(30);
+/// Default, shortest and longest `load.wake_gap`.
+pub const DEFAULT_WAKE_GAP: Duration = Duration::from_millis(1);
+pub const MIN_WAKE_GAP: Duration = Duration::from_micros(10);
+pub const MAX_WAKE_GAP: Duration = Duration::from_millis(10);
 /// Shortest and longest `load.connection_lifetime`.
 pub const MIN_CONNECTION_LIFETIME: Duration = Duration::from_millis(10);
 pub const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(86_400);
@@ -216,6 +220,11 @@ pub struct Load {
     /// A connection takes at most this many requests, then is replaced the
     /// same way. `None`: no limit.
     pub max_requests_per_connection: Option<u32>,
+    /// Shortest time between two wake-ups of a worker's scheduler: the
+    /// requests due in between leave together when it wakes, so each
+    /// leaves up to this late (its `send_lag`). Shorter is more precise
+    /// and costs more CPU per request (a wake-up is the expensive part).
+    pub wake_gap: Duration,
 }
 
 impl Default for Load {
@@ -229,6 +238,7 @@ impl Default for Load {
             resolve_every: Some(DEFAULT_RESOLVE_EVERY),
             connection_lifetime: None,
             max_requests_per_connection: None,
+            wake_gap: DEFAULT_WAKE_GAP,
         }
     }
 }
@@ -358,6 +368,15 @@ impl Plan {
                     format!("expected a duration between 10ms and 24h, got {d:?}"),
                 ));
             }
+        }
+        if !(MIN_WAKE_GAP..=MAX_WAKE_GAP).contains(&l.wake_gap) {
+            return Err(PlanError::new(
+                "load.wake_gap",
+                format!(
+                    "expected a duration between 10us and 10ms, got {:?}",
+                    l.wake_gap
+                ),
+            ));
         }
         if l.max_requests_per_connection == Some(0) {
             return Err(PlanError::new(
@@ -851,6 +870,19 @@ mod tests {
         p.validate().unwrap();
         p.load.connection_lifetime = Some(Duration::ZERO);
         assert_eq!(p.validate().unwrap_err().field, "load.connection_lifetime");
+        p.load.connection_lifetime = None;
+        for bad in [
+            Duration::ZERO,
+            Duration::from_micros(9),
+            Duration::from_millis(11),
+        ] {
+            p.load.wake_gap = bad;
+            assert_eq!(p.validate().unwrap_err().field, "load.wake_gap", "{bad:?}");
+        }
+        for good in [MIN_WAKE_GAP, DEFAULT_WAKE_GAP, MAX_WAKE_GAP] {
+            p.load.wake_gap = good;
+            assert!(p.validate().is_ok(), "{good:?}");
+        }
         p.load.connection_lifetime = Some(Duration::from_secs(5));
         p.load.max_requests_per_connection = Some(0);
         assert_eq!(

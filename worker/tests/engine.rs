@@ -37,6 +37,8 @@ struct Outcome {
     checks: Vec<(u16, u16, u64)>,
     /// (second, intended) of every reported second, in the order reported.
     seconds: Vec<(u32, u64)>,
+    /// Every second's send lag (actual − scheduled send), merged.
+    send_lag: Option<volley_proto::histogram::Hist>,
 }
 
 fn plan(url: String, protocol: Protocol, requests: Vec<Request>, rps: f64, secs: u64) -> Plan {
@@ -101,6 +103,10 @@ async fn run_threads(plan: Plan, addr: SocketAddr, threads: usize) -> Outcome {
         match ev {
             EngineEvent::Interval(d) => {
                 out.seconds.push((d.index, d.intended));
+                out.send_lag
+                    .get_or_insert_with(volley_proto::histogram::new_hist)
+                    .add(&d.send_lag)
+                    .unwrap();
                 out.intended += d.intended;
                 out.sent += d.sent;
                 out.ok += d.ok;
@@ -859,6 +865,38 @@ async fn a_templated_path_sends_every_arrival_index_exactly_once() {
     let mut seqs: Vec<u64> = seen.lock().unwrap().iter().map(Seen::seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (0..1000).collect::<Vec<_>>());
+}
+
+/// `load.wake_gap` reaches the scheduler: with a gap of 8 ms at 1,000 rps
+/// the arrivals of each 8 ms leave together when it wakes, so the median
+/// request leaves milliseconds late, and that lateness is reported as send
+/// lag for every sent request. (Only that direction is asserted: a busy
+/// machine can make any gap later, never earlier. How precise short gaps
+/// are is measured by `bench/precision.sh`.)
+#[tokio::test(flavor = "current_thread")]
+async fn the_wake_gap_batches_the_sends_and_their_lag_is_reported() {
+    let (addr, _seen) = http1_server(ok_json).await;
+    let mut p = plan(
+        format!("http://{addr}/"),
+        Protocol::Http1,
+        vec![Request::get("/")],
+        1000.0,
+        1,
+    );
+    p.load.wake_gap = Duration::from_millis(8);
+    let out = run(p, addr).await;
+    assert_eq!((out.sent, out.ok), (1000, 1000), "{out:?}");
+    let lag = out.send_lag.expect("seconds were reported");
+    assert_eq!(lag.len(), 1000, "one lag per sent request");
+    assert!(
+        lag.value_at_quantile(0.5) >= 2_000,
+        "median send lag {} µs with an 8 ms gap",
+        lag.value_at_quantile(0.5)
+    );
+    assert!(
+        lag.min() < 4_000,
+        "the last arrival of a batch leaves about on time: lag is per request, not per batch"
+    );
 }
 
 /// One worker, three engine threads: every arrival is sent exactly once by

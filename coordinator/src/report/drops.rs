@@ -139,6 +139,7 @@ mod tests {
     }
 
     const LOAD: LoadInfo = LoadInfo {
+        wake_gap_us: 1000,
         connections: 128,
         per_connection: 1,
         max_in_flight: 10_000,
@@ -177,6 +178,7 @@ mod tests {
     #[test]
     fn several_causes_come_largest_first_and_nothing_dropped_says_nothing() {
         let h2 = LoadInfo {
+            wake_gap_us: 1000,
             connections: 4,
             per_connection: 100,
             max_in_flight: 10_000,

@@ -150,6 +150,11 @@ pub struct LoadInfo {
     /// streams, TCP pipeline depth).
     pub per_connection: u32,
     pub max_in_flight: u32,
+    /// `load.wake_gap` in microseconds: the shortest time between two
+    /// wake-ups of a worker's scheduler, so up to how late a request
+    /// leaves by design. 0 in reports written before it existed.
+    #[serde(default)]
+    pub wake_gap_us: u64,
 }
 
 /// What the run was aimed at.

@@ -46,7 +46,8 @@ fn home_of(key: &str) -> Option<&'static str> {
         | "pipeline"
         | "max_in_flight"
         | "arrival"
-        | "seed" => "the [load] table",
+        | "seed"
+        | "wake_gap" => "the [load] table",
         "duration" | "rate" | "from" | "to" | "burst" => "a [[stages]] table",
         _ => return None,
     })

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use volley_plan::model::{
     MAX_CONNECTIONS, MAX_CONNECTION_LIFETIME, MAX_IN_FLIGHT, MAX_PER_CONNECTION, MAX_RESOLVE_EVERY,
-    MAX_RPS, MAX_STAGE, MAX_STAGES, MIN_CONNECTION_LIFETIME, MIN_RESOLVE_EVERY,
+    MAX_RPS, MAX_STAGE, MAX_STAGES, MAX_WAKE_GAP, MIN_CONNECTION_LIFETIME, MIN_RESOLVE_EVERY,
+    MIN_WAKE_GAP,
 };
 use volley_plan::{Arrival, Load, Protocol, Stage};
 
@@ -23,6 +24,7 @@ const LOAD_KEYS: &[&str] = &[
     "resolve_every",
     "connection_lifetime",
     "max_requests_per_connection",
+    "wake_gap",
 ];
 const STAGE_KEYS: &[&str] = &["name", "duration", "rate", "from", "to", "burst"];
 const MAX_NAME: usize = 64;
@@ -106,6 +108,15 @@ pub(super) fn load(root: &Section<'_, '_>, protocol: Protocol) -> Result<Load, F
     if let Some(n) = sec.uint("max_requests_per_connection")? {
         load.max_requests_per_connection =
             Some(in_range(&sec, "max_requests_per_connection", n, u32::MAX)?);
+    }
+    if let Some(d) = sec.duration("wake_gap")? {
+        if !(MIN_WAKE_GAP..=MAX_WAKE_GAP).contains(&d) {
+            return Err(sec.fail(
+                "wake_gap",
+                format!("expected a duration between 10us and 10ms, got {}", show(d)),
+            ));
+        }
+        load.wake_gap = d;
     }
     Ok(load)
 }

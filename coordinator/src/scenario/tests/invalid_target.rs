@@ -236,6 +236,17 @@ fn load_settings() {
         "expected a duration between 10ms and 24h, got 1ms",
     );
     expect(
+        &l("wake_gap = \"5us\""),
+        "load.wake_gap",
+        "expected a duration between 10us and 10ms, got 5us",
+    );
+    expect(
+        &l("wake_gap = \"1s\""),
+        "load.wake_gap",
+        "expected a duration between 10us and 10ms, got 1s",
+    );
+    expect(&l("wake_gap = 200"), "load.wake_gap", "a duration string");
+    expect(
         &l("max_requests_per_connection = 0"),
         "load.max_requests_per_connection",
         "expected an integer between 1 and 4294967295, got 0",

@@ -230,6 +230,19 @@ fn load_table() {
 }
 
 #[test]
+fn the_wake_gap_defaults_to_a_millisecond_and_takes_microseconds() {
+    assert_eq!(ok(MIN).plan.load.wake_gap, Duration::from_millis(1));
+    for (text, want) in [
+        ("\"200us\"", Duration::from_micros(200)),
+        ("\"50µs\"", Duration::from_micros(50)),
+        ("\"10ms\"", Duration::from_millis(10)),
+    ] {
+        let s = ok(&format!("{MIN}\n[load]\nwake_gap = {text}\n"));
+        assert_eq!(s.plan.load.wake_gap, want, "{text}");
+    }
+}
+
+#[test]
 fn rates_ramps_and_suffixes() {
     let rate = |v: &str| {
         ok(&with_stage(&format!("rate = {v}\nduration = \"1s\"")))
