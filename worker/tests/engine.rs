@@ -38,7 +38,7 @@ struct Outcome {
     /// (second, intended) of every reported second, in the order reported.
     seconds: Vec<(u32, u64)>,
     /// Every second's send lag (actual − scheduled send), merged.
-    send_lag: Option<volley_proto::histogram::Hist>,
+    send_lag: Option<volley_proto::histogram::SecondHist>,
 }
 
 fn plan(url: String, protocol: Protocol, requests: Vec<Request>, rps: f64, secs: u64) -> Plan {
@@ -104,7 +104,7 @@ async fn run_threads(plan: Plan, addr: SocketAddr, threads: usize) -> Outcome {
             EngineEvent::Interval(d) => {
                 out.seconds.push((d.index, d.intended));
                 out.send_lag
-                    .get_or_insert_with(volley_proto::histogram::new_hist)
+                    .get_or_insert_with(volley_proto::histogram::new_second_hist)
                     .add(&d.send_lag)
                     .unwrap();
                 out.intended += d.intended;

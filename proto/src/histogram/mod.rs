@@ -7,10 +7,17 @@
 
 use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::{Serializer, V2DeflateSerializer, V2Serializer};
-use hdrhistogram::Histogram;
+use hdrhistogram::{Counter, Histogram};
 use std::time::Duration;
 
 pub type Hist = Histogram<u64>;
+
+/// The histogram a worker records one second into: the standard shape with
+/// 32-bit counters, half the memory of [`Hist`] (94 KB against 188 KB, and
+/// a worker holds three for every second still open). A bucket holds at
+/// most 4.29 billion in one second, far beyond any one worker's rate; the
+/// counters saturate rather than wrap. On the wire it is the same V2 bytes.
+pub type SecondHist = Histogram<u32>;
 
 pub const LOWEST_US: u64 = 1;
 pub const HIGHEST_US: u64 = 3_600_000_000;
@@ -39,10 +46,15 @@ pub fn new_hist() -> Hist {
     Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("constant bounds are valid")
 }
 
+/// A fresh, empty worker-second histogram (see [`SecondHist`]).
+pub fn new_second_hist() -> SecondHist {
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG).expect("constant bounds are valid")
+}
+
 /// Records a latency, clamping to the histogram's range so that nothing is
 /// ever silently lost (a latency above an hour counts as an hour).
 #[inline]
-pub fn record(h: &mut Hist, d: Duration) {
+pub fn record<T: Counter>(h: &mut Histogram<T>, d: Duration) {
     let us = (d.as_micros() as u64).clamp(LOWEST_US, HIGHEST_US);
     h.record(us).expect("value clamped into range");
 }
@@ -83,7 +95,7 @@ impl Encoder {
     /// at most [`RAW_MAX`] bytes, else V2 + DEFLATE. Both are standard
     /// encodings (cookies `0x1c849313` and `0x1c849314`), and [`decode`]
     /// reads either.
-    pub fn encode_into(&mut self, h: &Hist, out: &mut Vec<u8>) {
+    pub fn encode_into<T: Counter>(&mut self, h: &Histogram<T>, out: &mut Vec<u8>) {
         self.raw.clear();
         self.v2
             .serialize(h, &mut self.raw)
@@ -98,7 +110,7 @@ impl Encoder {
 }
 
 /// A histogram in the wire's form (see [`Encoder::encode_into`]).
-pub fn encode(h: &Hist) -> Vec<u8> {
+pub fn encode<T: Counter>(h: &Histogram<T>) -> Vec<u8> {
     let mut out = Vec::new();
     Encoder::new().encode_into(h, &mut out);
     out
@@ -204,7 +216,7 @@ fn standard_normal(seed: u64) -> impl FnMut() -> f64 {
 }
 
 /// Adds `other` into `into` exactly (bucket by bucket, never by averaging).
-pub fn merge(into: &mut Hist, other: &Hist) -> Result<(), HistError> {
+pub fn merge<T: Counter>(into: &mut Histogram<T>, other: &Histogram<T>) -> Result<(), HistError> {
     into.add(other)
         .map_err(|e| HistError::Merge(format!("{e:?}")))
 }
@@ -285,6 +297,34 @@ mod tests {
         assert_eq!(back.len(), 6);
         assert_eq!(back.value_at_quantile(0.5), h.value_at_quantile(0.5));
         assert_eq!(back.max(), h.max());
+    }
+
+    #[test]
+    fn a_worker_second_is_the_same_histogram_on_the_wire() {
+        // 32-bit counters record and encode exactly what 64-bit ones do.
+        for values in [10u64, 20_000] {
+            let (h, _) = synthetic_second(values + 3, values);
+            let mut second = new_second_hist();
+            for v in h.iter_recorded() {
+                second
+                    .record_n(v.value_iterated_to(), v.count_at_value() as u32)
+                    .unwrap();
+            }
+            let bytes = encode(&second);
+            assert_eq!(bytes, encode(&h), "{values} values");
+            assert_eq!(decode(&bytes).unwrap(), h);
+        }
+        // Both kinds take the same clamped durations.
+        let (mut a, mut b) = (new_second_hist(), new_hist());
+        for d in [
+            Duration::ZERO,
+            Duration::from_micros(1500),
+            Duration::from_secs(7200),
+        ] {
+            record(&mut a, d);
+            record(&mut b, d);
+        }
+        assert_eq!(decode(&encode(&a)).unwrap(), b);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::outcome::ErrorKind;
 use std::collections::VecDeque;
 use std::time::Duration;
 use volley_plan::{DropCause, DropCounts};
-use volley_proto::histogram::{self, Hist};
+use volley_proto::histogram::{self, SecondHist};
 
 /// Counters and histograms of one second.
 #[derive(Debug, Clone)]
@@ -36,12 +36,12 @@ pub struct IntervalData {
     /// Per request definition, when the plan has more than one (else empty).
     pub requests: Vec<RequestData>,
     /// Latency from the scheduled send time of ok requests.
-    pub latency: Hist,
+    pub latency: SecondHist,
     /// Service time from the actual send of ok requests.
-    pub service: Hist,
+    pub service: SecondHist,
     /// Volley's own lateness: actual send − scheduled send, of every sent
     /// request (ok or not). Its count is `sent`.
-    pub send_lag: Hist,
+    pub send_lag: SecondHist,
     /// Requests of later seconds still outstanding when this one closed.
     pub in_flight: u64,
 }
@@ -54,7 +54,7 @@ pub struct RequestData {
     pub ok: u64,
     pub errors: u64,
     pub dropped: u64,
-    pub latency: Hist,
+    pub latency: SecondHist,
 }
 
 impl RequestData {
@@ -65,7 +65,7 @@ impl RequestData {
             ok: 0,
             errors: 0,
             dropped: 0,
-            latency: histogram::new_hist(),
+            latency: histogram::new_second_hist(),
         }
     }
 
@@ -97,9 +97,9 @@ impl IntervalData {
             } else {
                 Vec::new()
             },
-            latency: histogram::new_hist(),
-            service: histogram::new_hist(),
-            send_lag: histogram::new_hist(),
+            latency: histogram::new_second_hist(),
+            service: histogram::new_second_hist(),
+            send_lag: histogram::new_second_hist(),
             in_flight: 0,
         }
     }
