@@ -3,7 +3,7 @@
 //! - [`pb`]: the generated gRPC types and services (`volley/v1/volley.proto`,
 //!   compiled by protox in `build.rs`; nothing generated lives under `src/`).
 //! - [`histogram`]: the one histogram shape Volley records into, and its
-//!   HdrHistogram V2 + DEFLATE encoding with bounded decoding.
+//!   HdrHistogram V2 encoding (deflated unless small) with bounded decoding.
 //! - [`clock`]: wall-clock nanoseconds since the Unix epoch, the only time
 //!   representation that crosses the wire.
 //! - [`convert`]: wire messages to the domain types of `volley-plan` and
