@@ -96,13 +96,13 @@ async fn serve(
     let mut inbox = Inbox::default();
     let mut backoff = Duration::from_millis(100);
     let mut lost_since: Option<Instant> = None;
-    let mut ser = histogram::Encoder::new();
+    let mut enc = histogram::Encoder::new();
     loop {
         let session = Session {
             config,
             run: &mut run,
             inbox: &mut inbox,
-            ser: &mut ser,
+            enc: &mut enc,
             leave: &mut leave,
             asked: asked.clone(),
         }
@@ -142,7 +142,7 @@ async fn serve(
                 }
                 // Keep collecting the engine's reports while away.
                 if let Some(r) = run.as_mut() {
-                    drain_events(r, &mut ser);
+                    drain_events(r, &mut enc);
                 }
                 tokio::select! {
                     _ = wait_asked(asked.clone()) => break,
@@ -200,7 +200,7 @@ struct Session<'a> {
     config: &'a WorkerConfig,
     run: &'a mut Option<Run>,
     inbox: &'a mut Inbox,
-    ser: &'a mut histogram::Encoder,
+    enc: &'a mut histogram::Encoder,
     leave: &'a mut Leave,
     /// Set when the worker is asked to shut down.
     asked: watch::Receiver<bool>,
@@ -289,7 +289,7 @@ impl Session<'_> {
                     let r = self.run.as_mut().expect("events imply a run");
                     match ev {
                         Some(ev) => {
-                            let m = event_message(r, ev, self.ser);
+                            let m = event_message(r, ev, self.enc);
                             let m = r.outbox.sending(m);
                             if tx.send(m).await.is_err() {
                                 return Err(SessionEnd::Lost("stream closed".into()));
@@ -547,23 +547,23 @@ async fn handle(
 }
 
 /// Moves the engine's reports into the outbox while disconnected.
-fn drain_events(r: &mut Run, ser: &mut histogram::Encoder) {
+fn drain_events(r: &mut Run, enc: &mut histogram::Encoder) {
     loop {
         let ev = match r.events.as_mut().map(|rx| rx.try_recv()) {
             Some(Ok(ev)) => ev,
             _ => return,
         };
-        let m = event_message(r, ev, ser);
+        let m = event_message(r, ev, enc);
         r.outbox.hold(m);
     }
 }
 
 /// The message an engine event becomes.
-fn event_message(r: &mut Run, ev: EngineEvent, ser: &mut histogram::Encoder) -> pb::WorkerMessage {
+fn event_message(r: &mut Run, ev: EngineEvent, enc: &mut histogram::Encoder) -> pb::WorkerMessage {
     match ev {
         EngineEvent::Interval(d) => {
             r.intervals_sent += 1;
-            msg(Out::Interval(encode::interval_report(&r.id, &d, ser)))
+            msg(Out::Interval(encode::interval_report(&r.id, &d, enc)))
         }
         EngineEvent::Finished(t) => {
             debug!(
