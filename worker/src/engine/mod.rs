@@ -323,9 +323,10 @@ async fn run(
     // Shortest time between two wake-ups (`load.wake_gap`, 1 ms unless the
     // plan says otherwise): at high rates requests are sent in batches,
     // each up to this late, rather than one wake-up each. Measured at
-    // 20,000 rps on one core (bench/worker.sh): 200 µs cost 25 µs of CPU
-    // per request for a p50 of 0.32 ms, 500 µs 18.8 µs for 0.52 ms, 1 ms
-    // 14.2 µs for 0.78 ms; wake-ups are the expensive part.
+    // 20,000 rps on one core against nginx (bench/precision.sh --wake-gap,
+    // 2026-12-06): 1 ms adds 0.60 ms to the p50 for 14.2 µs of CPU per
+    // request, 200 µs 0.14 ms for 22.6 µs, 100 µs 0.08 ms for 30.8 µs;
+    // wake-ups are the expensive part.
     let gap = plan.load.wake_gap;
     let mut aborted = false;
     'schedule: loop {
