@@ -523,6 +523,62 @@ async fn http2_requests_multiplex_and_statuses_count() {
     assert_eq!(out.errors.iter().sum::<u64>(), 200);
 }
 
+/// An HTTP/2 server that answers each request after `delay` and records
+/// the most streams it had open at once on any one connection, and how
+/// many connections it accepted.
+async fn slow_h2_server(delay: Duration) -> (SocketAddr, Arc<AtomicU64>, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (most, conns) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (most2, conns2) = (most.clone(), conns.clone());
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            conns2.fetch_add(1, Ordering::SeqCst);
+            let most = most2.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(s).await else {
+                    return;
+                };
+                let open = Arc::new(AtomicU64::new(0));
+                while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                    let (open, most) = (open.clone(), most.clone());
+                    tokio::spawn(async move {
+                        most.fetch_max(open.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                        tokio::time::sleep(delay).await;
+                        open.fetch_sub(1, Ordering::SeqCst);
+                        let resp = http::Response::builder().status(200).body(()).unwrap();
+                        let _ = respond.send_response(resp, true);
+                    });
+                }
+            });
+        }
+    });
+    (addr, most, conns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_replies_in_any_order_never_exceed_the_streams_per_connection() {
+    // 240 rps of 25 ms replies would need six streams at once: one
+    // connection with room for four carries them all at 160 a second,
+    // the rest waiting for a stream, and finishes the backlog well within
+    // the timeout. Replies finish out of order as their streams do.
+    let (addr, most, conns) = slow_h2_server(Duration::from_millis(25)).await;
+    let mut p = plan(
+        format!("http://{addr}/"),
+        Protocol::Http2,
+        vec![Request::get("/slow")],
+        240.0,
+        1,
+    );
+    p.target.timeout = Duration::from_secs(5);
+    p.load.connections = 1;
+    p.load.per_connection = 4;
+    let out = run(p, addr).await;
+    assert_eq!((out.intended, out.sent, out.ok), (240, 240, 240), "{out:?}");
+    assert_eq!(conns.load(Ordering::SeqCst), 1);
+    assert_eq!(most.load(Ordering::SeqCst), 4, "streams open at once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_calls_judge_grpc_status_and_weighted_requests_split() {
     let (addr, served) = h2_server(4).await;

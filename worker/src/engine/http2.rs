@@ -4,8 +4,9 @@
 //! `h2` with ALPN. Each connection carries up to `streams_per_connection`
 //! requests at once (and no more than the server's
 //! `SETTINGS_MAX_CONCURRENT_STREAMS`). One task per connection hands queued
-//! jobs to new streams; each stream's reply is awaited by a small task of
-//! its own, because replies come back in any order.
+//! jobs to new streams and reads their replies, which come back in any
+//! order: each is a future in the connection's [`Flight`], polled when h2
+//! wakes it, with no task or allocation of its own.
 //!
 //! A gRPC unary call is a `POST` to the method path with
 //! `content-type: application/grpc` and `te: trailers`, whose body is one
@@ -23,6 +24,7 @@ use super::check::{self, BodyKeeper, Failure};
 use super::conn::{Client, Job, Pool};
 use super::deadline::Deadline;
 use super::dial::{Dialer, Lease, Link};
+use super::flight::Flight;
 use super::net::{Connector, Io};
 use super::outcome::ErrorKind;
 use super::recorder::Status;
@@ -32,10 +34,12 @@ use h2::client::{ResponseFuture, SendRequest};
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, TE, USER_AGENT};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Uri};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::pin;
 use std::rc::Rc;
 use std::str::FromStr;
-use tokio::sync::Notify;
+use std::task::Poll;
 use tokio::time::{timeout_at, Instant};
 use volley_plan::model::{url_parts, CompiledRequest};
 use volley_plan::template::Context;
@@ -228,17 +232,13 @@ fn grpc_frame(out: &mut Vec<u8>, message: impl FnOnce(&mut Vec<u8>)) -> Result<(
     Ok(())
 }
 
-/// One HTTP/2 connection and how busy it is.
+/// One HTTP/2 connection.
 struct Conn {
     send: SendRequest<Bytes>,
     /// When it stops taking streams. Dropping `send` with it closes the
     /// connection gracefully: h2 lets the streams still open finish, then
     /// sends GOAWAY.
     lease: Lease,
-    /// Streams of ours in flight.
-    active: Rc<Cell<usize>>,
-    /// Signalled when a stream ends or the connection breaks.
-    room: Rc<Notify>,
     /// Set when the connection is gone.
     broken: Rc<Cell<bool>>,
 }
@@ -255,20 +255,17 @@ async fn open(dialer: &Dialer) -> Result<Conn, String> {
         .handshake::<Io, Bytes>(io)
         .await
         .map_err(|e| e.to_string())?;
-    let room = Rc::new(Notify::new());
     let broken = Rc::new(Cell::new(false));
-    let (room2, broken2) = (room.clone(), broken.clone());
+    let broken2 = broken.clone();
     tokio::task::spawn_local(async move {
-        // Runs the connection (frames in and out) until it ends.
+        // Runs the connection (frames in and out) until it ends; its
+        // streams fail then, which frees their room.
         let _ = driver.await;
         broken2.set(true);
-        room2.notify_one();
     });
     Ok(Conn {
         send,
         lease,
-        active: Rc::new(Cell::new(0)),
-        room,
         broken,
     })
 }
@@ -279,80 +276,119 @@ impl Client for Requests {
     }
 }
 
-/// One connection: opens streams for queued jobs while it has room, until
-/// the pool stops.
+/// One connection task: opens streams for queued jobs while it has room,
+/// until the pool stops, and reads their replies itself (see
+/// [`Flight`]): `streams_per_connection` replies at most are in flight on
+/// it, counting those still finishing on a connection it has replaced.
 async fn connection(sh: &Rc<Pool>, requests: &Requests) {
-    let mut conn: Option<Conn> = None;
-    let timer = sh.deadlines.slot();
-    loop {
-        // Take a job only with room for it, so a full connection is not
-        // idle and the pool opens another.
-        if let Some(c) = &conn {
-            while c.active.get() >= sh.per_conn && !c.broken.get() {
-                c.room.notified().await;
+    let flight = RefCell::new(Flight::new(sh.per_conn));
+    let room = || {
+        std::future::poll_fn(|_| {
+            // The task is woken whenever a reply finishes (`Flight::poll`
+            // below runs first), so this is looked at again then.
+            if flight.borrow().has_room() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
             }
-        }
-        let Some(job) = sh.next_job().await else {
-            break;
-        };
-        let now = Instant::now();
-        if sh.expired(&job, now) {
-            continue;
-        }
-        let deadline = now + sh.timeout;
-        // A worn connection (`load.max_requests_per_connection`,
-        // `connection_lifetime`, its address gone) opens no new stream: it
-        // is dropped here, its streams finish on their own, and a new one
-        // takes this request.
-        if conn.as_ref().is_some_and(|c| c.lease.worn(now)) {
-            conn = None;
-        }
-        // A connection the server closed (GOAWAY after its request limit,
-        // idle timeout) is replaced once, as HTTP clients do.
-        let mut attempts = 0;
+        })
+    };
+    let intake = async {
+        let mut conn: Option<Conn> = None;
+        let timer = sh.deadlines.slot();
         loop {
-            attempts += 1;
-            if conn.as_ref().is_some_and(|c| c.broken.get()) {
+            // Take a job only with room for it, so a full connection is
+            // not idle and the pool opens another.
+            room().await;
+            let Some(job) = sh.next_job().await else {
+                break;
+            };
+            let now = Instant::now();
+            if sh.expired(&job, now) {
+                continue;
+            }
+            let deadline = now + sh.timeout;
+            // A worn connection (`load.max_requests_per_connection`,
+            // `connection_lifetime`, its address gone) opens no new stream:
+            // it is dropped here, its streams finish on their own, and a new
+            // one takes this request.
+            if conn.as_ref().is_some_and(|c| c.lease.worn(now)) {
                 conn = None;
             }
-            if conn.is_none() {
-                match timeout_at(deadline, open(&sh.dialer)).await {
-                    Ok(Ok(c)) => conn = Some(c),
-                    Ok(Err(_)) | Err(_) => {
-                        sh.fail(&job, ErrorKind::Connect);
+            // A connection the server closed (GOAWAY after its request
+            // limit, idle timeout) is replaced once, as HTTP clients do.
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                if conn.as_ref().is_some_and(|c| c.broken.get()) {
+                    conn = None;
+                }
+                if conn.is_none() {
+                    match timeout_at(deadline, open(&sh.dialer)).await {
+                        Ok(Ok(c)) => conn = Some(c),
+                        Ok(Err(_)) | Err(_) => {
+                            sh.fail(&job, ErrorKind::Connect);
+                            break;
+                        }
+                    }
+                }
+                let Some(c) = conn.as_mut() else { break };
+                match start(sh, requests, c, &job, deadline, &timer).await {
+                    Ok((response, sent)) => {
+                        let mut reply = stream(sh, job, response, deadline, sent, requests.grpc);
+                        // There was room when the job was taken, and only
+                        // this loop adds to the flight.
+                        loop {
+                            let pushed = flight.borrow_mut().push(reply);
+                            match pushed {
+                                Ok(_) => break,
+                                Err(r) => reply = r,
+                            }
+                            room().await;
+                        }
+                        // That was its last request: let it go now rather
+                        // than wait for room on it.
+                        if conn.as_ref().is_some_and(|c| c.lease.worn(now)) {
+                            conn = None;
+                        }
+                        break;
+                    }
+                    Err(Started::Timeout) => {
+                        sh.fail(&job, ErrorKind::Timeout);
+                        break;
+                    }
+                    Err(Started::Unsendable) => {
+                        sh.fail(&job, ErrorKind::Protocol);
+                        break;
+                    }
+                    Err(Started::Closed(_)) if attempts < 2 => conn = None,
+                    Err(Started::Closed(kind)) => {
+                        conn = None;
+                        sh.fail(&job, kind);
                         break;
                     }
                 }
             }
-            let Some(c) = conn.as_mut() else { break };
-            match start(sh, requests, c, job, deadline, &timer).await {
-                Ok(()) => {
-                    // That was its last request: let it go now rather
-                    // than wait for room on it.
-                    if conn.as_ref().is_some_and(|c| c.lease.worn(now)) {
-                        conn = None;
-                    }
-                    break;
-                }
-                Err(Started::Timeout) => {
-                    sh.fail(&job, ErrorKind::Timeout);
-                    break;
-                }
-                Err(Started::Unsendable) => {
-                    sh.fail(&job, ErrorKind::Protocol);
-                    break;
-                }
-                Err(Started::Closed(_)) if attempts < 2 => conn = None,
-                Err(Started::Closed(kind)) => {
-                    conn = None;
-                    sh.fail(&job, kind);
-                    break;
-                }
-            }
         }
-    }
-    // Let the replies still in flight finish before the connection closes
-    // (they hold their own handles to it).
+        sh.deadlines.put(timer);
+    };
+    // The replies and the intake share this task: each wake-up first polls
+    // the replies that were woken, then the intake.
+    let mut intake = pin!(intake);
+    let mut taking = true;
+    std::future::poll_fn(|cx| {
+        flight.borrow_mut().poll(cx);
+        if taking && intake.as_mut().poll(cx).is_ready() {
+            taking = false;
+        }
+        // The replies still in flight finish before the task ends.
+        if !taking && flight.borrow().is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 enum Started {
@@ -365,15 +401,16 @@ enum Started {
     Closed(ErrorKind),
 }
 
-/// Opens a stream for `job` and leaves its reply to a task of its own.
+/// Opens a stream for `job` and sends the request: its reply, and when it
+/// was sent.
 async fn start(
-    sh: &Rc<Pool>,
+    sh: &Pool,
     requests: &Requests,
     c: &mut Conn,
-    job: Job,
+    job: &Job,
     deadline: Instant,
     timer: &Deadline,
-) -> Result<(), Started> {
+) -> Result<(ResponseFuture, Instant), Started> {
     // The server's stream limit may be below ours.
     let ready = std::future::poll_fn(|cx| c.send.poll_ready(cx));
     match timer.run(&sh.deadlines, deadline, ready).await {
@@ -381,7 +418,7 @@ async fn start(
         Ok(Err(e)) => return Err(Started::Closed(kind_of(&e))),
         Err(_) => return Err(Started::Timeout),
     }
-    let Some((request, body)) = requests.request(job.tag.req, || sh.renderer.context(&job)) else {
+    let Some((request, body)) = requests.request(job.tag.req, || sh.renderer.context(job)) else {
         // Not a request at all: it never goes on the wire.
         return Err(Started::Unsendable);
     };
@@ -400,26 +437,32 @@ async fn start(
         .borrow_mut()
         .sent(job.tag, sent.saturating_duration_since(job.sched));
     c.lease.take();
-    c.active.set(c.active.get() + 1);
-    let (sh, active, room, grpc) = (sh.clone(), c.active.clone(), c.room.clone(), requests.grpc);
-    tokio::task::spawn_local(async move {
-        let timer = sh.deadlines.slot();
-        let checker = sh.checker(job.tag.req);
-        let outcome = timer
-            .run(&sh.deadlines, deadline, reply(response, grpc, checker))
-            .await;
-        sh.deadlines.put(timer);
-        let now = Instant::now();
-        match outcome {
-            Ok(Ok(verdict)) => sh.complete(&job, verdict, now, sent),
-            Ok(Err(kind)) => sh.fail(&job, kind),
-            // Dropping the reply resets the stream (RST_STREAM CANCEL).
-            Err(_elapsed) => sh.fail(&job, ErrorKind::Timeout),
-        }
-        active.set(active.get() - 1);
-        room.notify_one();
-    });
-    Ok(())
+    Ok((response, sent))
+}
+
+/// One stream's reply, read and recorded; it runs in the connection's
+/// [`Flight`].
+async fn stream(
+    sh: &Pool,
+    job: Job,
+    response: ResponseFuture,
+    deadline: Instant,
+    sent: Instant,
+    grpc: bool,
+) {
+    let timer = sh.deadlines.slot();
+    let checker = sh.checker(job.tag.req);
+    let outcome = timer
+        .run(&sh.deadlines, deadline, reply(response, grpc, checker))
+        .await;
+    sh.deadlines.put(timer);
+    let now = Instant::now();
+    match outcome {
+        Ok(Ok(verdict)) => sh.complete(&job, verdict, now, sent),
+        Ok(Err(kind)) => sh.fail(&job, kind),
+        // Dropping the reply resets the stream (RST_STREAM CANCEL).
+        Err(_elapsed) => sh.fail(&job, ErrorKind::Timeout),
+    }
 }
 
 /// Reads a whole reply and judges it: `Err` when it broke off or broke

@@ -39,6 +39,7 @@ pub mod check;
 pub mod conn;
 pub mod deadline;
 pub mod dial;
+pub mod flight;
 pub mod http1;
 pub mod http2;
 pub mod net;
