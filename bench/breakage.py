@@ -15,6 +15,11 @@ worktree's target dir (CARGO_TARGET_DIR, else WORKTREE/target), with the
 test's first failed assertion; a test that passes with its behaviour broken
 is printed as such and makes the exit status 1. Nothing here is committed:
 the breakage lives only in the worktree, for the length of one test.
+
+Give the worktree a target dir of its own (the default). A target dir
+shared with your checkout can keep the broken build: cargo names a
+workspace crate's artifacts the same in both trees, and then takes the
+broken one as fresh (seen once; `touch` the sources to rebuild).
 """
 import json, os, re, subprocess, sys, time
 
