@@ -28,7 +28,8 @@ impl Advice {
     pub fn of(key: &str, load: Option<&LoadInfo>) -> Option<Advice> {
         if key == WORKER_LOST_CAUSE {
             return Some(Advice {
-                why: "a worker was lost before it sent them".to_string(),
+                why: "a worker was lost before it reported sending them (some may have reached the target)"
+                    .to_string(),
                 fix: "",
             });
         }
@@ -197,7 +198,8 @@ mod tests {
             "28 requests were dropped: 20 because the generator ran out of CPU and fell more \
              than 1 s (or the timeout) behind schedule: add workers or cores; \
              5 because all 4 connections of a worker were busy (100 requests each): raise \
-             `load.connections` (or add workers); 3 because a worker was lost before it sent them."
+             `load.connections` (or add workers); 3 because a worker was lost before it reported \
+             sending them (some may have reached the target)."
         );
         assert_eq!(sentence(&report(&[], Some(LOAD))), None);
         let mut old = report(&[], None);
