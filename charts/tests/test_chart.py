@@ -46,6 +46,7 @@ NON_DEFAULT: dict[str, Any] = {
     "coordinator": {
         "port": 7800,
         "heartbeatTimeout": "10s",
+        "idleHeartbeatTimeout": "1m",
         "service": {"type": "NodePort", "annotations": {"a": "b"}},
         "podAnnotations": {"x": "y"},
         "nodeSelector": {"pool": "control"},
@@ -165,6 +166,7 @@ def test_schema_rejects_unknown_keys(chart: helm.Chart, values: dict[str, Any], 
         ({"workers": {"topologySpread": {"whenUnsatisfiable": "Maybe"}}}, "whenUnsatisfiable"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"coordinator": {"heartbeatTimeout": "5"}}, "/coordinator/heartbeatTimeout"),
+        ({"coordinator": {"idleHeartbeatTimeout": "12"}}, "/coordinator/idleHeartbeatTimeout"),
         ({"target": {"errorRate": 2}}, "/target/errorRate"),
         ({"commonLabels": {"team": 7}}, "/commonLabels/team"),
     ],
@@ -278,6 +280,10 @@ def test_render_default(chart: helm.Chart) -> None:
     # its thread count: volley-worker decides both, so neither flag is set.
     args = pod_spec(worker)["containers"][0]["args"]
     assert "--threads" not in args and "--weight" not in args, args
+    # The idle timeout is left to `volley serve` (5 × the heartbeat timeout).
+    coord_args = pod_spec(one(objs, "Deployment", f"{FULL}-coordinator"))["containers"][0]["args"]
+    assert coord_args[coord_args.index("--heartbeat-timeout") + 1] == "5s", coord_args
+    assert "--idle-heartbeat-timeout" not in coord_args, coord_args
     for o in objs:
         assert o["metadata"].get("namespace", NAMESPACE) == NAMESPACE
 
@@ -304,6 +310,10 @@ def test_render_non_default(chart: helm.Chart) -> None:
         assert spec["imagePullSecrets"] == [{"name": "regcred"}]
         for c in spec["containers"] + spec.get("initContainers", []):
             assert c["image"] == image and c["imagePullPolicy"] == "Always"
+    coord_args = pod_spec(one(objs, "Deployment", "bench-coordinator"))["containers"][0]["args"]
+    assert coord_args[coord_args.index("--heartbeat-timeout") :][:4] == [
+        "--heartbeat-timeout", "10s", "--idle-heartbeat-timeout", "1m",
+    ], coord_args
     worker = one(objs, "Deployment", "bench-worker")
     wspec = pod_spec(worker)
     assert worker["spec"]["replicas"] == 7

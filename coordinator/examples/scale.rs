@@ -50,6 +50,7 @@ use volley_proto::pb::run_event::Event as Ev;
 use volley_proto::pb::worker_message::Msg as Out;
 use volley_proto::pb::worker_session_client::WorkerSessionClient;
 use volley_proto::{clock, histogram, pb, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
+use volley_worker::heartbeat::Heartbeat;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Coordinator scale harness: N simulated workers over real gRPC")]
@@ -61,16 +62,20 @@ struct Args {
     #[arg(long, default_value_t = 20)]
     seconds: u32,
     /// Seconds with every worker connected and heartbeating before the run
-    /// is submitted (measures the idle cost).
-    #[arg(long, default_value_t = 3)]
+    /// is submitted (measures the idle cost; three idle paces by default).
+    #[arg(long, default_value_t = 15)]
     idle_seconds: u64,
     /// Values in each worker-second's histogram (a worker at this rate).
     #[arg(long, default_value_t = 20_000)]
     values: u64,
-    /// The coordinator's `--heartbeat-timeout` (workers beat every third
-    /// of it while idle).
+    /// The coordinator's `--heartbeat-timeout` (workers in a run beat every
+    /// third of it when they send nothing else).
     #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
     heartbeat_timeout: Duration,
+    /// The coordinator's `--idle-heartbeat-timeout` (idle workers beat every
+    /// third of it); default: as `volley serve`, 5 × --heartbeat-timeout.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    idle_heartbeat_timeout: Option<Duration>,
     /// Sessions being set up at once.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
@@ -252,6 +257,9 @@ fn coordinator_main(args: Args) -> i32 {
     let addr = listener.local_addr().expect("local address");
     let coord = Coordinator::new(CoordinatorConfig {
         heartbeat_timeout: args.heartbeat_timeout,
+        idle_heartbeat_timeout: args.idle_heartbeat_timeout.unwrap_or(
+            volley_coordinator::state::default_idle_heartbeat_timeout(args.heartbeat_timeout),
+        ),
         ..CoordinatorConfig::default()
     });
     let merged_at = watch_merges(coord.clone(), args.workers as u64 * args.values);
@@ -855,8 +863,9 @@ async fn worker(
     let mut permit = Some(permit);
     let template = &sim.templates[i % sim.templates.len()];
     let seconds = sim.args.seconds;
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The real worker's pacing: the idle pace, the run's from the
+    // assignment until Done.
+    let mut heartbeat = Heartbeat::default();
     let mut run_id = String::new();
     // t = 0 of the run and the next second to report (seconds: then Done).
     let mut schedule: Option<(tokio::time::Instant, u32)> = None;
@@ -875,9 +884,7 @@ async fn worker(
                 };
                 match m.msg {
                     Some(In::Welcome(w)) => {
-                        let every = Duration::from_millis(u64::from(w.heartbeat_interval_ms).clamp(100, 10_000));
-                        heartbeat = tokio::time::interval(every);
-                        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        heartbeat.welcome(&w);
                         if permit.take().is_some() {
                             sim.welcomed.fetch_add(1, Ordering::Relaxed);
                         }
@@ -892,6 +899,7 @@ async fn worker(
                     }
                     Some(In::Assignment(a)) => {
                         run_id = a.run_id.clone();
+                        heartbeat.in_run(true);
                         send(Out::Ready(pb::Ready { run_id: a.run_id, ok: true, error: String::new() })).await?;
                     }
                     Some(In::Start(s)) if s.run_id == run_id => {
@@ -908,18 +916,20 @@ async fn worker(
                                 error: String::new(),
                             }))
                             .await?;
+                            heartbeat.in_run(false);
                         }
                     }
                     _ => {}
                 }
             }
-            _ = heartbeat.tick() => {
+            _ = heartbeat.due() => {
                 send(Out::Heartbeat(pb::Heartbeat { unix_nanos: clock::unix_nanos() })).await?;
             }
             _ = sleep_until_opt(due) => {
                 let Some((t0, k)) = schedule else { continue };
                 if k == seconds {
                     send(Out::Done(pb::Done { run_id: run_id.clone(), intervals: seconds, error: String::new() })).await?;
+                    heartbeat.in_run(false);
                 } else {
                     let mut r = template.clone();
                     r.run_id = run_id.clone();

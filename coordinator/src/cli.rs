@@ -310,6 +310,27 @@ pub struct VerdictArgs {
     pub junit: Option<PathBuf>,
 }
 
+/// The idle timeout: as given, or five run timeouts. Shorter than the run
+/// timeout makes no sense (a worker would be watched more closely when
+/// nothing depends on it), so it is refused.
+fn idle_timeout(run: Duration, idle: Option<Duration>) -> Result<Duration, CliError> {
+    // Workers beat every third of a timeout, at most ten times a second.
+    if run < Duration::from_millis(300) {
+        return Err(CliError::bad_input(format!(
+            "--heartbeat-timeout {run:?}: expected at least 300ms"
+        )));
+    }
+    match idle {
+        None => Ok(volley_coordinator::state::default_idle_heartbeat_timeout(
+            run,
+        )),
+        Some(idle) if idle < run => Err(CliError::bad_input(format!(
+            "--idle-heartbeat-timeout {idle:?}: expected at least --heartbeat-timeout ({run:?})"
+        ))),
+        Some(idle) => Ok(idle),
+    }
+}
+
 fn parse_pct(s: &str) -> Result<f64, String> {
     volley_coordinator::analysis::parse_threshold_pct(s)
 }
@@ -322,9 +343,15 @@ pub struct ServeArgs {
     /// Shared token workers and clients must present
     #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// A worker silent this long is declared lost
+    /// A worker in a run silent this long is declared lost and its share
+    /// goes to the others
     #[arg(long, env = "VOLLEY_HEARTBEAT_TIMEOUT", default_value = "3s", value_parser = scenario::parse_duration)]
     pub heartbeat_timeout: Duration,
+    /// A worker in no run silent this long is dropped from the list
+    /// (default: 5 × --heartbeat-timeout; idle workers beat every third of
+    /// it, so a longer one costs the coordinator less with many workers)
+    #[arg(long, env = "VOLLEY_IDLE_HEARTBEAT_TIMEOUT", value_parser = scenario::parse_duration)]
+    pub idle_heartbeat_timeout: Option<Duration>,
     /// Listen beyond loopback without a token (anyone who can reach the port
     /// can run load from your workers)
     #[arg(long, env = "VOLLEY_INSECURE_NO_AUTH")]
@@ -385,11 +412,13 @@ impl TryFrom<ServeArgs> for ServeConfig {
             (Some(cert), Some(key)) => Some(server::read_tls(cert, key)?),
             _ => None,
         };
+        let idle_heartbeat_timeout = idle_timeout(a.heartbeat_timeout, a.idle_heartbeat_timeout)?;
         Ok(ServeConfig {
             listen: a.listen,
             coordinator: CoordinatorConfig {
                 token,
                 heartbeat_timeout: a.heartbeat_timeout,
+                idle_heartbeat_timeout,
                 data_dir: a.data_dir,
             },
             tls,
@@ -555,6 +584,7 @@ mod tests {
             listen: listen.parse().unwrap(),
             token: None,
             heartbeat_timeout: Duration::from_secs(3),
+            idle_heartbeat_timeout: None,
             insecure_no_auth: false,
             metrics_listen: None,
             otlp: OtlpArgs {
@@ -601,6 +631,61 @@ mod tests {
         args.insecure_no_auth = true;
         let config = ServeConfig::try_from(args).unwrap();
         assert_eq!(config.coordinator.token, None);
+    }
+
+    #[test]
+    fn the_idle_heartbeat_timeout_is_five_run_timeouts_unless_given() {
+        let config = ServeConfig::try_from(serve_args("127.0.0.1:7700")).unwrap();
+        assert_eq!(config.coordinator.heartbeat_timeout, Duration::from_secs(3));
+        assert_eq!(
+            config.coordinator.idle_heartbeat_timeout,
+            Duration::from_secs(15)
+        );
+        assert_eq!(
+            config.coordinator.idle_heartbeat_interval(),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            config.coordinator.heartbeat_interval(),
+            Duration::from_secs(1)
+        );
+
+        let mut args = serve_args("127.0.0.1:7700");
+        args.heartbeat_timeout = Duration::from_secs(10);
+        let config = ServeConfig::try_from(args).unwrap();
+        assert_eq!(
+            config.coordinator.idle_heartbeat_timeout,
+            Duration::from_secs(50)
+        );
+
+        let mut args = serve_args("127.0.0.1:7700");
+        args.idle_heartbeat_timeout = Some(Duration::from_secs(3));
+        let config = ServeConfig::try_from(args).unwrap();
+        assert_eq!(
+            config.coordinator.idle_heartbeat_timeout,
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn an_idle_heartbeat_timeout_below_the_run_one_is_refused() {
+        let mut args = serve_args("127.0.0.1:7700");
+        args.idle_heartbeat_timeout = Some(Duration::from_secs(2));
+        let err = ServeConfig::try_from(args).unwrap_err();
+        assert_eq!(err.exit, volley_coordinator::Exit::BadInput);
+        assert_eq!(
+            err.message,
+            "--idle-heartbeat-timeout 2s: expected at least --heartbeat-timeout (3s)"
+        );
+
+        let mut args = serve_args("127.0.0.1:7700");
+        args.heartbeat_timeout = Duration::from_millis(100);
+        let err = ServeConfig::try_from(args).unwrap_err();
+        assert_eq!(err.exit, volley_coordinator::Exit::BadInput);
+        assert!(
+            err.message.starts_with("--heartbeat-timeout 100ms"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! routed to that run's task, tagged with the worker's slot in the run.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tonic::Status;
 use uuid::Uuid;
@@ -70,6 +70,10 @@ pub struct WorkerEntry {
     pub tx: Outbound,
     pub last_seen: Instant,
     pub route: Option<Route>,
+    /// When it was given its run, until its `Done`: the span in which it
+    /// beats at the run's pace and is judged by the run timeout. Its silence
+    /// counts from then at the latest, since it beat at the idle pace before.
+    pub assigned_at: Option<Instant>,
     /// The clock offset (worker minus coordinator, nanoseconds) and round
     /// trip of the pong with the lowest round trip so far.
     pub clock: Option<(i64, u64)>,
@@ -103,6 +107,7 @@ impl Registry {
                 tx,
                 last_seen: Instant::now(),
                 route: None,
+                assigned_at: None,
                 clock: None,
             },
         );
@@ -200,9 +205,18 @@ impl Registry {
         match self.workers.get_mut(id) {
             Some(w) if w.route.is_none() => {
                 w.route = Some(route);
+                w.assigned_at = Some(Instant::now());
                 true
             }
             _ => false,
+        }
+    }
+
+    /// The worker sent its run's `Done`: it beats at the idle pace from now
+    /// on (the run may last a while longer, for the others).
+    pub fn done(&mut self, id: &Uuid, conn: u64) {
+        if let Some(w) = self.workers.get_mut(id).filter(|w| w.conn == conn) {
+            w.assigned_at = None;
         }
     }
 
@@ -211,17 +225,24 @@ impl Registry {
         for w in self.workers.values_mut() {
             if w.route.as_ref().is_some_and(|r| r.run_id == run_id) {
                 w.route = None;
+                w.assigned_at = None;
             }
         }
     }
 
-    /// Removes workers silent for longer than `timeout`, returning them.
-    pub fn reap(&mut self, timeout: std::time::Duration) -> Vec<WorkerEntry> {
-        let now = Instant::now();
+    /// Removes the workers silent at `now` for longer than their timeout,
+    /// returning them: `run` for a worker in a run that has not sent its
+    /// `Done`, counted from its last message or its assignment, whichever is
+    /// later; `idle` for the others.
+    pub fn reap(&mut self, now: Instant, run: Duration, idle: Duration) -> Vec<WorkerEntry> {
+        let silent = |w: &WorkerEntry| match w.assigned_at {
+            Some(at) => now.saturating_duration_since(w.last_seen.max(at)) > run,
+            None => now.saturating_duration_since(w.last_seen) > idle,
+        };
         let dead: Vec<Uuid> = self
             .workers
             .values()
-            .filter(|w| now.duration_since(w.last_seen) > timeout)
+            .filter(|w| silent(w))
             .map(|w| w.id)
             .collect();
         dead.iter()
@@ -286,14 +307,91 @@ mod tests {
         assert!(r.is_empty());
     }
 
+    const RUN: Duration = Duration::from_secs(3);
+    const IDLE: Duration = Duration::from_secs(12);
+
+    fn route(run_id: &str) -> Route {
+        Route {
+            run_id: run_id.into(),
+            slot: 0,
+            tx: mpsc::unbounded_channel().0,
+        }
+    }
+
     #[test]
-    fn reaping_silent_workers() {
+    fn an_idle_worker_is_reaped_after_the_idle_timeout_only() {
         let mut r = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
-        r.register(&hello(), Uuid::new_v4(), tx).unwrap();
-        assert!(r.reap(std::time::Duration::from_secs(60)).is_empty());
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(r.reap(std::time::Duration::from_millis(1)).len(), 1);
+        let id = Uuid::new_v4();
+        r.register(&hello(), id, tx).unwrap();
+        let seen = r.idle_or_assigned(&id).unwrap().last_seen;
+        assert!(r.reap(seen + RUN * 2, RUN, IDLE).is_empty());
+        assert!(r.reap(seen + IDLE, RUN, IDLE).is_empty());
+        let dead = r.reap(seen + IDLE + Duration::from_millis(1), RUN, IDLE);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].id, id);
         assert_eq!(r.len(), 0);
+    }
+
+    #[test]
+    fn a_worker_in_a_run_is_reaped_after_the_run_timeout_from_its_assignment() {
+        let mut r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let (id, quiet) = (Uuid::new_v4(), Uuid::new_v4());
+        let conn = r.register(&hello(), id, tx.clone()).unwrap();
+        r.register(&hello(), quiet, tx).unwrap();
+        // Silent for longer than a run timeout while idle, then assigned:
+        // the run timeout counts from the assignment, not from its last beat.
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(r.assign(&id, route("r")));
+        let at = r.idle_or_assigned(&id).unwrap().assigned_at.unwrap();
+        let seen = r.idle_or_assigned(&id).unwrap().last_seen;
+        assert!(at >= seen + Duration::from_millis(20));
+        assert!(r
+            .reap(seen + RUN + Duration::from_millis(1), RUN, IDLE)
+            .is_empty());
+        assert!(r.reap(at + RUN, RUN, IDLE).is_empty());
+        // A message after the assignment moves it on.
+        r.touch(&id, conn);
+        let seen = r.idle_or_assigned(&id).unwrap().last_seen;
+        assert!(r.reap(seen + RUN, RUN, IDLE).is_empty());
+        let dead = r.reap(seen + RUN + Duration::from_millis(1), RUN, IDLE);
+        assert_eq!(dead.iter().map(|w| w.id).collect::<Vec<_>>(), [id]);
+        assert!(r.idle_or_assigned(&quiet).is_some(), "the idle one stays");
+    }
+
+    #[test]
+    fn a_worker_done_with_its_run_is_judged_by_the_idle_timeout() {
+        let mut r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let id = Uuid::new_v4();
+        let conn = r.register(&hello(), id, tx).unwrap();
+        assert!(r.assign(&id, route("r")));
+        let at = r.idle_or_assigned(&id).unwrap().assigned_at.unwrap();
+        r.done(&id, conn + 1);
+        assert!(
+            r.idle_or_assigned(&id).unwrap().assigned_at.is_some(),
+            "a stale connection's Done"
+        );
+        r.done(&id, conn);
+        let w = r.idle_or_assigned(&id).unwrap();
+        assert_eq!(w.route.unwrap().run_id, "r", "still routed to its run");
+        assert!(r.reap(at + RUN * 2, RUN, IDLE).is_empty());
+        assert_eq!(r.reap(at + IDLE * 2, RUN, IDLE).len(), 1);
+    }
+
+    #[test]
+    fn a_released_worker_is_judged_by_the_idle_timeout_again() {
+        let mut r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let id = Uuid::new_v4();
+        r.register(&hello(), id, tx).unwrap();
+        assert!(r.assign(&id, route("r")));
+        let at = r.idle_or_assigned(&id).unwrap().assigned_at.unwrap();
+        r.release("r");
+        let w = r.idle_or_assigned(&id).unwrap();
+        assert!(w.route.is_none() && w.assigned_at.is_none());
+        assert!(r.reap(at + RUN * 2, RUN, IDLE).is_empty());
+        assert_eq!(r.reap(w.last_seen + IDLE * 2, RUN, IDLE).len(), 1);
     }
 }

@@ -18,28 +18,48 @@ pub struct CoordinatorConfig {
     /// Shared token; `None` disables authentication (loopback or explicit
     /// `--insecure-no-auth` only).
     pub token: Option<String>,
-    /// A worker silent this long is declared lost.
+    /// A worker in a run silent this long is declared lost.
     pub heartbeat_timeout: Duration,
+    /// A worker in no run silent this long is dropped from the list. Longer
+    /// than `heartbeat_timeout`: an idle worker's heartbeats are what
+    /// thousands of them cost the coordinator while nothing runs, and one
+    /// that is frozen or cut off costs nothing until a run needs it.
+    pub idle_heartbeat_timeout: Duration,
     /// Where runs are written as they happen, so a restarted coordinator can
     /// resume them (`None`: nothing is written).
     pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl CoordinatorConfig {
-    /// How often an otherwise silent worker sends a heartbeat: a third of
-    /// the timeout, so two may be lost before the worker is. Any message
-    /// counts as one (a worker in a run reports every second and sends no
-    /// heartbeats).
+    /// How often an otherwise silent worker in a run sends a heartbeat: a
+    /// third of the timeout, so two may be lost before the worker is. Any
+    /// message counts as one (a worker in a run reports every second and
+    /// sends no heartbeats).
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_timeout / 3
     }
+
+    /// The same for a worker in no run, a third of its own timeout.
+    pub fn idle_heartbeat_interval(&self) -> Duration {
+        self.idle_heartbeat_timeout / 3
+    }
 }
+
+/// The idle timeout when none is given: five run timeouts (15 s for the
+/// default 3 s), so 10,000 idle workers beat 2,000 times a second, not
+/// 10,000.
+pub fn default_idle_heartbeat_timeout(heartbeat_timeout: Duration) -> Duration {
+    heartbeat_timeout * IDLE_TIMEOUTS
+}
+
+const IDLE_TIMEOUTS: u32 = 5;
 
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
             token: None,
             heartbeat_timeout: Duration::from_secs(3),
+            idle_heartbeat_timeout: default_idle_heartbeat_timeout(Duration::from_secs(3)),
             data_dir: None,
         }
     }

@@ -1,10 +1,12 @@
-//! Faults across real processes: a worker killed with SIGKILL mid-run.
+//! Faults across real processes: a worker killed with SIGKILL mid-run, a
+//! worker frozen while idle.
 
 mod common;
 
 use common::*;
+use serde_json::Value;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[test]
 fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
@@ -428,4 +430,84 @@ fn sigterm_from_timeout_stops_a_local_run_and_keeps_what_it_measured() {
         let len = std::fs::metadata(out.join(f)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 0, "{f} written");
     }
+}
+
+/// The workers `volley workers --output json` lists.
+fn listed_workers(coord_url: &str) -> Vec<Value> {
+    let mut cmd = volley();
+    cmd.args(["workers", "--output", "json", "--coordinator", coord_url]);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", describe(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("a JSON array");
+    v.as_array().expect("a JSON array").clone()
+}
+
+/// Polls `volley workers` until `n` are listed; the instant it saw it.
+fn wait_listed(coord_url: &str, n: usize, within: Duration) -> Instant {
+    let deadline = Instant::now() + within;
+    loop {
+        let ws = listed_workers(coord_url);
+        if ws.len() == n {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} workers not listed within {within:?}: {ws:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Idle workers are watched less closely than workers in a run, so that
+/// thousands of them cost the coordinator little (docs/operations.md). A
+/// worker frozen while idle (SIGSTOP keeps its connection open) is still
+/// listed well after `--heartbeat-timeout` and dropped after
+/// `--idle-heartbeat-timeout`. A worker that beat at the slow idle pace
+/// until its run is not declared lost when the run begins: its silence
+/// counts from its assignment, and it beats at the run's pace from then on.
+#[test]
+fn an_idle_worker_is_judged_by_the_idle_timeout_and_a_worker_in_a_run_by_the_run_one() {
+    let _serial = serial();
+    const RATE: u64 = 200;
+    const SECS: u64 = 4;
+    let (_target, url) = start_target(&[]);
+    // Idle workers beat every 2 s, twice the run's timeout.
+    let (_coord, coord_url) = start_coordinator(&[
+        "--heartbeat-timeout",
+        "1s",
+        "--idle-heartbeat-timeout",
+        "6s",
+    ]);
+    let frozen = start_worker(&coord_url, &[]);
+    wait_listed(&coord_url, 1, Duration::from_secs(30));
+    frozen.signal("STOP");
+    let froze = Instant::now();
+    let gone = wait_listed(&coord_url, 0, Duration::from_secs(30)) - froze;
+    // Its last beat was at most one idle pace (2 s) before it froze, and the
+    // reaper looks every sixth of the run timeout.
+    assert!(
+        gone >= Duration::from_secs(3) && gone <= Duration::from_secs(7),
+        "a worker frozen while idle was dropped {gone:?} after it froze: \
+         the idle timeout is 6 s, the run timeout 1 s"
+    );
+    drop(frozen);
+
+    let _worker = start_worker(&coord_url, &[]);
+    wait_listed(&coord_url, 1, Duration::from_secs(30));
+    // Idle for more than a pace, so that its last beat is old when the
+    // run begins.
+    std::thread::sleep(Duration::from_millis(2500));
+    let toml = format!(
+        "[target]\nurl = \"{url}\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"{SECS}s\"\n"
+    );
+    let (r, _dir) = run_to_report(&coord_url, "idle-pace", &toml, &[]);
+    let ws = r["workers"].as_array().unwrap();
+    assert_eq!(ws.len(), 1, "{ws:?}");
+    assert!(ws[0]["lost_at_s"].is_null(), "{ws:?}");
+    assert_eq!(u(&r, "requests.intended"), RATE * SECS);
+    assert_eq!(u(&r, "requests.ok"), RATE * SECS);
+    assert_accounted(&r["requests"], "run");
+    // Back to idle after the run: still listed a run timeout later.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(listed_workers(&coord_url).len(), 1);
 }

@@ -20,6 +20,7 @@ pub mod assignment;
 pub mod config;
 pub mod encode;
 pub mod engine;
+pub mod heartbeat;
 pub mod inbox;
 pub mod outbox;
 pub mod resources;

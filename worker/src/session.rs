@@ -16,13 +16,14 @@
 
 use crate::config::WorkerConfig;
 use crate::engine::{self, EngineEvent, EngineHandle, EngineSetup};
+use crate::heartbeat::Heartbeat;
 use crate::inbox::Inbox;
 use crate::outbox::Outbox;
 use crate::{assignment, encode};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio::time::{interval, Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 use tonic::Code;
@@ -55,6 +56,16 @@ struct Run {
     intervals_sent: u32,
     /// The run's reports not yet delivered, and the last ones sent.
     outbox: Outbox<pb::WorkerMessage>,
+}
+
+impl Run {
+    /// From the assignment until its `Done` is sent: the coordinator judges
+    /// the worker by the run's heartbeat timeout meanwhile.
+    fn is_on(&self) -> bool {
+        self.setup.is_some()
+            || self.events.is_some()
+            || self.engine.as_ref().is_some_and(|e| !e.is_finished())
+    }
 }
 
 /// Runs the worker until `shutdown` completes or the coordinator refuses it.
@@ -247,8 +258,7 @@ impl Session<'_> {
                 }
             }
         }
-        let mut heartbeat = interval(Duration::from_secs(1));
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut heartbeat = Heartbeat::default();
         loop {
             if let Err(end) = self.leave_step(&tx).await {
                 if matches!(end, SessionEnd::Shutdown) {
@@ -265,6 +275,7 @@ impl Session<'_> {
                 Leave::Announced(by) => Some(by),
                 _ => None,
             };
+            heartbeat.in_run(self.run.as_ref().is_some_and(Run::is_on));
             let engine_events = self.run.as_mut().and_then(|r| r.events.as_mut());
             let asked = *self.asked.borrow();
             tokio::select! {
@@ -301,7 +312,7 @@ impl Session<'_> {
                         None => r.events = None,
                     }
                 },
-                _ = heartbeat.tick() => {
+                _ = heartbeat.due() => {
                     let hb = pb::Heartbeat { unix_nanos: clock::unix_nanos() };
                     if tx.send(msg(Out::Heartbeat(hb))).await.is_err() {
                         return Err(SessionEnd::Lost("stream closed".into()));
@@ -348,10 +359,12 @@ impl Session<'_> {
         &mut self,
         m: In,
         tx: &mpsc::Sender<pb::WorkerMessage>,
-        heartbeat: &mut tokio::time::Interval,
+        heartbeat: &mut Heartbeat,
     ) -> Result<(), SessionEnd> {
         if let In::Stop(s) = &m {
-            if let Some(r) = self.run.as_ref().filter(|r| r.id == s.run_id) {
+            if let Some(r) = self.run.as_mut().filter(|r| r.id == s.run_id) {
+                // Stopped before the start: the run will not happen here.
+                r.setup = None;
                 if let Some(e) = r.engine.as_ref() {
                     if s.at_s > 0.0 && s.at_s.is_finite() {
                         info!(run = %s.run_id, at_s = s.at_s, reason = %s.reason, "share ends");
@@ -433,7 +446,7 @@ async fn handle(
     run: &mut Option<Run>,
     inbox: &mut Inbox,
     config: &WorkerConfig,
-    heartbeat: &mut tokio::time::Interval,
+    heartbeat: &mut Heartbeat,
 ) -> Result<(), SessionEnd> {
     let send = |m: Out| async {
         tx.send(msg(m))
@@ -442,10 +455,7 @@ async fn handle(
     };
     match m {
         In::Welcome(w) => {
-            let every =
-                Duration::from_millis(u64::from(w.heartbeat_interval_ms).clamp(100, 10_000));
-            *heartbeat = interval(every);
-            heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            heartbeat.welcome(&w);
             info!(
                 coordinator = %w.coordinator_version,
                 threads = config.threads,

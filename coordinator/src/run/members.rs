@@ -131,6 +131,7 @@ mod tests {
             tx,
             last_seen: Instant::now(),
             route: None,
+            assigned_at: None,
             clock: None,
         });
         m.started = true;

@@ -137,6 +137,7 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
                 tx: dead,
                 last_seen: std::time::Instant::now(),
                 route: None,
+                assigned_at: None,
                 clock: None,
             });
             member.started = m.started;

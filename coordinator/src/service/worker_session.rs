@@ -4,7 +4,7 @@ use crate::registry::{Route, RunInput};
 use crate::state::Coordinator;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -88,6 +88,8 @@ impl pb::worker_session_server::WorkerSession for Sessions {
         let welcome = pb::Welcome {
             heartbeat_interval_ms: self.coord.config.heartbeat_interval().as_millis() as u32,
             coordinator_version: env!("CARGO_PKG_VERSION").to_string(),
+            idle_heartbeat_interval_ms: self.coord.config.idle_heartbeat_interval().as_millis()
+                as u32,
         };
         let _ = tx.try_send(Ok(pb::CoordinatorMessage {
             msg: Some(Out::Welcome(welcome)),
@@ -130,6 +132,9 @@ async fn read_loop(
                 let route = {
                     let mut reg = coord.registry();
                     reg.touch(&id, conn);
+                    if let Some(In::Done(_)) = &m.msg {
+                        reg.done(&id, conn);
+                    }
                     if let Some(In::Pong(p)) = &m.msg {
                         let (offset, rtt) = clock::offset_and_rtt(
                             p.coordinator_send_nanos,
@@ -196,20 +201,26 @@ fn forward(route: &Route, msg: In, recv_nanos: u64) {
     let _ = route.tx.send(input);
 }
 
-/// Declares workers silent for the heartbeat timeout lost.
+/// Declares workers silent for their heartbeat timeout lost: the run one
+/// for a worker in a run, the idle one for the others.
 pub async fn reaper(coord: Arc<Coordinator>) {
-    let every = (coord.config.heartbeat_timeout / 6).max(Duration::from_millis(50));
+    let (run, idle) = (
+        coord.config.heartbeat_timeout,
+        coord.config.idle_heartbeat_timeout,
+    );
+    let every = (run / 6).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let dead = coord.registry().reap(coord.config.heartbeat_timeout);
+        let dead = coord.registry().reap(Instant::now(), run, idle);
         if dead.is_empty() {
             continue;
         }
         for w in dead {
-            warn!(worker = %w.id, timeout_ms = coord.config.heartbeat_timeout.as_millis() as u64, "worker silent; declared lost");
+            let timeout = if w.route.is_some() { run } else { idle };
+            warn!(worker = %w.id, timeout_ms = timeout.as_millis() as u64, "worker silent; declared lost");
             if let Some(route) = w.route {
-                let reason = format!("no heartbeat for {:?}", coord.config.heartbeat_timeout);
+                let reason = format!("no heartbeat for {timeout:?}");
                 let _ = route.tx.send(RunInput::Lost {
                     slot: route.slot,
                     reason,
