@@ -511,3 +511,65 @@ fn an_idle_worker_is_judged_by_the_idle_timeout_and_a_worker_in_a_run_by_the_run
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(listed_workers(&coord_url).len(), 1);
 }
+
+/// A worker that vanished without a word while idle (here frozen with
+/// SIGSTOP; a host gone from the network looks the same) is still listed
+/// until its idle timeout. A run submitted meanwhile leaves it out, because it
+/// answers none of the clock pings, and runs on the others with every request
+/// accounted for, rather than failing when it misses the start. When too few
+/// workers answer, the run says so.
+#[test]
+fn a_run_leaves_out_a_listed_worker_that_answers_no_clock_ping() {
+    let _serial = serial();
+    const RATE: u64 = 200;
+    const SECS: u64 = 3;
+    let (_target, url) = start_target(&[]);
+    // A long idle timeout: the frozen worker stays listed through both runs.
+    let (_coord, coord_url) = start_coordinator(&["--idle-heartbeat-timeout", "120s"]);
+    let _alive = start_worker(&coord_url, &[]);
+    let frozen = start_worker(&coord_url, &[]);
+    wait_listed(&coord_url, 2, Duration::from_secs(30));
+    frozen.signal("STOP");
+    let toml = format!(
+        "[target]\nurl = \"{url}\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"{SECS}s\"\n"
+    );
+    let (r, _dir) = run_to_report(&coord_url, "silent-left-out", &toml, &[]);
+    let ws = r["workers"].as_array().unwrap();
+    assert_eq!(
+        ws.len(),
+        1,
+        "only the worker that answered took part: {ws:?}"
+    );
+    assert!(ws[0]["lost_at_s"].is_null(), "{ws:?}");
+    let said: Vec<&str> = r["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(
+        said.iter()
+            .any(|t| t.contains("answered no clock ping") && t.contains("left out of this run")),
+        "{said:?}"
+    );
+    assert_eq!(u(&r, "requests.intended"), RATE * SECS);
+    assert_eq!(u(&r, "requests.ok"), RATE * SECS);
+    assert_accounted(&r["requests"], "run");
+    assert_eq!(
+        listed_workers(&coord_url).len(),
+        2,
+        "still within its idle timeout"
+    );
+
+    // Two workers required, one answers: the run fails, and says why.
+    let s = submission(&coord_url, "silent-too-few", &toml, &["--min-workers", "2"]);
+    let (out, _) = run_bounded(s.cmd, Duration::from_secs(60));
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("only 1 of the 2 required workers answered the clock pings"),
+        "{}",
+        describe(&out)
+    );
+    frozen.signal("CONT");
+}

@@ -195,11 +195,15 @@ async fn run(
 ) -> Result<Report, Failure> {
     let data = setup::data_payload(&spec.scenario.plan, &source.files).map_err(fail)?;
     let idle = setup::wait_for_workers(coord, spec, events).await?;
-    let started = setup::start(coord, run_id, spec, events, idle, &data).await?;
+    let mut started = setup::start(coord, run_id, spec, events, idle, &data).await?;
     coord.run_started(run_id, started.start_nanos);
+    let warnings = std::mem::take(&mut started.warnings);
     let mut collector = collect::Collector::new(coord, run_id, spec, source, events, started, data);
+    for w in &warnings {
+        collector.note_at_start("warn", w);
+    }
     for n in &spec.scenario.notices {
-        collector.note_at_start(n);
+        collector.note_at_start("info", n);
     }
     collector.run(stop).await
 }

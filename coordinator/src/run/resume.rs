@@ -209,6 +209,8 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
         start,
         start_wall,
         start_nanos: meta.start_unix_nanos,
+        // Said when the run began; its events are in the store already.
+        warnings: Vec::new(),
     };
     // Workers still in the run kept their data; a joiner gets it again.
     let data = setup::data_payload(&spec.scenario.plan, &source.files).unwrap_or_default();

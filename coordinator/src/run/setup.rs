@@ -20,6 +20,9 @@ use volley_proto::{clock, pb, CHUNK_BYTES};
 pub const PINGS: usize = 5;
 /// Time from the start message to t = 0, so every worker has it first.
 const START_LEAD: Duration = Duration::from_millis(500);
+/// Time the workers have to answer the clock pings; one that answers none
+/// is left out of the run.
+const SYNC_WAIT: Duration = Duration::from_secs(2);
 /// Time a worker has to check the target and confirm its assignment.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -32,6 +35,8 @@ pub struct Started {
     pub start: Instant,
     pub start_wall: SystemTime,
     pub start_nanos: u64,
+    /// Warnings of the setup worth keeping in the report (a worker left out).
+    pub warnings: Vec<String>,
 }
 
 pub fn to_worker(m: &Member, msg: Out) {
@@ -196,6 +201,80 @@ pub async fn wait_for_workers(
     }
 }
 
+/// Why a member that answered none of the clock pings is left out.
+fn left_out(m: &Member) -> String {
+    format!(
+        "worker {} ({}) answered no clock ping within {} s; left out of this run",
+        short(&m.entry.id),
+        host(&m.entry),
+        SYNC_WAIT.as_secs()
+    )
+}
+
+/// The run's members, under new numbers, on a new channel.
+struct Enrolled {
+    members: Vec<Member>,
+    tx: mpsc::UnboundedSender<RunInput>,
+    rx: mpsc::UnboundedReceiver<RunInput>,
+}
+
+/// Leaves out of the run the members that answered none of the clock pings
+/// (`answered[slot]` false): gone without a word (a vanished host, a frozen
+/// process) and not yet dropped by the idle heartbeat timeout, they would
+/// fail the run when they missed its start. The others are enrolled again
+/// under new numbers, on a new channel; a loss one of them reported under
+/// its old number fails the run. Fails when fewer than `--min-workers`
+/// answered.
+fn leave_out_the_silent(
+    coord: &Coordinator,
+    run_id: &str,
+    min_workers: usize,
+    members: Vec<Member>,
+    answered: &[bool],
+    mut old_rx: mpsc::UnboundedReceiver<RunInput>,
+) -> Result<Enrolled, Failure> {
+    let kept: Vec<Member> = members
+        .into_iter()
+        .zip(answered)
+        .filter_map(|(m, &ok)| ok.then_some(m))
+        .collect();
+    if kept.len() < min_workers {
+        return Err(fail(format!(
+            "only {} of the {} required workers answered the clock pings within {} s",
+            kept.len(),
+            min_workers,
+            SYNC_WAIT.as_secs()
+        )));
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut members = Vec::with_capacity(kept.len());
+    {
+        let mut reg = coord.registry();
+        reg.release(run_id);
+        for m in kept {
+            let route = Route {
+                run_id: run_id.to_string(),
+                slot: members.len(),
+                tx: tx.clone(),
+            };
+            if !reg.assign(&m.entry.id, route) {
+                return Err(fail("workers left while the run was being set up"));
+            }
+            members.push(m);
+        }
+    }
+    while let Ok(input) = old_rx.try_recv() {
+        if let RunInput::Lost { slot, reason } = input {
+            if answered.get(slot) == Some(&true) {
+                return Err(fail(format!(
+                    "a worker was lost before the start: {reason}"
+                )));
+            }
+        }
+    }
+    Ok(Enrolled { members, tx, rx })
+}
+
 /// Enrolls the idle workers, measures their clocks, assigns their shares,
 /// waits for every one to be ready, and starts them all on one instant.
 pub async fn start(
@@ -207,7 +286,7 @@ pub async fn start(
     data: &DataPayload,
 ) -> Result<Started, Failure> {
     let plan = &spec.scenario.plan;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (mut tx, mut rx) = mpsc::unbounded_channel();
     let mut members: Vec<Member> = Vec::new();
     {
         let mut reg = coord.registry();
@@ -231,7 +310,7 @@ pub async fn start(
         sleep(Duration::from_millis(10)).await;
     }
     let mut pongs = vec![0usize; members.len()];
-    let sync_deadline = Instant::now() + Duration::from_secs(2);
+    let sync_deadline = Instant::now() + SYNC_WAIT;
     while pongs.iter().any(|&n| n < PINGS) {
         match timeout_at(sync_deadline, rx.recv()).await {
             Ok(Some(RunInput::Pong {
@@ -251,6 +330,18 @@ pub async fn start(
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
+    }
+
+    let mut warnings = Vec::new();
+    if pongs.contains(&0) {
+        for (m, _) in members.iter().zip(&pongs).filter(|(_, &n)| n == 0) {
+            let text = left_out(m);
+            say(events, "warn", text.clone()).await;
+            warnings.push(text);
+        }
+        let answered: Vec<bool> = pongs.iter().map(|&n| n > 0).collect();
+        Enrolled { members, tx, rx } =
+            leave_out_the_silent(coord, run_id, spec.min_workers, members, &answered, rx)?;
     }
 
     let curve = RateCurve::new(&plan.stages);
@@ -334,5 +425,6 @@ pub async fn start(
         start,
         start_wall,
         start_nanos,
+        warnings,
     })
 }

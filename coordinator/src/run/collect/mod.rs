@@ -175,12 +175,12 @@ impl<'a> Collector<'a> {
             .as_secs_f64()
     }
 
-    /// A fact of the plan worth reading in the report (a data set that
-    /// ends the run early), dated at t = 0.
-    pub fn note_at_start(&mut self, text: &str) {
+    /// A fact of the plan or the setup worth reading in the report (a data
+    /// set that ends the run early, a worker left out), dated at t = 0.
+    pub fn note_at_start(&mut self, level: &str, text: &str) {
         let e = Event {
             t_s: 0.0,
-            level: "info".into(),
+            level: level.into(),
             text: text.to_owned(),
         };
         if let Some(st) = self.store.as_mut() {
