@@ -77,6 +77,36 @@ fn benches(c: &mut Criterion) {
                 s.add_to(&mut acc).expect("same shape")
             });
         });
+        // What the coordinator does now for an open second: the non-zero
+        // buckets added by index into a `Dense` accumulator.
+        let mut dense = histogram::Dense::default();
+        g.bench_function(format!("decode_and_add_dense/{values}"), |bch| {
+            bch.iter(|| {
+                let d = histogram::decode_for_merge(black_box(&bytes)).expect("decodes");
+                d.add_to_dense(&mut dense).expect("standard shape")
+            });
+        });
+        // A worker's own books keep 2 digits: the decoded second added there
+        // as a histogram (HdrHistogram walks it value by value) or as its
+        // non-zero buckets, a group per 2-digit bucket.
+        let books = || {
+            hdrhistogram::Histogram::<u64>::new_with_bounds(
+                histogram::LOWEST_US,
+                histogram::HIGHEST_US,
+                2,
+            )
+            .expect("valid bounds")
+        };
+        let full = histogram::decode(&bytes).expect("decodes");
+        let mut two = books();
+        g.bench_function(format!("worker_books_merge_full/{values}"), |bch| {
+            bch.iter(|| histogram::merge(&mut two, black_box(&full)).expect("in range"));
+        });
+        let sparse = histogram::decode_sparse(&bytes).expect("decodes");
+        let mut two = books();
+        g.bench_function(format!("worker_books_add_sparse/{values}"), |bch| {
+            bch.iter(|| black_box(&sparse).add_to(&mut two).expect("in range"));
+        });
     }
     // What the coordinator does with each of a report's three histograms:
     // 10 values (10,000 workers at 100k rps) to 20,000.

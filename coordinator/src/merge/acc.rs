@@ -71,6 +71,12 @@ impl Acc {
     /// histograms (for a worker's own accumulator, see [`Acc::per_worker`]).
     pub fn add_interval_but_service(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
         w.latency.add_to(&mut self.latency)?;
+        self.add_counts(w);
+        Ok(())
+    }
+
+    /// The counters of a worker's second, without its histograms.
+    pub fn add_counts(&mut self, w: &WorkerInterval) {
         self.counts.add(&w.counts);
         for &(code, n) in &w.status_codes {
             *self.status_codes.entry(code).or_default() += n;
@@ -81,7 +87,6 @@ impl Acc {
         for &(key, n) in &w.checks {
             *self.checks.entry(key).or_default() += n;
         }
-        Ok(())
     }
 
     pub fn add(&mut self, o: &Acc) -> Result<(), HistError> {

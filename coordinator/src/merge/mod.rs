@@ -33,7 +33,7 @@ pub use soak::SoakWindows;
 
 use std::collections::BTreeMap;
 use volley_plan::{Counts, RequestCounts};
-use volley_proto::histogram::HistError;
+use volley_proto::histogram::{Dense, HistError};
 
 /// A finished second of the whole cluster.
 #[derive(Debug, Clone)]
@@ -58,14 +58,31 @@ struct Track {
     finished: bool,
 }
 
+/// A second still being merged. Its histograms are [`Dense`]
+/// accumulators, added to by bucket index as each worker's report comes in,
+/// and become the [`Acc`]'s histograms when the second is emitted.
 #[derive(Debug, Default)]
 struct Open {
+    /// Its counters (its histograms stay empty until it is emitted).
     acc: Acc,
+    latency: Dense,
+    service: Dense,
+    send_lag: Dense,
     workers: u32,
     worker_latency: Vec<(usize, Vec<u8>, u64)>,
     rss_max_bytes: u64,
     cpu_pct_max: Option<f64>,
     requests: Vec<RequestCounts>,
+}
+
+impl Open {
+    fn add(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
+        w.latency.add_to_dense(&mut self.latency)?;
+        w.service.add_to_dense(&mut self.service)?;
+        w.send_lag.add_to_dense(&mut self.send_lag)?;
+        self.acc.add_counts(w);
+        Ok(())
+    }
 }
 
 /// What happened to a report handed to [`Merger::add`].
@@ -177,7 +194,7 @@ impl Merger {
                 }
             }
         }
-        open.acc.add_interval(&w)?;
+        open.add(&w)?;
         open.workers += 1;
         open.rss_max_bytes = open.rss_max_bytes.max(w.rss_bytes);
         if let Some(p) = cpu_pct {
@@ -307,26 +324,39 @@ impl Merger {
     }
 
     fn emit(&mut self, i: u32) -> Result<MergedInterval, HistError> {
-        let open = self.open.remove(&i).unwrap_or_default();
+        let Open {
+            mut acc,
+            latency,
+            service,
+            send_lag,
+            workers,
+            worker_latency,
+            rss_max_bytes,
+            cpu_pct_max,
+            requests,
+        } = self.open.remove(&i).unwrap_or_default();
+        latency.add_into(&mut acc.latency)?;
+        service.add_into(&mut acc.service)?;
+        send_lag.add_into(&mut acc.send_lag)?;
         let s = self.stage(i);
-        self.stages[s].add(&open.acc)?;
+        self.stages[s].add(&acc)?;
         for w in self.soak.iter_mut().flatten() {
             if w.first.contains(&i) {
-                w.first_acc.add(&open.acc)?;
+                w.first_acc.add(&acc)?;
             }
             if w.last.contains(&i) {
-                w.last_acc.add(&open.acc)?;
+                w.last_acc.add(&acc)?;
             }
         }
         self.next_emit = i + 1;
         Ok(MergedInterval {
             index: i,
-            acc: open.acc,
-            workers: open.workers,
-            worker_latency: open.worker_latency,
-            rss_max_bytes: open.rss_max_bytes,
-            cpu_pct_max: open.cpu_pct_max,
-            requests: open.requests,
+            acc,
+            workers,
+            worker_latency,
+            rss_max_bytes,
+            cpu_pct_max,
+            requests,
         })
     }
 

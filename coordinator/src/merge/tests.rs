@@ -113,7 +113,8 @@ fn duplicates_are_ignored_and_late_reports_still_count() {
 }
 
 /// A worker's second holding exactly `values` (µs), as it comes off the
-/// wire: encoded, then decoded for merging the way `wire.rs` does it.
+/// wire: encoded, then decoded for merging the way `wire.rs` does it
+/// (always sparse: the bool says so).
 fn wi_of_values(index: u32, values: &[u64]) -> (WorkerInterval, bool) {
     let mut latency = histogram::new_hist();
     for &v in values {
@@ -150,8 +151,9 @@ fn raw_latencies(seed: u64, n: usize, spread_us: u64) -> Vec<u64> {
 fn merged_percentiles_equal_one_big_histogram() {
     // The oracle records every raw value into one histogram; the merger sees
     // only what crosses the wire. Worker 0 sends few distinct values per
-    // second (decoded sparse), worker 1 thousands (decoded in full), worker
-    // 2 a mix, so both decode paths feed the total.
+    // second, worker 1 thousands, worker 2 a mix; worker 2's big seconds go
+    // in as full histograms (as built in memory), so both forms feed the
+    // open seconds' accumulators.
     let mut m = Merger::new(3, vec![0; 4], &[(0.0, 4.0)]);
     let mut oracle = histogram::new_hist();
     let mut paths = (0, 0);
@@ -167,8 +169,13 @@ fn merged_percentiles_equal_one_big_histogram() {
             for &v in &values {
                 oracle.record(v).unwrap();
             }
-            let (x, sparse) = wi_of_values(i, &values);
-            if sparse {
+            let (mut x, sparse) = wi_of_values(i, &values);
+            assert!(sparse, "off the wire, a second is always decoded sparse");
+            if w == 2 && i % 2 == 1 {
+                x.latency =
+                    histogram::Decoded::Full(histogram::decode(&x.latency_encoded).unwrap());
+            }
+            if matches!(x.latency, histogram::Decoded::Sparse(_)) {
                 paths.0 += 1;
             } else {
                 paths.1 += 1;
@@ -177,10 +184,7 @@ fn merged_percentiles_equal_one_big_histogram() {
         }
         m.finish_worker(w);
     }
-    assert!(
-        paths.0 >= 4 && paths.1 >= 4,
-        "both decode paths are covered (sparse, full): {paths:?}"
-    );
+    assert_eq!(paths, (10, 2), "both forms are covered (sparse, full)");
     assert_eq!(m.ready().unwrap().len(), 4);
     let total = m.total().unwrap();
     assert_eq!(total.latency.len(), oracle.len());

@@ -31,21 +31,16 @@ fn deserialize_inner(inner: &[u8]) -> Result<Hist, HistError> {
     Ok(h)
 }
 
-/// A report's histogram decoded in whichever form adds into accumulators
-/// fastest: the non-zero buckets when there are few (a worker's second at
-/// a low rate: ~3.5× faster than decode + merge, `cargo bench -p
-/// volley-proto --bench histogram`), the full histogram when there are many
-/// (walking the whole counts array beats adding thousands of buckets one by
-/// one).
+/// A report's histogram decoded for merging. From the network it is always
+/// its non-zero buckets ([`Sparse`]): the coordinator adds them by bucket
+/// index into [`super::Dense`] accumulators, never walking the empty ones
+/// and never building the full counts array per report. `Full` is for
+/// histograms built in memory (tests, the report's own sums).
 #[derive(Debug, Clone)]
 pub enum Decoded {
     Sparse(Sparse),
     Full(Hist),
 }
-
-/// Inflated V2 payloads above this many bytes (roughly 2,000 non-zero
-/// buckets) are decoded in full: the crossover measured by the bench.
-const SPARSE_MAX_PAYLOAD: usize = 4096;
 
 impl Decoded {
     /// Total count.
@@ -84,6 +79,17 @@ impl Decoded {
             Decoded::Full(h) => Ok(h.clone()),
         }
     }
+
+    /// Adds into a [`super::Dense`] accumulator exactly.
+    pub fn add_to_dense(&self, into: &mut super::Dense) -> Result<(), HistError> {
+        match self {
+            Decoded::Sparse(s) => {
+                into.add_indexed(&s.buckets);
+                Ok(())
+            }
+            Decoded::Full(h) => into.add_hist(h),
+        }
+    }
 }
 
 impl From<Hist> for Decoded {
@@ -101,13 +107,7 @@ pub fn decode_for_merge(bytes: &[u8]) -> Result<Decoded, HistError> {
     if bytes.is_empty() {
         return Ok(Decoded::Sparse(Sparse::default()));
     }
-    with_inflated(bytes, |inner| {
-        let payload_len = be32(inner, 4).unwrap_or(0) as usize;
-        if payload_len > SPARSE_MAX_PAYLOAD {
-            return deserialize_inner(inner).map(Decoded::Full);
-        }
-        sparse_inner(inner).map(Decoded::Sparse)
-    })
+    with_inflated(bytes, sparse_inner).map(Decoded::Sparse)
 }
 
 pub(super) const V2_COOKIE: u32 = 0x1c84_9313;
@@ -277,18 +277,30 @@ impl Inflater {
 /// accumulators as it keeps.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sparse {
-    /// (value at the bucket's low end in µs, count), in bucket order.
-    buckets: Vec<(u64, u64)>,
+    /// (bucket index in the standard shape, count), in bucket order; every
+    /// index is below [`standard_bucket_count`].
+    buckets: Vec<(u32, u64)>,
 }
 
 /// Sub-bucket half count of the standard shape (3 digits: 2048 sub-buckets).
 const HALF_COUNT_MAGNITUDE: u32 = 10;
 const HALF_COUNT: u64 = 1 << HALF_COUNT_MAGNITUDE;
 
+/// The bucket index of `value` in the standard shape (the inverse of
+/// [`value_at_index`] on each bucket's values), as HdrHistogram computes it:
+/// the bucket from the leading zeros (64 − 0 unit magnitude − 11 bits of
+/// sub-buckets = 53), then the sub-bucket.
+#[inline]
+pub(super) fn index_of(value: u64) -> u64 {
+    let bucket = 53 - u64::from((value | (2 * HALF_COUNT - 1)).leading_zeros());
+    let sub = value >> bucket;
+    ((bucket + 1) << HALF_COUNT_MAGNITUDE) + sub - HALF_COUNT
+}
+
 /// The lowest value of bucket `index` in the standard shape (lowest 1 µs,
 /// 3 significant digits), as HdrHistogram lays buckets out.
 #[inline]
-fn value_at_index(index: u64) -> u64 {
+pub(super) fn value_at_index(index: u64) -> u64 {
     let bucket = (index >> HALF_COUNT_MAGNITUDE) as i64 - 1;
     let sub = (index & (HALF_COUNT - 1)) + HALF_COUNT;
     if bucket < 0 {
@@ -311,17 +323,46 @@ impl Sparse {
     /// The largest value recorded, as [`Hist::max`] reports it.
     pub fn max(&self) -> u64 {
         static STANDARD: std::sync::OnceLock<Hist> = std::sync::OnceLock::new();
-        self.buckets.last().map_or(0, |&(v, _)| {
-            STANDARD.get_or_init(new_hist).highest_equivalent(v)
+        self.buckets.last().map_or(0, |&(i, _)| {
+            STANDARD
+                .get_or_init(new_hist)
+                .highest_equivalent(value_at_index(u64::from(i)))
         })
     }
 
-    /// Adds every bucket into `into` (a histogram of the standard shape),
-    /// exactly as [`merge`] of the fully decoded histogram would.
+    /// Adds every bucket into `into` (a histogram of any shape: the standard
+    /// one, or the workers' 2-digit books), exactly as [`merge`] of the fully
+    /// decoded histogram would.
     pub fn add_to(&self, into: &mut Hist) -> Result<(), HistError> {
-        for &(value, count) in &self.buckets {
+        let record = |into: &mut Hist, value: u64, count: u64| {
             into.record_n(value, count)
-                .map_err(|e| HistError::Merge(format!("{e:?}")))?;
+                .map_err(|e| HistError::Merge(format!("{e:?}")))
+        };
+        if into.sigfig() >= SIGFIG {
+            for &(index, count) in &self.buckets {
+                record(into, value_at_index(u64::from(index)), count)?;
+            }
+            return Ok(());
+        }
+        // A coarser histogram (a worker's 2-digit books): the buckets that
+        // fall in one of its buckets are added as one, recorded at the
+        // lowest of their values (so its min and max are those of adding
+        // each, up to the equivalence its buckets keep anyway).
+        let mut group: Option<(u64, u64, u64)> = None; // (lowest, top, count)
+        for &(index, count) in &self.buckets {
+            let value = value_at_index(u64::from(index));
+            match group.as_mut() {
+                Some((_, top, n)) if value <= *top => *n += count,
+                _ => {
+                    if let Some((lowest, _, n)) = group {
+                        record(into, lowest, n)?;
+                    }
+                    group = Some((value, into.highest_equivalent(value), count));
+                }
+            }
+        }
+        if let Some((lowest, _, n)) = group {
+            record(into, lowest, n)?;
         }
         Ok(())
     }
@@ -363,12 +404,19 @@ fn sparse_inner(inner: &[u8]) -> Result<Sparse, HistError> {
     if lowest != LOWEST_US || digits != u32::from(SIGFIG) || highest > HIGHEST_US {
         // Another layout of buckets: let the full decoder handle it.
         let h = deserialize_inner(inner)?;
-        let mut buckets = Vec::new();
+        let max_index = standard_bucket_count();
+        let mut buckets: Vec<(u32, u64)> = Vec::new();
         for v in h.iter_recorded() {
-            buckets.push((
-                h.lowest_equivalent(v.value_iterated_to()),
-                v.count_at_value(),
-            ));
+            let index = index_of(h.lowest_equivalent(v.value_iterated_to()));
+            if index >= max_index {
+                return Err(bad("count beyond the histogram's range"));
+            }
+            // A coarser shape's buckets map to distinct, ascending indexes;
+            // a finer one's may share one.
+            match buckets.last_mut() {
+                Some((last, n)) if u64::from(*last) == index => *n += v.count_at_value(),
+                _ => buckets.push((index as u32, v.count_at_value())),
+            }
         }
         return Ok(Sparse { buckets });
     }
@@ -378,7 +426,8 @@ fn sparse_inner(inner: &[u8]) -> Result<Sparse, HistError> {
     // Highest bucket index of the standard shape, from a histogram's own
     // layout so it can never disagree with `record_n`.
     let max_index = standard_bucket_count();
-    let mut buckets = Vec::new();
+    // Every non-zero count takes a byte at least: no growing.
+    let mut buckets = Vec::with_capacity(payload_len);
     let mut index: u64 = 0;
     let mut at = 0;
     while at < payload.len() {
@@ -395,7 +444,7 @@ fn sparse_inner(inner: &[u8]) -> Result<Sparse, HistError> {
             if index >= max_index {
                 return Err(bad("count beyond the histogram's range"));
             }
-            buckets.push((value_at_index(index), n as u64));
+            buckets.push((index as u32, n as u64));
         }
         index += 1;
     }
@@ -403,7 +452,7 @@ fn sparse_inner(inner: &[u8]) -> Result<Sparse, HistError> {
 }
 
 /// Buckets of the standard shape.
-fn standard_bucket_count() -> u64 {
+pub(super) fn standard_bucket_count() -> u64 {
     static COUNT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     *COUNT.get_or_init(|| new_hist().distinct_values() as u64)
 }
@@ -486,8 +535,48 @@ mod tests {
         }
     }
 
+    /// Into a coarser histogram (the coordinator's 2-digit books of each
+    /// worker) buckets are added a group at a time: the same buckets, count,
+    /// min and max as merging the full histogram there.
     #[test]
-    fn few_buckets_decode_sparse_and_many_in_full() {
+    fn sparse_adds_into_a_coarser_histogram_as_merging_does() {
+        let mut seed = 0x0bad_cafe_u64;
+        for round in 0..20 {
+            let mut h = new_hist();
+            for _ in 0..[1, 50, 3000, 20_000][round % 4] {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let v = match seed % 3 {
+                    0 => 1 + seed % 5000,
+                    1 => 100 + (seed >> 4) % 400_000,
+                    _ => 1 + (seed >> 8) % HIGHEST_US,
+                };
+                h.record_n(v, 1 + seed % 3).unwrap();
+            }
+            let coarse = || {
+                let mut c = Histogram::<u64>::new_with_bounds(LOWEST_US, HIGHEST_US, 2).unwrap();
+                c.record(777).unwrap();
+                c
+            };
+            let mut via_sparse = coarse();
+            decode_sparse(&encode(&h))
+                .unwrap()
+                .add_to(&mut via_sparse)
+                .unwrap();
+            let mut via_merge = coarse();
+            via_merge.add(&h).unwrap();
+            assert_eq!(buckets(&via_sparse), buckets(&via_merge), "round {round}");
+            assert_eq!(
+                (via_sparse.len(), via_sparse.min(), via_sparse.max()),
+                (via_merge.len(), via_merge.min(), via_merge.max()),
+                "round {round}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_standard_shape_always_decodes_sparse() {
         let mut few = new_hist();
         few.record_n(1500, 10).unwrap();
         assert!(matches!(
@@ -498,10 +587,9 @@ mod tests {
         for v in 1..20_000 {
             many.record(v).unwrap();
         }
-        assert!(matches!(
-            decode_for_merge(&encode(&many)).unwrap(),
-            Decoded::Full(_)
-        ));
+        let decoded = decode_for_merge(&encode(&many)).unwrap();
+        assert!(matches!(decoded, Decoded::Sparse(_)));
+        assert_eq!(buckets(&decoded.to_hist().unwrap()), buckets(&many));
     }
 
     #[test]

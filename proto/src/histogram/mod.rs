@@ -169,8 +169,10 @@ pub fn deflated(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 }
 
 mod decode;
+mod dense;
 
 pub use decode::{decode, decode_for_merge, decode_sparse, Decoded, Sparse};
+pub use dense::Dense;
 
 /// A reproducible second of one worker, for the benchmarks and the
 /// coordinator's scale harness: `values` latencies lognormal around 2 ms

@@ -92,7 +92,9 @@ impl Collector<'_> {
     /// Validates and merges one worker report; `persist` appends it to the
     /// data dir first.
     pub(super) fn accept(&mut self, slot: usize, report: pb::IntervalReport, persist: bool) {
-        let raw = persist.then(|| report.clone());
+        // Kept for the data dir only if there is one (a copy of every
+        // histogram's bytes otherwise).
+        let raw = (persist && self.store.is_some()).then(|| report.clone());
         let bounds = wire::Bounds {
             max_index: self.max_index,
             requests: self.plan.target.requests.len(),
