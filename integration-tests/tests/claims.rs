@@ -35,17 +35,6 @@ fn wait_stderr(p: &mut Proc, seen: &mut String, needle: &str, within: Duration) 
     }
 }
 
-fn events(r: &Value) -> Vec<String> {
-    r["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["text"].as_str().unwrap_or_default().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn scenario(url: &str, rate: u32, secs: u32) -> String {
     format!("[target]\nurl = \"{url}\"\n[[stages]]\nname = \"main\"\nrate = {rate}\nduration = \"{secs}s\"\n")
 }

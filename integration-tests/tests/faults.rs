@@ -541,12 +541,7 @@ fn a_run_leaves_out_a_listed_worker_that_answers_no_clock_ping() {
         "only the worker that answered took part: {ws:?}"
     );
     assert!(ws[0]["lost_at_s"].is_null(), "{ws:?}");
-    let said: Vec<&str> = r["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| e["text"].as_str())
-        .collect();
+    let said = events(&r);
     assert!(
         said.iter()
             .any(|t| t.contains("answered no clock ping") && t.contains("left out of this run")),

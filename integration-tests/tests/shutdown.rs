@@ -13,15 +13,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn events(r: &serde_json::Value) -> Vec<String> {
-    r["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["text"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn a_worker_sent_sigterm_leaves_and_its_share_is_resplit_without_a_loss() {
     let _serial = serial();

@@ -297,6 +297,18 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// The texts of a report's events (`events[].text`), in order.
+pub fn events(r: &Value) -> Vec<String> {
+    r["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["text"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn read_report(dir: &Path) -> Value {
     let text = std::fs::read_to_string(dir.join("report.json"))
         .unwrap_or_else(|e| panic!("{}/report.json: {e}", dir.display()));

@@ -478,17 +478,10 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{deflated, encode, merge, synthetic_second, RAW_MAX};
+    use super::super::{buckets, deflated, encode, merge, synthetic_second, RAW_MAX};
     use super::*;
     use hdrhistogram::serialization::{Serializer, V2DeflateSerializer, V2Serializer};
     use hdrhistogram::Histogram;
-
-    /// Every bucket's count, for exact comparisons.
-    fn buckets(h: &Hist) -> Vec<(u64, u64)> {
-        h.iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect()
-    }
 
     #[test]
     fn sparse_decoding_adds_exactly_what_the_full_decoder_does() {

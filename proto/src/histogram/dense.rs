@@ -96,16 +96,10 @@ impl Dense {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{decode_for_merge, encode, merge, new_hist, Decoded, HIGHEST_US};
+    use super::super::{buckets, decode_for_merge, encode, merge, new_hist, Decoded, HIGHEST_US};
     use super::*;
     use hdrhistogram::Histogram;
     use proptest::prelude::*;
-
-    fn buckets(h: &Hist) -> Vec<(u64, u64)> {
-        h.iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect()
-    }
 
     /// Every bucket's index and lowest value agree with HdrHistogram's own
     /// layout of the standard shape.

@@ -171,6 +171,15 @@ pub fn deflated(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 mod decode;
 mod dense;
 
+/// Every bucket of a histogram and its count, for exact comparisons in
+/// tests.
+#[cfg(test)]
+fn buckets(h: &Hist) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
 pub use decode::{decode, decode_for_merge, decode_sparse, Decoded, Sparse};
 pub use dense::Dense;
 
