@@ -70,10 +70,13 @@ pub struct WorkerEntry {
     pub tx: Outbound,
     pub last_seen: Instant,
     pub route: Option<Route>,
-    /// When it was given its run, until its `Done`: the span in which it
-    /// beats at the run's pace and is judged by the run timeout. Its silence
-    /// counts from then at the latest, since it beat at the idle pace before.
-    pub assigned_at: Option<Instant>,
+    /// From its `Ready` for its run (or its rejoining a resumed run) until
+    /// its `Done`: when it beats at the run's pace (it switched on receiving
+    /// the assignment) and is judged by the run timeout. Its silence counts
+    /// from then at the latest, since it beat at the idle pace before.
+    /// Before (pings, data files, the assignment in flight) it is judged by
+    /// the idle timeout, as it still beats at the idle pace.
+    pub run_pace_since: Option<Instant>,
     /// The clock offset (worker minus coordinator, nanoseconds) and round
     /// trip of the pong with the lowest round trip so far.
     pub clock: Option<(i64, u64)>,
@@ -107,7 +110,7 @@ impl Registry {
                 tx,
                 last_seen: Instant::now(),
                 route: None,
-                assigned_at: None,
+                run_pace_since: None,
                 clock: None,
             },
         );
@@ -205,19 +208,34 @@ impl Registry {
         match self.workers.get_mut(id) {
             Some(w) if w.route.is_none() => {
                 w.route = Some(route);
-                w.assigned_at = Some(Instant::now());
                 true
             }
             _ => false,
         }
     }
 
-    /// The worker sent its run's `Done`: it beats at the idle pace from now
-    /// on (the run may last a while longer, for the others).
-    pub fn done(&mut self, id: &Uuid, conn: u64) {
-        if let Some(w) = self.workers.get_mut(id).filter(|w| w.conn == conn) {
-            w.assigned_at = None;
+    /// The worker confirmed its assignment to `run_id` (or rejoined it):
+    /// it beats at the run's pace from now on, and is judged by the run
+    /// timeout.
+    pub fn run_pace(&mut self, id: &Uuid, conn: u64, run_id: &str) {
+        if let Some(w) = self.current(id, conn, run_id) {
+            w.run_pace_since = Some(Instant::now());
         }
+    }
+
+    /// The worker sent `run_id`'s `Done`: it beats at the idle pace from now
+    /// on (the run may last a while longer, for the others).
+    pub fn done(&mut self, id: &Uuid, conn: u64, run_id: &str) {
+        if let Some(w) = self.current(id, conn, run_id) {
+            w.run_pace_since = None;
+        }
+    }
+
+    /// The worker on connection `conn`, if it is routed to `run_id`.
+    fn current(&mut self, id: &Uuid, conn: u64, run_id: &str) -> Option<&mut WorkerEntry> {
+        self.workers
+            .get_mut(id)
+            .filter(|w| w.conn == conn && w.route.as_ref().is_some_and(|r| r.run_id == run_id))
     }
 
     /// Frees every worker of a finished run.
@@ -225,17 +243,18 @@ impl Registry {
         for w in self.workers.values_mut() {
             if w.route.as_ref().is_some_and(|r| r.run_id == run_id) {
                 w.route = None;
-                w.assigned_at = None;
+                w.run_pace_since = None;
             }
         }
     }
 
     /// Removes the workers silent at `now` for longer than their timeout,
-    /// returning them: `run` for a worker in a run that has not sent its
-    /// `Done`, counted from its last message or its assignment, whichever is
-    /// later; `idle` for the others.
+    /// returning them: `run` for a worker at the run's pace (see
+    /// [`WorkerEntry::run_pace_since`]), counted from its last message or
+    /// from when it took that pace, whichever is later; `idle` for the
+    /// others.
     pub fn reap(&mut self, now: Instant, run: Duration, idle: Duration) -> Vec<WorkerEntry> {
-        let silent = |w: &WorkerEntry| match w.assigned_at {
+        let silent = |w: &WorkerEntry| match w.run_pace_since {
             Some(at) => now.saturating_duration_since(w.last_seen.max(at)) > run,
             None => now.saturating_duration_since(w.last_seen) > idle,
         };
@@ -334,29 +353,53 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_in_a_run_is_reaped_after_the_run_timeout_from_its_assignment() {
+    fn an_assigned_worker_is_judged_by_the_idle_timeout_until_it_is_ready() {
+        let mut r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let id = Uuid::new_v4();
+        let conn = r.register(&hello(), id, tx).unwrap();
+        // Pings, data files and the assignment itself reach it while it
+        // still beats at the idle pace.
+        assert!(r.assign(&id, route("r")));
+        let seen = r.idle_or_assigned(&id).unwrap().last_seen;
+        assert!(r.reap(seen + RUN * 2, RUN, IDLE).is_empty());
+        // Its Ready for another run changes nothing.
+        r.run_pace(&id, conn, "other");
+        assert!(r.idle_or_assigned(&id).unwrap().run_pace_since.is_none());
+        assert_eq!(r.reap(seen + IDLE * 2, RUN, IDLE).len(), 1);
+    }
+
+    #[test]
+    fn a_worker_in_a_run_is_reaped_after_the_run_timeout_from_its_ready() {
         let mut r = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
         let (id, quiet) = (Uuid::new_v4(), Uuid::new_v4());
         let conn = r.register(&hello(), id, tx.clone()).unwrap();
         r.register(&hello(), quiet, tx).unwrap();
-        // Silent for longer than a run timeout while idle, then assigned:
-        // the run timeout counts from the assignment, not from its last beat.
-        std::thread::sleep(Duration::from_millis(20));
         assert!(r.assign(&id, route("r")));
-        let at = r.idle_or_assigned(&id).unwrap().assigned_at.unwrap();
+        // Silent for a while at the idle pace, then its Ready arrives: the
+        // run timeout counts from then, not from its last beat.
+        std::thread::sleep(Duration::from_millis(20));
+        r.run_pace(&id, conn + 1, "r");
+        assert!(
+            r.idle_or_assigned(&id).unwrap().run_pace_since.is_none(),
+            "a stale connection's Ready"
+        );
+        r.run_pace(&id, conn, "r");
+        let at = r.idle_or_assigned(&id).unwrap().run_pace_since.unwrap();
         let seen = r.idle_or_assigned(&id).unwrap().last_seen;
         assert!(at >= seen + Duration::from_millis(20));
         assert!(r
             .reap(seen + RUN + Duration::from_millis(1), RUN, IDLE)
             .is_empty());
         assert!(r.reap(at + RUN, RUN, IDLE).is_empty());
-        // A message after the assignment moves it on.
+        // A message after that moves it on.
         r.touch(&id, conn);
         let seen = r.idle_or_assigned(&id).unwrap().last_seen;
         assert!(r.reap(seen + RUN, RUN, IDLE).is_empty());
         let dead = r.reap(seen + RUN + Duration::from_millis(1), RUN, IDLE);
         assert_eq!(dead.iter().map(|w| w.id).collect::<Vec<_>>(), [id]);
+        assert!(dead[0].run_pace_since.is_some());
         assert!(r.idle_or_assigned(&quiet).is_some(), "the idle one stays");
     }
 
@@ -367,13 +410,15 @@ mod tests {
         let id = Uuid::new_v4();
         let conn = r.register(&hello(), id, tx).unwrap();
         assert!(r.assign(&id, route("r")));
-        let at = r.idle_or_assigned(&id).unwrap().assigned_at.unwrap();
-        r.done(&id, conn + 1);
+        r.run_pace(&id, conn, "r");
+        let at = r.idle_or_assigned(&id).unwrap().run_pace_since.unwrap();
+        r.done(&id, conn + 1, "r");
+        r.done(&id, conn, "an earlier run");
         assert!(
-            r.idle_or_assigned(&id).unwrap().assigned_at.is_some(),
-            "a stale connection's Done"
+            r.idle_or_assigned(&id).unwrap().run_pace_since.is_some(),
+            "a stale connection's Done, or an earlier run's replayed"
         );
-        r.done(&id, conn);
+        r.done(&id, conn, "r");
         let w = r.idle_or_assigned(&id).unwrap();
         assert_eq!(w.route.unwrap().run_id, "r", "still routed to its run");
         assert!(r.reap(at + RUN * 2, RUN, IDLE).is_empty());
@@ -385,12 +430,13 @@ mod tests {
         let mut r = Registry::default();
         let (tx, _rx) = mpsc::channel(1);
         let id = Uuid::new_v4();
-        r.register(&hello(), id, tx).unwrap();
+        let conn = r.register(&hello(), id, tx).unwrap();
         assert!(r.assign(&id, route("r")));
-        let at = r.idle_or_assigned(&id).unwrap().assigned_at.unwrap();
+        r.run_pace(&id, conn, "r");
+        let at = r.idle_or_assigned(&id).unwrap().run_pace_since.unwrap();
         r.release("r");
         let w = r.idle_or_assigned(&id).unwrap();
-        assert!(w.route.is_none() && w.assigned_at.is_none());
+        assert!(w.route.is_none() && w.run_pace_since.is_none());
         assert!(r.reap(at + RUN * 2, RUN, IDLE).is_empty());
         assert_eq!(r.reap(w.last_seen + IDLE * 2, RUN, IDLE).len(), 1);
     }

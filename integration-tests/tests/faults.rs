@@ -459,12 +459,13 @@ fn wait_listed(coord_url: &str, n: usize, within: Duration) -> Instant {
 }
 
 /// Idle workers are watched less closely than workers in a run, so that
-/// thousands of them cost the coordinator little (docs/operations.md). A
-/// worker frozen while idle (SIGSTOP keeps its connection open) is still
-/// listed well after `--heartbeat-timeout` and dropped after
-/// `--idle-heartbeat-timeout`. A worker that beat at the slow idle pace
-/// until its run is not declared lost when the run begins: its silence
-/// counts from its assignment, and it beats at the run's pace from then on.
+/// thousands of them cost the coordinator little (README, "Faults, data
+/// safety and security"). A worker frozen while idle (SIGSTOP keeps its
+/// connection open) is still listed well after `--heartbeat-timeout` and
+/// dropped after `--idle-heartbeat-timeout`. A worker that beat at the slow
+/// idle pace until its run is not declared lost when the run begins: it
+/// beats at the run's pace from its assignment on, and the run timeout
+/// counts from its `Ready`.
 #[test]
 fn an_idle_worker_is_judged_by_the_idle_timeout_and_a_worker_in_a_run_by_the_run_one() {
     let _serial = serial();

@@ -131,7 +131,7 @@ mod tests {
             tx,
             last_seen: Instant::now(),
             route: None,
-            assigned_at: None,
+            run_pace_since: None,
             clock: None,
         });
         m.started = true;

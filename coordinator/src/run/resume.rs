@@ -137,7 +137,7 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
                 tx: dead,
                 last_seen: std::time::Instant::now(),
                 route: None,
-                assigned_at: None,
+                run_pace_since: None,
                 clock: None,
             });
             member.started = m.started;

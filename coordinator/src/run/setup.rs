@@ -201,14 +201,19 @@ pub async fn wait_for_workers(
     }
 }
 
-/// Why a member that answered none of the clock pings is left out.
-fn left_out(m: &Member) -> String {
-    format!(
-        "worker {} ({}) answered no clock ping within {} s; left out of this run",
-        short(&m.entry.id),
-        host(&m.entry),
-        SYNC_WAIT.as_secs()
-    )
+/// Why a member is left out: it answered none of the clock pings, or it
+/// was lost while they were sent (`lost`: why).
+fn left_out(m: &Member, lost: Option<&str>) -> String {
+    let (id, host) = (short(&m.entry.id), host(&m.entry));
+    match lost {
+        Some(why) => {
+            format!("worker {id} ({host}) was lost before the start ({why}); left out of this run")
+        }
+        None => format!(
+            "worker {id} ({host}) answered no clock ping within {} s; left out of this run",
+            SYNC_WAIT.as_secs()
+        ),
+    }
 }
 
 /// The run's members, under new numbers, on a new channel.
@@ -219,9 +224,9 @@ struct Enrolled {
 }
 
 /// Leaves out of the run the members that answered none of the clock pings
-/// (`answered[slot]` false): gone without a word (a vanished host, a frozen
-/// process) and not yet dropped by the idle heartbeat timeout, they would
-/// fail the run when they missed its start. The others are enrolled again
+/// or were lost meanwhile (`answered[slot]` false): gone without a word (a
+/// vanished host, a frozen process) and not yet dropped by the idle
+/// heartbeat timeout, they would fail the run when they missed its start. The others are enrolled again
 /// under new numbers, on a new channel; a loss one of them reported under
 /// its old number fails the run. Fails when fewer than `--min-workers`
 /// answered.
@@ -310,8 +315,11 @@ pub async fn start(
         sleep(Duration::from_millis(10)).await;
     }
     let mut pongs = vec![0usize; members.len()];
+    // Members gone during the pings (a broken connection, or silent past
+    // their timeout), and why: left out like the silent ones.
+    let mut gone: Vec<Option<String>> = vec![None; members.len()];
     let sync_deadline = Instant::now() + SYNC_WAIT;
-    while pongs.iter().any(|&n| n < PINGS) {
+    while (0..members.len()).any(|i| gone[i].is_none() && pongs[i] < PINGS) {
         match timeout_at(sync_deadline, rx.recv()).await {
             Ok(Some(RunInput::Pong {
                 slot,
@@ -321,25 +329,22 @@ pub async fn start(
                 on_pong(&mut members[slot], &pong, recv_nanos);
                 pongs[slot] += 1;
             }
-            Ok(Some(RunInput::Lost { slot, reason })) => {
-                let id = members[slot].entry.id;
-                return Err(fail(format!(
-                    "worker {id} was lost before the start: {reason}"
-                )));
-            }
+            Ok(Some(RunInput::Lost { slot, reason })) => gone[slot] = Some(reason),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }
     }
 
     let mut warnings = Vec::new();
-    if pongs.contains(&0) {
-        for (m, _) in members.iter().zip(&pongs).filter(|(_, &n)| n == 0) {
-            let text = left_out(m);
+    let answered: Vec<bool> = (0..members.len())
+        .map(|i| gone[i].is_none() && pongs[i] > 0)
+        .collect();
+    if answered.contains(&false) {
+        for (i, m) in members.iter().enumerate().filter(|&(i, _)| !answered[i]) {
+            let text = left_out(m, gone[i].as_deref());
             say(events, "warn", text.clone()).await;
             warnings.push(text);
         }
-        let answered: Vec<bool> = pongs.iter().map(|&n| n > 0).collect();
         Enrolled { members, tx, rx } =
             leave_out_the_silent(coord, run_id, spec.min_workers, members, &answered, rx)?;
     }

@@ -76,6 +76,9 @@ impl pb::worker_session_server::WorkerSession for Sessions {
             // before the first one arrives.
             if let Some(route) = self.coord.take_expected(&id) {
                 reg.assign(&id, route.clone());
+                // Still in that run, it beats at the run's pace (a Done it
+                // sent while we were away comes again from its outbox).
+                reg.run_pace(&id, conn, &route.run_id);
                 if let Some(entry) = reg.idle_or_assigned(&id) {
                     let _ = route.tx.send(RunInput::Rejoined {
                         slot: route.slot,
@@ -132,8 +135,12 @@ async fn read_loop(
                 let route = {
                     let mut reg = coord.registry();
                     reg.touch(&id, conn);
-                    if let Some(In::Done(_)) = &m.msg {
-                        reg.done(&id, conn);
+                    // The worker beats at the run's pace from its Ready
+                    // (it switched on the assignment) until its Done.
+                    match &m.msg {
+                        Some(In::Ready(r)) if r.ok => reg.run_pace(&id, conn, &r.run_id),
+                        Some(In::Done(d)) => reg.done(&id, conn, &d.run_id),
+                        _ => {}
                     }
                     if let Some(In::Pong(p)) = &m.msg {
                         let (offset, rtt) = clock::offset_and_rtt(
@@ -217,7 +224,11 @@ pub async fn reaper(coord: Arc<Coordinator>) {
             continue;
         }
         for w in dead {
-            let timeout = if w.route.is_some() { run } else { idle };
+            let timeout = if w.run_pace_since.is_some() {
+                run
+            } else {
+                idle
+            };
             warn!(worker = %w.id, timeout_ms = timeout.as_millis() as u64, "worker silent; declared lost");
             if let Some(route) = w.route {
                 let reason = format!("no heartbeat for {timeout:?}");

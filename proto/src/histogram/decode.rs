@@ -352,7 +352,7 @@ impl Sparse {
         for &(index, count) in &self.buckets {
             let value = value_at_index(u64::from(index));
             match group.as_mut() {
-                Some((_, top, n)) if value <= *top => *n += count,
+                Some((_, top, n)) if value <= *top => *n = n.saturating_add(count),
                 _ => {
                     if let Some((lowest, _, n)) = group {
                         record(into, lowest, n)?;
@@ -414,7 +414,9 @@ fn sparse_inner(inner: &[u8]) -> Result<Sparse, HistError> {
             // A coarser shape's buckets map to distinct, ascending indexes;
             // a finer one's may share one.
             match buckets.last_mut() {
-                Some((last, n)) if u64::from(*last) == index => *n += v.count_at_value(),
+                Some((last, n)) if u64::from(*last) == index => {
+                    *n = n.saturating_add(v.count_at_value())
+                }
                 _ => buckets.push((index as u32, v.count_at_value())),
             }
         }
@@ -437,7 +439,8 @@ fn sparse_inner(inner: &[u8]) -> Result<Sparse, HistError> {
         if n < 0 {
             index = index
                 .checked_add(n.unsigned_abs())
-                .ok_or_else(|| bad("zero run overflows"))?;
+                .filter(|&i| i <= max_index)
+                .ok_or_else(|| bad("zero run beyond the histogram's range"))?;
             continue;
         }
         if n > 0 {
@@ -708,6 +711,19 @@ mod tests {
         let mut huge = raw.clone();
         huge.resize(MAX_INFLATED + 1, 0);
         assert!(decode(&huge).is_err());
+        // A zero run to the end of u64 then a zero count: refused, not
+        // wrapped round to the first bucket (nor a panic in debug builds).
+        let mut runs = raw[..40].to_vec();
+        let payload = [
+            0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // zigzag(-(2^63 - 1))
+            0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // the same again
+            0x01, // zigzag(-1): a run of one more, to u64::MAX
+            0x00, // a zero count
+        ];
+        runs[4..8].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+        runs.extend_from_slice(&payload);
+        assert!(decode_sparse(&runs).is_err());
+        assert!(decode_for_merge(&runs).is_err());
     }
 
     #[test]
