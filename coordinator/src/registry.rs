@@ -337,6 +337,16 @@ mod tests {
         }
     }
 
+    /// A registry with one worker, assigned to `run_id` and ready for it.
+    fn one_in_run(run_id: &str) -> (Registry, Uuid, u64) {
+        let mut r = Registry::default();
+        let id = Uuid::new_v4();
+        let conn = r.register(&hello(), id, mpsc::channel(1).0).unwrap();
+        assert!(r.assign(&id, route(run_id)));
+        r.run_pace(&id, conn, run_id);
+        (r, id, conn)
+    }
+
     #[test]
     fn an_idle_worker_is_reaped_after_the_idle_timeout_only() {
         let mut r = Registry::default();
@@ -405,12 +415,7 @@ mod tests {
 
     #[test]
     fn a_worker_done_with_its_run_is_judged_by_the_idle_timeout() {
-        let mut r = Registry::default();
-        let (tx, _rx) = mpsc::channel(1);
-        let id = Uuid::new_v4();
-        let conn = r.register(&hello(), id, tx).unwrap();
-        assert!(r.assign(&id, route("r")));
-        r.run_pace(&id, conn, "r");
+        let (mut r, id, conn) = one_in_run("r");
         let at = r.idle_or_assigned(&id).unwrap().run_pace_since.unwrap();
         r.done(&id, conn + 1, "r");
         r.done(&id, conn, "an earlier run");
@@ -427,12 +432,7 @@ mod tests {
 
     #[test]
     fn a_released_worker_is_judged_by_the_idle_timeout_again() {
-        let mut r = Registry::default();
-        let (tx, _rx) = mpsc::channel(1);
-        let id = Uuid::new_v4();
-        let conn = r.register(&hello(), id, tx).unwrap();
-        assert!(r.assign(&id, route("r")));
-        r.run_pace(&id, conn, "r");
+        let (mut r, id, _) = one_in_run("r");
         let at = r.idle_or_assigned(&id).unwrap().run_pace_since.unwrap();
         r.release("r");
         let w = r.idle_or_assigned(&id).unwrap();

@@ -54,10 +54,7 @@ impl Heartbeat {
 
     /// Takes the paces of the coordinator's `Welcome`.
     pub fn welcome(&mut self, w: &pb::Welcome) {
-        let (run, idle) = paces(w);
-        let in_run = self.in_run;
-        *self = Heartbeat::new(run, idle);
-        self.in_run = in_run;
+        (self.run, self.idle) = paces(w);
         self.tick = timer(self.pace());
     }
 

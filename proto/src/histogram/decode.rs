@@ -279,7 +279,7 @@ impl Inflater {
 pub struct Sparse {
     /// (bucket index in the standard shape, count), in bucket order; every
     /// index is below [`standard_bucket_count`].
-    buckets: Vec<(u32, u64)>,
+    pub(super) buckets: Vec<(u32, u64)>,
 }
 
 /// Sub-bucket half count of the standard shape (3 digits: 2048 sub-buckets).
@@ -367,6 +367,29 @@ impl Sparse {
         Ok(())
     }
 
+    /// The buckets of a histogram of any shape within the standard range,
+    /// each at the standard bucket of its lowest value (as recording that
+    /// value would).
+    pub fn of_hist(h: &Hist) -> Result<Sparse, HistError> {
+        let max_index = standard_bucket_count();
+        let mut buckets: Vec<(u32, u64)> = Vec::new();
+        for v in h.iter_recorded() {
+            let index = index_of(h.lowest_equivalent(v.value_iterated_to()));
+            if index >= max_index {
+                return Err(bad("count beyond the histogram's range"));
+            }
+            // A coarser shape's buckets map to distinct, ascending indexes;
+            // a finer one's may share one.
+            match buckets.last_mut() {
+                Some((last, n)) if u64::from(*last) == index => {
+                    *n = n.saturating_add(v.count_at_value())
+                }
+                _ => buckets.push((index as u32, v.count_at_value())),
+            }
+        }
+        Ok(Sparse { buckets })
+    }
+
     /// As a full histogram (for percentiles of one report).
     pub fn to_hist(&self) -> Result<Hist, HistError> {
         let mut h = new_hist();
@@ -403,24 +426,7 @@ fn sparse_inner(inner: &[u8]) -> Result<Sparse, HistError> {
     }
     if lowest != LOWEST_US || digits != u32::from(SIGFIG) || highest > HIGHEST_US {
         // Another layout of buckets: let the full decoder handle it.
-        let h = deserialize_inner(inner)?;
-        let max_index = standard_bucket_count();
-        let mut buckets: Vec<(u32, u64)> = Vec::new();
-        for v in h.iter_recorded() {
-            let index = index_of(h.lowest_equivalent(v.value_iterated_to()));
-            if index >= max_index {
-                return Err(bad("count beyond the histogram's range"));
-            }
-            // A coarser shape's buckets map to distinct, ascending indexes;
-            // a finer one's may share one.
-            match buckets.last_mut() {
-                Some((last, n)) if u64::from(*last) == index => {
-                    *n = n.saturating_add(v.count_at_value())
-                }
-                _ => buckets.push((index as u32, v.count_at_value())),
-            }
-        }
-        return Ok(Sparse { buckets });
+        return Sparse::of_hist(&deserialize_inner(inner)?);
     }
     let payload = inner
         .get(40..40 + payload_len)

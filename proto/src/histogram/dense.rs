@@ -8,8 +8,8 @@
 //! index: one addition per recorded bucket, nothing else. It becomes a
 //! histogram once, when the second is published ([`Dense::add_into`]).
 
-use super::decode::{index_of, standard_bucket_count, value_at_index};
-use super::{Hist, HistError};
+use super::decode::{standard_bucket_count, value_at_index};
+use super::{Hist, HistError, Sparse};
 
 /// Counts by bucket index of the standard shape (lowest 1 µs, highest
 /// [`super::HIGHEST_US`], 3 significant digits).
@@ -53,28 +53,8 @@ impl Dense {
     /// buckets at the standard bucket of its lowest value (as recording that
     /// value would).
     pub fn add_hist(&mut self, h: &Hist) -> Result<(), HistError> {
-        let max = standard_bucket_count();
-        for v in h.iter_recorded() {
-            let index = index_of(h.lowest_equivalent(v.value_iterated_to()));
-            if index >= max {
-                return Err(HistError::Merge(format!(
-                    "value {} is beyond the standard range",
-                    v.value_iterated_to()
-                )));
-            }
-            let c = &mut self.counts[index as usize];
-            *c = c.saturating_add(v.count_at_value());
-            self.total = self.total.saturating_add(v.count_at_value());
-        }
+        self.add_indexed(&Sparse::of_hist(h)?.buckets);
         Ok(())
-    }
-
-    /// Adds another accumulator.
-    pub fn add(&mut self, other: &Dense) {
-        for (c, &o) in self.counts.iter_mut().zip(&other.counts) {
-            *c = c.saturating_add(o);
-        }
-        self.total = self.total.saturating_add(other.total);
     }
 
     /// Adds every bucket into `into` (a histogram of the standard shape, or
@@ -96,6 +76,7 @@ impl Dense {
 
 #[cfg(test)]
 mod tests {
+    use super::super::decode::index_of;
     use super::super::{buckets, decode_for_merge, encode, merge, new_hist, Decoded, HIGHEST_US};
     use super::*;
     use hdrhistogram::Histogram;
@@ -162,9 +143,7 @@ mod tests {
         let b = histogram(&[(1500, 4), (77_777, 5)]);
         let mut x = Dense::default();
         Decoded::Full(a.clone()).add_to_dense(&mut x).unwrap();
-        let mut y = Dense::default();
-        y.add_hist(&b).unwrap();
-        x.add(&y);
+        x.add_hist(&b).unwrap();
         let mut out = new_hist();
         x.add_into(&mut out).unwrap();
         let mut merged = a.clone();
