@@ -549,59 +549,70 @@ struct Sim {
     /// workers were told it (`Start`).
     started: AtomicU64,
     t0: AtomicU64,
-    /// Report templates (the histogram bytes are encoded once).
-    templates: Vec<pb::IntervalReport>,
+    /// Report templates (the histogram bytes are encoded once), each with
+    /// its latency deflated above 512 bytes (`[0]`) and plain (`[1]`), as
+    /// the assignment's `plain_histograms` asks.
+    templates: Vec<[pb::IntervalReport; 2]>,
     failed: AtomicUsize,
 }
 
 /// Distinct worker-seconds spread over the workers.
 const VARIANTS: u64 = 8;
 
-/// A second of one worker, encoded (see [`histogram::synthetic_second`]).
-fn realistic_second(seed: u64, values: u64) -> (Vec<u8>, Vec<u8>) {
-    let (latency, service) = histogram::synthetic_second(seed, values);
-    (histogram::encode(&latency), histogram::encode(&service))
+/// A histogram as a worker encodes it (`volley_worker::encode`): plain up to
+/// 64 KiB, or deflated above 512 bytes.
+fn encoded(h: &histogram::Hist, plain: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = histogram::Encoder::new();
+    if plain {
+        enc.encode_plain_into(h, &mut out);
+    } else {
+        enc.encode_into(h, &mut out);
+    }
+    out
 }
 
-fn templates(values: u64) -> Vec<pb::IntervalReport> {
+fn templates(values: u64) -> Vec<[pb::IntervalReport; 2]> {
     (0..VARIANTS)
-        .map(|v| {
-            let (latency_hist, service_hist) = realistic_second(v + 1, values);
-            let send_lag_hist =
-                histogram::encode(&histogram::synthetic_send_lag(v + 1, values + 1));
-            pb::IntervalReport {
-                run_id: String::new(),
-                index: 0,
-                intended: values + 3,
-                sent: values + 1,
-                ok: values,
-                dropped: 2,
-                errors: Some(pb::ErrorCounts {
-                    connect: 0,
-                    timeout: 1,
-                    status: 0,
-                    protocol: 0,
-                    reset: 0,
-                    check: 0,
-                }),
-                status_codes: vec![],
-                grpc_status_codes: vec![],
-                // The scenario has one request definition: no breakdown.
-                requests: vec![],
-                check_failures: vec![],
-                drops: Some(pb::DropCounts {
-                    max_in_flight: 2,
-                    ..pb::DropCounts::default()
-                }),
-                latency_hist,
-                service_hist,
-                send_lag_hist,
-                in_flight: 40,
-                rss_bytes: 12 << 20,
-                cpu_nanos: 0,
-            }
-        })
+        .map(|v| [false, true].map(|plain| template(v, values, plain)))
         .collect()
+}
+
+/// A second of one worker (see [`histogram::synthetic_second`]).
+fn template(v: u64, values: u64, plain_latency: bool) -> pb::IntervalReport {
+    let (latency, service) = histogram::synthetic_second(v + 1, values);
+    let send_lag = histogram::synthetic_send_lag(v + 1, values + 1);
+    pb::IntervalReport {
+        run_id: String::new(),
+        index: 0,
+        intended: values + 3,
+        sent: values + 1,
+        ok: values,
+        dropped: 2,
+        errors: Some(pb::ErrorCounts {
+            connect: 0,
+            timeout: 1,
+            status: 0,
+            protocol: 0,
+            reset: 0,
+            check: 0,
+        }),
+        status_codes: vec![],
+        grpc_status_codes: vec![],
+        // The scenario has one request definition: no breakdown.
+        requests: vec![],
+        check_failures: vec![],
+        drops: Some(pb::DropCounts {
+            max_in_flight: 2,
+            ..pb::DropCounts::default()
+        }),
+        latency_hist: encoded(&latency, plain_latency),
+        service_hist: encoded(&service, true),
+        send_lag_hist: encoded(&send_lag, true),
+        in_flight: 40,
+        rss_bytes: 12 << 20,
+        cpu_nanos: 0,
+    }
 }
 
 fn say(line: String) {
@@ -867,6 +878,7 @@ async fn worker(
     // assignment until Done.
     let mut heartbeat = Heartbeat::default();
     let mut run_id = String::new();
+    let mut plain = false;
     // t = 0 of the run and the next second to report (seconds: then Done).
     let mut schedule: Option<(tokio::time::Instant, u32)> = None;
     let mut cpu_nanos = 1_000_000_000u64 + i as u64;
@@ -899,6 +911,7 @@ async fn worker(
                     }
                     Some(In::Assignment(a)) => {
                         run_id = a.run_id.clone();
+                        plain = a.plain_histograms;
                         heartbeat.in_run(true);
                         send(Out::Ready(pb::Ready { run_id: a.run_id, ok: true, error: String::new() })).await?;
                     }
@@ -931,7 +944,7 @@ async fn worker(
                     send(Out::Done(pb::Done { run_id: run_id.clone(), intervals: seconds, error: String::new() })).await?;
                     heartbeat.in_run(false);
                 } else {
-                    let mut r = template.clone();
+                    let mut r = template[usize::from(plain)].clone();
                     r.run_id = run_id.clone();
                     r.index = k;
                     cpu_nanos += 50_000_000;

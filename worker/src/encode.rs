@@ -1,5 +1,6 @@
 //! The engine's per-second data as the wire's `IntervalReport`: histograms
-//! in HdrHistogram's V2 format (deflated unless small), error counts named
+//! in HdrHistogram's V2 format (deflated when large and possibly logged),
+//! error counts named
 //! by kind, and the worker's own memory and CPU.
 
 use crate::engine::recorder::IntervalData;
@@ -8,17 +9,29 @@ use volley_proto::{histogram, pb};
 
 /// One second of run `run_id`, ready to send. `enc` is reused from one
 /// report to the next.
+///
+/// The service and send-lag histograms are only merged, so they travel
+/// plain up to [`histogram::PLAIN_MAX`]; so does the latency one when the
+/// assignment said `plain_histograms` (the coordinator keeps no per-worker
+/// log lines, which carry it deflated). The per-request ones stay deflated
+/// above [`histogram::RAW_MAX`]: a plan may have many, and the report must
+/// stay well inside the message limit.
 pub fn interval_report(
     run_id: &str,
     d: &IntervalData,
+    plain_latency: bool,
     enc: &mut histogram::Encoder,
 ) -> pb::IntervalReport {
     let mut latency = Vec::new();
     let mut service = Vec::new();
     let mut send_lag = Vec::new();
-    enc.encode_into(&d.latency, &mut latency);
-    enc.encode_into(&d.service, &mut service);
-    enc.encode_into(&d.send_lag, &mut send_lag);
+    if plain_latency {
+        enc.encode_plain_into(&d.latency, &mut latency);
+    } else {
+        enc.encode_into(&d.latency, &mut latency);
+    }
+    enc.encode_plain_into(&d.service, &mut service);
+    enc.encode_plain_into(&d.send_lag, &mut send_lag);
     pb::IntervalReport {
         run_id: run_id.to_string(),
         index: d.index,
@@ -94,6 +107,52 @@ fn error_counts(by_kind: &[u64; ErrorKind::COUNT]) -> pb::ErrorCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use volley_proto::histogram::{decode, synthetic_second};
+
+    /// V2's cookie, uncompressed; deflated ones end in 4.
+    fn plain(bytes: &[u8]) -> bool {
+        bytes[..4] == 0x1c84_9313u32.to_be_bytes()
+    }
+
+    #[test]
+    fn the_latency_travels_deflated_unless_the_assignment_asked_for_plain() {
+        let (latency, service) = synthetic_second(3, 20_000);
+        let second = |h: &histogram::Hist| {
+            let mut s = histogram::new_second_hist();
+            for v in h.iter_recorded() {
+                s.record_n(v.value_iterated_to(), v.count_at_value() as u32)
+                    .unwrap();
+            }
+            s
+        };
+        let d = IntervalData {
+            index: 4,
+            intended: 20_000,
+            sent: 20_000,
+            ok: 20_000,
+            dropped: 0,
+            drops: Default::default(),
+            errors: [0; ErrorKind::COUNT],
+            status_codes: Vec::new(),
+            grpc_codes: Vec::new(),
+            check_failures: Vec::new(),
+            requests: Vec::new(),
+            latency: second(&latency),
+            service: second(&service),
+            send_lag: second(&service),
+            in_flight: 0,
+        };
+        let mut enc = histogram::Encoder::new();
+        for plain_latency in [false, true] {
+            let r = interval_report("run", &d, plain_latency, &mut enc);
+            assert_eq!(plain(&r.latency_hist), plain_latency);
+            assert!(plain(&r.service_hist) && plain(&r.send_lag_hist));
+            // Whatever the form, the coordinator reads the same second.
+            assert_eq!(decode(&r.latency_hist).unwrap(), latency);
+            assert_eq!(decode(&r.service_hist).unwrap(), service);
+            assert_eq!(decode(&r.send_lag_hist).unwrap(), service);
+        }
+    }
 
     #[test]
     fn each_error_kind_is_counted_in_its_own_field() {

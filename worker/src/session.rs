@@ -56,6 +56,9 @@ struct Run {
     intervals_sent: u32,
     /// The run's reports not yet delivered, and the last ones sent.
     outbox: Outbox<pb::WorkerMessage>,
+    /// The assignment's `plain_histograms`: the latency histogram is not
+    /// deflated either (see [`encode::interval_report`]).
+    plain_histograms: bool,
 }
 
 impl Run {
@@ -503,6 +506,7 @@ async fn handle(
                 events: None,
                 intervals_sent: 0,
                 outbox: Outbox::default(),
+                plain_histograms: a.plain_histograms,
             });
             send(Out::Ready(pb::Ready {
                 run_id: a.run_id,
@@ -573,7 +577,8 @@ fn event_message(r: &mut Run, ev: EngineEvent, enc: &mut histogram::Encoder) -> 
     match ev {
         EngineEvent::Interval(d) => {
             r.intervals_sent += 1;
-            msg(Out::Interval(encode::interval_report(&r.id, &d, enc)))
+            let report = encode::interval_report(&r.id, &d, r.plain_histograms, enc);
+            msg(Out::Interval(report))
         }
         EngineEvent::Finished(t) => {
             debug!(

@@ -35,6 +35,20 @@ use std::collections::BTreeMap;
 use volley_plan::{Counts, RequestCounts};
 use volley_proto::histogram::{Dense, HistError};
 
+/// Most workers whose per-second latency lines go into `workers.hlog`: each
+/// line is about 3.6 KB, and past a few hundred workers the event carrying
+/// them would outgrow the message limit.
+pub const MAX_WORKER_LINES: usize = 256;
+
+/// Whether a run of `workers` asks them for plain histograms
+/// (`Assignment.plain_histograms`): it keeps no per-worker lines, so the
+/// latency histogram need not arrive deflated, and inflating it would be
+/// the coordinator's cost for nothing (a third of its CPU at 1,000 workers
+/// of 20,000 requests a second).
+pub fn plain_histograms(workers: usize) -> bool {
+    workers > MAX_WORKER_LINES
+}
+
 /// A finished second of the whole cluster.
 #[derive(Debug, Clone)]
 pub struct MergedInterval {
@@ -42,7 +56,8 @@ pub struct MergedInterval {
     pub acc: Acc,
     /// Workers that reported this second.
     pub workers: u32,
-    /// (worker slot, encoded latency histogram) for the per-worker log.
+    /// (worker slot, encoded latency histogram, its max) for the per-worker
+    /// log; empty past [`MAX_WORKER_LINES`] workers.
     pub worker_latency: Vec<(usize, Vec<u8>, u64)>,
     /// Largest worker RSS and CPU use (percent of one core) this second.
     pub rss_max_bytes: u64,
@@ -184,6 +199,7 @@ impl Merger {
             self.late += 1;
             return Ok(Added::Late);
         }
+        let keep_line = self.keeps_worker_lines();
         let open = self.open.entry(w.index).or_default();
         if !self.requests.is_empty() {
             open.requests
@@ -200,8 +216,10 @@ impl Merger {
         if let Some(p) = cpu_pct {
             open.cpu_pct_max = Some(open.cpu_pct_max.map_or(p, |m: f64| m.max(p)));
         }
-        open.worker_latency
-            .push((worker, w.latency_encoded, w.latency.max()));
+        if keep_line {
+            open.worker_latency
+                .push((worker, w.latency_encoded, w.latency.max()));
+        }
         Ok(Added::Merged)
     }
 
@@ -270,6 +288,13 @@ impl Merger {
 
     /// Adds a worker joining mid-run; it is not waited for until
     /// [`Merger::activate`]. Returns its slot.
+    /// Whether the seconds keep each worker's latency bytes for the
+    /// per-worker log: not past [`MAX_WORKER_LINES`] workers (joiners
+    /// included), where holding them would only cost memory.
+    pub fn keeps_worker_lines(&self) -> bool {
+        self.tracks.len() <= MAX_WORKER_LINES
+    }
+
     pub fn add_worker(&mut self) -> usize {
         self.tracks.push(Track {
             next: 0,

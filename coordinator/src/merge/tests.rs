@@ -614,3 +614,32 @@ fn codes_and_checks_add_up_in_every_span() {
         BTreeMap::from([(500, 4), (503, 2)])
     );
 }
+
+#[test]
+fn seconds_keep_each_workers_latency_bytes_only_up_to_the_log_limit() {
+    // Up to the limit: every worker's line, the bytes as they arrived.
+    let mut m = Merger::new(MAX_WORKER_LINES, vec![0; 1], &[(0.0, 1.0)]);
+    assert!(m.keeps_worker_lines() && !plain_histograms(MAX_WORKER_LINES));
+    for w in 0..MAX_WORKER_LINES {
+        m.add(w, wi(0, 3, 1000 + w as u64)).unwrap();
+    }
+    let second = m.ready().unwrap().remove(0);
+    assert_eq!(second.worker_latency.len(), MAX_WORKER_LINES);
+    let (slot, bytes, max) = &second.worker_latency[7];
+    assert_eq!((*slot, bytes), (7, &wi(0, 3, 1007).latency_encoded));
+    assert_eq!(*max, wi(0, 3, 1007).latency.max());
+
+    // One more (a joiner) and the run asks for plain histograms: the
+    // seconds keep no bytes, yet merge every worker's figures.
+    let mut m = Merger::new(MAX_WORKER_LINES, vec![0; 1], &[(0.0, 1.0)]);
+    let joiner = m.add_worker();
+    m.activate(joiner);
+    assert!(!m.keeps_worker_lines() && plain_histograms(MAX_WORKER_LINES + 1));
+    for w in 0..=MAX_WORKER_LINES {
+        m.add(w, wi(0, 3, 1000)).unwrap();
+    }
+    let second = m.ready().unwrap().remove(0);
+    assert!(second.worker_latency.is_empty());
+    assert_eq!(second.workers as usize, MAX_WORKER_LINES + 1);
+    assert_eq!(second.acc.latency.len(), 3 * (MAX_WORKER_LINES as u64 + 1));
+}

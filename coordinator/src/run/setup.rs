@@ -370,6 +370,7 @@ pub async fn start(
             plan: Some(wire_plan.clone()),
             share: Some(s),
             share_from_s: 0.0,
+            plain_histograms: crate::merge::plain_histograms(members.len()),
         };
         assign(&members[slot], data, a);
     }

@@ -487,7 +487,9 @@ fn varint(b: &[u8]) -> Option<(u64, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{buckets, deflated, encode, merge, synthetic_second, RAW_MAX};
+    use super::super::{
+        buckets, deflated, encode, merge, synthetic_second, Encoder, PLAIN_MAX, RAW_MAX,
+    };
     use super::*;
     use hdrhistogram::serialization::{Serializer, V2DeflateSerializer, V2Serializer};
     use hdrhistogram::Histogram;
@@ -657,6 +659,40 @@ mod tests {
         // case this is for.
         assert!(is_raw_v2(&encode(&synthetic_second(1, 10).0)));
         assert!(!is_raw_v2(&encode(&synthetic_second(1, 20_000).0)));
+    }
+
+    #[test]
+    fn histograms_only_merged_travel_plain_up_to_64_kib() {
+        let mut enc = Encoder::new();
+        let mut out = Vec::new();
+        // A 20,000-value second: deflated for the logs, plain otherwise,
+        // and the plain bytes are exactly its V2 form.
+        let h = synthetic_second(5, 20_000).0;
+        let mut v2 = Vec::new();
+        V2Serializer::new().serialize(&h, &mut v2).unwrap();
+        assert!(v2.len() > RAW_MAX && v2.len() <= PLAIN_MAX);
+        enc.encode_into(&h, &mut out);
+        assert!(!is_raw_v2(&out));
+        enc.encode_plain_into(&h, &mut out);
+        assert_eq!(out, v2);
+        assert_eq!(decode(&out).unwrap(), h);
+        assert_eq!(decode_for_merge(&out).unwrap().to_hist().unwrap(), h);
+        // Every bucket full of large counts is past the limit: deflated,
+        // and still exact.
+        let mut wide = new_hist();
+        for index in 0..wide.distinct_values() as u64 {
+            let value = value_at_index(index).clamp(LOWEST_US, HIGHEST_US);
+            wide.record_n(value, 1 << 40).unwrap();
+        }
+        enc.encode_plain_into(&wide, &mut out);
+        assert!(!is_raw_v2(&out), "{} bytes", out.len());
+        assert_eq!(be32(&out, 0), Some(V2_DEFLATE_COOKIE));
+        assert_eq!(decode(&out).unwrap(), wide);
+        // The same encoder goes back to plain for the next small one.
+        let small = synthetic_second(6, 10).0;
+        enc.encode_plain_into(&small, &mut out);
+        assert!(is_raw_v2(&out));
+        assert_eq!(decode(&out).unwrap(), small);
     }
 
     #[test]

@@ -64,8 +64,18 @@ pub fn record<T: Counter>(h: &mut Histogram<T>, d: Duration) {
 /// worker-second of 10 values: 68 bytes raw, 87 deflated), and inflating is
 /// most of what decoding a small histogram costs the coordinator (zlib
 /// state and Huffman tables per stream). Larger ones are deflated: 20,000
-/// values are 5,365 bytes raw and 2,672 deflated.
+/// values are 5,365 bytes raw and 2,672 deflated. This is the limit for a
+/// histogram the coordinator may have to write into an interval log, which
+/// carries them deflated (see [`deflated`]).
 pub const RAW_MAX: usize = 512;
+
+/// The limit for a histogram the coordinator only merges (see
+/// [`Encoder::encode_plain_into`]): inflating a 20,000-value second costs
+/// it more than the 2.7 KB the wire saves, and a worker sending 20,000
+/// requests a second moves megabytes of its own traffic beside it. Above
+/// this (a second spread over most of the 23,552 buckets) it is deflated,
+/// which keeps a report well inside the message limit.
+pub const PLAIN_MAX: usize = 64 * 1024;
 
 /// Encodes histograms for the wire, reusing its buffers and its deflate
 /// state from one histogram to the next (a fresh zlib compressor allocates
@@ -96,12 +106,22 @@ impl Encoder {
     /// encodings (cookies `0x1c849313` and `0x1c849314`), and [`decode`]
     /// reads either.
     pub fn encode_into<T: Counter>(&mut self, h: &Histogram<T>, out: &mut Vec<u8>) {
+        self.encode_up_to(h, out, RAW_MAX);
+    }
+
+    /// As [`Encoder::encode_into`], uncompressed up to [`PLAIN_MAX`] bytes:
+    /// for a histogram that the coordinator merges and never logs as it is.
+    pub fn encode_plain_into<T: Counter>(&mut self, h: &Histogram<T>, out: &mut Vec<u8>) {
+        self.encode_up_to(h, out, PLAIN_MAX);
+    }
+
+    fn encode_up_to<T: Counter>(&mut self, h: &Histogram<T>, out: &mut Vec<u8>, plain_max: usize) {
         self.raw.clear();
         self.v2
             .serialize(h, &mut self.raw)
             .expect("serializing into a Vec cannot fail");
         out.clear();
-        if self.raw.len() <= RAW_MAX {
+        if self.raw.len() <= plain_max {
             out.extend_from_slice(&self.raw);
         } else {
             self.deflater.deflate_v2(&self.raw, out);

@@ -101,6 +101,7 @@ impl Collector<'_> {
                 worker_count: self.members.len() as u32,
             }),
             share_from_s: self.curve.end(),
+            plain_histograms: crate::merge::plain_histograms(self.members.len()),
         };
         setup::assign(&self.members[slot], &self.data, a);
         self.joins.insert(

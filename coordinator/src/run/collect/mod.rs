@@ -33,8 +33,6 @@ const UNREACHABLE_AFTER_S: usize = 3;
 /// A re-split applies from the first whole second at least this far ahead,
 /// so every worker has it before it applies.
 pub(crate) const RESHARE_LEAD_S: f64 = 0.6;
-/// Most workers whose per-second lines go into `workers.hlog`.
-const MAX_WORKER_LINES: usize = 256;
 /// Pings for a joiner's clock offset.
 const JOIN_PINGS: usize = 3;
 /// How long a run goes on with no client following it (the client's stream
@@ -507,13 +505,14 @@ impl<'a> Collector<'a> {
         let start = Duration::from_secs(u64::from(m.index));
         let second = Duration::from_secs(1);
         let hlog_line = histogram::interval_log_line(&m.acc.latency, start, second);
-        // Each worker's line is about 3.6 KB: past a few hundred workers the
-        // event would outgrow the message limit, so the per-worker log is
-        // only kept for clusters of up to MAX_WORKER_LINES.
+        // The per-worker log is only kept for clusters of up to
+        // MAX_WORKER_LINES; a second open when joiners went past it has
+        // only some of its lines, so it has none.
+        let keep_lines = self.merger.keeps_worker_lines();
         let worker_hlog_lines = m
             .worker_latency
             .iter()
-            .filter(|_| m.worker_latency.len() <= MAX_WORKER_LINES)
+            .filter(|_| keep_lines)
             .map(|(slot, bytes, max_us)| {
                 let tag = self.members[*slot].entry.id.to_string();
                 let max_ms = *max_us as f64 / 1000.0;
