@@ -35,42 +35,27 @@ impl Default for Acc {
     }
 }
 
-/// Significant digits of the per-worker histograms. A run keeps one
-/// accumulator per worker for the whole run: at the standard 3 digits its
-/// latency histogram alone is 188 KB of counts (1.9 GB at 10,000 workers);
-/// at 2 digits under 60 KB (`a_workers_books_are_small`). The
-/// workers table's p99 is then within 1 % (the run, stage and per-second
-/// figures keep 3 digits).
-const PER_WORKER_SIGFIG: u8 = 2;
-
 impl Acc {
-    /// A worker's accumulator: exact counts, a 2-digit latency histogram,
-    /// and no service-time or send-lag histogram (the report has none per
-    /// worker; they stay empty, at the smallest size a histogram can have).
+    /// A worker's counters for the whole run. Its latency is kept beside it
+    /// at 2 digits ([`histogram::Coarse`], see `Merger::worker`): at the
+    /// standard 3 digits it would be 188 KB of counts per worker (1.9 GB at
+    /// 10,000 workers). The report has no service-time or send-lag
+    /// histogram per worker. All three stay empty, at the smallest size a
+    /// histogram can have.
     pub fn per_worker() -> Acc {
+        let tiny = || Hist::new_with_bounds(1, 2, 0).expect("constant bounds are valid");
         Acc {
-            latency: Hist::new_with_bounds(
-                histogram::LOWEST_US,
-                histogram::HIGHEST_US,
-                PER_WORKER_SIGFIG,
-            )
-            .expect("constant bounds are valid"),
-            service: Hist::new_with_bounds(1, 2, 0).expect("constant bounds are valid"),
-            send_lag: Hist::new_with_bounds(1, 2, 0).expect("constant bounds are valid"),
+            latency: tiny(),
+            service: tiny(),
+            send_lag: tiny(),
             ..Acc::default()
         }
     }
 
     pub fn add_interval(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
+        w.latency.add_to(&mut self.latency)?;
         w.service.add_to(&mut self.service)?;
         w.send_lag.add_to(&mut self.send_lag)?;
-        self.add_interval_but_service(w)
-    }
-
-    /// [`Acc::add_interval`] without the service-time and send-lag
-    /// histograms (for a worker's own accumulator, see [`Acc::per_worker`]).
-    pub fn add_interval_but_service(&mut self, w: &WorkerInterval) -> Result<(), HistError> {
-        w.latency.add_to(&mut self.latency)?;
         self.add_counts(w);
         Ok(())
     }

@@ -33,7 +33,7 @@ pub use soak::SoakWindows;
 
 use std::collections::BTreeMap;
 use volley_plan::{Counts, RequestCounts};
-use volley_proto::histogram::{Dense, HistError};
+use volley_proto::histogram::{Coarse, Dense, HistError};
 
 /// Most workers whose per-second latency lines go into `workers.hlog`: each
 /// line is about 3.6 KB, and past a few hundred workers the event carrying
@@ -119,7 +119,11 @@ pub struct Merger {
     stage_of: Vec<usize>,
     /// Per stage (by interval start), per worker.
     pub stages: Vec<Acc>,
+    /// Per worker: its counters (its histograms stay empty; see
+    /// [`Merger::worker`]).
     pub workers: Vec<Acc>,
+    /// Per worker: its latency over the run at 2 digits.
+    books: Vec<Coarse>,
     pub resources: Vec<Resources>,
     pub soak: Vec<Option<SoakWindows>>,
     pub late: u64,
@@ -153,6 +157,7 @@ impl Merger {
             // written (370 MB at 1,000 workers).
             stages: (0..stages.max(1)).map(|_| Acc::default()).collect(),
             workers: (0..workers).map(|_| Acc::per_worker()).collect(),
+            books: (0..workers).map(|_| Coarse::default()).collect(),
             resources: vec![Resources::default(); workers],
             soak,
             late: 0,
@@ -191,7 +196,8 @@ impl Merger {
         }
         track.next = w.index + 1;
         self.add_requests(worker, &w.requests)?;
-        self.workers[worker].add_interval_but_service(&w)?;
+        self.workers[worker].add_counts(&w);
+        self.books[worker].add(&w.latency)?;
         let cpu_pct = self.resources[worker].sample(w.index, w.rss_bytes, w.cpu_nanos);
         if w.index < self.next_emit {
             let s = self.stage(w.index);
@@ -288,6 +294,16 @@ impl Merger {
 
     /// Adds a worker joining mid-run; it is not waited for until
     /// [`Merger::activate`]. Returns its slot.
+    /// Worker `worker`'s accumulator for the report: its counters, and its
+    /// latency over the run as a 2-digit histogram (the workers table's
+    /// percentiles within 1 %; the run, stage and per-second figures keep 3
+    /// digits).
+    pub fn worker(&self, worker: usize) -> Acc {
+        let mut acc = self.workers[worker].clone();
+        acc.latency = self.books[worker].to_hist();
+        acc
+    }
+
     /// Whether the seconds keep each worker's latency bytes for the
     /// per-worker log: not past [`MAX_WORKER_LINES`] workers (joiners
     /// included), where holding them would only cost memory.
@@ -301,6 +317,7 @@ impl Merger {
             finished: true,
         });
         self.workers.push(Acc::per_worker());
+        self.books.push(Coarse::default());
         self.resources.push(Resources::default());
         self.worker_requests
             .push(vec![RequestCounts::default(); self.requests.len()]);

@@ -60,13 +60,13 @@ fn per_worker_percentiles_are_within_one_percent() {
     }
     for q in [0.5, 0.9, 0.99, 0.999] {
         let want = exact.value_at_quantile(q) as f64;
-        let worker = m.workers[0].latency.value_at_quantile(q) as f64;
+        let worker = m.worker(0).latency.value_at_quantile(q) as f64;
         assert!(
             (worker - want).abs() / want <= 0.01,
             "worker p{q}: {worker} vs {want}"
         );
     }
-    assert_eq!(m.workers[0].latency.len(), 300);
+    assert_eq!(m.worker(0).latency.len(), 300);
 }
 
 #[test]
@@ -556,10 +556,12 @@ fn the_run_is_over_once_every_worker_has_finished() {
 
 #[test]
 fn a_workers_books_are_small() {
-    // Kept for every worker for the whole run: a 2-digit latency histogram
-    // (under 60 KB of counts; the run's 3-digit one has 188 KB) and no
-    // service-time or send-lag histogram to speak of.
-    let w = Acc::per_worker();
+    // Kept for every worker for the whole run: 2-digit latency books
+    // (under 60 KB of counts; the run's 3-digit histogram has 188 KB) and no
+    // histogram to speak of in its accumulator.
+    let mut m = Merger::new(1, vec![0], &[(0.0, 1.0)]);
+    m.add(0, wi(0, 5, 1234)).unwrap();
+    let w = m.worker(0);
     let run = Acc::default();
     assert_eq!((w.latency.sigfig(), run.latency.sigfig()), (2, 3));
     assert_eq!(
@@ -567,10 +569,12 @@ fn a_workers_books_are_small() {
         (run.latency.low(), run.latency.high()),
         "the same range of latencies"
     );
+    assert_eq!(w.latency.len(), 5);
     let bytes = |h: &histogram::Hist| h.distinct_values() * 8;
     assert!(bytes(&w.latency) < 60_000, "{}", bytes(&w.latency));
     assert!(bytes(&run.latency) > 150_000, "{}", bytes(&run.latency));
-    for h in [&w.service, &w.send_lag] {
+    let kept = &m.workers[0];
+    for h in [&kept.latency, &kept.service, &kept.send_lag] {
         assert!(bytes(h) < 1_000, "{}", bytes(h));
     }
 }

@@ -188,6 +188,7 @@ pub fn deflated(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+mod coarse;
 mod decode;
 mod dense;
 
@@ -200,6 +201,7 @@ fn buckets(h: &Hist) -> Vec<(u64, u64)> {
         .collect()
 }
 
+pub use coarse::{new_coarse_hist, Coarse, COARSE_SIGFIG};
 pub use decode::{decode, decode_for_merge, decode_sparse, Decoded, Sparse};
 pub use dense::Dense;
 

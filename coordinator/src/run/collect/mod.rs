@@ -594,10 +594,10 @@ impl<'a> Collector<'a> {
         let workers: Vec<_> = self
             .members
             .iter()
-            .zip(&self.merger.workers)
+            .enumerate()
             .zip(&self.merger.resources)
-            .filter(|((m, _), _)| m.started || m.lost_at_s.is_some())
-            .map(|((m, acc), res)| {
+            .filter(|((_, m), _)| m.started || m.lost_at_s.is_some())
+            .map(|((slot, m), res)| {
                 let info = WorkerInfo {
                     id: m.entry.id.to_string(),
                     hostname: m.entry.hostname.clone(),
@@ -608,7 +608,7 @@ impl<'a> Collector<'a> {
                     left_at_s: m.left_at_s,
                     joined_at_s: m.joined_at_s,
                 };
-                (info, acc.clone(), *res)
+                (info, self.merger.worker(slot), *res)
             })
             .collect();
         let mut report = build::report(build::Inputs {
