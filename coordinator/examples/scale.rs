@@ -559,60 +559,12 @@ struct Sim {
 /// Distinct worker-seconds spread over the workers.
 const VARIANTS: u64 = 8;
 
-/// A histogram as a worker encodes it (`volley_worker::encode`): plain up to
-/// 64 KiB, or deflated above 512 bytes.
-fn encoded(h: &histogram::Hist, plain: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut enc = histogram::Encoder::new();
-    if plain {
-        enc.encode_plain_into(h, &mut out);
-    } else {
-        enc.encode_into(h, &mut out);
-    }
-    out
-}
-
+/// A second of one worker, as a worker encodes it (see
+/// [`histogram::synthetic_report`]).
 fn templates(values: u64) -> Vec<[pb::IntervalReport; 2]> {
     (0..VARIANTS)
-        .map(|v| [false, true].map(|plain| template(v, values, plain)))
+        .map(|v| [false, true].map(|plain| histogram::synthetic_report(v + 1, values, plain)))
         .collect()
-}
-
-/// A second of one worker (see [`histogram::synthetic_second`]).
-fn template(v: u64, values: u64, plain_latency: bool) -> pb::IntervalReport {
-    let (latency, service) = histogram::synthetic_second(v + 1, values);
-    let send_lag = histogram::synthetic_send_lag(v + 1, values + 1);
-    pb::IntervalReport {
-        run_id: String::new(),
-        index: 0,
-        intended: values + 3,
-        sent: values + 1,
-        ok: values,
-        dropped: 2,
-        errors: Some(pb::ErrorCounts {
-            connect: 0,
-            timeout: 1,
-            status: 0,
-            protocol: 0,
-            reset: 0,
-            check: 0,
-        }),
-        status_codes: vec![],
-        grpc_status_codes: vec![],
-        // The scenario has one request definition: no breakdown.
-        requests: vec![],
-        check_failures: vec![],
-        drops: Some(pb::DropCounts {
-            max_in_flight: 2,
-            ..pb::DropCounts::default()
-        }),
-        latency_hist: encoded(&latency, plain_latency),
-        service_hist: encoded(&service, true),
-        send_lag_hist: encoded(&send_lag, true),
-        in_flight: 40,
-        rss_bytes: 12 << 20,
-        cpu_nanos: 0,
-    }
 }
 
 fn say(line: String) {

@@ -16,7 +16,7 @@
 //! value would, bucket for bucket, count, min and max (up to the equivalence
 //! the 2-digit buckets keep anyway).
 
-use super::decode::{standard_bucket_count, value_at_index};
+use super::decode::{index_in_shape, standard_bucket_count, value_at_index, value_in_shape};
 use super::{Decoded, Hist, HistError, Sparse, HIGHEST_US, LOWEST_US};
 use std::sync::OnceLock;
 
@@ -25,28 +25,17 @@ pub const COARSE_SIGFIG: u8 = 2;
 
 /// Sub-bucket half count of the 2-digit shape (256 sub-buckets).
 const HALF_MAGNITUDE: u32 = 7;
-const HALF: u64 = 1 << HALF_MAGNITUDE;
 
-/// The 2-digit bucket index of `value` (lowest 1 µs), as HdrHistogram
-/// computes it: the bucket from the leading zeros (64 − 0 unit magnitude −
-/// 8 bits of sub-buckets = 56), then the sub-bucket.
+/// The 2-digit bucket index of `value` (lowest 1 µs).
 #[inline]
 fn index_of(value: u64) -> u64 {
-    let bucket = 56 - u64::from((value | (2 * HALF - 1)).leading_zeros());
-    let sub = value >> bucket;
-    ((bucket + 1) << HALF_MAGNITUDE) + sub - HALF
+    index_in_shape(value, HALF_MAGNITUDE)
 }
 
 /// The lowest value of 2-digit bucket `index`.
 #[inline]
 fn value_at(index: u64) -> u64 {
-    let bucket = (index >> HALF_MAGNITUDE) as i64 - 1;
-    let sub = (index & (HALF - 1)) + HALF;
-    if bucket < 0 {
-        sub - HALF
-    } else {
-        sub << bucket
-    }
+    value_in_shape(index, HALF_MAGNITUDE)
 }
 
 /// An empty histogram of the books' shape.

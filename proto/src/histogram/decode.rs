@@ -284,27 +284,41 @@ pub struct Sparse {
 
 /// Sub-bucket half count of the standard shape (3 digits: 2048 sub-buckets).
 const HALF_COUNT_MAGNITUDE: u32 = 10;
-const HALF_COUNT: u64 = 1 << HALF_COUNT_MAGNITUDE;
 
 /// The bucket index of `value` in the standard shape (the inverse of
-/// [`value_at_index`] on each bucket's values), as HdrHistogram computes it:
-/// the bucket from the leading zeros (64 − 0 unit magnitude − 11 bits of
-/// sub-buckets = 53), then the sub-bucket.
+/// [`value_at_index`] on each bucket's values).
 #[inline]
 pub(super) fn index_of(value: u64) -> u64 {
-    let bucket = 53 - u64::from((value | (2 * HALF_COUNT - 1)).leading_zeros());
-    let sub = value >> bucket;
-    ((bucket + 1) << HALF_COUNT_MAGNITUDE) + sub - HALF_COUNT
+    index_in_shape(value, HALF_COUNT_MAGNITUDE)
 }
 
 /// The lowest value of bucket `index` in the standard shape (lowest 1 µs,
 /// 3 significant digits), as HdrHistogram lays buckets out.
 #[inline]
 pub(super) fn value_at_index(index: u64) -> u64 {
-    let bucket = (index >> HALF_COUNT_MAGNITUDE) as i64 - 1;
-    let sub = (index & (HALF_COUNT - 1)) + HALF_COUNT;
+    value_in_shape(index, HALF_COUNT_MAGNITUDE)
+}
+
+/// The bucket index of `value` in a shape of lowest 1 and sub-bucket half
+/// count 2^`half`, as HdrHistogram computes it: the bucket from the leading
+/// zeros (64 − 0 unit magnitude − `half + 1` bits of sub-buckets), then the
+/// sub-bucket.
+#[inline]
+pub(super) fn index_in_shape(value: u64, half: u32) -> u64 {
+    let count = 2u64 << half;
+    let bucket = u64::from(63 - half) - u64::from((value | (count - 1)).leading_zeros());
+    let sub = value >> bucket;
+    ((bucket + 1) << half) + sub - (1 << half)
+}
+
+/// The lowest value of bucket `index` in that shape.
+#[inline]
+pub(super) fn value_in_shape(index: u64, half: u32) -> u64 {
+    let half_count = 1u64 << half;
+    let bucket = (index >> half) as i64 - 1;
+    let sub = (index & (half_count - 1)) + half_count;
     if bucket < 0 {
-        sub - HALF_COUNT
+        sub - half_count
     } else {
         sub << bucket
     }

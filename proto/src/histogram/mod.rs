@@ -234,6 +234,56 @@ pub fn synthetic_send_lag(seed: u64, values: u64) -> Hist {
     lag
 }
 
+/// A reproducible report of one worker's second, as a worker sends it
+/// ([`synthetic_second`] and [`synthetic_send_lag`], encoded as
+/// `volley_worker::encode` does: service and send lag plain, the latency
+/// plain when `plain_latency`, else deflated above [`RAW_MAX`]), for the
+/// benchmarks and the scale harness. `values` ok requests of `values + 3`
+/// intended, one timeout, two dropped; `run_id` empty and `index` 0 for
+/// the caller to set.
+pub fn synthetic_report(seed: u64, values: u64, plain_latency: bool) -> crate::pb::IntervalReport {
+    use crate::pb;
+    let (latency, service) = synthetic_second(seed, values);
+    let send_lag = synthetic_send_lag(seed, values + 1);
+    let mut enc = Encoder::new();
+    let mut encoded = |h: &Hist, plain: bool| {
+        let mut out = Vec::new();
+        if plain {
+            enc.encode_plain_into(h, &mut out);
+        } else {
+            enc.encode_into(h, &mut out);
+        }
+        out
+    };
+    pb::IntervalReport {
+        run_id: String::new(),
+        index: 0,
+        intended: values + 3,
+        sent: values + 1,
+        ok: values,
+        dropped: 2,
+        errors: Some(pb::ErrorCounts {
+            timeout: 1,
+            ..pb::ErrorCounts::default()
+        }),
+        status_codes: vec![],
+        grpc_status_codes: vec![],
+        // One request definition: no breakdown.
+        requests: vec![],
+        check_failures: vec![],
+        drops: Some(pb::DropCounts {
+            max_in_flight: 2,
+            ..pb::DropCounts::default()
+        }),
+        latency_hist: encoded(&latency, plain_latency),
+        service_hist: encoded(&service, true),
+        send_lag_hist: encoded(&send_lag, true),
+        in_flight: 40,
+        rss_bytes: 12 << 20,
+        cpu_nanos: 0,
+    }
+}
+
 /// Standard normal draws from `seed` (SplitMix64 + Box–Muller).
 fn standard_normal(seed: u64) -> impl FnMut() -> f64 {
     let mut state = seed;
