@@ -301,7 +301,10 @@ pub struct Inputs<'a> {
     pub requests: &'a [RequestAcc],
     pub stages: &'a [Acc],
     pub soak: &'a [Option<SoakWindows>],
-    pub workers: &'a [(WorkerInfo, Acc, Resources)],
+    /// Per worker: who, its counters, its latency (summarized as each
+    /// worker's books are turned into a histogram, one at a time: at 10,000
+    /// workers all of them at once would be 270 MB), its resources.
+    pub workers: &'a [(WorkerInfo, Counts, Latency, Resources)],
     /// When the run was stopped early: how long it ran, seconds.
     pub ran_s: Option<f64>,
     pub intervals: Vec<IntervalReport>,
@@ -368,16 +371,16 @@ pub fn report(i: Inputs<'_>) -> Report {
     let workers = i
         .workers
         .iter()
-        .map(|(w, acc, res)| WorkerReport {
+        .map(|(w, counts, latency_ms, res)| WorkerReport {
             id: w.id.clone(),
             hostname: w.hostname.clone(),
             weight: w.weight,
             threads: w.threads,
             share: w.share,
             assigned_rps: target_rps * w.share,
-            requests: requests(&acc.counts),
-            drop_reasons: drop_reasons(&acc.counts, false),
-            latency_ms: latency(&acc.latency),
+            requests: requests(counts),
+            drop_reasons: drop_reasons(counts, false),
+            latency_ms: *latency_ms,
             lost_at_s: w.lost_at_s,
             left_at_s: w.left_at_s,
             joined_at_s: w.joined_at_s,

@@ -608,7 +608,8 @@ impl<'a> Collector<'a> {
                     left_at_s: m.left_at_s,
                     joined_at_s: m.joined_at_s,
                 };
-                (info, self.merger.worker(slot), *res)
+                let acc = self.merger.worker(slot);
+                (info, acc.counts, build::latency(&acc.latency), *res)
             })
             .collect();
         let mut report = build::report(build::Inputs {
