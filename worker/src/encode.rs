@@ -1,7 +1,6 @@
 //! The engine's per-second data as the wire's `IntervalReport`: histograms
 //! in HdrHistogram's V2 format (deflated when large and possibly logged),
-//! error counts named
-//! by kind, and the worker's own memory and CPU.
+//! error counts named by kind, and the worker's own memory and CPU.
 
 use crate::engine::recorder::IntervalData;
 use volley_plan::ErrorKind;

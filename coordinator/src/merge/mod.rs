@@ -292,8 +292,6 @@ impl Merger {
         self.tracks[worker].finished = true;
     }
 
-    /// Adds a worker joining mid-run; it is not waited for until
-    /// [`Merger::activate`]. Returns its slot.
     /// Worker `worker`'s accumulator for the report: its counters, and its
     /// latency over the run as a 2-digit histogram (the workers table's
     /// percentiles within 1 %; the run, stage and per-second figures keep 3
@@ -311,6 +309,8 @@ impl Merger {
         self.tracks.len() <= MAX_WORKER_LINES
     }
 
+    /// Adds a worker joining mid-run; it is not waited for until
+    /// [`Merger::activate`]. Returns its slot.
     pub fn add_worker(&mut self) -> usize {
         self.tracks.push(Track {
             next: 0,
