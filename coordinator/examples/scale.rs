@@ -51,6 +51,7 @@ use volley_proto::pb::worker_message::Msg as Out;
 use volley_proto::pb::worker_session_client::WorkerSessionClient;
 use volley_proto::{clock, histogram, pb, MAX_MESSAGE_BYTES, PROTOCOL_VERSION};
 use volley_worker::heartbeat::Heartbeat;
+use volley_worker::outbox::Batch;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Coordinator scale harness: N simulated workers over real gRPC")]
@@ -834,6 +835,8 @@ async fn worker(
     // t = 0 of the run and the next second to report (seconds: then Done).
     let mut schedule: Option<(tokio::time::Instant, u32)> = None;
     let mut cpu_nanos = 1_000_000_000u64 + i as u64;
+    // The real worker's batching, as the assignment asks.
+    let mut batch = Batch::new(1);
     loop {
         let due = schedule
             .filter(|&(_, k)| k <= seconds)
@@ -864,7 +867,9 @@ async fn worker(
                     Some(In::Assignment(a)) => {
                         run_id = a.run_id.clone();
                         plain = a.plain_histograms;
+                        batch = Batch::new(a.report_every_s);
                         heartbeat.in_run(true);
+                        heartbeat.batch(batch.every());
                         send(Out::Ready(pb::Ready { run_id: a.run_id, ok: true, error: String::new() })).await?;
                     }
                     Some(In::Start(s)) if s.run_id == run_id => {
@@ -875,12 +880,12 @@ async fn worker(
                     Some(In::Stop(s)) if s.run_id == run_id => {
                         // As a real worker does: the engine stops, then Done.
                         if let Some((_, k)) = schedule.take().filter(|&(_, k)| k < seconds) {
-                            send(Out::Done(pb::Done {
+                            let done = Out::Done(pb::Done {
                                 run_id: run_id.clone(),
                                 intervals: k,
                                 error: String::new(),
-                            }))
-                            .await?;
+                            });
+                            hand_over(&sim, batch.push(None, done), &send).await?;
                             heartbeat.in_run(false);
                         }
                     }
@@ -893,7 +898,8 @@ async fn worker(
             _ = sleep_until_opt(due) => {
                 let Some((t0, k)) = schedule else { continue };
                 if k == seconds {
-                    send(Out::Done(pb::Done { run_id: run_id.clone(), intervals: seconds, error: String::new() })).await?;
+                    let done = Out::Done(pb::Done { run_id: run_id.clone(), intervals: seconds, error: String::new() });
+                    hand_over(&sim, batch.push(None, done), &send).await?;
                     heartbeat.in_run(false);
                 } else {
                     let mut r = template[usize::from(plain)].clone();
@@ -901,23 +907,45 @@ async fn worker(
                     r.index = k;
                     cpu_nanos += 50_000_000;
                     r.cpu_nanos = cpu_nanos;
-                    // Stamped before the hand-off, so it is in place before the
-                    // coordinator can possibly publish the second.
-                    let k = k as usize;
-                    sim.last_sent[k].fetch_max(clock::unix_nanos(), Ordering::SeqCst);
-                    send(Out::Interval(r)).await?;
-                    // As a real worker does: a report stands for a heartbeat.
-                    heartbeat.reset();
-                    // The last worker to hand over second k says when.
-                    if sim.sent_count[k].fetch_add(1, Ordering::SeqCst) + 1 == sim.args.workers {
-                        let end = sim.t0.load(Ordering::SeqCst) + (k as u64 + 1) * 1_000_000_000;
-                        say(format!("sent {k} {} {end}", sim.last_sent[k].load(Ordering::SeqCst)));
+                    let due = batch.push(Some(k), Out::Interval(r));
+                    if !due.is_empty() {
+                        hand_over(&sim, due, &send).await?;
+                        // As a real worker does: a report stands for a heartbeat.
+                        heartbeat.reset();
                     }
                 }
                 schedule = Some((t0, k + 1));
             }
         }
     }
+}
+
+/// Sends what a batch made due, each second's report stamped with when it
+/// was handed over; the last worker to hand over second k says when.
+async fn hand_over<F, Fut>(sim: &Sim, due: Vec<Out>, send: &F) -> Result<(), String>
+where
+    F: Fn(Out) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    for m in due {
+        let Out::Interval(r) = &m else {
+            send(m).await?;
+            continue;
+        };
+        // Stamped before the hand-off, so it is in place before the
+        // coordinator can possibly publish the second.
+        let k = r.index as usize;
+        sim.last_sent[k].fetch_max(clock::unix_nanos(), Ordering::SeqCst);
+        send(m).await?;
+        if sim.sent_count[k].fetch_add(1, Ordering::SeqCst) + 1 == sim.args.workers {
+            let end = sim.t0.load(Ordering::SeqCst) + (k as u64 + 1) * 1_000_000_000;
+            say(format!(
+                "sent {k} {} {end}",
+                sim.last_sent[k].load(Ordering::SeqCst)
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {

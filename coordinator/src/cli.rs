@@ -352,6 +352,12 @@ pub struct ServeArgs {
     /// it, so a longer one costs the coordinator less with many workers)
     #[arg(long, env = "VOLLEY_IDLE_HEARTBEAT_TIMEOUT", value_parser = scenario::parse_duration)]
     pub idle_heartbeat_timeout: Option<Duration>,
+    /// Report messages a second the coordinator takes before it asks the
+    /// workers of a large run to send their seconds a few at a time (at
+    /// most 5): the live view and abort thresholds then lag by up to 4 s,
+    /// and a worker's heartbeat timeout grows by a pace per extra second
+    #[arg(long, env = "VOLLEY_MAX_REPORTS_PER_SECOND", default_value_t = volley_coordinator::merge::REPORTS_PER_SECOND, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub max_reports_per_second: usize,
     /// Listen beyond loopback without a token (anyone who can reach the port
     /// can run load from your workers)
     #[arg(long, env = "VOLLEY_INSECURE_NO_AUTH")]
@@ -420,6 +426,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 heartbeat_timeout: a.heartbeat_timeout,
                 idle_heartbeat_timeout,
                 data_dir: a.data_dir,
+                max_reports_per_second: a.max_reports_per_second,
             },
             tls,
             metrics_listen: a.metrics_listen,
@@ -585,6 +592,7 @@ mod tests {
             token: None,
             heartbeat_timeout: Duration::from_secs(3),
             idle_heartbeat_timeout: None,
+            max_reports_per_second: volley_coordinator::merge::REPORTS_PER_SECOND,
             insecure_no_auth: false,
             metrics_listen: None,
             otlp: OtlpArgs {
@@ -665,6 +673,27 @@ mod tests {
             config.coordinator.idle_heartbeat_timeout,
             Duration::from_secs(3)
         );
+    }
+
+    #[test]
+    fn the_report_budget_is_taken_and_must_be_positive() {
+        let parse = |v: &str| {
+            Cli::try_parse_from(["volley", "serve", "--max-reports-per-second", v]).map(|c| {
+                let Command::Serve(a) = c.command else {
+                    panic!("not serve")
+                };
+                ServeConfig::try_from(a).unwrap().coordinator
+            })
+        };
+        let c = parse("2").unwrap();
+        assert_eq!(c.max_reports_per_second, 2);
+        assert_eq!(c.report_every(5), 3);
+        assert_eq!(c.run_timeout(3), Duration::from_secs(5));
+        let err = parse("0").unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        let c = ServeConfig::try_from(serve_args("127.0.0.1:7700")).unwrap();
+        assert_eq!(c.coordinator.report_every(2_500), 1);
+        assert_eq!(c.coordinator.report_every(10_000), 4);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Route {
     pub run_id: String,
     pub slot: usize,
     pub tx: mpsc::UnboundedSender<RunInput>,
+    /// The run's `Assignment.report_every_s` (1: a report each second).
+    pub report_every: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -249,13 +251,21 @@ impl Registry {
     }
 
     /// Removes the workers silent at `now` for longer than their timeout,
-    /// returning them: `run` for a worker at the run's pace (see
-    /// [`WorkerEntry::run_pace_since`]), counted from its last message or
-    /// from when it took that pace, whichever is later; `idle` for the
-    /// others.
-    pub fn reap(&mut self, now: Instant, run: Duration, idle: Duration) -> Vec<WorkerEntry> {
+    /// returning them: `run(report_every)` of its run for a worker at the
+    /// run's pace (see [`WorkerEntry::run_pace_since`]), counted from its
+    /// last message or from when it took that pace, whichever is later;
+    /// `idle` for the others.
+    pub fn reap(
+        &mut self,
+        now: Instant,
+        run: impl Fn(u32) -> Duration,
+        idle: Duration,
+    ) -> Vec<WorkerEntry> {
         let silent = |w: &WorkerEntry| match w.run_pace_since {
-            Some(at) => now.saturating_duration_since(w.last_seen.max(at)) > run,
+            Some(at) => {
+                let every = w.route.as_ref().map_or(1, |r| r.report_every);
+                now.saturating_duration_since(w.last_seen.max(at)) > run(every)
+            }
             None => now.saturating_duration_since(w.last_seen) > idle,
         };
         let dead: Vec<Uuid> = self
@@ -302,7 +312,8 @@ mod tests {
             Route {
                 run_id: "r".into(),
                 slot: 0,
-                tx: rtx.clone()
+                tx: rtx.clone(),
+                report_every: 1,
             }
         ));
         assert!(!r.assign(
@@ -310,7 +321,8 @@ mod tests {
             Route {
                 run_id: "s".into(),
                 slot: 0,
-                tx: rtx
+                tx: rtx,
+                report_every: 1,
             }
         ));
         assert!(r.idle().is_empty());
@@ -334,6 +346,7 @@ mod tests {
             run_id: run_id.into(),
             slot: 0,
             tx: mpsc::unbounded_channel().0,
+            report_every: 1,
         }
     }
 
@@ -354,9 +367,9 @@ mod tests {
         let id = Uuid::new_v4();
         r.register(&hello(), id, tx).unwrap();
         let seen = r.idle_or_assigned(&id).unwrap().last_seen;
-        assert!(r.reap(seen + RUN * 2, RUN, IDLE).is_empty());
-        assert!(r.reap(seen + IDLE, RUN, IDLE).is_empty());
-        let dead = r.reap(seen + IDLE + Duration::from_millis(1), RUN, IDLE);
+        assert!(r.reap(seen + RUN * 2, |_| RUN, IDLE).is_empty());
+        assert!(r.reap(seen + IDLE, |_| RUN, IDLE).is_empty());
+        let dead = r.reap(seen + IDLE + Duration::from_millis(1), |_| RUN, IDLE);
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].id, id);
         assert_eq!(r.len(), 0);
@@ -372,11 +385,11 @@ mod tests {
         // still beats at the idle pace.
         assert!(r.assign(&id, route("r")));
         let seen = r.idle_or_assigned(&id).unwrap().last_seen;
-        assert!(r.reap(seen + RUN * 2, RUN, IDLE).is_empty());
+        assert!(r.reap(seen + RUN * 2, |_| RUN, IDLE).is_empty());
         // Its Ready for another run changes nothing.
         r.run_pace(&id, conn, "other");
         assert!(r.idle_or_assigned(&id).unwrap().run_pace_since.is_none());
-        assert_eq!(r.reap(seen + IDLE * 2, RUN, IDLE).len(), 1);
+        assert_eq!(r.reap(seen + IDLE * 2, |_| RUN, IDLE).len(), 1);
     }
 
     #[test]
@@ -400,14 +413,14 @@ mod tests {
         let seen = r.idle_or_assigned(&id).unwrap().last_seen;
         assert!(at >= seen + Duration::from_millis(20));
         assert!(r
-            .reap(seen + RUN + Duration::from_millis(1), RUN, IDLE)
+            .reap(seen + RUN + Duration::from_millis(1), |_| RUN, IDLE)
             .is_empty());
-        assert!(r.reap(at + RUN, RUN, IDLE).is_empty());
+        assert!(r.reap(at + RUN, |_| RUN, IDLE).is_empty());
         // A message after that moves it on.
         r.touch(&id, conn);
         let seen = r.idle_or_assigned(&id).unwrap().last_seen;
-        assert!(r.reap(seen + RUN, RUN, IDLE).is_empty());
-        let dead = r.reap(seen + RUN + Duration::from_millis(1), RUN, IDLE);
+        assert!(r.reap(seen + RUN, |_| RUN, IDLE).is_empty());
+        let dead = r.reap(seen + RUN + Duration::from_millis(1), |_| RUN, IDLE);
         assert_eq!(dead.iter().map(|w| w.id).collect::<Vec<_>>(), [id]);
         assert!(dead[0].run_pace_since.is_some());
         assert!(r.idle_or_assigned(&quiet).is_some(), "the idle one stays");
@@ -426,8 +439,8 @@ mod tests {
         r.done(&id, conn, "r");
         let w = r.idle_or_assigned(&id).unwrap();
         assert_eq!(w.route.unwrap().run_id, "r", "still routed to its run");
-        assert!(r.reap(at + RUN * 2, RUN, IDLE).is_empty());
-        assert_eq!(r.reap(at + IDLE * 2, RUN, IDLE).len(), 1);
+        assert!(r.reap(at + RUN * 2, |_| RUN, IDLE).is_empty());
+        assert_eq!(r.reap(at + IDLE * 2, |_| RUN, IDLE).len(), 1);
     }
 
     #[test]
@@ -437,7 +450,42 @@ mod tests {
         r.release("r");
         let w = r.idle_or_assigned(&id).unwrap();
         assert!(w.route.is_none() && w.run_pace_since.is_none());
-        assert!(r.reap(at + RUN * 2, RUN, IDLE).is_empty());
-        assert_eq!(r.reap(w.last_seen + IDLE * 2, RUN, IDLE).len(), 1);
+        assert!(r.reap(at + RUN * 2, |_| RUN, IDLE).is_empty());
+        assert_eq!(r.reap(w.last_seen + IDLE * 2, |_| RUN, IDLE).len(), 1);
+    }
+
+    #[test]
+    fn a_worker_that_reports_in_batches_is_allowed_the_paces_it_waits() {
+        let config = crate::state::CoordinatorConfig::default();
+        assert_eq!(config.run_timeout(1), config.heartbeat_timeout);
+        // 3 s, plus 3 more paces of 1 s: batches every 4 s, 2 s to spare
+        // as with a report each second.
+        assert_eq!(config.run_timeout(4), Duration::from_secs(6));
+
+        let mut r = Registry::default();
+        let (tx, _rx) = mpsc::channel(1);
+        let (each, batched) = (Uuid::new_v4(), Uuid::new_v4());
+        for (id, every) in [(each, 1), (batched, 4)] {
+            let conn = r.register(&hello(), id, tx.clone()).unwrap();
+            let route = Route {
+                report_every: every,
+                ..route("r")
+            };
+            assert!(r.assign(&id, route));
+            r.run_pace(&id, conn, "r");
+        }
+        let at = r
+            .idle_or_assigned(&batched)
+            .unwrap()
+            .run_pace_since
+            .unwrap();
+        let timeout = |every| config.run_timeout(every);
+        let dead = r.reap(at + Duration::from_millis(3_100), timeout, IDLE);
+        assert_eq!(dead.iter().map(|w| w.id).collect::<Vec<_>>(), [each]);
+        assert!(r
+            .reap(at + Duration::from_millis(5_900), timeout, IDLE)
+            .is_empty());
+        let dead = r.reap(at + Duration::from_millis(6_100), timeout, IDLE);
+        assert_eq!(dead.iter().map(|w| w.id).collect::<Vec<_>>(), [batched]);
     }
 }

@@ -28,6 +28,9 @@ pub struct CoordinatorConfig {
     /// Where runs are written as they happen, so a restarted coordinator can
     /// resume them (`None`: nothing is written).
     pub data_dir: Option<std::path::PathBuf>,
+    /// Messages of reports a second before a run asks its workers for
+    /// several seconds at a time (see [`crate::merge::report_every`]).
+    pub max_reports_per_second: usize,
 }
 
 impl CoordinatorConfig {
@@ -37,6 +40,20 @@ impl CoordinatorConfig {
     /// sends no heartbeats).
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_timeout / 3
+    }
+
+    /// How long a worker in a run whose reports go `report_every` seconds at
+    /// a time (`Assignment.report_every_s`) may be silent: it beats at that
+    /// many paces, so the timeout grows by the paces added, and two beats
+    /// may still be lost before the worker is.
+    pub fn run_timeout(&self, report_every: u32) -> Duration {
+        self.heartbeat_timeout + self.heartbeat_interval() * report_every.saturating_sub(1)
+    }
+
+    /// Seconds at a time the workers of a run of `workers` send their
+    /// reports (`Assignment.report_every_s`).
+    pub fn report_every(&self, workers: usize) -> u32 {
+        crate::merge::report_every(workers, self.max_reports_per_second)
     }
 
     /// The same for a worker in no run, a third of its own timeout.
@@ -61,6 +78,7 @@ impl Default for CoordinatorConfig {
             heartbeat_timeout: Duration::from_secs(3),
             idle_heartbeat_timeout: default_idle_heartbeat_timeout(Duration::from_secs(3)),
             data_dir: None,
+            max_reports_per_second: crate::merge::REPORTS_PER_SECOND,
         }
     }
 }

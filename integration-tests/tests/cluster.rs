@@ -195,3 +195,58 @@ fn a_worker_with_a_wrong_token_is_refused_and_says_so() {
         "{err}"
     );
 }
+
+/// A coordinator that takes fewer report messages a second than the run
+/// has workers asks them for several seconds at a time: here 3 workers and
+/// a budget of 1, so each sends seconds 0–2, 3–5, … in one go. Nothing is
+/// lost or merged twice: every second intends its rate, every request is
+/// accounted for, and the target's count agrees.
+#[test]
+fn workers_that_report_three_seconds_at_a_time_lose_nothing() {
+    let _serial = serial();
+    let (target, url) = start_target(&[]);
+    let (_coord, coord_url) =
+        start_coordinator(&["--token", TOKEN, "--max-reports-per-second", "1"]);
+    let _workers: Vec<Proc> = (0..3)
+        .map(|_| start_worker(&coord_url, &["--token", TOKEN]))
+        .collect();
+    let run = submission(
+        &coord_url,
+        "batched",
+        &scenario(&url, 1500, 7),
+        &["--min-workers", "3", "--token", TOKEN],
+    );
+    let out = run.out.clone();
+    let (output, _) = run_bounded(run.cmd, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", describe(&output));
+    let r = read_report(&out);
+
+    assert_eq!(r["complete"], true);
+    let said = events(&r).join("\n");
+    assert!(
+        said.contains("3 workers send their reports 3 seconds at a time"),
+        "{said}"
+    );
+    assert_eq!(u(&r, "requests.intended"), 10_500, "1500 rps × 7 s");
+    assert_accounted(&r["requests"], "run");
+    assert_eq!(u(&r, "requests.errors"), 0);
+    assert_eq!(u(&r, "requests.dropped"), 0);
+    let full: Vec<&serde_json::Value> = r["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| f(i, "target_rps") > 0.0)
+        .collect();
+    assert_eq!(full.len(), 7, "every second of the run, once");
+    for i in full {
+        assert_eq!(u(i, "intended"), 1500, "{i}");
+        assert_eq!(u(i, "workers"), 3, "every worker's report: {i}");
+    }
+    for w in r["workers"].as_array().unwrap() {
+        assert_accounted(&w["requests"], "worker");
+        assert_eq!(u(&w["requests"], "intended"), 3500, "{w}");
+    }
+    let stats = target_stats(&url);
+    assert_eq!(stats["ok"].as_u64().unwrap(), u(&r, "requests.ok"));
+    drop(target);
+}

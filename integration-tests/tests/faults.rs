@@ -8,6 +8,71 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// The same kill, with the workers sending their reports 3 seconds at a
+/// time (a coordinator budget of 1 message a second for 3 workers): the
+/// dead worker's last batch never arrives, so what it owned after its last
+/// whole batch counts as unsent, dropped because the worker was lost. Not
+/// one request of the schedule goes missing from the books.
+#[test]
+fn a_worker_killed_mid_batch_is_accounted_to_its_last_whole_batch() {
+    let _serial = serial();
+    const RATE: f64 = 900.0;
+    const SHARE: u64 = 300;
+    let (_target, url) = start_target(&["--delay", "20ms"]);
+    let (_coord, coord_url) = start_coordinator(&["--max-reports-per-second", "1"]);
+    let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
+    let toml = format!("[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"12s\"\n");
+    let Submission {
+        dir: _dir,
+        out,
+        cmd,
+    } = announced_submission(&coord_url, "kill-batched", &toml, &["--min-workers", "3"]);
+    let mut run = spawn(cmd, "volley run");
+    run.wait_stderr(STARTED, Duration::from_secs(30));
+    wait_served(&url, 4 * RATE as u64, Duration::from_secs(30));
+    let victim = workers.remove(1);
+    victim.signal("KILL");
+    let killed_wall = std::time::SystemTime::now();
+    let status = run
+        .wait_exit(Duration::from_secs(90))
+        .expect("volley run ends");
+    drop(victim);
+    assert!(status.success(), "{}", run.stderr_so_far());
+    let r = read_report(&out);
+    let killed_at = run_time_of(&r, killed_wall);
+    let said = events(&r).join("\n");
+    assert!(said.contains("3 seconds at a time"), "{said}");
+
+    let ws = r["workers"].as_array().unwrap();
+    let lost: Vec<_> = ws.iter().filter(|w| !w["lost_at_s"].is_null()).collect();
+    assert_eq!(lost.len(), 1, "{ws:?}");
+    assert_accounted(&r["requests"], "run");
+    for w in ws {
+        assert_accounted(&w["requests"], "worker");
+    }
+    for k in ["intended", "ok", "errors", "dropped"] {
+        let sum: u64 = ws.iter().map(|w| u(&w["requests"], k)).sum();
+        assert_eq!(sum, u(&r["requests"], k), "workers' {k} sum to the total");
+    }
+    assert_eq!(u(&r, "requests.intended"), (RATE * 12.0) as u64);
+    assert_eq!(u(&r, "requests.errors"), 0, "{}", r["errors_by_kind"]);
+
+    // What the coordinator has of the dead worker is whole batches of
+    // 3 seconds; the rest of what it owned is unsent, for the reason
+    // `worker_lost`.
+    let v = &lost[0]["requests"];
+    let unsent = u(&r, "requests.unsent");
+    assert_eq!(unsent, u(v, "unsent"), "{v}");
+    let reported = u(v, "intended") - unsent;
+    assert_eq!(reported % (3 * SHARE), 0, "whole batches reported: {v}");
+    let reported_s = (reported / SHARE) as f64;
+    assert!(
+        reported_s <= killed_at.ceil() && reported_s >= killed_at.floor() - 3.0,
+        "{reported_s} s reported, killed at {killed_at} s"
+    );
+    assert_eq!(u(&r, "drop_reasons.worker_lost"), unsent);
+}
+
 #[test]
 fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
     let _serial = serial();

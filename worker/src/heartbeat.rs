@@ -7,7 +7,9 @@
 //! workers then cost the coordinator a fifth of what they would at the
 //! run's pace, while a worker in a run is still missed within seconds. Any
 //! message counts as a heartbeat: a report resets the pace (see
-//! [`Heartbeat::reset`]), so a worker in a run sends none at all.
+//! [`Heartbeat::reset`]), so a worker in a run sends none at all. A run
+//! whose reports go several seconds at a time (`Assignment.report_every_s`)
+//! beats that many run paces apart (see [`Heartbeat::batch`]).
 
 use std::time::Duration;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
@@ -33,6 +35,9 @@ pub struct Heartbeat {
     run: Duration,
     idle: Duration,
     in_run: bool,
+    /// The run's reports go this many seconds at a time: its pace is this
+    /// many run paces (the coordinator's timeout allows for it).
+    batch: u32,
     tick: Interval,
 }
 
@@ -48,6 +53,7 @@ impl Heartbeat {
             run,
             idle,
             in_run: false,
+            batch: 1,
             tick: timer(idle),
         }
     }
@@ -67,10 +73,24 @@ impl Heartbeat {
         }
     }
 
+    /// The run's reports go `every` seconds at a time
+    /// (`Assignment.report_every_s`, 0 or 1: each second): the run's pace
+    /// is that many times slower, or a heartbeat would go between every two
+    /// batches and undo them.
+    pub fn batch(&mut self, every: u32) {
+        let every = every.max(1);
+        if every != self.batch {
+            self.batch = every;
+            if self.in_run {
+                self.tick = timer(self.pace());
+            }
+        }
+    }
+
     /// The pace now.
     pub fn pace(&self) -> Duration {
         if self.in_run {
-            self.run
+            self.run * self.batch
         } else {
             self.idle
         }
@@ -145,6 +165,24 @@ mod tests {
         h.in_run(true);
         h.welcome(&welcome(2_000, 8_000));
         assert_eq!(h.pace(), secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_that_batches_its_reports_beats_as_many_paces_apart() {
+        let t0 = Instant::now();
+        let mut h = Heartbeat::default();
+        h.welcome(&welcome(1_000, 4_000));
+        h.batch(3);
+        assert_eq!(h.pace(), secs(4), "idle: unchanged");
+        h.in_run(true);
+        assert_eq!(h.pace(), secs(3));
+        h.due().await;
+        assert_eq!(t0.elapsed(), secs(3));
+        // The run over: a report each second again, for the next one.
+        h.batch(0);
+        assert_eq!(h.pace(), secs(1));
+        h.due().await;
+        assert_eq!(t0.elapsed(), secs(4));
     }
 
     /// When heartbeats are due, in paused tokio time: a whole pace after

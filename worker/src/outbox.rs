@@ -81,6 +81,51 @@ impl<M: Clone> Outbox<M> {
     }
 }
 
+/// Reports held until their batch is due, for a run whose assignment asks
+/// for them `report_every_s` seconds at a time: the coordinator of
+/// thousands of workers pays per message, far more than per report (see
+/// `merge::report_every` on its side). Seconds are batched by their index,
+/// so every worker sends its batch on the same seconds; a message that is
+/// not a second's report (`Done`) takes everything held with it.
+#[derive(Debug)]
+pub struct Batch<M> {
+    every: u32,
+    held: Vec<M>,
+}
+
+impl<M> Batch<M> {
+    /// Batches of `every` seconds; 0 (an older coordinator) and 1 hold
+    /// nothing.
+    pub fn new(every: u32) -> Self {
+        Batch {
+            every: every.max(1),
+            held: Vec::new(),
+        }
+    }
+
+    /// Seconds a batch holds.
+    pub fn every(&self) -> u32 {
+        self.every
+    }
+
+    /// Takes `m`, the report of second `index` (`None`: any other message),
+    /// and returns what is due now, in order: nothing until the last second
+    /// of a batch (an index one below a multiple of `every`), then the
+    /// whole batch.
+    pub fn push(&mut self, index: Option<u32>, m: M) -> Vec<M> {
+        self.held.push(m);
+        match index {
+            Some(i) if (i + 1) % self.every != 0 => Vec::new(),
+            _ => std::mem::take(&mut self.held),
+        }
+    }
+
+    /// Everything held, in order (the connection is gone: into the outbox).
+    pub fn take(&mut self) -> Vec<M> {
+        std::mem::take(&mut self.held)
+    }
+}
+
 /// The reports to send after a reconnect; see [`Outbox::replay`].
 pub struct Replay<'a, M> {
     outbox: &'a mut Outbox<M>,
@@ -190,6 +235,52 @@ mod tests {
         assert_eq!(o.pending(), 3);
         // The report taken counts as sent, so it goes again with the rest.
         assert_eq!(o.replay().collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn reports_go_each_second_unless_batched() {
+        for every in [0, 1] {
+            let mut b = Batch::new(every);
+            assert_eq!(b.every(), 1);
+            for i in 0..5 {
+                assert_eq!(b.push(Some(i), i), vec![i]);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_close_on_the_same_seconds_for_every_worker() {
+        let mut b = Batch::new(3);
+        let sent: Vec<Vec<u32>> = (0..8).map(|i| b.push(Some(i), i)).collect();
+        let empty = Vec::<u32>::new();
+        assert_eq!(
+            sent,
+            [
+                empty.clone(),
+                empty.clone(),
+                vec![0, 1, 2],
+                empty.clone(),
+                empty.clone(),
+                vec![3, 4, 5],
+                empty.clone(),
+                empty,
+            ]
+        );
+        // The run's end (Done) takes the rest with it, in order.
+        assert_eq!(b.push(None, 100), vec![6, 7, 100]);
+        assert!(b.take().is_empty());
+    }
+
+    #[test]
+    fn a_batch_cut_by_a_lost_connection_is_given_back_in_order() {
+        let mut b = Batch::new(4);
+        assert!(b.push(Some(4), 4).is_empty());
+        assert!(b.push(Some(5), 5).is_empty());
+        assert_eq!(b.take(), vec![4, 5]);
+        // A joiner's first second need not start a batch: it closes with
+        // the others'.
+        assert!(b.push(Some(6), 6).is_empty());
+        assert_eq!(b.push(Some(7), 7), vec![6, 7]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::config::WorkerConfig;
 use crate::engine::{self, EngineEvent, EngineHandle, EngineSetup};
 use crate::heartbeat::Heartbeat;
 use crate::inbox::Inbox;
-use crate::outbox::Outbox;
+use crate::outbox::{Batch, Outbox};
 use crate::{assignment, encode};
 use std::future::Future;
 use std::time::Duration;
@@ -59,6 +59,9 @@ struct Run {
     /// The assignment's `plain_histograms`: the latency histogram is not
     /// deflated either (see [`encode::interval_report`]).
     plain_histograms: bool,
+    /// The reports held until their batch is due (the assignment's
+    /// `report_every_s`; 1: none held).
+    batch: Batch<pb::WorkerMessage>,
 }
 
 impl Run {
@@ -279,6 +282,7 @@ impl Session<'_> {
                 _ => None,
             };
             heartbeat.in_run(self.run.as_ref().is_some_and(Run::is_on));
+            heartbeat.batch(self.run.as_ref().map_or(1, |r| r.batch.every()));
             let engine_events = self.run.as_mut().and_then(|r| r.events.as_mut());
             let asked = *self.asked.borrow();
             tokio::select! {
@@ -303,14 +307,27 @@ impl Session<'_> {
                     let r = self.run.as_mut().expect("events imply a run");
                     match ev {
                         Some(ev) => {
+                            let index = match &ev {
+                                EngineEvent::Interval(d) => Some(d.index),
+                                EngineEvent::Finished(_) => None,
+                            };
                             let m = event_message(r, ev, self.enc);
-                            let m = r.outbox.sending(m);
-                            if tx.send(m).await.is_err() {
-                                return Err(SessionEnd::Lost("stream closed".into()));
+                            let mut due = r.batch.push(index, m).into_iter();
+                            let sent = due.len() > 0;
+                            while let Some(m) = due.next() {
+                                let m = r.outbox.sending(m);
+                                if tx.send(m).await.is_err() {
+                                    // The rest of the batch waits for the
+                                    // next connection, after `m`.
+                                    due.for_each(|m| r.outbox.hold(m));
+                                    return Err(SessionEnd::Lost("stream closed".into()));
+                                }
                             }
                             // The report says the worker is alive: a
                             // heartbeat is due only after a silent interval.
-                            heartbeat.reset();
+                            if sent {
+                                heartbeat.reset();
+                            }
                         }
                         None => r.events = None,
                     }
@@ -507,6 +524,7 @@ async fn handle(
                 intervals_sent: 0,
                 outbox: Outbox::default(),
                 plain_histograms: a.plain_histograms,
+                batch: Batch::new(a.report_every_s),
             });
             send(Out::Ready(pb::Ready {
                 run_id: a.run_id,
@@ -562,6 +580,10 @@ async fn handle(
 
 /// Moves the engine's reports into the outbox while disconnected.
 fn drain_events(r: &mut Run, enc: &mut histogram::Encoder) {
+    // A batch the connection went before: older than what comes next.
+    for m in r.batch.take() {
+        r.outbox.hold(m);
+    }
     loop {
         let ev = match r.events.as_mut().map(|rx| rx.try_recv()) {
             Some(Ok(ev)) => ev,

@@ -647,3 +647,75 @@ fn seconds_keep_each_workers_latency_bytes_only_up_to_the_log_limit() {
     assert_eq!(second.workers as usize, MAX_WORKER_LINES + 1);
     assert_eq!(second.acc.latency.len(), 3 * (MAX_WORKER_LINES as u64 + 1));
 }
+
+#[test]
+fn workers_report_each_second_up_to_the_message_budget_then_in_batches() {
+    assert_eq!(report_every(0, REPORTS_PER_SECOND), 1);
+    assert_eq!(report_every(1, REPORTS_PER_SECOND), 1);
+    assert_eq!(report_every(REPORTS_PER_SECOND, REPORTS_PER_SECOND), 1);
+    assert_eq!(report_every(REPORTS_PER_SECOND + 1, REPORTS_PER_SECOND), 2);
+    assert_eq!(report_every(2 * REPORTS_PER_SECOND, REPORTS_PER_SECOND), 2);
+    assert_eq!(report_every(10_000, REPORTS_PER_SECOND), 4);
+    assert_eq!(
+        report_every(5 * REPORTS_PER_SECOND, REPORTS_PER_SECOND),
+        MAX_REPORT_EVERY
+    );
+    assert_eq!(
+        report_every(usize::MAX, REPORTS_PER_SECOND),
+        MAX_REPORT_EVERY
+    );
+    // Another budget (`--max-reports-per-second`); 0 is taken as 1.
+    assert_eq!(report_every(3, 1), 3);
+    assert_eq!(report_every(3, 0), 3);
+    assert_eq!(report_every(10_000, 10_000), 1);
+    // Below the cap, the messages a second never exceed the budget.
+    for workers in (0..=5 * REPORTS_PER_SECOND).step_by(97) {
+        let every = report_every(workers, REPORTS_PER_SECOND) as usize;
+        assert!(workers <= every * REPORTS_PER_SECOND, "{workers} workers");
+        assert!(every == 1 || workers > (every - 1) * REPORTS_PER_SECOND);
+    }
+}
+
+/// Reports that arrive in batches (each worker its seconds 0–2 at once, the
+/// workers in turn) merge into the same seconds as reports a second at a
+/// time: nothing is emitted before every worker's batch is in, then all of
+/// them, in order.
+#[test]
+fn seconds_reported_in_batches_merge_as_seconds_reported_one_by_one() {
+    let (workers, seconds) = (3usize, 3u32);
+    let report = |w: usize, i: u32| wi(i, 2 + w as u64, 1000 * (1 + i as u64) + w as u64);
+
+    let mut by_second = Merger::new(workers, vec![0; seconds as usize], &[(0.0, 3.0)]);
+    let mut one_by_one = Vec::new();
+    for i in 0..seconds {
+        for w in 0..workers {
+            by_second.add(w, report(w, i)).unwrap();
+        }
+        one_by_one.extend(by_second.ready().unwrap());
+    }
+
+    let mut batched = Merger::new(workers, vec![0; seconds as usize], &[(0.0, 3.0)]);
+    let mut out = Vec::new();
+    for w in 0..workers {
+        for i in 0..seconds {
+            assert_eq!(batched.add(w, report(w, i)).unwrap(), Added::Merged);
+        }
+        let ready = batched.ready().unwrap();
+        if w + 1 < workers {
+            assert!(ready.is_empty(), "emitted before worker {} sent", w + 1);
+        }
+        out.extend(ready);
+    }
+    assert_eq!(batched.late, 0);
+    assert_eq!(out.len(), one_by_one.len());
+    for (a, b) in out.iter().zip(&one_by_one) {
+        assert_eq!((a.index, a.workers), (b.index, b.workers));
+        assert_eq!(a.acc.counts, b.acc.counts);
+        assert_eq!(a.acc.latency, b.acc.latency);
+        assert_eq!(a.acc.service, b.acc.service);
+    }
+    assert_eq!(
+        batched.total().unwrap().latency,
+        by_second.total().unwrap().latency
+    );
+}

@@ -185,6 +185,22 @@ pub async fn finish(
     send(events, Ev::Finished(finished)).await;
 }
 
+/// What the user is told when the run's workers send their reports a few
+/// seconds at a time (see [`crate::merge::report_every`]).
+fn batch_notice(config: &crate::state::CoordinatorConfig, workers: usize) -> Option<String> {
+    let every = config.report_every(workers);
+    (every > 1).then(|| {
+        format!(
+            "{workers} workers send their reports {every} seconds at a time, to stay within \
+             --max-reports-per-second {}: the live view and abort thresholds lag by up to {} s, \
+             and a worker is declared lost after {:?} of silence; every second is still merged exactly",
+            config.max_reports_per_second,
+            every - 1,
+            config.run_timeout(every),
+        )
+    })
+}
+
 async fn run(
     coord: &Coordinator,
     run_id: &str,
@@ -198,9 +214,14 @@ async fn run(
     let mut started = setup::start(coord, run_id, spec, events, idle, &data).await?;
     coord.run_started(run_id, started.start_nanos);
     let warnings = std::mem::take(&mut started.warnings);
+    let batched = batch_notice(&coord.config, started.members.len());
     let mut collector = collect::Collector::new(coord, run_id, spec, source, events, started, data);
     for w in &warnings {
         collector.note_at_start("warn", w);
+    }
+    if let Some(n) = batched {
+        say(events, "info", n.clone()).await;
+        collector.note_at_start("info", &n);
     }
     for n in &spec.scenario.notices {
         collector.note_at_start("info", n);

@@ -117,6 +117,8 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
     let stored_events = store::read_events(&dir, &run_id);
 
     let (tx, rx) = mpsc::unbounded_channel();
+    // As the run's assignments said (joiners aside, which follow it).
+    let report_every = coord.config.report_every(meta.members.len());
     let members: Vec<Member> = meta
         .members
         .iter()
@@ -163,6 +165,7 @@ async fn resume(coord: Arc<Coordinator>, meta: RunMeta) {
                     run_id: run_id.clone(),
                     slot,
                     tx: tx.clone(),
+                    report_every,
                 };
                 coord.expect(id, route);
             }

@@ -256,11 +256,13 @@ fn leave_out_the_silent(
     {
         let mut reg = coord.registry();
         reg.release(run_id);
+        let report_every = coord.config.report_every(kept.len());
         for m in kept {
             let route = Route {
                 run_id: run_id.to_string(),
                 slot: members.len(),
                 tx: tx.clone(),
+                report_every,
             };
             if !reg.assign(&m.entry.id, route) {
                 return Err(fail("workers left while the run was being set up"));
@@ -295,11 +297,15 @@ pub async fn start(
     let mut members: Vec<Member> = Vec::new();
     {
         let mut reg = coord.registry();
+        // Until the clock pings, which may leave some out: the routes are
+        // made again for those kept (see `enroll`).
+        let report_every = coord.config.report_every(idle.len());
         for entry in idle {
             let route = Route {
                 run_id: run_id.to_string(),
                 slot: members.len(),
                 tx: tx.clone(),
+                report_every,
             };
             if reg.assign(&entry.id, route) {
                 members.push(Member::new(entry));
@@ -371,6 +377,7 @@ pub async fn start(
             share: Some(s),
             share_from_s: 0.0,
             plain_histograms: crate::merge::plain_histograms(members.len()),
+            report_every_s: coord.config.report_every(members.len()),
         };
         assign(&members[slot], data, a);
     }

@@ -211,11 +211,10 @@ fn forward(route: &Route, msg: In, recv_nanos: u64) {
 /// Declares workers silent for their heartbeat timeout lost: the run one
 /// for a worker in a run, the idle one for the others.
 pub async fn reaper(coord: Arc<Coordinator>) {
-    let (run, idle) = (
-        coord.config.heartbeat_timeout,
-        coord.config.idle_heartbeat_timeout,
-    );
-    let every = (run / 6).max(Duration::from_millis(50));
+    let config = &coord.config;
+    let run = |report_every| config.run_timeout(report_every);
+    let idle = config.idle_heartbeat_timeout;
+    let every = (config.heartbeat_timeout / 6).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
@@ -224,10 +223,10 @@ pub async fn reaper(coord: Arc<Coordinator>) {
             continue;
         }
         for w in dead {
-            let timeout = if w.run_pace_since.is_some() {
-                run
-            } else {
-                idle
+            let timeout = match (&w.run_pace_since, &w.route) {
+                (Some(_), Some(r)) => run(r.report_every),
+                (Some(_), None) => run(1),
+                (None, _) => idle,
             };
             warn!(worker = %w.id, timeout_ms = timeout.as_millis() as u64, "worker silent; declared lost");
             if let Some(route) = w.route {

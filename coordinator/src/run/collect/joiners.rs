@@ -43,6 +43,7 @@ impl Collector<'_> {
                 run_id: self.run_id.to_string(),
                 slot,
                 tx: self.route_tx.clone(),
+                report_every: self.report_every,
             };
             // A worker of this run back after a restart is not a joiner.
             if self.members.iter().any(|m| m.entry.id == entry.id) {
@@ -102,6 +103,7 @@ impl Collector<'_> {
             }),
             share_from_s: self.curve.end(),
             plain_histograms: crate::merge::plain_histograms(self.members.len()),
+            report_every_s: self.report_every,
         };
         setup::assign(&self.members[slot], &self.data, a);
         self.joins.insert(

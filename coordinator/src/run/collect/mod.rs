@@ -55,6 +55,9 @@ pub struct Collector<'a> {
     members: Vec<Member>,
     rx: mpsc::UnboundedReceiver<RunInput>,
     route_tx: mpsc::UnboundedSender<RunInput>,
+    /// Seconds at a time the workers send their reports (the assignment's
+    /// `report_every_s`), from the count at the start; joiners follow it.
+    report_every: u32,
     start: Instant,
     start_wall: SystemTime,
     start_nanos: u64,
@@ -139,6 +142,7 @@ impl<'a> Collector<'a> {
             events,
             plan,
             curve,
+            report_every: coord.config.report_every(s.members.len()),
             members: s.members,
             rx: s.rx,
             route_tx: s.tx,
