@@ -47,6 +47,7 @@ NON_DEFAULT: dict[str, Any] = {
         "port": 7800,
         "heartbeatTimeout": "10s",
         "idleHeartbeatTimeout": "1m",
+        "maxReportsPerSecond": 5000,
         "service": {"type": "NodePort", "annotations": {"a": "b"}},
         "podAnnotations": {"x": "y"},
         "nodeSelector": {"pool": "control"},
@@ -167,6 +168,7 @@ def test_schema_rejects_unknown_keys(chart: helm.Chart, values: dict[str, Any], 
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
         ({"coordinator": {"heartbeatTimeout": "5"}}, "/coordinator/heartbeatTimeout"),
         ({"coordinator": {"idleHeartbeatTimeout": "12"}}, "/coordinator/idleHeartbeatTimeout"),
+        ({"coordinator": {"maxReportsPerSecond": -1}}, "/coordinator/maxReportsPerSecond"),
         ({"target": {"errorRate": 2}}, "/target/errorRate"),
         ({"commonLabels": {"team": 7}}, "/commonLabels/team"),
     ],
@@ -284,6 +286,7 @@ def test_render_default(chart: helm.Chart) -> None:
     coord_args = pod_spec(one(objs, "Deployment", f"{FULL}-coordinator"))["containers"][0]["args"]
     assert coord_args[coord_args.index("--heartbeat-timeout") + 1] == "5s", coord_args
     assert "--idle-heartbeat-timeout" not in coord_args, coord_args
+    assert "--max-reports-per-second" not in coord_args, coord_args
     for o in objs:
         assert o["metadata"].get("namespace", NAMESPACE) == NAMESPACE
 
@@ -311,8 +314,9 @@ def test_render_non_default(chart: helm.Chart) -> None:
         for c in spec["containers"] + spec.get("initContainers", []):
             assert c["image"] == image and c["imagePullPolicy"] == "Always"
     coord_args = pod_spec(one(objs, "Deployment", "bench-coordinator"))["containers"][0]["args"]
-    assert coord_args[coord_args.index("--heartbeat-timeout") :][:4] == [
+    assert coord_args[coord_args.index("--heartbeat-timeout") :][:6] == [
         "--heartbeat-timeout", "10s", "--idle-heartbeat-timeout", "1m",
+        "--max-reports-per-second", "5000",
     ], coord_args
     worker = one(objs, "Deployment", "bench-worker")
     wspec = pod_spec(worker)
