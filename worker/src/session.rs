@@ -312,24 +312,21 @@ impl Session<'_> {
                                 EngineEvent::Finished(_) => None,
                             };
                             let m = event_message(r, ev, self.enc);
-                            let mut due = r.batch.push(index, m).into_iter();
-                            let sent = due.len() > 0;
-                            while let Some(m) = due.next() {
-                                let m = r.outbox.sending(m);
-                                if tx.send(m).await.is_err() {
-                                    // The rest of the batch waits for the
-                                    // next connection, after `m`.
-                                    due.for_each(|m| r.outbox.hold(m));
-                                    return Err(SessionEnd::Lost("stream closed".into()));
-                                }
-                            }
+                            let due = r.batch.push(index, m);
                             // The report says the worker is alive: a
                             // heartbeat is due only after a silent interval.
-                            if sent {
+                            if !due.is_empty() {
                                 heartbeat.reset();
                             }
+                            send_due(r, &tx, due).await?;
                         }
-                        None => r.events = None,
+                        None => {
+                            // The engine ended without its `Done` (it
+                            // failed): what a batch still holds goes now.
+                            r.events = None;
+                            let due = r.batch.take();
+                            send_due(r, &tx, due).await?;
+                        }
                     }
                 },
                 _ = heartbeat.due() => {
@@ -574,6 +571,25 @@ async fn handle(
         In::DataChunk(c) => inbox.add(c),
         // Handled by `Session::handle`, which knows whether it is leaving.
         In::Stop(_) => {}
+    }
+    Ok(())
+}
+
+/// Sends what a batch made due, in order, each noted in the outbox; when
+/// the stream breaks, the rest waits in the outbox for the next connection,
+/// after the one whose send failed.
+async fn send_due(
+    r: &mut Run,
+    tx: &mpsc::Sender<pb::WorkerMessage>,
+    due: Vec<pb::WorkerMessage>,
+) -> Result<(), SessionEnd> {
+    let mut due = due.into_iter();
+    while let Some(m) = due.next() {
+        let m = r.outbox.sending(m);
+        if tx.send(m).await.is_err() {
+            due.for_each(|m| r.outbox.hold(m));
+            return Err(SessionEnd::Lost("stream closed".into()));
+        }
     }
     Ok(())
 }
