@@ -39,6 +39,11 @@ const JOIN_PINGS: usize = 3;
 /// broke and it may attach again) before its load is stopped.
 const CLIENT_GRACE: Duration = Duration::from_secs(15);
 
+/// Per-second summaries a run reserves room for at its start (about 250
+/// bytes each: 43 MB for two days, most of it never touched by a shorter
+/// run); a longer run grows past it as a `Vec` does.
+const RESERVED_SECONDS: usize = 2 * 86_400;
+
 enum Join {
     Pinging { pongs: usize, since: Instant },
     Assigned { since: Instant },
@@ -155,7 +160,12 @@ impl<'a> Collector<'a> {
             max_index,
             aborts,
             joins: HashMap::new(),
-            intervals: Vec::new(),
+            // Room for every second the run can have, up to two days, from
+            // the start: the summaries then grow by one a second in place,
+            // and never by a doubling (a copy, and up to twice the room) an
+            // hour or a day into a soak. The pages are touched one second at
+            // a time, so a short run costs nothing more.
+            intervals: Vec::with_capacity((max_index as usize + 1).min(RESERVED_SECONDS)),
             early_errors: KindCounts::default(),
             log: Vec::new(),
             incomplete: None,
