@@ -77,6 +77,19 @@ def slope_kb_per_hour(points):
     return (sxy / sxx) * 3600.0 if sxx > 0 else float("nan")
 
 
+def write_samples(path, label, series):
+    """Appends the raw samples of one mode to `path` as CSV."""
+    if not path:
+        return
+    new = not os.path.exists(path)
+    with open(path, "a") as f:
+        if new:
+            f.write("mode,process,seconds,rss_kb,anon_kb\n")
+        for k, points in series.items():
+            for t, (rss, anon) in points:
+                f.write(f"{label},{k},{t:.1f},{rss},{anon}\n")
+
+
 def report(label, series, warmup):
     for k, pts in series.items():
         after = [(t, v) for t, v in pts if t >= warmup]
@@ -125,6 +138,9 @@ def main():
     p.add_argument("--warmup", type=float, help="seconds ignored by the fit (default duration / 5)")
     p.add_argument("--sample", type=float, default=5, help="seconds between RSS samples (default 5)")
     p.add_argument("--only", choices=["cluster", "local"], help="run one mode only")
+    p.add_argument("--samples", metavar="FILE",
+                   help="also write every sample as CSV (mode,process,seconds,rss_kb,anon_kb): "
+                        "steps the fitted slope hides show there")
     p.add_argument("--worker-cores", default="0",
                    help="CPUs the worker (and local mode) may use, as taskset takes them; the worker "
                         "runs one engine thread per CPU (default 0: one thread)")
@@ -166,6 +182,7 @@ def main():
             s.stop()
             print(f"soak: cluster run exited {rc}", flush=True)
             report("cluster", s.series, warmup)
+            write_samples(a.samples, "cluster", s.series)
             W.cleanup()
             url = start_target(vol, tlog)
             with open(scen, "w") as f:
@@ -184,6 +201,7 @@ def main():
             s.stop()
             print(f"soak: local run exited {rc}", flush=True)
             report("local", s.series, warmup)
+            write_samples(a.samples, "local", s.series)
     finally:
         W.cleanup()
 
