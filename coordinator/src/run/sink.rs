@@ -62,6 +62,12 @@ impl Sink {
                     if i.recent.len() >= HISTORY {
                         i.recent.pop_front();
                     }
+                    // The whole hour's room at the first second: grown by
+                    // doubling, it copied itself at 1,024 and 2,048 seconds,
+                    // a step in RSS each time (bench/soak.sh --samples).
+                    if i.recent.capacity() == 0 {
+                        i.recent.reserve_exact(HISTORY);
+                    }
                     // The per-worker log lines (a KiB per worker) are only
                     // delivered live; an hour of them would cost hundreds of
                     // MiB with many workers.
