@@ -8,6 +8,47 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Kills one of three workers once a 12 s run of 900 rps (300 each, 20 ms
+/// per answer: ~6 in flight per worker, so it dies with some unanswered)
+/// has started and 4 s of load were served (conditions, not an assumed
+/// setup time). Returns the report and the kill on the run's own clock.
+fn kill_one_of_three(coordinator_args: &[&str], tag: &str) -> (Value, f64) {
+    let (_target, url) = start_target(&["--delay", "20ms"]);
+    let (_coord, coord_url) = start_coordinator(coordinator_args);
+    let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
+    let toml = format!("[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {KILL_RATE}\nduration = \"12s\"\n");
+    let Submission {
+        dir: _dir,
+        out,
+        cmd,
+    } = announced_submission(&coord_url, tag, &toml, &["--min-workers", "3"]);
+    let mut run = spawn(cmd, "volley run");
+    run.wait_stderr(STARTED, Duration::from_secs(30));
+    wait_served(&url, 4 * KILL_RATE as u64, Duration::from_secs(30));
+    let victim = workers.remove(1);
+    victim.signal("KILL");
+    let killed_wall = std::time::SystemTime::now();
+    let status = run
+        .wait_exit(Duration::from_secs(90))
+        .expect("volley run ends");
+    drop(victim);
+    assert!(
+        status.success(),
+        "the survivors completed the run: {}",
+        run.stderr_so_far()
+    );
+    let r = read_report(&out);
+    // The kill on the run's own clock (t = 0 from the report).
+    let killed_at = run_time_of(&r, killed_wall);
+    assert!(
+        (3.5..8.0).contains(&killed_at),
+        "killed at {killed_at} s, after 4 s of load were served"
+    );
+    (r, killed_at)
+}
+
+const KILL_RATE: f64 = 900.0;
+
 /// The same kill, with the workers sending their reports 3 seconds at a
 /// time (a coordinator budget of 1 message a second for 3 workers): the
 /// dead worker's last batch never arrives, so what it owned after its last
@@ -16,30 +57,9 @@ use std::time::{Duration, Instant};
 #[test]
 fn a_worker_killed_mid_batch_is_accounted_to_its_last_whole_batch() {
     let _serial = serial();
-    const RATE: f64 = 900.0;
+    const RATE: f64 = KILL_RATE;
     const SHARE: u64 = 300;
-    let (_target, url) = start_target(&["--delay", "20ms"]);
-    let (_coord, coord_url) = start_coordinator(&["--max-reports-per-second", "1"]);
-    let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
-    let toml = format!("[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"12s\"\n");
-    let Submission {
-        dir: _dir,
-        out,
-        cmd,
-    } = announced_submission(&coord_url, "kill-batched", &toml, &["--min-workers", "3"]);
-    let mut run = spawn(cmd, "volley run");
-    run.wait_stderr(STARTED, Duration::from_secs(30));
-    wait_served(&url, 4 * RATE as u64, Duration::from_secs(30));
-    let victim = workers.remove(1);
-    victim.signal("KILL");
-    let killed_wall = std::time::SystemTime::now();
-    let status = run
-        .wait_exit(Duration::from_secs(90))
-        .expect("volley run ends");
-    drop(victim);
-    assert!(status.success(), "{}", run.stderr_so_far());
-    let r = read_report(&out);
-    let killed_at = run_time_of(&r, killed_wall);
+    let (r, killed_at) = kill_one_of_three(&["--max-reports-per-second", "1"], "kill-batched");
     let said = events(&r).join("\n");
     assert!(said.contains("3 seconds at a time"), "{said}");
 
@@ -76,43 +96,9 @@ fn a_worker_killed_mid_batch_is_accounted_to_its_last_whole_batch() {
 #[test]
 fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
     let _serial = serial();
-    const RATE: f64 = 900.0;
+    const RATE: f64 = KILL_RATE;
     const SHARE: u64 = 300;
-    // 20 ms per answer: each worker has ~6 requests in flight at any time,
-    // so the dead worker dies with some unanswered.
-    let (_target, url) = start_target(&["--delay", "20ms"]);
-    let (_coord, coord_url) = start_coordinator(&["--heartbeat-timeout", "3s"]);
-    let mut workers: Vec<Proc> = (0..3).map(|_| start_worker(&coord_url, &[])).collect();
-    let toml = format!("[target]\nurl = \"{url}\"\ntimeout = \"2s\"\n[[stages]]\nname = \"main\"\nrate = {RATE}\nduration = \"12s\"\n");
-    let Submission {
-        dir: _dir,
-        out,
-        cmd,
-    } = announced_submission(&coord_url, "kill", &toml, &["--min-workers", "3"]);
-    let mut run = spawn(cmd, "volley run");
-    // Kill one worker once the run has started and 4 s of load have been
-    // served (conditions, not an assumed setup time).
-    run.wait_stderr(STARTED, Duration::from_secs(30));
-    wait_served(&url, 4 * RATE as u64, Duration::from_secs(30));
-    let victim = workers.remove(1);
-    victim.signal("KILL");
-    let killed_wall = std::time::SystemTime::now();
-    let status = run
-        .wait_exit(Duration::from_secs(90))
-        .expect("volley run ends");
-    drop(victim);
-    assert!(
-        status.success(),
-        "the survivors completed the run: {}",
-        run.stderr_so_far()
-    );
-    let r = read_report(&out);
-    // The kill on the run's own clock (t = 0 from the report).
-    let killed_at = run_time_of(&r, killed_wall);
-    assert!(
-        (3.5..8.0).contains(&killed_at),
-        "killed at {killed_at} s, after 4 s of load were served"
-    );
+    let (r, killed_at) = kill_one_of_three(&["--heartbeat-timeout", "3s"], "kill");
 
     // The lost worker is marked within a second of the kill: SIGKILL closes
     // its connection, and the coordinator does not wait for the heartbeat
