@@ -49,21 +49,13 @@ fn kill_one_of_three(coordinator_args: &[&str], tag: &str) -> (Value, f64) {
 
 const KILL_RATE: f64 = 900.0;
 
-/// The same kill, with the workers sending their reports 3 seconds at a
-/// time (a coordinator budget of 1 message a second for 3 workers): the
-/// dead worker's last batch never arrives, so what it owned after its last
-/// whole batch counts as unsent, dropped because the worker was lost. Not
-/// one request of the schedule goes missing from the books.
-#[test]
-fn a_worker_killed_mid_batch_is_accounted_to_its_last_whole_batch() {
-    let _serial = serial();
-    const RATE: f64 = KILL_RATE;
-    const SHARE: u64 = 300;
-    let (r, killed_at) = kill_one_of_three(&["--max-reports-per-second", "1"], "kill-batched");
-    let said = events(&r).join("\n");
-    assert!(said.contains("3 seconds at a time"), "{said}");
-
+/// Every intended request ends as exactly one thing, for the run and each
+/// of its 3 workers, the workers sum to the run, and nothing vanished with
+/// the dead worker: the run intends the whole schedule. Returns the one
+/// worker marked lost.
+fn accounted_with_one_lost(r: &Value) -> &Value {
     let ws = r["workers"].as_array().unwrap();
+    assert_eq!(ws.len(), 3);
     let lost: Vec<_> = ws.iter().filter(|w| !w["lost_at_s"].is_null()).collect();
     assert_eq!(lost.len(), 1, "{ws:?}");
     assert_accounted(&r["requests"], "run");
@@ -74,13 +66,30 @@ fn a_worker_killed_mid_batch_is_accounted_to_its_last_whole_batch() {
         let sum: u64 = ws.iter().map(|w| u(&w["requests"], k)).sum();
         assert_eq!(sum, u(&r["requests"], k), "workers' {k} sum to the total");
     }
-    assert_eq!(u(&r, "requests.intended"), (RATE * 12.0) as u64);
+    assert_eq!(u(r, "requests.intended"), (KILL_RATE * 12.0) as u64);
+    lost[0]
+}
+
+/// The same kill, with the workers sending their reports 3 seconds at a
+/// time (a coordinator budget of 1 message a second for 3 workers): the
+/// dead worker's last batch never arrives, so what it owned after its last
+/// whole batch counts as unsent, dropped because the worker was lost. Not
+/// one request of the schedule goes missing from the books.
+#[test]
+fn a_worker_killed_mid_batch_is_accounted_to_its_last_whole_batch() {
+    let _serial = serial();
+    const SHARE: u64 = 300;
+    let (r, killed_at) = kill_one_of_three(&["--max-reports-per-second", "1"], "kill-batched");
+    let said = events(&r).join("\n");
+    assert!(said.contains("3 seconds at a time"), "{said}");
+
+    let lost = accounted_with_one_lost(&r);
     assert_eq!(u(&r, "requests.errors"), 0, "{}", r["errors_by_kind"]);
 
     // What the coordinator has of the dead worker is whole batches of
     // 3 seconds; the rest of what it owned is unsent, for the reason
     // `worker_lost`.
-    let v = &lost[0]["requests"];
+    let v = &lost["requests"];
     let unsent = u(&r, "requests.unsent");
     assert_eq!(unsent, u(v, "unsent"), "{v}");
     let reported = u(v, "intended") - unsent;
@@ -103,35 +112,19 @@ fn a_killed_worker_is_reported_and_its_share_goes_to_the_survivors() {
     // The lost worker is marked within a second of the kill: SIGKILL closes
     // its connection, and the coordinator does not wait for the heartbeat
     // timeout to notice.
-    let ws = r["workers"].as_array().unwrap();
-    assert_eq!(ws.len(), 3);
-    let lost: Vec<_> = ws.iter().filter(|w| !w["lost_at_s"].is_null()).collect();
-    assert_eq!(lost.len(), 1, "{ws:?}");
-    let lost_at = f(lost[0], "lost_at_s");
+    let lost = accounted_with_one_lost(&r);
+    let lost_at = f(lost, "lost_at_s");
     assert!(
         lost_at >= killed_at - 0.05 && lost_at <= killed_at + 1.0,
         "lost at {lost_at} s, killed at {killed_at} s"
     );
-
-    // Every intended request ends as exactly one thing, for the run and each
-    // worker, and nothing vanished with the dead worker: the run intends the
-    // whole schedule.
-    assert_accounted(&r["requests"], "run");
-    for w in ws {
-        assert_accounted(&w["requests"], "worker");
-    }
-    for k in ["intended", "ok", "errors", "dropped"] {
-        let sum: u64 = ws.iter().map(|w| u(&w["requests"], k)).sum();
-        assert_eq!(sum, u(&r["requests"], k), "workers' {k} sum to the total");
-    }
-    assert_eq!(u(&r, "requests.intended"), (RATE * 12.0) as u64);
 
     // A worker reports a second only once every request of it has ended,
     // so nothing of a reported second is outstanding: what the dead worker
     // had in flight lies in seconds it never reported, which count as
     // unsent below. No request of it ends as an error of kind `lost`, and
     // the run has no errors at all (the target never fails).
-    let victim_requests = &lost[0]["requests"];
+    let victim_requests = &lost["requests"];
     let lost_errors = u(&r, "errors_by_kind.lost");
     assert_eq!(lost_errors, 0, "{}", r["errors_by_kind"]);
     assert_eq!(u(&r, "requests.errors"), 0, "{}", r["errors_by_kind"]);
