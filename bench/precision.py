@@ -69,7 +69,7 @@ def parse_args():
     p.add_argument("--build", action="append", default=[], metavar="LABEL=DIR",
                    help="a further build to alternate with the two above (repeatable)")
     p.add_argument("--wake-gap", action="append", default=[], metavar="LABEL=DURATION",
-                   help="the candidate build again with [load].wake_gap = DURATION, e.g. gap200=200us "
+                   help="the candidate build again with [load].wake_gap = DURATION (or auto), e.g. gap1ms=1ms "
                         "(repeatable; alternated with the builds)")
     p.add_argument("--out", help="directory for logs and reports (default: a temp dir)")
     a = p.parse_args()

@@ -39,7 +39,9 @@ pub const MAX_RESOLVE_EVERY: Duration = Duration::from_secs(86_400);
 /// Default `load.resolve_every`: a Service's new pods are used within half
 /// a minute.
 pub const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(30);
-/// Default, shortest and longest `load.wake_gap`.
+/// The timer's shortest gap with `load.wake_gap = "auto"` (the default),
+/// and the most an automatic lag budget grows to; shortest and longest
+/// explicit `load.wake_gap`.
 pub const DEFAULT_WAKE_GAP: Duration = Duration::from_millis(1);
 pub const MIN_WAKE_GAP: Duration = Duration::from_micros(10);
 pub const MAX_WAKE_GAP: Duration = Duration::from_millis(10);
@@ -220,11 +222,16 @@ pub struct Load {
     /// A connection takes at most this many requests, then is replaced the
     /// same way. `None`: no limit.
     pub max_requests_per_connection: Option<u32>,
-    /// Shortest time between two wake-ups of a worker's scheduler: the
-    /// requests due in between leave together when it wakes, so each
-    /// leaves up to this late (its `send_lag`). Shorter is more precise
-    /// and costs more CPU per request (a wake-up is the expensive part).
-    pub wake_gap: Duration,
+    /// How late a request may leave so that it shares a wake-up with
+    /// others. `None` ("auto", the default): a tenth of the target's median
+    /// service time in the last second (at most 1 ms); a reply that lands
+    /// after a request's due time sends it at once, and a worker with
+    /// nothing in flight wakes for the due time itself. `Some(gap)`: the
+    /// scheduler's timer wakes at most once per `gap` and the requests due
+    /// in between leave together, each up to `gap` late (its `send_lag`):
+    /// less CPU per request at mid rates against fast targets, less
+    /// precise.
+    pub wake_gap: Option<Duration>,
 }
 
 impl Default for Load {
@@ -238,7 +245,7 @@ impl Default for Load {
             resolve_every: Some(DEFAULT_RESOLVE_EVERY),
             connection_lifetime: None,
             max_requests_per_connection: None,
-            wake_gap: DEFAULT_WAKE_GAP,
+            wake_gap: None,
         }
     }
 }
@@ -369,13 +376,13 @@ impl Plan {
                 ));
             }
         }
-        if !(MIN_WAKE_GAP..=MAX_WAKE_GAP).contains(&l.wake_gap) {
+        if let Some(gap) = l
+            .wake_gap
+            .filter(|g| !(MIN_WAKE_GAP..=MAX_WAKE_GAP).contains(g))
+        {
             return Err(PlanError::new(
                 "load.wake_gap",
-                format!(
-                    "expected a duration between 10us and 10ms, got {:?}",
-                    l.wake_gap
-                ),
+                format!("expected \"auto\" or a duration between 10us and 10ms, got {gap:?}"),
             ));
         }
         if l.max_requests_per_connection == Some(0) {
@@ -876,10 +883,15 @@ mod tests {
             Duration::from_micros(9),
             Duration::from_millis(11),
         ] {
-            p.load.wake_gap = bad;
+            p.load.wake_gap = Some(bad);
             assert_eq!(p.validate().unwrap_err().field, "load.wake_gap", "{bad:?}");
         }
-        for good in [MIN_WAKE_GAP, DEFAULT_WAKE_GAP, MAX_WAKE_GAP] {
+        for good in [
+            None,
+            Some(MIN_WAKE_GAP),
+            Some(DEFAULT_WAKE_GAP),
+            Some(MAX_WAKE_GAP),
+        ] {
             p.load.wake_gap = good;
             assert!(p.validate().is_ok(), "{good:?}");
         }

@@ -5,7 +5,6 @@
 use crate::pb;
 use std::time::Duration;
 use volley_plan::data::{Format, OnEnd, Order};
-use volley_plan::model::DEFAULT_WAKE_GAP;
 use volley_plan::{
     Arrival, Body, Check, DataSet, DropCause, DropCounts, Expect, Load, Plan, PlanError, Protocol,
     Request, Rule, Share, Stage, StatusMatch, Target, Tls,
@@ -157,7 +156,7 @@ impl From<&Plan> for pb::Plan {
                 resolve_every_nanos: nanos(p.load.resolve_every),
                 connection_lifetime_nanos: nanos(p.load.connection_lifetime),
                 max_requests_per_connection: p.load.max_requests_per_connection.unwrap_or(0),
-                wake_gap_nanos: p.load.wake_gap.as_nanos() as u64,
+                wake_gap_nanos: nanos(p.load.wake_gap),
             }),
             stages: p
                 .stages
@@ -238,7 +237,7 @@ pub fn plan_from_wire(p: pb::Plan, files: DataFiles<'_>) -> Result<Plan, PlanErr
                 resolve_every: duration(l.resolve_every_nanos),
                 connection_lifetime: duration(l.connection_lifetime_nanos),
                 max_requests_per_connection: Some(l.max_requests_per_connection).filter(|&n| n > 0),
-                wake_gap: duration(l.wake_gap_nanos).unwrap_or(DEFAULT_WAKE_GAP),
+                wake_gap: duration(l.wake_gap_nanos),
             },
             stages: p
                 .stages
@@ -412,7 +411,7 @@ mod tests {
                 resolve_every: Some(Duration::from_secs(2)),
                 connection_lifetime: Some(Duration::from_millis(1500)),
                 max_requests_per_connection: Some(10),
-                wake_gap: Duration::from_micros(250),
+                wake_gap: Some(Duration::from_micros(250)),
             },
             stages: vec![Stage {
                 name: "ramp".into(),
@@ -431,13 +430,18 @@ mod tests {
     fn plan_round_trips() {
         let p = plan();
         assert_eq!(Plan::try_from(pb::Plan::from(&p)).unwrap(), p);
-        // A plan that says nothing of the wake gap gets the default.
+        // A plan that says nothing of the wake gap gets the default, "auto".
         let mut wire = pb::Plan::from(&p);
         wire.load.as_mut().unwrap().wake_gap_nanos = 0;
-        assert_eq!(
-            Plan::try_from(wire).unwrap().load.wake_gap,
-            DEFAULT_WAKE_GAP
-        );
+        assert_eq!(Plan::try_from(wire).unwrap().load.wake_gap, None);
+        let auto = Plan {
+            load: Load {
+                wake_gap: None,
+                ..p.load.clone()
+            },
+            ..p.clone()
+        };
+        assert_eq!(Plan::try_from(pb::Plan::from(&auto)).unwrap(), auto);
     }
 
     /// A plan with templates, checks, vars, env and a data set: everything

@@ -45,7 +45,7 @@ pub fn load(plan: &Plan) -> LoadInfo {
         connections: plan.load.connections,
         per_connection: plan.load.per_connection,
         max_in_flight: plan.load.max_in_flight,
-        wake_gap_us: plan.load.wake_gap.as_micros() as u64,
+        wake_gap_us: plan.load.wake_gap.map_or(0, |g| g.as_micros() as u64),
     }
 }
 

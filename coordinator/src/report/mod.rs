@@ -152,7 +152,10 @@ pub struct LoadInfo {
     pub max_in_flight: u32,
     /// `load.wake_gap` in microseconds: the shortest time between two
     /// wake-ups of a worker's scheduler, so up to how late a request
-    /// leaves by design. 0 in reports written before it existed.
+    /// leaves by design. 0: "auto" (the default since December 2026: each
+    /// request leaves within a tenth of the target's median service time
+    /// when the CPU allows), and in reports written before the field
+    /// existed.
     #[serde(default)]
     pub wake_gap_us: u64,
 }

@@ -39,8 +39,8 @@ pub fn warning(r: &Report) -> Option<String> {
         Some(gap) if p99 <= gap * WITHIN_GAP => format!(
             "Most of it is the scheduler's batching: a worker wakes at most once per \
              `load.wake_gap` ({}) and sends what is due, so a request leaves up to that late. \
-             For a target this fast, lower `load.wake_gap` (for example \"200us\"), at more \
-             CPU per request.",
+             For a target this fast, set `load.wake_gap = \"auto\"` (the default: each \
+             request leaves within a tenth of the service time), at more CPU per request.",
             ms(Some(gap))
         ),
         _ => "Give the workers more CPU, add workers, or lower the rate per worker.".to_string(),
@@ -105,7 +105,7 @@ mod tests {
         r.load = gap(1000);
         let w = warning(&r).unwrap();
         assert!(w.contains("`load.wake_gap` (1.00 ms)"), "{w}");
-        assert!(w.contains("lower `load.wake_gap`"), "{w}");
+        assert!(w.contains("`load.wake_gap = \"auto\"`"), "{w}");
         assert!(!w.contains("more CPU, add workers"), "{w}");
         // 5 ms late is not the gap's doing.
         let mut r = with(20.0, Some(5.0));
@@ -113,7 +113,8 @@ mod tests {
         let w = warning(&r).unwrap();
         assert!(w.contains("Give the workers more CPU"), "{w}");
         assert!(!w.contains("wake_gap"), "{w}");
-        // A report from before the gap was recorded: the general advice.
+        // "auto", or a report from before the gap was recorded: the
+        // general advice.
         r.load = gap(0);
         r.send_lag_ms.p99 = Some(1.2);
         assert!(warning(&r).unwrap().contains("Give the workers more CPU"));

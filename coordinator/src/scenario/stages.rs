@@ -109,14 +109,30 @@ pub(super) fn load(root: &Section<'_, '_>, protocol: Protocol) -> Result<Load, F
         load.max_requests_per_connection =
             Some(in_range(&sec, "max_requests_per_connection", n, u32::MAX)?);
     }
-    if let Some(d) = sec.duration("wake_gap")? {
-        if !(MIN_WAKE_GAP..=MAX_WAKE_GAP).contains(&d) {
-            return Err(sec.fail(
-                "wake_gap",
-                format!("expected a duration between 10us and 10ms, got {}", show(d)),
-            ));
+    // "auto" (the default) or a duration.
+    let gap = sec.get("wake_gap").and_then(|v| v.get_ref().as_str());
+    if gap != Some("auto") {
+        let parsed = sec.duration("wake_gap").map_err(|mut f| {
+            if let Some(text) = gap {
+                f.message = format!(
+                    "expected \"auto\" or a duration such as \"200us\", got {}",
+                    quote(text)
+                );
+            }
+            f
+        });
+        if let Some(d) = parsed? {
+            if !(MIN_WAKE_GAP..=MAX_WAKE_GAP).contains(&d) {
+                return Err(sec.fail(
+                    "wake_gap",
+                    format!(
+                        "expected \"auto\" or a duration between 10us and 10ms, got {}",
+                        show(d)
+                    ),
+                ));
+            }
+            load.wake_gap = Some(d);
         }
-        load.wake_gap = d;
     }
     Ok(load)
 }

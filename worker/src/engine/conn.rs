@@ -19,6 +19,7 @@ use super::dial::Dialer;
 use super::outcome::ErrorKind;
 use super::recorder::{Recorder, Tag};
 use super::render::Renderer;
+use super::timer::Kick;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -82,6 +83,9 @@ pub struct Pool {
     pub renderer: Renderer,
     /// Each request definition's response checks (empty: default rules).
     checkers: Vec<Checker>,
+    /// Wakes the scheduler when a reply lands after the next arrival's due
+    /// time (see [`Kick`]).
+    pub kick: Kick,
 }
 
 impl Pool {
@@ -119,6 +123,7 @@ impl Pool {
             deadlines: Deadlines::default(),
             renderer,
             checkers,
+            kick: Kick::default(),
         })
     }
 
@@ -224,5 +229,8 @@ impl Pool {
             Err(Failure::Status(s)) => rec.error(job.tag, ErrorKind::Status, Some(s)),
             Err(Failure::Check(i)) => rec.check_failed(job.tag, i),
         }
+        let idle = rec.totals.outstanding() == 0;
+        drop(rec);
+        self.kick.landed(now, idle);
     }
 }

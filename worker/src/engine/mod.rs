@@ -1,9 +1,12 @@
 //! The open-model traffic engine.
 //!
 //! One OS thread per engine runs a current-thread tokio runtime with a
-//! scheduler task and a pool of connection tasks. The scheduler wakes at most
-//! every millisecond, hands every request that is due to the pool with its
-//! *scheduled* time, and never waits for replies (open model). Latency is
+//! scheduler task and a pool of connection tasks. The scheduler wakes when
+//! the next request is due, give or take the lag it may trade for fewer
+//! wake-ups ([`pace`], `load.wake_gap`), or sooner when a reply lands after
+//! that ([`timer::Kick`]); it hands every request that is due to the pool
+//! with its *scheduled* time, and never waits for replies (open model).
+//! Latency is
 //! measured from that scheduled time, so a stalled target shows in the
 //! latency of every request that was due during the stall (coordinated
 //! omission corrected, as wrk2 and Hyperfoil do). A request is counted as
@@ -30,7 +33,10 @@
 //!   of a reply body for them.
 //! - [`recorder`]: per-second counters and histograms.
 //! - [`outcome`]: the error kinds, and which one an I/O failure is.
-//! - [`timer`]: a sub-millisecond wake-up for the scheduler.
+//! - [`pace`]: when the scheduler wakes (`load.wake_gap`): the lag a
+//!   request may take to share a wake-up.
+//! - [`timer`]: a sub-millisecond wake-up for the scheduler, and the kick
+//!   a reply gives it.
 //! - [`deadline`]: request timeouts, swept by the scheduler.
 //! - [`threads`]: several engines in one worker (`--threads`), their seconds
 //!   added into one report.
@@ -44,6 +50,7 @@ pub mod http1;
 pub mod http2;
 pub mod net;
 pub mod outcome;
+pub mod pace;
 pub mod recorder;
 pub mod render;
 pub mod tcp;
@@ -59,7 +66,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::{sleep_until, Instant};
-use volley_plan::model::CompiledRequest;
+use volley_plan::model::{CompiledRequest, DEFAULT_WAKE_GAP};
 use volley_plan::outcome::BEHIND_SCHEDULE_LIMIT;
 use volley_plan::{DropCause, Plan, Protocol, RateCurve, RequestMix, Share, ShareSchedule};
 
@@ -312,23 +319,23 @@ async fn run(
     let second_at =
         |at: Instant| (at.saturating_duration_since(start).as_secs() as u32).min(end_second);
     // Reports every second whose requests have all ended.
+    let pace = std::cell::Cell::new(pace::Pace::new(plan.load.wake_gap, DEFAULT_WAKE_GAP));
     let flush = |sh: &Pool, now_second: u32, force: bool| {
         for data in sh.rec.borrow_mut().close(now_second, force) {
+            if !data.service.is_empty() {
+                let mut p = pace.get();
+                let median = data.service.value_at_quantile(0.5);
+                p.service_median(Duration::from_micros(median));
+                pace.set(p);
+            }
             events.send(EngineEvent::Interval(Box::new(data)));
         }
     };
 
     let mut wake_up = timer::Wake::new();
     wake_up.until(start).await;
+    // The last timer wake-up planned (see `pace::Pace::timer`).
     let mut last_wake = start;
-    // Shortest time between two wake-ups (`load.wake_gap`, 1 ms unless the
-    // plan says otherwise): at high rates requests are sent in batches,
-    // each up to this late, rather than one wake-up each. Measured at
-    // 20,000 rps on one core against nginx (bench/precision.sh --wake-gap,
-    // 2026-12-06): 1 ms adds 0.60 ms to the p50 for 14.2 µs of CPU per
-    // request, 200 µs 0.14 ms for 22.6 µs, 100 µs 0.08 ms for 30.8 µs;
-    // wake-ups are the expensive part.
-    let gap = plan.load.wake_gap;
     let mut aborted = false;
     'schedule: loop {
         if stop.load(Ordering::Acquire) {
@@ -385,22 +392,32 @@ async fn run(
         flush(&sh, now_second, false);
         // Until the run's end a reshare may still give this worker more to
         // send, so an exhausted schedule waits rather than ends.
-        let wake = match next {
-            Some((_, t)) => start + Duration::from_secs_f64(t),
+        let due = next.map(|(_, t)| start + Duration::from_secs_f64(t));
+        let wake = match due {
+            Some(due) => due,
             None if now >= end => break 'schedule,
             None => end,
         };
+        // A reply landing after `due` plus the budget runs the loop at
+        // once, on a wake-up already paid for (`timer::Kick`); the timer is
+        // the fallback (`pace`).
+        let pace = pace.get();
+        sh.kick
+            .due_at(due.map(|d| d + pace.budget()), pace.is_auto());
         let boundary = start + Duration::from_secs(u64::from(now_second) + 1);
-        // At most one wake-up per gap, counted from the last planned one
-        // (not from now) so a rate of one request per gap is still precise.
-        let mut wake = wake.max(last_wake + gap);
+        let in_flight = sh.rec.borrow().totals.outstanding() > 0;
+        let mut wake = pace.timer(wake, last_wake, in_flight);
         if let Some(timeout) = sh.deadlines.earliest() {
             wake = wake.min(timeout);
         }
         let wake = wake.min(boundary).min(now + MAX_NAP);
-        last_wake = wake;
-        wake_up.until(wake).await;
+        if !wake_up.arm(wake) {
+            last_wake = wake;
+        } else if let timer::Woken::Timer(at) = wake_up.wait(&sh.kick).await {
+            last_wake = at;
+        }
     }
+    sh.kick.due_at(None, false);
 
     // Drain: let what is queued and on the wire finish, reporting seconds as
     // they complete. Queued jobs time out by themselves (see `conn::serve`),

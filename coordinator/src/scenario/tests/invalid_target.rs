@@ -238,14 +238,19 @@ fn load_settings() {
     expect(
         &l("wake_gap = \"5us\""),
         "load.wake_gap",
-        "expected a duration between 10us and 10ms, got 5us",
+        "expected \"auto\" or a duration between 10us and 10ms, got 5us",
     );
     expect(
         &l("wake_gap = \"1s\""),
         "load.wake_gap",
-        "expected a duration between 10us and 10ms, got 1s",
+        "expected \"auto\" or a duration between 10us and 10ms, got 1s",
     );
     expect(&l("wake_gap = 200"), "load.wake_gap", "a duration string");
+    expect(
+        &l("wake_gap = \"sometimes\""),
+        "load.wake_gap",
+        "expected \"auto\" or a duration such as \"200us\", got \"sometimes\"",
+    );
     expect(
         &l("max_requests_per_connection = 0"),
         "load.max_requests_per_connection",

@@ -230,15 +230,17 @@ fn load_table() {
 }
 
 #[test]
-fn the_wake_gap_defaults_to_a_millisecond_and_takes_microseconds() {
-    assert_eq!(ok(MIN).plan.load.wake_gap, Duration::from_millis(1));
+fn the_wake_gap_defaults_to_auto_and_takes_microseconds() {
+    assert_eq!(ok(MIN).plan.load.wake_gap, None, "auto");
+    let auto = ok(&format!("{MIN}\n[load]\nwake_gap = \"auto\"\n"));
+    assert_eq!(auto.plan.load.wake_gap, None);
     for (text, want) in [
         ("\"200us\"", Duration::from_micros(200)),
         ("\"50µs\"", Duration::from_micros(50)),
         ("\"10ms\"", Duration::from_millis(10)),
     ] {
         let s = ok(&format!("{MIN}\n[load]\nwake_gap = {text}\n"));
-        assert_eq!(s.plan.load.wake_gap, want, "{text}");
+        assert_eq!(s.plan.load.wake_gap, Some(want), "{text}");
     }
 }
 
