@@ -12,8 +12,9 @@
 //!   service time in the last second, at most 1 ms. A reply landing after
 //!   the next request's due time plus the budget sends it at once (on a
 //!   wake-up already paid for); the timer is the fallback, at most once per
-//!   millisecond while requests are in flight (a reply is coming), and set
-//!   for the due time plus the budget when none is.
+//!   four median service times (at most 1 ms) while requests are in flight
+//!   (a reply is coming), and set for the due time plus the budget when
+//!   none is.
 //! - `wake_gap = D`: the budget is `D`, and the timer wakes at most once per
 //!   `D` whatever is in flight: requests leave in batches, each up to `D`
 //!   late, for fewer wake-ups.
@@ -22,7 +23,12 @@ use std::ops::Add;
 use std::time::Duration;
 
 /// The automatic budget is the service time's median over this.
-const SERVICE_FRACTION: u64 = 10;
+const SERVICE_FRACTION: u32 = 10;
+/// Under "auto", while requests are in flight, the timer's fallback comes
+/// this many median service times after the last wake-up (at most the
+/// longest gap): a reply is likely by then, and if none came the request
+/// is sent anyway.
+const FALLBACK_MEDIANS: u32 = 4;
 
 /// How the scheduler paces its wake-ups; see the module documentation.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +37,8 @@ pub struct Pace {
     gap: Option<Duration>,
     /// The automatic budget, from the last second's service times.
     auto: Duration,
+    /// The timer's gap while requests are in flight, under "auto".
+    fallback: Duration,
     /// Longest automatic budget, and the timer's gap while requests are in
     /// flight in "auto".
     max: Duration,
@@ -43,6 +51,7 @@ impl Pace {
         Pace {
             gap,
             auto: Duration::ZERO,
+            fallback: max,
             max,
         }
     }
@@ -50,7 +59,8 @@ impl Pace {
     /// The median service time of the second just closed (none before the
     /// first second with a reply: the budget starts at zero, precise).
     pub fn service_median(&mut self, median: Duration) {
-        self.auto = (median / SERVICE_FRACTION as u32).min(self.max);
+        self.auto = (median / SERVICE_FRACTION).min(self.max);
+        self.fallback = (median * FALLBACK_MEDIANS).clamp(self.auto, self.max);
     }
 
     /// "auto": the last reply out kicks the scheduler, so that it sets its
@@ -76,7 +86,7 @@ impl Pace {
             // Counted from the last planned wake-up (not from now) so that
             // a rate of one request per gap is still precise.
             Some(gap) => due.max(last + gap),
-            None if in_flight => (due + self.auto).max(last + self.max),
+            None if in_flight => (due + self.auto).max(last + self.fallback),
             None => due + self.auto,
         }
     }
@@ -135,9 +145,13 @@ mod tests {
         // Nothing in flight: no reply will send it, the timer does, within
         // the budget, however recent the last wake-up.
         assert_eq!(p.timer(us(10_050), last, false), us(10_065));
-        // In flight: the timer is only the fallback, once per millisecond.
-        assert_eq!(p.timer(us(10_050), last, true), us(11_000));
+        // In flight: the timer is only the fallback, four medians after the
+        // last wake-up.
+        assert_eq!(p.timer(us(10_050), last, true), us(10_600));
         // Due past the fallback: due plus the budget.
         assert_eq!(p.timer(us(12_000), last, true), us(12_015));
+        // A slow target: the fallback is at most the longest gap.
+        p.service_median(us(3_000));
+        assert_eq!(p.timer(us(10_050), last, true), us(11_000));
     }
 }
