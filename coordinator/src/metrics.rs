@@ -131,7 +131,7 @@ impl Metrics {
         let mut st = self.lock();
         let s = st
             .series
-            .entry((run.to_string(), i.stage.clone()))
+            .entry((run.to_string(), i.stage.to_string()))
             .or_default();
         for (name, c) in definitions {
             let d = s.by_def.entry((*name).to_string()).or_default();

@@ -156,7 +156,7 @@ impl DropCause {
         DropCause::BehindSchedule,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             DropCause::ConnectionsBusy => "connections_busy",
             DropCause::MaxInFlight => "max_in_flight",

@@ -357,7 +357,7 @@ pub fn evaluate_all(exprs: &[String], r: &Report) -> Result<Vec<ThresholdVerdict
 /// over such a bound dooms the run total, while one second under a lower bound
 /// proves nothing.
 pub fn check_interval(t: &Threshold, i: &IntervalReport) -> Option<bool> {
-    if t.stage.as_ref().is_some_and(|s| *s != i.stage) || i.intended == 0 {
+    if t.stage.as_ref().is_some_and(|s| **s != *i.stage) || i.intended == 0 {
         return None;
     }
     let limit = t.limit.resolve(i.target_rps);

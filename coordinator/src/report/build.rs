@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::merge::{Acc, MergedInterval, RequestAcc, Resources, SoakWindows};
+use std::sync::Arc;
 use volley_plan::outcome::{LOST_KIND, WORKER_LOST_CAUSE};
 use volley_plan::{Counts, Plan, RateCurve};
 use volley_proto::histogram::Hist;
@@ -54,18 +55,25 @@ pub fn load(plan: &Plan) -> LoadInfo {
 /// there is any or `every` is set. Empty when nothing was dropped, unless
 /// `every` (the run's own, which always lists every cause).
 pub fn drop_reasons(c: &Counts, every: bool) -> BTreeMap<String, u64> {
-    if c.dropped == 0 && !every {
-        return BTreeMap::new();
-    }
-    let mut by_cause: BTreeMap<String, u64> = c
-        .drops
+    drop_causes(c, every)
+        .map(|(cause, n)| (cause.to_string(), n))
+        .collect()
+}
+
+/// A second's [`drop_reasons`], without a heap allocation (see
+/// [`SecondDrops`]).
+pub fn second_drops(c: &Counts) -> SecondDrops {
+    drop_causes(c, false).collect()
+}
+
+fn drop_causes(c: &Counts, every: bool) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+    let named = every || c.dropped > 0;
+    let lost = (every || c.unsent > 0).then_some((WORKER_LOST_CAUSE, c.unsent));
+    c.drops
         .iter()
-        .map(|(cause, n)| (cause.as_str().to_string(), n))
-        .collect();
-    if every || c.unsent > 0 {
-        by_cause.insert(WORKER_LOST_CAUSE.to_string(), c.unsent);
-    }
-    by_cause
+        .map(|(cause, n)| (cause.as_str(), n))
+        .chain(lost)
+        .filter(move |_| named)
 }
 
 /// Each request definition's figures, in plan order; empty unless the plan
@@ -216,23 +224,32 @@ fn per_sec(n: u64, secs: f64) -> f64 {
     }
 }
 
-/// The per-second summary of one merged interval.
-pub fn interval(curve: &RateCurve, plan: &Plan, m: &MergedInterval) -> IntervalReport {
+/// The plan's stage names, shared by every second's summary
+/// ([`interval`]): a second then keeps no string of its own.
+pub fn stage_names(plan: &Plan) -> Vec<Arc<str>> {
+    plan.stages
+        .iter()
+        .map(|s| Arc::from(s.name.as_str()))
+        .collect()
+}
+
+/// The per-second summary of one merged interval; `stage_names` from
+/// [`stage_names`].
+pub fn interval(curve: &RateCurve, stage_names: &[Arc<str>], m: &MergedInterval) -> IntervalReport {
     let t = f64::from(m.index);
     let target = curve.count_at(t + 1.0) - curve.count_at(t);
     let h = &m.acc.latency;
     let q = |x: f64| (!h.is_empty()).then(|| h.value_at_quantile(x) as f64 / 1000.0);
-    let stage = &plan.stages[curve.stage_at(t)];
     IntervalReport {
         t_s: m.index,
-        stage: stage.name.clone(),
+        stage: stage_names[curve.stage_at(t)].clone(),
         target_rps: target,
         achieved_rps: m.acc.counts.sent as f64,
         intended: m.acc.counts.intended,
         ok: m.acc.counts.ok,
         errors: m.acc.counts.errors(),
         dropped: m.acc.counts.dropped,
-        drop_reasons: drop_reasons(&m.acc.counts, false),
+        drop_reasons: second_drops(&m.acc.counts),
         p50_ms: q(0.5),
         p90_ms: q(0.9),
         p99_ms: q(0.99),

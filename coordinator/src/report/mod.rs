@@ -21,12 +21,15 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod schema;
+pub mod second_drops;
 pub mod send_lag;
 pub mod table;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+pub use second_drops::SecondDrops;
 
 pub const SCHEMA: &str = "volley.report.v1";
 
@@ -291,7 +294,9 @@ pub struct WorkerReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct IntervalReport {
     pub t_s: u32,
-    pub stage: String,
+    // Shared with every other second of the stage: a day-long run keeps
+    // 86,400 of these, with no string of their own.
+    pub stage: std::sync::Arc<str>,
     pub target_rps: f64,
     pub achieved_rps: f64,
     pub intended: u64,
@@ -299,8 +304,8 @@ pub struct IntervalReport {
     pub errors: u64,
     pub dropped: u64,
     /// This second's `dropped` by cause; omitted when nothing was dropped.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub drop_reasons: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "SecondDrops::is_empty")]
+    pub drop_reasons: SecondDrops,
     pub p50_ms: Option<f64>,
     #[serde(default)]
     pub p90_ms: Option<f64>,

@@ -13,7 +13,7 @@ fn sec(t: u32, p99: Option<f64>, errors: u64) -> IntervalReport {
     let ok = if p99.is_some() { N - errors } else { 0 };
     IntervalReport {
         t_s: t,
-        stage: String::new(),
+        stage: "".into(),
         target_rps: N as f64,
         achieved_rps: N as f64,
         intended: N,

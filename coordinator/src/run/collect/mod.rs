@@ -57,6 +57,8 @@ pub struct Collector<'a> {
     events: &'a Events,
     plan: &'a Plan,
     curve: RateCurve,
+    /// Shared by every second's summary ([`build::stage_names`]).
+    stage_names: Vec<std::sync::Arc<str>>,
     members: Vec<Member>,
     rx: mpsc::UnboundedReceiver<RunInput>,
     route_tx: mpsc::UnboundedSender<RunInput>,
@@ -147,6 +149,7 @@ impl<'a> Collector<'a> {
             events,
             plan,
             curve,
+            stage_names: build::stage_names(plan),
             report_every: coord.config.report_every(s.members.len()),
             members: s.members,
             rx: s.rx,
@@ -488,7 +491,7 @@ impl<'a> Collector<'a> {
     }
 
     async fn publish(&mut self, m: &MergedInterval) -> IntervalReport {
-        let summary = build::interval(&self.curve, self.plan, m);
+        let summary = build::interval(&self.curve, &self.stage_names, m);
         let requests = &self.plan.target.requests;
         // A mix's seconds carry their split (none for a second nobody
         // reported); a single definition has the whole second.
@@ -544,7 +547,7 @@ impl<'a> Collector<'a> {
             p99_ms: summary.p99_ms.unwrap_or(0.0),
             workers: summary.workers,
             hlog_line,
-            stage: summary.stage.clone(),
+            stage: summary.stage.to_string(),
             worker_hlog_lines,
             intended: summary.intended,
             sent: m.acc.counts.sent,
