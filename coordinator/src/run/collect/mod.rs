@@ -5,6 +5,7 @@
 //! every intended request is accounted for at the end.
 
 mod joiners;
+pub(super) mod log;
 mod persist;
 
 use super::members::{self, Member};
@@ -76,7 +77,7 @@ pub struct Collector<'a> {
     /// Errors by kind of the first seconds, to tell an unreachable target
     /// from one that answers with errors.
     early_errors: KindCounts,
-    log: Vec<Event>,
+    log: log::Log,
     incomplete: Option<String>,
     failure: Option<String>,
     aborted_by: Option<String>,
@@ -170,7 +171,7 @@ impl<'a> Collector<'a> {
             // a time, so a short run costs nothing more.
             intervals: Vec::with_capacity((max_index as usize + 1).min(RESERVED_SECONDS)),
             early_errors: KindCounts::default(),
-            log: Vec::new(),
+            log: log::Log::default(),
             incomplete: None,
             failure: None,
             aborted_by: None,
@@ -641,7 +642,7 @@ impl<'a> Collector<'a> {
             workers: &workers,
             ran_s: self.ran_s,
             intervals: std::mem::take(&mut self.intervals),
-            events: std::mem::take(&mut self.log),
+            events: self.log.take(end_s),
             incomplete_reason: self.incomplete.take(),
         });
         // Thresholds were checked when the scenario was parsed; an error here

@@ -1,7 +1,7 @@
 //! The run on disk: what a restarted coordinator needs to pick it up, and
 //! the replay of what was stored.
 
-use super::Collector;
+use super::{log, Collector};
 use crate::merge::Added;
 use crate::report::Event;
 use crate::run::setup::short;
@@ -79,7 +79,10 @@ impl Collector<'_> {
         records: Vec<(usize, pb::IntervalReport)>,
         rejoin_by: Instant,
     ) {
-        self.log = events;
+        self.log = log::Log::default();
+        for e in events {
+            self.log.push(e);
+        }
         for (slot, report) in records {
             if slot < self.members.len() {
                 self.accept(slot, report, false);
