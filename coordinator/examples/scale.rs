@@ -87,6 +87,21 @@ struct Args {
     /// Give up (and say so) after this long.
     #[arg(long, default_value_t = 150)]
     limit_s: u64,
+    /// Seconds of the run the simulated workers report per real second: a
+    /// day-long run in minutes, for what the coordinator keeps per second
+    /// (`bench/day.sh`). The coordinator is not told: it merges and
+    /// publishes each second as it does in a real run, only sooner.
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Every this many seconds of the run (by the published second's index),
+    /// print the coordinator's RSS, and at the end its slope per hour of
+    /// run (0: off).
+    #[arg(long, default_value_t = 0)]
+    rss_every: u32,
+    /// Workers' seconds that drop nothing (by default each one drops 2
+    /// requests for `max_in_flight`, so every second has drop reasons).
+    #[arg(long)]
+    no_drops: bool,
     /// Print only the table row, not the header.
     #[arg(long)]
     no_header: bool,
@@ -203,6 +218,12 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 
 // ------------------------------------------------------------ coordinator role
 
+/// Seconds whose timings this process keeps (merge latencies, skew): it is
+/// the coordinator's process, whose memory `--rss-every` measures, so a
+/// day-long run must not grow it by itself. The figures are of the first
+/// seconds of longer runs.
+const PER_SECOND_KEPT: usize = 10_000;
+
 /// When each second was merged, seen from inside the coordinator: its
 /// metrics count every merged second's ok requests the moment it is
 /// published (before the event goes out), so this works even when the event
@@ -223,7 +244,7 @@ fn watch_merges(coord: Arc<Coordinator>, ok_per_second: u64) -> Arc<std::sync::M
         let seconds = (ok / ok_per_second.max(1)) as usize;
         {
             let mut m = out.lock().unwrap_or_else(|e| e.into_inner());
-            while m.len() < seconds {
+            while m.len() < seconds.min(PER_SECOND_KEPT) {
                 m.push(now);
             }
         }
@@ -236,6 +257,13 @@ fn watch_merges(coord: Arc<Coordinator>, ok_per_second: u64) -> Arc<std::sync::M
 }
 
 fn coordinator_main(args: Args) -> i32 {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        eprintln!(
+            "scale: --speed: expected a number of seconds of the run per real second above 0, got {}",
+            args.speed
+        );
+        return 2;
+    }
     // Every session is a socket on each side, plus a few spare.
     let need = args.workers as u64 + 64;
     if let Some(limit) = open_files_limit() {
@@ -300,7 +328,10 @@ fn coordinator_main(args: Args) -> i32 {
         &args.connect_concurrency.to_string(),
         "--limit-s",
         &args.limit_s.to_string(),
+        "--speed",
+        &args.speed.to_string(),
     ])
+    .args(args.no_drops.then_some("--no-drops"))
     .stdout(std::process::Stdio::piped())
     .stderr(std::process::Stdio::inherit());
     let begun = Instant::now();
@@ -356,24 +387,47 @@ fn coordinator_main(args: Args) -> i32 {
                 let v: Vec<u64> = words.filter_map(|w| w.parse().ok()).collect();
                 if let [k, t, end] = v[..] {
                     let k = k as usize;
-                    if m.sent.len() <= k {
+                    if m.sent.len() <= k && k < PER_SECOND_KEPT {
                         m.sent.resize(k + 1, 0);
                     }
-                    m.sent[k] = t;
-                    m.skew_ms.push((t as f64 - end as f64) / 1e6);
+                    if k < PER_SECOND_KEPT {
+                        m.sent[k] = t;
+                        m.skew_ms.push((t as f64 - end as f64) / 1e6);
+                    }
                 }
             }
             Some("started") => m.started = Some(s),
             Some("interval") => {
                 let v: Vec<f64> = words.filter_map(|w| w.parse().ok()).collect();
-                if let [_k, workers, last_sent, arrived, _end, bytes] = v[..] {
+                if let [k, workers, last_sent, arrived, _end, bytes] = v[..] {
+                    let ran = k as u32 + 1;
+                    // Not the last second: the report is being built by then.
+                    if args.rss_every > 0
+                        && ran.is_multiple_of(args.rss_every)
+                        && ran < args.seconds
+                    {
+                        let point = RssPoint {
+                            run_s: ran,
+                            rss: s.rss,
+                            anon: status_mib("RssAnon:"),
+                        };
+                        eprintln!(
+                            "scale: {ran} s of the run, {:.0} s in: coordinator RSS {:.1} MiB, anonymous {:.1} MiB",
+                            s.at.duration_since(begun).as_secs_f64(),
+                            point.rss,
+                            point.anon
+                        );
+                        m.rss_points.push(point);
+                    }
                     m.first_interval.get_or_insert(s);
                     m.last_interval = Some(s);
                     m.intervals += 1;
                     if workers as usize == args.workers {
                         m.complete += 1;
                     }
-                    m.latency_ms.push((arrived - last_sent) / 1e6);
+                    if (k as usize) < PER_SECOND_KEPT {
+                        m.latency_ms.push((arrived - last_sent) / 1e6);
+                    }
                     m.event_bytes = m.event_bytes.max(bytes);
                 }
             }
@@ -432,6 +486,9 @@ fn coordinator_main(args: Args) -> i32 {
     }
     drop(merged_at);
     m.print(&args, peak_rss);
+    if args.rss_every > 0 {
+        print_rss_slope(&m.rss_points, args.rss_every);
+    }
     i32::from(m.problem.is_some() || m.complete < args.seconds as usize)
 }
 
@@ -459,6 +516,59 @@ struct Measured {
     event_bytes: f64,
     outcome: String,
     problem: Option<String>,
+    /// The coordinator's memory every `--rss-every` seconds of the run.
+    rss_points: Vec<RssPoint>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RssPoint {
+    /// Seconds of the run published.
+    run_s: u32,
+    /// MiB.
+    rss: f64,
+    anon: f64,
+}
+
+/// The coordinator's RSS over the run: the points, then the least-squares
+/// slope of the anonymous RSS from the second point on (the first interval
+/// is the warm-up: the hour of events kept for clients that attach again
+/// fills during the first hour), in KB per hour of run and MB per day.
+fn print_rss_slope(points: &[RssPoint], every: u32) {
+    println!();
+    println!("| seconds of run | coord RSS MiB | anonymous MiB |");
+    println!("| ---: | ---: | ---: |");
+    for p in points {
+        println!("| {} | {:.1} | {:.1} |", p.run_s, p.rss, p.anon);
+    }
+    let fit: Vec<(f64, f64)> = points
+        .iter()
+        .skip(1)
+        .map(|p| (f64::from(p.run_s) / 3600.0, p.anon * 1024.0))
+        .collect();
+    if fit.len() < 2 {
+        println!(
+            "slope: too few points after the first (need a run longer than 3 × --rss-every = {} s)",
+            3 * every
+        );
+        return;
+    }
+    let n = fit.len() as f64;
+    let (mx, my) = (
+        fit.iter().map(|p| p.0).sum::<f64>() / n,
+        fit.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let sxx: f64 = fit.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = fit.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let kb_per_h = sxy / sxx;
+    let (first, last) = (fit[0], fit[fit.len() - 1]);
+    println!(
+        "coordinator anonymous RSS after the first {every} s of run: {:.1} → {:.1} MiB over {:.1} h of run; \
+         least-squares slope {kb_per_h:+.0} KB per hour of run ({:+.1} MB per day)",
+        first.1 / 1024.0,
+        last.1 / 1024.0,
+        last.0 - first.0,
+        kb_per_h * 24.0 / 1000.0
+    );
 }
 
 impl Measured {
@@ -562,9 +672,19 @@ const VARIANTS: u64 = 8;
 
 /// A second of one worker, as a worker encodes it (see
 /// [`histogram::synthetic_report`]).
-fn templates(values: u64) -> Vec<[pb::IntervalReport; 2]> {
+fn templates(values: u64, no_drops: bool) -> Vec<[pb::IntervalReport; 2]> {
     (0..VARIANTS)
-        .map(|v| [false, true].map(|plain| histogram::synthetic_report(v + 1, values, plain)))
+        .map(|v| {
+            [false, true].map(|plain| {
+                let mut r = histogram::synthetic_report(v + 1, values, plain);
+                if no_drops {
+                    r.intended = r.sent;
+                    r.dropped = 0;
+                    r.drops = Some(pb::DropCounts::default());
+                }
+                r
+            })
+        })
         .collect()
 }
 
@@ -590,7 +710,7 @@ fn workers_main(args: Args) -> i32 {
         welcomed: AtomicUsize::new(0),
         started: AtomicU64::new(0),
         t0: AtomicU64::new(0),
-        templates: templates(args.values),
+        templates: templates(args.values, args.no_drops),
         failed: AtomicUsize::new(0),
         args: args.clone(),
     });
@@ -713,8 +833,11 @@ async fn client(url: String, sim: Arc<Sim>) -> i32 {
                             .last_sent
                             .get(k)
                             .map_or(0, |a| a.load(Ordering::Relaxed));
-                        let end =
-                            sim.started.load(Ordering::Relaxed) + (k as u64 + 1) * 1_000_000_000;
+                        let end = second_end(
+                            sim.started.load(Ordering::Relaxed),
+                            k as u64 + 1,
+                            sim.args.speed,
+                        );
                         if last > 0 {
                             say(format!(
                                 "interval {k} {} {last} {arrived} {end} {bytes}",
@@ -765,7 +888,7 @@ async fn client(url: String, sim: Arc<Sim>) -> i32 {
 async fn broken(sim: &Sim) -> i32 {
     let start = sim.started.load(Ordering::Relaxed);
     if start > 0 {
-        let end = start + (u64::from(sim.args.seconds) + 1) * 1_000_000_000;
+        let end = second_end(start, u64::from(sim.args.seconds) + 1, sim.args.speed);
         let left = end.saturating_sub(clock::unix_nanos());
         tokio::time::sleep(Duration::from_nanos(left)).await;
     }
@@ -840,7 +963,7 @@ async fn worker(
     loop {
         let due = schedule
             .filter(|&(_, k)| k <= seconds)
-            .map(|(t0, k)| t0 + Duration::from_secs(u64::from(k) + 1));
+            .map(|(t0, k)| t0 + Duration::from_secs_f64(f64::from(k + 1) / sim.args.speed));
         tokio::select! {
             m = inbound.message() => {
                 let m = match m {
@@ -938,7 +1061,7 @@ where
         sim.last_sent[k].fetch_max(clock::unix_nanos(), Ordering::SeqCst);
         send(m).await?;
         if sim.sent_count[k].fetch_add(1, Ordering::SeqCst) + 1 == sim.args.workers {
-            let end = sim.t0.load(Ordering::SeqCst) + (k as u64 + 1) * 1_000_000_000;
+            let end = second_end(sim.t0.load(Ordering::SeqCst), k as u64 + 1, sim.args.speed);
             say(format!(
                 "sent {k} {} {end}",
                 sim.last_sent[k].load(Ordering::SeqCst)
@@ -946,6 +1069,12 @@ where
         }
     }
     Ok(())
+}
+
+/// When `seconds` seconds of the run, simulated at `speed`, end after t = 0
+/// (unix nanos).
+fn second_end(t0: u64, seconds: u64, speed: f64) -> u64 {
+    t0 + (seconds as f64 * 1e9 / speed) as u64
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
