@@ -214,9 +214,17 @@ impl Pool {
         }
     }
 
+    /// Records a request that ended without a reply (or was never sent).
+    /// It kicks the scheduler as a reply does ([`Kick::landed`]): in an
+    /// error storm it would otherwise fall back to its timer. A clock read
+    /// (vDSO, no syscall) on a path that only failures take.
     #[inline]
     pub fn fail(&self, job: &Job, kind: ErrorKind) {
-        self.rec.borrow_mut().error(job.tag, kind, None);
+        let mut rec = self.rec.borrow_mut();
+        rec.error(job.tag, kind, None);
+        let idle = rec.totals.outstanding() == 0;
+        drop(rec);
+        self.kick.landed(Instant::now(), idle);
     }
 
     /// Records a complete reply: ok, or not by the default rules or a
