@@ -14,8 +14,8 @@
 //! context switch, and on a VM an exit), so the scheduler takes at most one
 //! per `load.wake_gap` and sends what fell due in between as a batch. But
 //! while traffic flows the engine's thread is woken anyway, by replies: a
-//! [`Kick`] lets a reply that lands after the next arrival's due time run
-//! the scheduler at once, on a wake-up already paid for. The timer is then
+//! [`Kick`] lets a reply (or a failure) that lands after the next arrival's
+//! due time run the scheduler at once, on a wake-up already paid for. The timer is then
 //! only the fallback for when no reply comes, and it stays armed: a kick
 //! never re-arms it (a syscall per reply), and a timer that fires with
 //! nothing due costs at most one wake-up per gap.
