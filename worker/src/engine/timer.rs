@@ -15,10 +15,10 @@
 //! per `load.wake_gap` and sends what fell due in between as a batch. But
 //! while traffic flows the engine's thread is woken anyway, by replies: a
 //! [`Kick`] lets a reply (or a failure) that lands after the next arrival's
-//! due time run the scheduler at once, on a wake-up already paid for. The timer is then
-//! only the fallback for when no reply comes, and it stays armed: a kick
-//! never re-arms it (a syscall per reply), and a timer that fires with
-//! nothing due costs at most one wake-up per gap.
+//! due time run the scheduler at once, on a wake-up already paid for. The
+//! timer is then only the fallback for when no reply comes, and it stays
+//! armed: a kick never re-arms it (a syscall per reply), and a timer that
+//! fires with nothing due costs at most one wake-up per gap.
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};

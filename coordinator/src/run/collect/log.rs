@@ -2,7 +2,8 @@
 //! how many more there were. A worker that misbehaves every second (a late
 //! or rejected report each time) would otherwise add an event a second to
 //! the coordinator's memory and to the report for the whole run: 86,400 a
-//! day. The data dir, when there is one, still gets every event.
+//! day. The data dir (`volley serve --data-dir`), when there is one, still
+//! gets every event.
 
 use crate::report::Event;
 
@@ -36,7 +37,7 @@ impl Log {
                 level: "warn".into(),
                 text: format!(
                     "{left_out} more events of this run are not listed: the report keeps the first {KEPT} \
-                     (the data dir, with `--data-dir`, keeps them all)"
+                     (a coordinator started with `volley serve --data-dir` keeps them all on disk)"
                 ),
             });
         }
