@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coordinator scale: a real coordinator, N simulated workers over real gRPC,
 # one run each, and a table of what the coordinator spent.
-# The logic is in coordinator/examples/scale.rs; see bench/README.md.
+# The logic is in coordinator/examples/scale/main.rs; see bench/README.md.
 #
 # Usage: bench/coordinator.sh [--no-build] [-- extra args for the harness]
 # Environment:

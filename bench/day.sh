@@ -2,7 +2,7 @@
 # A day of a run in minutes: what the coordinator keeps per second of run,
 # measured over 24 hours of run time-compressed (issue 16 §6).
 #
-# A real coordinator (`coordinator/examples/scale.rs`) and simulated workers
+# A real coordinator (`coordinator/examples/scale/main.rs`) and simulated workers
 # over real gRPC; the workers report SPEED seconds of the run per real second,
 # and the coordinator merges, publishes and keeps each one as it does in a
 # real run (it is not told). Its RSS is printed every hour of run, then the
