@@ -78,6 +78,11 @@ def parse_args():
     p.add_argument("--quiet-wait", type=float, help="longest wait for quiet before one run (default 60 s; quick 30 s)")
     p.add_argument("--quiet-budget", type=float,
                    help="longest total wait for quiet over the whole bench (default 120 s; quick 60 s)")
+    p.add_argument("--wake-gap", action="append", default=[], metavar="GAP",
+                   help="[load].wake_gap for every run (\"auto\", or a duration such as 1ms); give it "
+                   "more than once to measure each setting in the same session: part 1 runs once per "
+                   "setting, and each step of part 2 runs every setting not yet failed, one after "
+                   "the other (default: the scenario default)")
     p.add_argument("--skip-fixed", action="store_true", help="skip part 1")
     p.add_argument("--skip-search", action="store_true", help="skip part 2")
     p.add_argument("--no-build", action="store_true", help="do not run cargo build")
@@ -108,6 +113,8 @@ def parse_args():
     a.quiet_wait = pick(a.quiet_wait, "QUIET_WAIT", 60, 30)
     a.quiet_budget = pick(a.quiet_budget, "QUIET_BUDGET", 120, 60)
     a.out = a.out or os.environ.get("BENCH_OUT") or None
+    a.wake_gaps = a.wake_gap or [None]
+    a.wake_gap = None  # the setting of the run in progress (scenario() reads it)
     return a
 
 
@@ -454,23 +461,30 @@ class Bench:
             self.quiet_budget -= 2.0
         print(f"  (other CPU now {other:.0f}%, waited {time.monotonic() - t0:.0f} s)", flush=True)
 
-    def run(self, rate, duration, label, retry_noisy_pass=False):
+    def run(self, rate, duration, label, gap=..., retry_noisy_pass=False):
         """One run; a failed run (or any run, with retry_noisy_pass) that shared the CPUs
-        with other processes is repeated once."""
-        r = self.run_once(rate, duration, label)
+        with other processes is repeated once. `gap`: the run's [load].wake_gap."""
+        r = self.run_once(rate, duration, label, gap)
         if (not r["sustained"] or retry_noisy_pass) and noisy(r, self.args) and not self.alive():
             print(f"  (other processes used {noise_pct(r, self.args):.0f}% CPU on average, "
                   f"{r['cpu_peak1s']['other']:.0f}% in the busiest second, during that run; "
                   f"repeating it once)", flush=True)
             r["superseded"] = True
-            r = self.run_once(rate, duration, label + "*")
+            r = self.run_once(rate, duration, label + "*", gap)
         return r
 
-    def run_once(self, rate, duration, label):
+    def run_once(self, rate, duration, label, gap=...):
+        """`gap`: the run's [load].wake_gap; left out, `args.wake_gap` as it is (bench/precision.py
+        sets it itself)."""
         a = self.args
+        if gap is not ...:
+            a.wake_gap = gap
+        gap = getattr(a, "wake_gap", None)
         self.wait_quiet()
         self.nrun += 1
         name = f"bench-{label.replace('*', '-retry')}-{int(rate)}"
+        if gap:
+            name += "-gap-" + re.sub(r"[^0-9A-Za-z]", "", gap)
         out = os.path.join(self.dir, f"{self.nrun:02d}-{name}")
         os.makedirs(out, exist_ok=True)
         scen = os.path.join(out, "scenario.toml")
@@ -478,7 +492,8 @@ class Bench:
             f.write(scenario(name, self.url, rate, duration, a))
         dead = self.alive()
         if dead:
-            return {"rate": rate, "label": label, "fail": f"before run: {dead}"}
+            return {"rate": rate, "label": label, "gap": gap_name(gap),
+                    "fail": f"before run: {dead}"}
         hwm_reset = reset_hwm(self.worker.pid)
         s0 = Snap(self.pids)
         sampler = Sampler(self.pids)
@@ -512,7 +527,8 @@ class Bench:
         rss_peak = proc_status(self.worker.pid, "VmHWM") if self.worker.poll() is None else None
         rss_now = proc_status(self.worker.pid, "VmRSS") if self.worker.poll() is None else None
         window = s1.t - s0.t
-        row = {"rate": rate, "label": label, "duration": duration, "window_s": window,
+        row = {"rate": rate, "label": label, "gap": gap_name(gap), "duration": duration,
+               "window_s": window,
                "exit": client.returncode, "dir": out, "rss_peak_kb": rss_peak,
                "rss_now_kb": rss_now, "rss_peak_is_lifetime": not hwm_reset}
         if hung:
@@ -572,6 +588,11 @@ class Bench:
         return row
 
 
+def gap_name(gap):
+    """How a run's [load].wake_gap is shown: the setting, or "default" when the scenario sets none."""
+    return gap or "default"
+
+
 def noise_pct(r, a):
     """CPU used during the run by processes other than ours, summed over both cores."""
     if "cores" not in r:
@@ -618,7 +639,8 @@ def print_row(r, a):
         print(f"  {r['rate']:>8.0f} rps  FAILED: {r.get('fail')}", flush=True)
         return
     wc, tc = a.worker_core, a.target_core
-    print(f"  {r['rate']:>8.0f} rps  achieved {r['achieved']:>9.1f}  sent {r['sent']:>8}  "
+    gap = f" [wake_gap {r['gap']}]" if len(getattr(a, "wake_gaps", ())) > 1 else ""
+    print(f"  {r['rate']:>8.0f} rps{gap}  achieved {r['achieved']:>9.1f}  sent {r['sent']:>8}  "
           f"ok {r['ok']:>8}  err {r['errors']:>5}  drop {r['dropped']:>6}  "
           f"p50 {r['p50']:>7.2f} ms  p99 {r['p99']:>7.2f} ms  max {r['max']:>7.1f} ms", flush=True)
     errk = f"  errors {r['errors_by_kind']}" if r["errors"] else ""
@@ -628,7 +650,8 @@ def print_row(r, a):
           f"core{tc} {pk.get(f'core{tc}', float('nan')):.0f}%, other processes "
           f"{pk.get('other', float('nan')):.0f}%", flush=True)
     if r.get("svc_p50") is not None:
-        print(f"            service time (from actual send) p50 {r['svc_p50']:.2f} ms  p99 {r['svc_p99']:.2f} ms",
+        print(f"            service time (from actual send) p50 {r['svc_p50']:.2f} ms  p99 {r['svc_p99']:.2f} ms; "
+              f"send lag p50 {fmt_opt(r.get('lag_p50'))} ms  p99 {fmt_opt(r.get('lag_p99'))} ms",
               flush=True)
     print(f"            worker {r.get('us_per_req', float('nan')):.2f} us/req "
           f"CPU {r['cpu_pct']['worker']:.0f}%, "
@@ -646,15 +669,18 @@ def print_row(r, a):
 
 
 def table(rows, a):
-    hdr = ["run", "rate", "achieved", "p50 ms", "p99 ms", "dropped", "errors", "wrk us/req",
+    hdr = ["run", "wake_gap", "rate", "achieved", "p50 ms", "p99 ms", "svc p50", "lag p99", "dropped",
+           "errors", "wrk us/req",
            "wrk CPU%", "tgt CPU%", "wrk max1s%", "tgt max1s%", f"core{a.target_core}%", "other% avg/max1s", "wrk RSS", "ok?"]
     lines = []
     for r in rows:
         if "achieved" not in r:
-            lines.append([r["label"], f"{r['rate']:.0f}", "FAILED", "", "", "", "", "", "", "", "", "", "", "", "", "no"])
+            lines.append([r["label"], r.get("gap", ""), f"{r['rate']:.0f}", "FAILED"]
+                         + [""] * (len(hdr) - 5) + ["no"])
             continue
         lines.append([
-            r["label"], f"{r['rate']:.0f}", f"{r['achieved']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
+            r["label"], r.get("gap", ""), f"{r['rate']:.0f}", f"{r['achieved']:.0f}", f"{r['p50']:.2f}",
+            f"{r['p99']:.2f}", fmt_opt(r.get("svc_p50"), ".2f"), fmt_opt(r.get("lag_p99"), ".2f"),
             f"{r['dropped']}", f"{r['errors']}", f"{r.get('us_per_req', float('nan')):.2f}",
             f"{r['cpu_pct']['worker']:.0f}", f"{r['cpu_pct']['target']:.0f}",
             f"{r['cpu_peak1s']['worker']:.0f}", f"{r['cpu_peak1s']['target']:.0f}",
@@ -697,6 +723,84 @@ def header(a):
           flush=True)
 
 
+def search(b, a):
+    """Part 2 for each wake_gap setting: steps up until a step fails, then bisects. Every
+    setting still searching runs each step, one after the other, so that the settings share
+    the machine's state. Returns {setting: highest sustained rate or None}."""
+    print(f"\n== Part 2: highest sustained rate, {a.step_duration:g} s per step "
+          f"(sustained = achieved >= 99%, dropped <= 0.1%, success >= 0.999, p99 < 100 ms) ==",
+          flush=True)
+    lo = {g: None for g in a.wake_gaps}
+    hi = {g: None for g in a.wake_gaps}
+    rate = a.step_start
+    while rate <= a.step_max and not b.alive():
+        climbing = [g for g in a.wake_gaps if hi[g] is None]
+        if not climbing:
+            break
+        for g in climbing:
+            r = b.run(rate, a.step_duration, "step", g)
+            if r["sustained"]:
+                lo[g] = rate
+            else:
+                hi[g] = rate
+        rate += a.step_size
+    if a.refine_to > 0:
+        bisecting = [g for g in a.wake_gaps if lo[g] is not None and hi[g] is not None]
+        while bisecting and not b.alive():
+            for g in list(bisecting):
+                mid = round((lo[g] + hi[g]) / 2 / 1000) * 1000
+                if hi[g] - lo[g] <= a.refine_to or mid <= lo[g] or mid >= hi[g]:
+                    bisecting.remove(g)
+                    continue
+                r = b.run(mid, a.step_duration, "refine", g)
+                if inconclusive(r, a):
+                    print(f"  (still noisy after a repeat: stopping wake_gap {gap_name(g)}'s "
+                          f"bisection here)", flush=True)
+                    bisecting.remove(g)
+                elif r["sustained"]:
+                    lo[g] = mid
+                else:
+                    hi[g] = mid
+    for g in a.wake_gaps:
+        which = f"wake_gap {gap_name(g)}: " if len(a.wake_gaps) > 1 else ""
+        if lo[g] is None:
+            print(f"  => {which}not even {a.step_start:.0f} rps was sustained", flush=True)
+        elif hi[g] is None:
+            print(f"  => {which}every step up to {lo[g]:.0f} rps was sustained (raise --step-max)",
+                  flush=True)
+        else:
+            print(f"  => {which}highest sustained rate: {lo[g]:.0f} rps (first failure at "
+                  f"{hi[g]:.0f} rps)", flush=True)
+            saturation(b, a, g, hi[g])
+    return lo
+
+
+def saturation(b, a, gap, hi):
+    """Which core saturated first in the failed run at `hi`."""
+    fails = [r for r in b.rows if r["rate"] == hi and r["label"] != "fixed"
+             and r["gap"] == gap_name(gap) and not r.get("superseded")]
+    if not fails or "cpu_peak1s" not in fails[-1]:
+        return
+    f = fails[-1]
+    pk = f["cpu_peak1s"]
+    w_sat = pk["worker"] >= 90 or pk[f"core{a.worker_core}"] >= 95
+    t_sat = pk["target"] >= 90 or pk[f"core{a.target_core}"] >= 95
+    side = ("both cores (worker and target side)" if w_sat and t_sat else
+            "the worker's core" if w_sat else
+            "the target's core (target + coordinator)" if t_sat else
+            "neither core reached 90% in any second: not CPU-bound; suspect "
+            "the connection count (CONNECTIONS) or the worker's scheduling")
+    if inconclusive(f, a):
+        side = (f"INCONCLUSIVE: other processes used {noise_pct(f, a):.0f}% CPU "
+                f"({f['cpu_peak1s']['other']:.0f}% in the busiest second) during "
+                f"this step (the search ran out of --quiet-budget); re-run on a quiet machine")
+    print(f"     at {hi:.0f} rps: mean CPU worker {f['cpu_pct']['worker']:.0f}%, target "
+          f"{f['cpu_pct']['target']:.0f}%; busiest second worker {pk['worker']:.0f}%, "
+          f"target {pk['target']:.0f}%, core{a.worker_core} {pk[f'core{a.worker_core}']:.0f}%, "
+          f"core{a.target_core} {pk[f'core{a.target_core}']:.0f}%\n"
+          f"     -> saturated first: {side}", flush=True)
+
+
 def main():
     a = parse_args()
     signal.signal(signal.SIGTERM, on_signal)
@@ -714,81 +818,28 @@ def main():
         if not a.skip_fixed:
             print(f"\n== Part 1: worker CPU per request at {a.fixed_rate:.0f} rps for "
                   f"{a.fixed_duration:g} s ==", flush=True)
-            r = b.run(a.fixed_rate, a.fixed_duration, "fixed", retry_noisy_pass=True)
-            if "us_per_req" in r:
-                print(f"  => worker CPU {r['cpu_s']['worker']:.2f} s for {r['sent']} requests = "
-                      f"{r['us_per_req']:.2f} us/request (idle heartbeat CPU subtracted: "
-                      f"{b.idle_rate['worker'][0] / HZ * r['window_s']:.3f} s over the "
-                      f"{r['window_s']:.1f} s window)", flush=True)
+            for gap in a.wake_gaps:
+                r = b.run(a.fixed_rate, a.fixed_duration, "fixed", gap, retry_noisy_pass=True)
+                if "us_per_req" in r:
+                    print(f"  => wake_gap {gap_name(gap)}: worker CPU {r['cpu_s']['worker']:.2f} s for "
+                          f"{r['sent']} requests = {r['us_per_req']:.2f} us/request (idle heartbeat CPU "
+                          f"subtracted: {b.idle_rate['worker'][0] / HZ * r['window_s']:.3f} s over the "
+                          f"{r['window_s']:.1f} s window)", flush=True)
 
-        best = None
+        best = {}
         if not a.skip_search:
-            print(f"\n== Part 2: highest sustained rate, {a.step_duration:g} s per step "
-                  f"(sustained = achieved >= 99%, dropped <= 0.1%, success >= 0.999, p99 < 100 ms) ==",
-                  flush=True)
-            lo, hi = None, None
-            rate = a.step_start
-            while rate <= a.step_max:
-                r = b.run(rate, a.step_duration, "step")
-                if r["sustained"]:
-                    lo = rate
-                    rate += a.step_size
-                else:
-                    hi = rate
-                    break
-                if b.alive():
-                    break
-            if lo is not None and hi is not None and a.refine_to > 0 and not b.alive():
-                while hi - lo > a.refine_to:
-                    mid = round((lo + hi) / 2 / 1000) * 1000
-                    if mid <= lo or mid >= hi:
-                        break
-                    r = b.run(mid, a.step_duration, "refine")
-                    if inconclusive(r, a):
-                        print("  (still noisy after a repeat: stopping the bisection here)", flush=True)
-                        break
-                    if r["sustained"]:
-                        lo = mid
-                    else:
-                        hi = mid
-                    if b.alive():
-                        break
-            best = lo
-            if lo is None:
-                print(f"  => not even {a.step_start:.0f} rps was sustained", flush=True)
-            elif hi is None:
-                print(f"  => every step up to {lo:.0f} rps was sustained (raise --step-max)", flush=True)
-            else:
-                print(f"  => highest sustained rate: {lo:.0f} rps (first failure at {hi:.0f} rps)",
-                      flush=True)
-                fails = [r for r in b.rows if r["rate"] == hi and r["label"] != "fixed"
-                         and not r.get("superseded")]
-                if fails and "cpu_peak1s" in fails[-1]:
-                    f = fails[-1]
-                    pk = f["cpu_peak1s"]
-                    w_sat = pk["worker"] >= 90 or pk[f"core{a.worker_core}"] >= 95
-                    t_sat = pk["target"] >= 90 or pk[f"core{a.target_core}"] >= 95
-                    side = ("both cores (worker and target side)" if w_sat and t_sat else
-                            "the worker's core" if w_sat else
-                            "the target's core (target + coordinator)" if t_sat else
-                            "neither core reached 90% in any second: not CPU-bound; suspect "
-                            "the connection count (CONNECTIONS) or the worker's scheduling")
-                    if inconclusive(f, a):
-                        side = (f"INCONCLUSIVE: other processes used {noise_pct(f, a):.0f}% CPU "
-                                f"({f['cpu_peak1s']['other']:.0f}% in the busiest second) during "
-                                f"this step (the search ran out of --quiet-budget); re-run on a quiet machine")
-                    print(f"     at {hi:.0f} rps: mean CPU worker {f['cpu_pct']['worker']:.0f}%, target "
-                          f"{f['cpu_pct']['target']:.0f}%; busiest second worker {pk['worker']:.0f}%, "
-                          f"target {pk['target']:.0f}%, core{a.worker_core} {pk[f'core{a.worker_core}']:.0f}%, "
-                          f"core{a.target_core} {pk[f'core{a.target_core}']:.0f}%\n"
-                          f"     -> saturated first: {side}", flush=True)
+            best = search(b, a)
 
         print("\n== Summary (CPU% = CPU seconds / load seconds, idle subtracted; "
               f"core{a.target_core}% = whole core incl. coordinator and others) ==", flush=True)
         print(table(b.rows, a), flush=True)
-        if best is not None:
-            print(f"\nhighest sustained rate for one worker on one core: {best:.0f} rps", flush=True)
-            ok = [r for r in b.rows if r["rate"] == best and r["sustained"] and r.get("us_per_req")]
+        for gap, rate in best.items():
+            if rate is None:
+                continue
+            print(f"\nhighest sustained rate for one worker on one core, wake_gap {gap_name(gap)}: "
+                  f"{rate:.0f} rps", flush=True)
+            ok = [r for r in b.rows if r["rate"] == rate and r["gap"] == gap_name(gap)
+                  and r["sustained"] and r.get("us_per_req")]
             if ok:
                 r = ok[-1]
                 print(f"  at that rate the worker used {r['cpu_pct']['worker']:.0f}% of its core "
@@ -801,7 +852,8 @@ def main():
         print(f"bench: finished in {time.monotonic() - t_start:.0f} s; reports in {b.dir}", flush=True)
         if a.json:
             with open(a.json, "w") as f:
-                json.dump({"idle_rate": b.idle_rate, "runs": b.rows, "best": best}, f, indent=2)
+                json.dump({"idle_rate": b.idle_rate, "runs": b.rows,
+                           "best": {gap_name(g): r for g, r in best.items()}}, f, indent=2)
     finally:
         cleanup()
 
