@@ -86,6 +86,8 @@ def parse_args():
     p.add_argument("--skip-fixed", action="store_true", help="skip part 1")
     p.add_argument("--skip-search", action="store_true", help="skip part 2")
     p.add_argument("--no-build", action="store_true", help="do not run cargo build")
+    p.add_argument("--bin", help="directory with the volley and volley-worker to measure "
+                   "(default target/release; implies --no-build)")
     p.add_argument("--out", help="directory for run reports and logs (default: a temp dir)")
     p.add_argument("--json", help="also write all figures to this JSON file")
     a = p.parse_args()
@@ -311,7 +313,7 @@ def wait_for_line(p, log_path, pattern, timeout=30):
 
 
 def build(args):
-    if args.no_build:
+    if args.no_build or getattr(args, "bin", None):
         return "not built (--no-build)"
     # The floor client (worker/examples/floor.rs) is bench/peers.py's reference row.
     cmd = ["cargo", "build", "--release", "-p", "volley-coordinator", "-p", "volley-worker",
@@ -810,7 +812,7 @@ def main():
     build_status = build(a)
     header(a)
     print(f"bench: build: {build_status}", flush=True)
-    b = Bench(a)
+    b = Bench(a, a.bin)
     try:
         b.up()
         b.measure_idle(a.idle_seconds)
