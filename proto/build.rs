@@ -8,6 +8,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(protos, ["."])?;
     tonic_prost_build::configure()
+        // report.json: shared, not copied, between the coordinator's ended
+        // runs and every client a run's `finished` event goes to.
+        .bytes(".volley.v1.RunFinished.report_json")
+        .bytes(".volley.v1.GetReportResponse.report_json")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -48,6 +48,7 @@ NON_DEFAULT: dict[str, Any] = {
         "heartbeatTimeout": "10s",
         "idleHeartbeatTimeout": "1m",
         "maxReportsPerSecond": 5000,
+        "keepReportsMiB": 64,
         "service": {"type": "NodePort", "annotations": {"a": "b"}},
         "podAnnotations": {"x": "y"},
         "nodeSelector": {"pool": "control"},
@@ -169,6 +170,8 @@ def test_schema_rejects_unknown_keys(chart: helm.Chart, values: dict[str, Any], 
         ({"coordinator": {"heartbeatTimeout": "5"}}, "/coordinator/heartbeatTimeout"),
         ({"coordinator": {"idleHeartbeatTimeout": "12"}}, "/coordinator/idleHeartbeatTimeout"),
         ({"coordinator": {"maxReportsPerSecond": -1}}, "/coordinator/maxReportsPerSecond"),
+        ({"coordinator": {"keepReportsMiB": -1}}, "/coordinator/keepReportsMiB"),
+        ({"coordinator": {"keepReportsMiB": "256"}}, "/coordinator/keepReportsMiB"),
         ({"target": {"errorRate": 2}}, "/target/errorRate"),
         ({"commonLabels": {"team": 7}}, "/commonLabels/team"),
     ],
@@ -287,6 +290,7 @@ def test_render_default(chart: helm.Chart) -> None:
     assert coord_args[coord_args.index("--heartbeat-timeout") + 1] == "5s", coord_args
     assert "--idle-heartbeat-timeout" not in coord_args, coord_args
     assert "--max-reports-per-second" not in coord_args, coord_args
+    assert "--keep-reports-mib" not in coord_args, coord_args
     for o in objs:
         assert o["metadata"].get("namespace", NAMESPACE) == NAMESPACE
 
@@ -314,9 +318,9 @@ def test_render_non_default(chart: helm.Chart) -> None:
         for c in spec["containers"] + spec.get("initContainers", []):
             assert c["image"] == image and c["imagePullPolicy"] == "Always"
     coord_args = pod_spec(one(objs, "Deployment", "bench-coordinator"))["containers"][0]["args"]
-    assert coord_args[coord_args.index("--heartbeat-timeout") :][:6] == [
+    assert coord_args[coord_args.index("--heartbeat-timeout") :][:8] == [
         "--heartbeat-timeout", "10s", "--idle-heartbeat-timeout", "1m",
-        "--max-reports-per-second", "5000",
+        "--max-reports-per-second", "5000", "--keep-reports-mib", "64",
     ], coord_args
     worker = one(objs, "Deployment", "bench-worker")
     wspec = pod_spec(worker)

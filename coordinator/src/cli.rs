@@ -358,6 +358,11 @@ pub struct ServeArgs {
     /// and a worker's heartbeat timeout grows by a pace per extra second
     #[arg(long, env = "VOLLEY_MAX_REPORTS_PER_SECOND", default_value_t = volley_coordinator::merge::REPORTS_PER_SECOND, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_reports_per_second: usize,
+    /// MiB of ended runs' reports kept in memory for `volley fetch`, newest
+    /// first (the newest is kept whatever its size; a day-long run's report
+    /// is tens of MiB); `--data-dir` keeps every report on disk
+    #[arg(long, env = "VOLLEY_KEEP_REPORTS_MIB", default_value_t = volley_coordinator::state::KEEP_REPORT_BYTES / (1024 * 1024))]
+    pub keep_reports_mib: usize,
     /// Listen beyond loopback without a token (anyone who can reach the port
     /// can run load from your workers)
     #[arg(long, env = "VOLLEY_INSECURE_NO_AUTH")]
@@ -427,6 +432,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 idle_heartbeat_timeout,
                 data_dir: a.data_dir,
                 max_reports_per_second: a.max_reports_per_second,
+                keep_reports_bytes: a.keep_reports_mib.saturating_mul(1024 * 1024),
             },
             tls,
             metrics_listen: a.metrics_listen,
@@ -593,6 +599,7 @@ mod tests {
             heartbeat_timeout: Duration::from_secs(3),
             idle_heartbeat_timeout: None,
             max_reports_per_second: volley_coordinator::merge::REPORTS_PER_SECOND,
+            keep_reports_mib: 256,
             insecure_no_auth: false,
             metrics_listen: None,
             otlp: OtlpArgs {

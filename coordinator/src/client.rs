@@ -532,7 +532,7 @@ impl<'a> Follower<'a> {
                 let mut report: Option<Report> = if f.report_json.is_empty() {
                     None
                 } else {
-                    Some(serde_json::from_str(&f.report_json).map_err(|e| {
+                    Some(serde_json::from_slice(&f.report_json).map_err(|e| {
                         CliError::incomplete(format!(
                             "the coordinator sent an unreadable report: {e}"
                         ))
@@ -542,7 +542,7 @@ impl<'a> Follower<'a> {
                 let mut json = f.report_json;
                 if let (Some(r), Some(b)) = (report.as_mut(), opts.baseline.as_ref()) {
                     crate::verdict::apply_baseline(r, b);
-                    json = r.to_json();
+                    json = r.to_json().into();
                 }
                 if let (Some(r), Some(d)) = (report.as_ref(), self.dir.as_ref()) {
                     d.write_report_as(r, &json).map_err(|e| {

@@ -176,7 +176,7 @@ pub async fn stop(conn: &Connection, run_id: &str, listing: Listing) -> Result<E
             )))
         }
     };
-    let report: Option<Report> = serde_json::from_str(&finished.report_json).ok();
+    let report: Option<Report> = serde_json::from_slice(&finished.report_json).ok();
     match listing {
         Listing::Json => print_status(conn, run_id).await?,
         Listing::Table => match report {

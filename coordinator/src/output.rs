@@ -60,14 +60,14 @@ impl RunDir {
     }
 
     pub fn write_report(&self, r: &Report) -> io::Result<()> {
-        self.write_report_as(r, &r.to_json())
+        self.write_report_as(r, r.to_json().as_bytes())
     }
 
     /// Writes `json` (the report as the coordinator rendered it: reading
     /// and writing it again would move the last digit of some figures) as
     /// report.json, and the pages rendered from `r`, which it is.
-    pub fn write_report_as(&self, r: &Report, json: &str) -> io::Result<()> {
-        write_atomic(&self.dir.join("report.json"), json.as_bytes())?;
+    pub fn write_report_as(&self, r: &Report, json: &[u8]) -> io::Result<()> {
+        write_atomic(&self.dir.join("report.json"), json)?;
         write_atomic(&self.dir.join("report.md"), markdown::render(r).as_bytes())?;
         write_atomic(&self.dir.join("report.html"), html::render(r).as_bytes())
     }

@@ -5,6 +5,7 @@ use crate::registry::{Registry, Route};
 use crate::report::Report;
 use crate::run::sink::Sink;
 use crate::runs::{RunState, RunStatus, Verdict};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +32,9 @@ pub struct CoordinatorConfig {
     /// Messages of reports a second before a run asks its workers for
     /// several seconds at a time (see [`crate::merge::report_every`]).
     pub max_reports_per_second: usize,
+    /// The most the ended runs' reports take in memory together (`volley
+    /// serve --keep-reports-mib`); the newest is kept whatever its size.
+    pub keep_reports_bytes: usize,
 }
 
 impl CoordinatorConfig {
@@ -79,6 +83,7 @@ impl Default for CoordinatorConfig {
             idle_heartbeat_timeout: default_idle_heartbeat_timeout(Duration::from_secs(3)),
             data_dir: None,
             max_reports_per_second: crate::merge::REPORTS_PER_SECOND,
+            keep_reports_bytes: KEEP_REPORT_BYTES,
         }
     }
 }
@@ -106,28 +111,40 @@ struct CurrentRun {
 /// A run that ended on this coordinator since it started.
 pub struct EndedRun {
     pub status: RunStatus,
-    /// Empty when the run ended without a report.
-    pub report_json: String,
+    /// Empty when the run ended without a report. Shared with the run's
+    /// `finished` event and every client it goes to: a day-long run's
+    /// report is tens of megabytes.
+    pub report_json: Bytes,
     /// Why it failed, when it did.
     pub error: String,
     /// Its events, for clients that fetch it (only the newest few runs keep
     /// them: an hour of seconds is megabytes).
     pub sink: Option<Arc<Sink>>,
+    /// Its report was let go to keep the newer ones within
+    /// [`CoordinatorConfig::keep_reports_bytes`].
+    pub evicted: bool,
 }
 
 /// Ended runs kept in memory (their reports, for `GetReport`).
 const KEEP_REPORTS: usize = 32;
 /// Ended runs whose events stay in memory too.
 const KEEP_EVENTS: usize = 4;
+/// The most the ended runs' reports take in memory together, by default
+/// ([`CoordinatorConfig::keep_reports_bytes`]). A day-long run's report is
+/// tens of megabytes, so 32 of them would outgrow the chart's 1 GiB limit;
+/// `--data-dir` keeps every report on disk.
+pub const KEEP_REPORT_BYTES: usize = 256 * 1024 * 1024;
 
 /// What the coordinator knows of a run by its id.
 pub enum Known {
     Live(Arc<Sink>, RunStatus),
     Ended {
         status: RunStatus,
-        report_json: String,
+        report_json: Bytes,
         error: String,
         sink: Option<Arc<Sink>>,
+        /// Its report was let go ([`CoordinatorConfig::keep_reports_bytes`]).
+        evicted: bool,
     },
 }
 
@@ -296,7 +313,7 @@ impl Coordinator {
         run_id: &str,
         failed: bool,
         error: String,
-        report: Option<(&Report, String)>,
+        report: Option<(&Report, Bytes)>,
     ) {
         let current = {
             let mut c = self.current();
@@ -318,7 +335,7 @@ impl Coordinator {
         };
         let (scenario, verdict, elapsed_s, report_json) = match report {
             Some((r, json)) => (r.scenario.clone(), Some(Verdict::of(r)), r.duration_s, json),
-            None => (info.scenario, None, 0.0, String::new()),
+            None => (info.scenario, None, 0.0, Bytes::new()),
         };
         let status = RunStatus {
             id: run_id.to_string(),
@@ -343,11 +360,13 @@ impl Coordinator {
             report_json,
             error,
             sink,
+            evicted: false,
         });
         let n = ended.len();
         for e in ended.iter_mut().take(n.saturating_sub(KEEP_EVENTS)) {
             e.sink = None;
         }
+        evict_reports(&mut ended, self.config.keep_reports_bytes);
     }
 
     /// The running run and the ended ones in memory, newest first.
@@ -376,6 +395,7 @@ impl Coordinator {
                 report_json: e.report_json.clone(),
                 error: e.error.clone(),
                 sink: e.sink.clone(),
+                evicted: e.evicted,
             })
     }
 
@@ -396,11 +416,34 @@ impl Coordinator {
             .remove(id)
     }
 
-    pub fn report(&self, run_id: &str) -> Option<String> {
+    /// Run `run_id`'s report was let go of to keep newer ones
+    /// ([`CoordinatorConfig::keep_reports_bytes`]).
+    pub fn report_evicted(&self, run_id: &str) -> bool {
+        self.ended()
+            .iter()
+            .any(|e| e.status.id == run_id && e.evicted)
+    }
+
+    pub fn report(&self, run_id: &str) -> Option<Bytes> {
         self.ended()
             .iter()
             .find(|e| e.status.id == run_id && !e.report_json.is_empty())
             .map(|e| e.report_json.clone())
+    }
+}
+
+/// Lets go of the older ended runs' reports, and their events (whose
+/// `finished` event holds the report too), once the newer ones add up to
+/// more than `budget` bytes. The newest report stays whatever its size.
+fn evict_reports(ended: &mut VecDeque<EndedRun>, budget: usize) {
+    let mut kept = 0usize;
+    for (i, e) in ended.iter_mut().rev().enumerate() {
+        kept = kept.saturating_add(e.report_json.len());
+        if i > 0 && kept > budget && !e.report_json.is_empty() {
+            e.report_json = Bytes::new();
+            e.sink = None;
+            e.evicted = true;
+        }
     }
 }
 
@@ -421,5 +464,83 @@ fn live_status(c: &CurrentRun) -> RunStatus {
         elapsed_s,
         duration_s: c.info.duration_s,
         verdict: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(id: &str, report_bytes: usize) -> EndedRun {
+        EndedRun {
+            status: RunStatus {
+                id: id.into(),
+                scenario: "s".into(),
+                state: RunState::Finished,
+                started_at: None,
+                elapsed_s: 1.0,
+                duration_s: 1.0,
+                verdict: None,
+            },
+            report_json: Bytes::from(vec![b'x'; report_bytes]),
+            error: String::new(),
+            sink: Some(Arc::new(Sink::new(None))),
+            evicted: false,
+        }
+    }
+
+    fn kept(runs: &VecDeque<EndedRun>) -> Vec<(&str, usize, bool, bool)> {
+        runs.iter()
+            .map(|e| {
+                let id = e.status.id.as_str();
+                (id, e.report_json.len(), e.sink.is_some(), e.evicted)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reports_within_the_budget_are_all_kept() {
+        let mut runs: VecDeque<_> = [ended("a", 40), ended("b", 30), ended("c", 30)].into();
+        evict_reports(&mut runs, 100);
+        assert_eq!(
+            kept(&runs),
+            [
+                ("a", 40, true, false),
+                ("b", 30, true, false),
+                ("c", 30, true, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_oldest_reports_go_first_with_their_events() {
+        let mut runs: VecDeque<_> = [ended("a", 40), ended("b", 50), ended("c", 30)].into();
+        evict_reports(&mut runs, 100);
+        assert_eq!(
+            kept(&runs),
+            [
+                ("a", 0, false, true),
+                ("b", 50, true, false),
+                ("c", 30, true, false)
+            ],
+            "newest first: c 30, b 80, a 120 > 100"
+        );
+        // A run without a report is not evicted: there was none.
+        let mut runs: VecDeque<_> = [ended("a", 0), ended("b", 200)].into();
+        evict_reports(&mut runs, 100);
+        assert_eq!(
+            kept(&runs),
+            [("a", 0, true, false), ("b", 200, true, false)]
+        );
+    }
+
+    #[test]
+    fn the_newest_report_stays_whatever_its_size() {
+        let mut runs: VecDeque<_> = [ended("a", 10), ended("b", 500)].into();
+        evict_reports(&mut runs, 100);
+        assert_eq!(
+            kept(&runs),
+            [("a", 0, false, true), ("b", 500, true, false)]
+        );
     }
 }

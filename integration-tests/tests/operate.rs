@@ -402,3 +402,65 @@ fn a_wrong_token_is_refused_by_every_command() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a run id"));
 }
+
+/// `--keep-reports-mib`: a coordinator without a data dir keeps the newest
+/// reports in memory up to that much, and says so for an older one rather
+/// than writing an empty report. With 0 only the newest is kept.
+#[test]
+fn a_report_let_go_of_to_keep_newer_ones_is_refused_with_the_way_on() {
+    let _serial = serial();
+    let (_target, url) = start_target(&[]);
+    let (_coord, coord) = start_coordinator(&["--keep-reports-mib", "0"]);
+    let _w = start_worker(&coord, &[]);
+    let mut ids = Vec::new();
+    for name in ["older", "newer"] {
+        let run = submission(&coord, "op-keep", &scenario(name, &url, 100, 1), &[]);
+        let (out, _) = run_bounded(run.cmd, Duration::from_secs(60));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let r = wait_for_run(&coord, None, |r| {
+            r["scenario"] == name && r["state"] == "finished"
+        });
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    let dir = TempDir::new("op-keep-fetch");
+
+    // The newest: fetched in full.
+    let newer = dir.path().join("newer");
+    let got = volley_op(
+        &coord,
+        &["fetch", &ids[1], "--out", newer.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(got.status.code(), Some(0), "{}", describe(&got));
+    let report = read_report(&newer);
+    assert_eq!(report["scenario"], "newer");
+    assert_eq!(u(&report, "requests.ok"), 100);
+
+    // The older: still listed, its report refused with exit 3 and why.
+    let runs = list(&coord, "runs", None);
+    assert!(
+        runs.iter()
+            .any(|r| r["id"] == ids[0].as_str() && r["verdict"] == "pass"),
+        "{runs:?}"
+    );
+    let older = dir.path().join("older");
+    for cmd in ["fetch", "attach"] {
+        let got = volley_op(
+            &coord,
+            &[cmd, &ids[0], "--out", older.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(got.status.code(), Some(3), "{cmd}: {}", describe(&got));
+        let err = String::from_utf8_lossy(&got.stderr);
+        assert!(
+            err.contains("no longer in this coordinator's memory")
+                && err.contains("--keep-reports-mib")
+                && err.contains("--data-dir"),
+            "{cmd}: {err}"
+        );
+        assert!(
+            !older.join("report.json").exists(),
+            "{cmd} wrote no report for a run whose report is gone"
+        );
+    }
+}

@@ -45,3 +45,66 @@ pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// workers (a 10,000-worker report is ~10 MB of JSON). Only the CLI, which
 /// holds the token, receives these.
 pub const MAX_REPORT_BYTES: usize = 256 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::pb;
+    use prost::Message;
+
+    /// `RunFinished` and `GetReportResponse` as they were, with `string
+    /// report_json`: a `volley` of that version still reads a coordinator of
+    /// this one, and the other way round.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RunFinishedWithString {
+        #[prost(string, tag = "1")]
+        run_id: String,
+        #[prost(string, tag = "2")]
+        outcome: String,
+        #[prost(string, tag = "3")]
+        error: String,
+        #[prost(string, tag = "4")]
+        report_json: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct GetReportResponseWithString {
+        #[prost(string, tag = "1")]
+        report_json: String,
+    }
+
+    #[test]
+    fn the_report_as_bytes_is_the_report_as_a_string_on_the_wire() {
+        let json = r#"{"scenario":"é ✓","requests":{"ok":3}}"#;
+        let old = RunFinishedWithString {
+            run_id: "r1".into(),
+            outcome: "completed".into(),
+            error: String::new(),
+            report_json: json.into(),
+        };
+        let new = pb::RunFinished {
+            run_id: "r1".into(),
+            outcome: "completed".into(),
+            error: String::new(),
+            report_json: prost::bytes::Bytes::from(json),
+        };
+        assert_eq!(old.encode_to_vec(), new.encode_to_vec());
+        let read = pb::RunFinished::decode(old.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(read.report_json, json.as_bytes());
+        let read = RunFinishedWithString::decode(new.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(read.report_json, json);
+
+        let old = GetReportResponseWithString {
+            report_json: json.into(),
+        };
+        let new = pb::GetReportResponse {
+            report_json: prost::bytes::Bytes::from(json),
+        };
+        assert_eq!(old.encode_to_vec(), new.encode_to_vec());
+        assert_eq!(
+            pb::GetReportResponse::decode(old.encode_to_vec().as_slice())
+                .unwrap()
+                .report_json,
+            json.as_bytes()
+        );
+    }
+}

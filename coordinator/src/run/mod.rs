@@ -169,7 +169,11 @@ pub async fn finish(
             ("failed", f.message, f.report.map(|r| *r))
         }
     };
-    let report_json = report.as_ref().map(|r| r.to_json()).unwrap_or_default();
+    // One copy, shared by the ended run and the event (and every client).
+    let report_json = report
+        .as_ref()
+        .map(|r| bytes::Bytes::from(r.to_json()))
+        .unwrap_or_default();
     coord.record_end(
         run_id,
         outcome != "completed",

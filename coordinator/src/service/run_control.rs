@@ -7,6 +7,7 @@ use crate::run::{self, RunSpec, Source};
 use crate::runs::{RunState, RunStatus};
 use crate::state::{Coordinator, Known};
 use crate::store::{self, RunMeta};
+use bytes::Bytes;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,6 +125,9 @@ impl pb::run_control_server::RunControl for Control {
             {
                 sink.expect("checked").attach(req.from_t_s)
             }
+            Some(Known::Ended { evicted: true, .. }) if self.stored(&req.run_id).is_none() => {
+                return Err(self.evicted(&req.run_id));
+            }
             known => {
                 let ended = match known {
                     Some(Known::Ended {
@@ -173,12 +177,13 @@ impl pb::run_control_server::RunControl for Control {
         check_run_id(&id)?;
         if let Some(report_json) = self.coord.report(&id).or_else(|| {
             let dir = self.coord.config.data_dir.as_deref()?;
-            store::read_report(dir, &id)
+            store::read_report(dir, &id).map(Bytes::from)
         }) {
             return Ok(Response::new(pb::GetReportResponse { report_json }));
         }
         match self.status(&id) {
             Some(s) if s.state.is_live() => Err(still_going(&s)),
+            Some(_) if self.coord.report_evicted(&id) => Err(self.evicted(&id)),
             Some(s) => Err(Status::failed_precondition(format!(
                 "run {id} ended without a report: it {}",
                 s.state
@@ -223,6 +228,17 @@ impl pb::run_control_server::RunControl for Control {
 }
 
 impl Control {
+    /// Run `id`'s report was let go to keep newer ones in memory
+    /// (`--keep-reports-mib`).
+    fn evicted(&self, id: &str) -> Status {
+        Status::failed_precondition(format!(
+            "run {id}'s report is no longer in this coordinator's memory: it keeps the newest \
+             reports up to {} MiB in all (`volley serve --keep-reports-mib`); \
+             `volley serve --data-dir DIR` keeps every report on disk",
+            self.coord.config.keep_reports_bytes / (1024 * 1024)
+        ))
+    }
+
     /// The stored run `id` in the data dir, if there is one.
     fn stored(&self, id: &str) -> Option<RunMeta> {
         store::read_meta(self.coord.config.data_dir.as_deref()?, id)
@@ -244,7 +260,7 @@ impl Control {
         &self,
         id: &str,
         from_t_s: u32,
-        ended: Option<(RunStatus, String, String)>,
+        ended: Option<(RunStatus, Bytes, String)>,
     ) -> Result<mpsc::Receiver<Result<pb::RunEvent, Status>>, Status> {
         let dir = self.coord.config.data_dir.clone();
         let stored = self.stored(id);
@@ -262,6 +278,7 @@ impl Control {
                 let report_json = dir
                     .as_deref()
                     .and_then(|d| store::read_report(d, id))
+                    .map(Bytes::from)
                     .or_else(|| mem.as_ref().map(|(_, r, _)| r.clone()))
                     .unwrap_or_default();
                 let error = mem.map(|(_, _, e)| e).unwrap_or_default();
@@ -310,7 +327,7 @@ impl Control {
     }
 }
 
-fn finished(id: &str, state: RunState, error: String, report_json: String) -> pb::RunFinished {
+fn finished(id: &str, state: RunState, error: String, report_json: Bytes) -> pb::RunFinished {
     pb::RunFinished {
         run_id: id.to_string(),
         outcome: if state == RunState::Failed {
